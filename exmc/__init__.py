@@ -1,0 +1,32 @@
+"""exmc: probabilistic models as data, exact numpy gradients, and Stan's NUTS.
+
+The public names are loaded lazily (PEP 562) so that ``import exmc`` stays cheap in sampler
+worker processes and so that each part can be imported on its own.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Builder": ("exmc.builder", "Builder"),
+    "Dist": ("exmc.dist", "Dist"),
+    "ValidationError": ("exmc.errors", "ValidationError"),
+    "compile": ("exmc.model", "compile"),
+    "Predictive": ("exmc.predictive", "Predictive"),
+    "NUTS": ("exmc.nuts", None),
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    try:
+        module_name, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'exmc' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value

@@ -1,0 +1,1 @@
+"""pynode: an Erlang-style node runtime over rpyc."""
