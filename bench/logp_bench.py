@@ -1,0 +1,203 @@
+"""Cost of ``exmc.compile(ir).logp_and_grad`` against a hand-written numpy floor, in the same run.
+
+For each model the floor is the log-density and gradient written by hand with the fewest numpy
+calls we know (what a careful person would write for that one model); the ratio exmc/floor is the
+overhead of evaluating a general IR. Targets (issue 3): logistic regression (N=500, K=20) <= 1.5x,
+the seed model (10 observations) <= 3x, and a 4-chain batched call cheaper per chain than one
+unbatched call.
+
+    python bench/logp_bench.py            # full run (a few seconds per model)
+    python bench/logp_bench.py --quick    # smoke mode for CI: few repetitions, no targets enforced
+    python bench/logp_bench.py --profile  # also print where exmc's time goes (cProfile, top 15)
+
+Before timing, the script checks that the floor and exmc agree (log-density up to a constant,
+gradient exactly), so the comparison is of two implementations of the same function.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy.special import expit
+
+import exmc
+from exmc import Builder, Dist
+
+#: Issue 3's targets: exmc time / floor time.
+TARGET_LOGISTIC = 1.5
+TARGET_SEED = 3.0
+#: Chains in the batched comparison (the seed's ``sample_chains(ir, 4, ...)``).
+N_CHAINS = 4
+#: Logistic regression size and data seed (fixed so runs are comparable).
+LOGISTIC_N, LOGISTIC_K, LOGISTIC_SEED = 500, 20, 20240601
+#: The seed model's observations (issue 3).
+SEED_Y = np.array([2.1, 2.5, 1.8, 2.3, 2.7, 1.9, 2.4, 2.2, 2.6, 2.0])
+
+LogpGrad = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class Case:
+    """A model as an IR, its hand-written floor, and the floor's parameter vector for named values."""
+
+    name: str
+    target: float
+    ir: object
+    floor: LogpGrad  # works on (dim,) and (C, dim)
+    floor_theta: Callable[[dict[str, np.ndarray]], np.ndarray]
+    values: list[dict[str, np.ndarray]]  # N_CHAINS constrained points
+    order: tuple[str, ...]  # the floor's coordinate layout: free rvs in this order
+
+
+def logistic_case(rng: np.random.Generator) -> Case:
+    """``alpha ~ N(0, 5); beta ~ N(0, 1)^K; y ~ Bernoulli(logit = alpha + X beta)``."""
+    N, K = LOGISTIC_N, LOGISTIC_K
+    X = rng.normal(size=(N, K))
+    true_beta = rng.normal(scale=0.5, size=K)
+    y = (rng.uniform(size=N) < expit(0.3 + X @ true_beta)).astype(float)
+
+    ir = Builder.new_ir()
+    ir = Builder.data(ir, "X", X)
+    ir = Builder.rv(ir, "alpha", Dist.Normal, {"mu": 0.0, "sigma": 5.0})
+    ir = Builder.rv(ir, "beta", Dist.Normal, {"mu": 0.0, "sigma": 1.0}, shape=(K,))
+    ir = Builder.det(ir, "Xb", "matmul", ["X", "beta"])
+    ir = Builder.det(ir, "eta", "add", ["alpha", "Xb"])
+    ir = Builder.rv(ir, "y", Dist.Bernoulli, {"logit_p": "eta"})
+    ir = Builder.obs(ir, "y_obs", "y", y)
+
+    def floor(theta: np.ndarray):
+        alpha, beta = theta[..., 0], theta[..., 1:]
+        eta = alpha[..., None] + beta @ X.T
+        lp = (y * eta - np.logaddexp(0.0, eta)).sum(-1) - 0.5 * (beta * beta).sum(-1) - alpha * alpha / 50.0
+        r = y - expit(eta)
+        grad = np.concatenate([(r.sum(-1) - alpha / 25.0)[..., None], r @ X - beta], axis=-1)
+        return lp, grad
+
+    values = [{"alpha": rng.normal(), "beta": rng.normal(scale=0.5, size=K)} for _ in range(N_CHAINS)]
+    return Case("logistic regression (N=500, K=20)", TARGET_LOGISTIC, ir, floor,
+                lambda v: np.concatenate([[v["alpha"]], v["beta"]]), values, ("alpha", "beta"))
+
+
+def seed_case(rng: np.random.Generator) -> Case:
+    """Issue 3's seed: ``mu ~ N(0, 10); sigma ~ HalfNormal(2); y ~ N(mu, sigma)``, 10 observations."""
+    ir = Builder.new_ir()
+    ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": 10.0})
+    ir = Builder.rv(ir, "sigma", Dist.HalfNormal, {"sigma": 2.0})
+    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigma"})
+    ir = Builder.obs(ir, "y_obs", "y", SEED_Y)
+    n, y = len(SEED_Y), SEED_Y
+
+    def floor(theta: np.ndarray):
+        mu, log_sigma = theta[..., 0], theta[..., 1]
+        sigma = np.exp(log_sigma)
+        resid = y - mu[..., None]
+        ss = (resid * resid).sum(-1)
+        inv_var = 1.0 / (sigma * sigma)
+        lp = -mu * mu / 200.0 - sigma * sigma / 8.0 + log_sigma - n * log_sigma - 0.5 * ss * inv_var
+        g_mu = -mu / 100.0 + resid.sum(-1) * inv_var
+        g_ls = -sigma * sigma / 4.0 + 1.0 - n + ss * inv_var
+        return lp, np.stack([g_mu, g_ls], axis=-1)
+
+    values = [{"mu": 2.25 + 0.1 * rng.normal(), "sigma": 0.36 * np.exp(0.2 * rng.normal())}
+              for _ in range(N_CHAINS)]
+    return Case("seed model (10 obs)", TARGET_SEED, ir, floor,
+                lambda v: np.array([v["mu"], np.log(v["sigma"])]), values, ("mu", "sigma"))
+
+
+def per_call_seconds(fn: Callable[[], object], min_time: float, repeats: int) -> float:
+    """Best over ``repeats`` of the mean time per call, each repeat lasting about ``min_time``."""
+    fn()
+    calls = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time / 4 or calls >= 1 << 20:
+            break
+        calls *= 4
+    calls = max(1, int(calls * (min_time / max(elapsed, 1e-9))))
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def check_agreement(case: Case, model) -> None:
+    """Raise ``AssertionError`` naming the model when the floor and exmc compute different functions."""
+    layout = tuple(name for name, _ in model.free_names)
+    if layout != case.order:
+        raise AssertionError(f"{case.name}: exmc lays out {layout}, the floor expects {case.order}")
+    thetas = np.stack([model.to_unconstrained(v) for v in case.values])
+    floor_thetas = np.stack([case.floor_theta(v) for v in case.values])
+    lp, grad = model.logp_and_grad(thetas)
+    flp, fgrad = case.floor(floor_thetas)
+    spread = np.ptp(np.asarray(lp) - flp)
+    if spread > 1e-8 * max(1.0, np.abs(flp).max()):
+        raise AssertionError(f"{case.name}: exmc and floor log-densities differ by a non-constant ({spread:.3g})")
+    if not np.allclose(grad, fgrad, rtol=1e-8, atol=1e-10):
+        raise AssertionError(f"{case.name}: exmc and floor gradients differ")
+
+
+def run_case(case: Case, min_time: float, repeats: int, profile: bool) -> dict[str, float]:
+    model = exmc.compile(case.ir)
+    check_agreement(case, model)
+    theta = model.to_unconstrained(case.values[0])
+    thetas = np.stack([model.to_unconstrained(v) for v in case.values])
+    ftheta = case.floor_theta(case.values[0])
+    fthetas = np.stack([case.floor_theta(v) for v in case.values])
+    t = {
+        "exmc": per_call_seconds(lambda: model.logp_and_grad(theta), min_time, repeats),
+        "floor": per_call_seconds(lambda: case.floor(ftheta), min_time, repeats),
+        "exmc_batched": per_call_seconds(lambda: model.logp_and_grad(thetas), min_time, repeats) / N_CHAINS,
+        "floor_batched": per_call_seconds(lambda: case.floor(fthetas), min_time, repeats) / N_CHAINS,
+    }
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(2000):
+            model.logp_and_grad(theta)
+        profiler.disable()
+        print(f"\n--- where exmc's time goes: {case.name} (2000 unbatched calls) ---")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+    return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke mode: short timings, targets not enforced")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of exmc's logp_and_grad")
+    args = parser.parse_args(argv)
+    min_time, repeats = (0.02, 2) if args.quick else (0.3, 5)
+
+    rng = np.random.default_rng(LOGISTIC_SEED)
+    cases = [logistic_case(rng), seed_case(rng)]
+    print(f"{'model':36s} {'exmc us':>9s} {'floor us':>9s} {'ratio':>6s} {'target':>6s}"
+          f" {'exmc/chain x4':>13s} {'batch gain':>10s} {'floor/chain x4':>14s}")
+    missed = []
+    for case in cases:
+        t = run_case(case, min_time, repeats, args.profile)
+        ratio = t["exmc"] / t["floor"]
+        gain = t["exmc"] / t["exmc_batched"]
+        print(f"{case.name:36s} {t['exmc'] * 1e6:9.1f} {t['floor'] * 1e6:9.1f} {ratio:6.2f} {case.target:6.1f}"
+              f" {t['exmc_batched'] * 1e6:13.1f} {gain:9.2f}x {t['floor_batched'] * 1e6:14.1f}")
+        if ratio > case.target:
+            missed.append(f"{case.name}: {ratio:.2f}x the floor (target {case.target}x)")
+        if gain <= 1.0:
+            missed.append(f"{case.name}: batched over {N_CHAINS} chains is not cheaper per chain ({gain:.2f}x)")
+    for line in missed:
+        print("MISSED", line)
+    return 0 if args.quick or not missed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""posteriordb models ported to exmc IR builders.
+
+:data:`MODELS` maps a Stan program's name (posteriordb's ``model_name``) to a function that takes
+the program's data dict, exactly as posteriordb stores it, and returns the IR. Free rvs carry the
+Stan parameter names (``beta`` for ``vector[K] beta``; reference draws name its elements
+``beta[1]``..``beta[K]``, our ``beta[0]``..``beta[K-1]``), so reference draws map onto a model's
+values by :func:`exmc.models.posteriordb.group_stan_names`, except where
+:data:`REFERENCE_ADAPTERS` says otherwise.
+
+Ported: every posterior of the local posteriordb subset that is a regression or a hierarchical
+normal — eight_schools_noncentered, the earnings, kidiq, kidiq_with_mom_work and mesquite
+families, kilpisjarvi, nes (8 data sets), blr (sblrc, sblri), arK and diamonds.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from exmc.models import ark, blr, diamonds, earnings, eight_schools, kidiq, kidiq_with_mom_work
+from exmc.models import kilpisjarvi, mesquite, nes
+from exmc.models.posteriordb import Posterior, load_posterior
+
+ModelBuilder = Callable[[Mapping[str, Any]], Any]
+
+#: Stan model name -> IR builder taking the posteriordb data dict.
+MODELS: dict[str, ModelBuilder] = {
+    "eight_schools_noncentered": eight_schools.eight_schools_noncentered,
+    "earn_height": earnings.earn_height,
+    "log10earn_height": earnings.log10earn_height,
+    "logearn_height": earnings.logearn_height,
+    "logearn_height_male": earnings.logearn_height_male,
+    "logearn_interaction": earnings.logearn_interaction,
+    "logearn_interaction_z": earnings.logearn_interaction_z,
+    "logearn_logheight_male": earnings.logearn_logheight_male,
+    "kidscore_momhs": kidiq.kidscore_momhs,
+    "kidscore_momiq": kidiq.kidscore_momiq,
+    "kidscore_momhsiq": kidiq.kidscore_momhsiq,
+    "kidscore_interaction": kidiq.kidscore_interaction,
+    "kidscore_interaction_c": kidiq_with_mom_work.kidscore_interaction_c,
+    "kidscore_interaction_c2": kidiq_with_mom_work.kidscore_interaction_c2,
+    "kidscore_interaction_z": kidiq_with_mom_work.kidscore_interaction_z,
+    "kidscore_mom_work": kidiq_with_mom_work.kidscore_mom_work,
+    "kilpisjarvi": kilpisjarvi.kilpisjarvi,
+    "mesquite": mesquite.mesquite,
+    "logmesquite": mesquite.logmesquite,
+    "logmesquite_logva": mesquite.logmesquite_logva,
+    "logmesquite_logvas": mesquite.logmesquite_logvas,
+    "logmesquite_logvash": mesquite.logmesquite_logvash,
+    "logmesquite_logvolume": mesquite.logmesquite_logvolume,
+    "nes": nes.nes,
+    "blr": blr.blr,
+    "arK": ark.arK,
+    "diamonds": diamonds.diamonds,
+}
+
+#: Stan model name -> function from grouped reference draws to the program's parameters, for
+#: programs whose reference draws do not list the sampled parameters themselves.
+REFERENCE_ADAPTERS: dict[str, Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]] = {
+    "eight_schools_noncentered": eight_schools.parameters_from_reference,
+}
+
+
+def is_ported(posterior: Posterior) -> bool:
+    """True when the posterior's Stan program has a port in :data:`MODELS`."""
+    return posterior.model_name in MODELS
+
+
+def build(posterior: Posterior | str):
+    """The IR of a posteriordb posterior (an object or a name read with :func:`load_posterior`).
+
+    Raises ``KeyError`` naming the Stan program when it has no port, and
+    :class:`~exmc.models.posteriordb.PosteriorDBError` when the posterior or its data is missing.
+    """
+    if isinstance(posterior, str):
+        posterior = load_posterior(posterior)
+    try:
+        builder = MODELS[posterior.model_name]
+    except KeyError:
+        raise KeyError(f"posterior {posterior.name!r}: Stan program {posterior.model_name!r} has no exmc port") from None
+    return builder(posterior.data())
+
+
+def stan_parameters(model_name: str, draws: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The Stan program's parameters from grouped reference draws (see :data:`REFERENCE_ADAPTERS`)."""
+    adapter = REFERENCE_ADAPTERS.get(model_name)
+    return adapter(draws) if adapter is not None else dict(draws)
