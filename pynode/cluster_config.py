@@ -1,0 +1,151 @@
+"""Cluster descriptions in TOML (``configs/cluster.toml``), read by LocalCluster and the CLI.
+
+Format::
+
+    [cluster]
+    epmd_port = 4369                    # optional; PYNODE_EPMD_PORT overrides it
+    cookie_file = "~/.pynode.cookie"    # optional cookie source; PYNODE_COOKIE overrides it
+
+    [[node]]
+    name = "exmc@127.0.0.14"            # required, alive@host
+    hidden = false                      # optional
+    preload = ["exmc"]                  # optional modules imported before the node is ready
+    port = 0                            # optional listening port (0: any free port)
+    start = true                        # optional; false: described but started by someone else
+                                        # (e.g. the notebook process that becomes this node)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pynode import cookie as cookie_mod
+from pynode import names
+from pynode.errors import BadNodeName, PynodeError
+from pynode.launch import NodeSpec
+from pynode.portmapper import EPMD_PORT_ENV, epmd_port
+
+_CLUSTER_KEYS = {"epmd_port", "cookie_file"}
+_NODE_KEYS = {"name", "hidden", "preload", "port", "start"}
+
+
+class ClusterConfigError(PynodeError, ValueError):
+    """A cluster file is missing, is not TOML, or has an unknown key or a bad value."""
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    spec: NodeSpec
+    start: bool = True
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """A parsed cluster description; see the module docstring for the file format."""
+
+    nodes: tuple[NodeEntry, ...]
+    epmd_port: int | None = None
+    cookie_file: Path | None = None
+    source: Path | None = None
+
+    @property
+    def startable(self) -> list[NodeSpec]:
+        """The nodes to launch (those without ``start = false``), in file order."""
+        return [entry.spec for entry in self.nodes if entry.start]
+
+    def effective_epmd_port(self) -> int | None:
+        """``PYNODE_EPMD_PORT`` if set (it overrides the file), else the file's value."""
+        return epmd_port() if os.environ.get(EPMD_PORT_ENV) else self.epmd_port
+
+    def resolve_cookie(self, override: str | None = None) -> str | None:
+        """The cluster's cookie: ``override``, else ``PYNODE_COOKIE``, else the cookie file.
+
+        Returns None when none of these is given (nodes then use their own default,
+        ``~/.pynode.cookie``). Raises :class:`pynode.errors.CookieError` when the cookie file is
+        unusable (missing, empty, or readable by group or others); the default file
+        ``~/.pynode.cookie`` is created when missing, as ``Node.start`` does.
+        """
+        if override is not None or os.environ.get(cookie_mod.COOKIE_ENV) is not None:
+            return cookie_mod.resolve(override)
+        if self.cookie_file is None:
+            return None
+        if self.cookie_file == cookie_mod.default_cookie_path():
+            return cookie_mod.resolve(None)
+        return cookie_mod.read_cookie_file(self.cookie_file)
+
+
+def load(path: str | os.PathLike[str]) -> ClusterConfig:
+    """Read and validate a cluster file; raises :class:`ClusterConfigError` naming the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ClusterConfigError(f"cannot read cluster file {str(path)!r}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ClusterConfigError(f"cluster file {str(path)!r} is not valid TOML: {exc}") from exc
+    return parse(data, str(path))
+
+
+def parse(data: dict[str, Any], where: str = "<cluster config>") -> ClusterConfig:
+    """Validate an already-parsed TOML document (see :func:`load`)."""
+    unknown = set(data) - {"cluster", "node"}
+    if unknown:
+        raise ClusterConfigError(f"{where}: unknown top-level keys {sorted(unknown)}")
+    cluster = data.get("cluster", {})
+    _check_keys(cluster, _CLUSTER_KEYS, f"{where}: [cluster]")
+    epmd_port = cluster.get("epmd_port")
+    if epmd_port is not None and not (isinstance(epmd_port, int) and 0 < epmd_port < 65536):
+        raise ClusterConfigError(f"{where}: [cluster] epmd_port {epmd_port!r} is not a port number")
+    cookie_file = cluster.get("cookie_file")
+    if cookie_file is not None and not isinstance(cookie_file, str):
+        raise ClusterConfigError(f"{where}: [cluster] cookie_file must be a path string")
+    nodes = tuple(_node(entry, f"{where}: [[node]] #{i + 1}") for i, entry in enumerate(data.get("node", [])))
+    if not nodes:
+        raise ClusterConfigError(f"{where}: no [[node]] entries")
+    seen: set[str] = set()
+    for entry in nodes:
+        if entry.spec.name in seen:
+            raise ClusterConfigError(f"{where}: node {entry.spec.name!r} is listed twice")
+        seen.add(entry.spec.name)
+    return ClusterConfig(
+        nodes=nodes,
+        epmd_port=epmd_port,
+        cookie_file=Path(cookie_file).expanduser() if cookie_file else None,
+        source=Path(where) if where != "<cluster config>" else None,
+    )
+
+
+def _node(entry: Any, where: str) -> NodeEntry:
+    if not isinstance(entry, dict):
+        raise ClusterConfigError(f"{where} must be a table")
+    _check_keys(entry, _NODE_KEYS, where)
+    if "name" not in entry:
+        raise ClusterConfigError(f"{where} has no name")
+    try:
+        name = str(names.parse(entry["name"]))
+    except BadNodeName as exc:
+        raise ClusterConfigError(f"{where}: {exc}") from None
+    preload = entry.get("preload", [])
+    if not (isinstance(preload, list) and all(isinstance(m, str) for m in preload)):
+        raise ClusterConfigError(f"{where} ({name}): preload must be a list of module names")
+    port = entry.get("port", 0)
+    if not (isinstance(port, int) and 0 <= port < 65536):
+        raise ClusterConfigError(f"{where} ({name}): port {port!r} is not a port number")
+    for flag in ("hidden", "start"):
+        if not isinstance(entry.get(flag, False), bool):
+            raise ClusterConfigError(f"{where} ({name}): {flag} must be true or false")
+    spec = NodeSpec(name=name, hidden=entry.get("hidden", False), preload=tuple(preload), port=port)
+    return NodeEntry(spec=spec, start=entry.get("start", True))
+
+
+def _check_keys(table: Any, allowed: set[str], where: str) -> None:
+    if not isinstance(table, dict):
+        raise ClusterConfigError(f"{where} must be a table")
+    unknown = set(table) - allowed
+    if unknown:
+        raise ClusterConfigError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
