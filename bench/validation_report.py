@@ -1,0 +1,76 @@
+"""Sample every posteriordb port with exmc's NUTS and write the comparison with Stan's reference
+draws to ``docs/validation.md`` (criteria: :mod:`exmc.models.validation`).
+
+    python bench/validation_report.py                    # all ports (long: minutes per model)
+    python bench/validation_report.py earnings- kidiq-   # only posteriors whose name starts so
+    python bench/validation_report.py --quick            # smoke: 2 chains x (200 + 200), not written
+
+Exit status 1 when any posterior fails (or, with ``--quick``, only when something crashes).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import platform
+import sys
+from pathlib import Path
+
+from exmc.models import MODELS, build, posteriordb, validation
+
+OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "validation.md"
+#: Issue 4's run length: 4 chains x (1000 warmup + 1000 draws).
+FULL = dict(num_chains=4, num_samples=1000, num_warmup=1000)
+QUICK = dict(num_chains=2, num_samples=200, num_warmup=200)
+SEED = 20240601
+
+HEADER = """# Validation of exmc's NUTS against posteriordb reference posteriors
+
+Written by `bench/validation_report.py` on {date} ({machine}). Each posterior's port
+(`exmc/models/`) is sampled with `exmc.NUTS.Sampler.sample_chains`: {chains} chains x ({warmup}
+warmup + {samples} draws), seed {seed}, Stan's `adapt_delta`/`max_treedepth` of the reference run.
+Per scalar parameter: pass when `|mean - ref_mean| <= 4 sqrt(mcse^2 + ref_mcse^2)` ("mean z" is
+the left side over the combined MCSE) and `sd` within 10 % of the reference sd; and no divergences
+where Stan had none. Reference: 10 chains x 1000 draws from posteriordb.
+
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("prefixes", nargs="*", help="only posteriors whose name starts with one of these")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: short runs, no file written")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not posteriordb.available():
+        print(f"posteriordb not found at {posteriordb.root()} (set {posteriordb.ENV_VAR})", file=sys.stderr)
+        return 2
+    names = [n for n in posteriordb.list_posteriors()
+             if posteriordb.load_posterior(n).model_name in MODELS
+             and (not args.prefixes or n.startswith(tuple(args.prefixes)))]
+    size = QUICK if args.quick else FULL
+    checks = []
+    for name in names:
+        posterior = posteriordb.load_posterior(name)
+        check = validation.run(posterior, build(posterior), seed=SEED, **size,
+                               **validation.stan_settings(posterior))
+        print(f"{name:48s} {'pass' if check.ok else 'FAIL'} {check.seconds:7.1f} s  "
+              + "; ".join(check.failures()[:2]), flush=True)
+        checks.append(check)
+    table = validation.markdown_table(checks)
+    if args.quick:
+        print(table)
+        return 0
+    header = HEADER.format(date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                           machine=f"{platform.machine()}, Python {platform.python_version()}",
+                           chains=size["num_chains"], warmup=size["num_warmup"],
+                           samples=size["num_samples"], seed=SEED)
+    passed = sum(c.ok for c in checks)
+    args.output.write_text(header + f"{passed} of {len(checks)} posteriors pass.\n\n" + table + "\n")
+    print(f"wrote {args.output}")
+    return 0 if passed == len(checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
