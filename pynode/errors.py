@@ -1,0 +1,80 @@
+"""Every exception pynode raises, in one place.
+
+The hierarchy mirrors the failure classes of Erlang's ``erpc`` (see ``lib/kernel/src/erpc.erl``):
+a call either times out (:class:`ErpcTimeout`), cannot reach or loses its peer
+(:class:`NoConnection`), or raises remotely. A remote exception that can be rebuilt locally is
+re-raised as itself (a ``ValueError`` stays a ``ValueError``) with the remote node and traceback
+attached as an exception note; one that cannot be rebuilt becomes :class:`RemoteError`.
+"""
+
+from __future__ import annotations
+
+
+class PynodeError(Exception):
+    """Base of everything pynode raises."""
+
+
+class BadNodeName(PynodeError, ValueError):
+    """A node name is not of the form ``alive@host`` (the message names the input)."""
+
+
+class CookieError(PynodeError):
+    """No usable cookie: the cookie file is missing, empty, unreadable or too permissive."""
+
+
+class HandshakeError(PynodeError):
+    """The connection handshake failed: bad magic, wrong cookie, wrong peer name, or a timeout."""
+
+
+class PortMapperError(PynodeError):
+    """The port mapper is unreachable, answered garbage, or refused a registration."""
+
+
+class NodeNotStarted(PynodeError):
+    """An operation needs a local node (``Node.start``) and none is running."""
+
+
+class ErpcError(PynodeError):
+    """Base of the failures of a remote call."""
+
+
+class ErpcTimeout(ErpcError, TimeoutError):
+    """The call did not complete within its timeout; the remote call was told to cancel.
+
+    The remote function may or may not have run, partly or completely.
+    """
+
+
+class NoConnection(ErpcError, ConnectionError):
+    """The peer cannot be reached, refused us, or the connection dropped while the call was in
+    flight. The remote function may or may not have run."""
+
+
+class RemoteError(ErpcError):
+    """A remote exception that cannot be rebuilt locally (its class or state does not unpickle).
+
+    Attributes: ``node`` (the remote node name), ``type_name`` (qualified name of the remote
+    exception class), ``remote_traceback`` (the formatted remote traceback).
+    """
+
+    def __init__(self, node: str, type_name: str, message: str, remote_traceback: str) -> None:
+        super().__init__(f"{type_name}: {message} (raised on {node})")
+        self.node = node
+        self.type_name = type_name
+        self.remote_traceback = remote_traceback
+
+
+class CallCancelled(BaseException):
+    """Raised asynchronously inside a worker thread whose call was cancelled by its caller.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``) so that ``except Exception`` blocks in user code
+    do not swallow it. It never crosses the wire: the caller has already given up on the call.
+    """
+
+
+class EncodeError(ErpcError, TypeError):
+    """A function, argument, result or message cannot be pickled (the message names which)."""
+
+
+class ReceiveTimeout(PynodeError, TimeoutError):
+    """``pynode.receive`` found no message within its timeout."""

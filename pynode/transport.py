@@ -1,0 +1,214 @@
+"""The wire under pynode: rpyc connections without compression or needless copies, and payloads.
+
+rpyc frames every message (4-byte length, compression flag, the brine-encoded message, ``\\n``).
+Its stock socket stream re-slices ``bytes`` on every 64 kB write (quadratic in the message size)
+and its channel compresses every frame above 3 kB with zlib. pynode keeps the frame format but
+never compresses (array data does not compress and zlib costs more than loopback bandwidth) and
+moves frames with ``sendall``/``recv_into`` on memoryviews, so a large argument is copied only by
+brine's own encoding and decoding.
+
+Payloads are ``bytes`` only: :func:`dumps` turns any object (closures and lambdas included, by
+value, via cloudpickle) into a pickle plus the out-of-band buffers of pickle protocol 5 (large
+numpy arrays travel as raw buffers next to the pickle, not inside it). :func:`loads` is only ever
+called on connections that passed :mod:`pynode.handshake`.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+import rpyc
+from rpyc.core.channel import Channel
+from rpyc.core.stream import SocketStream
+from rpyc.utils.server import ThreadedServer
+
+from pynode.handshake import Authenticator, PeerInfo
+
+log = logging.getLogger(__name__)
+
+PICKLE_PROTOCOL = 5  # PEP 574: out-of-band buffers
+# Buffers smaller than this stay inside the pickle: below ~64 kB the bookkeeping of a separate
+# argument costs more than copying the bytes.
+OOB_THRESHOLD = 64 * 1024
+# Frames up to this size are written with one send call (header and body concatenated); larger
+# ones are written in three pieces to avoid copying the body.
+SMALL_FRAME = 64 * 1024
+
+# rpyc configuration for every pynode connection: only `exposed_` methods of our service are
+# reachable, nothing is pickled by rpyc, and custom exception classes are never imported.
+PROTOCOL_CONFIG: dict[str, Any] = {
+    "allow_safe_attrs": False,
+    "allow_public_attrs": False,
+    "allow_all_attrs": False,
+    "allow_getattr": True,
+    "allow_setattr": False,
+    "allow_delattr": False,
+    "allow_pickle": False,
+    "import_custom_exceptions": False,
+    "instantiate_custom_exceptions": False,
+    "include_local_traceback": False,
+    "propagate_KeyboardInterrupt_locally": True,
+    "close_catchall": True,
+    # Only the one-off `getroot` request waits synchronously; calls have their own deadlines.
+    "sync_request_timeout": 10,
+}
+
+
+# --- payloads ----------------------------------------------------------------------------------
+
+Payload = tuple[bytes, tuple[bytes, ...]]
+
+
+def dumps(obj: object) -> Payload:
+    """Pickle ``obj`` (cloudpickle, protocol 5); contiguous buffers of at least OOB_THRESHOLD bytes
+    are returned out of band, each as one ``bytes``.
+
+    Raises whatever cloudpickle raises for an unpicklable object (``TypeError``,
+    ``pickle.PicklingError``...).
+    """
+    buffers: list[bytes] = []
+
+    def out_of_band(buf: pickle.PickleBuffer) -> bool:
+        try:
+            view = buf.raw()
+        except BufferError:  # not contiguous: keep it in band
+            return True
+        if view.nbytes < OOB_THRESHOLD:
+            return True
+        buffers.append(view.tobytes())
+        return False
+
+    data = cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL, buffer_callback=out_of_band)
+    return data, tuple(buffers)
+
+
+def loads(data: bytes, buffers: tuple[bytes, ...] = ()) -> Any:
+    """Unpickle a :func:`dumps` payload. Arrays rebuilt from out-of-band buffers are read-only
+    views of the received bytes (no copy), as in Ray's object store."""
+    return pickle.loads(data, buffers=buffers)
+
+
+def is_payload(data: object, buffers: tuple[object, ...]) -> bool:
+    """True when ``data`` and every buffer are plain ``bytes`` (never rpyc netrefs)."""
+    return type(data) is bytes and all(type(b) is bytes for b in buffers)
+
+
+# --- streams and channels ----------------------------------------------------------------------
+
+
+class _Stream(SocketStream):
+    """SocketStream moving whole buffers with ``sendall``/``recv_into`` (no per-chunk slicing)."""
+
+    __slots__ = ()
+
+    def read(self, count: int) -> bytearray:
+        buf = bytearray(count)
+        view = memoryview(buf)
+        got = 0
+        while got < count:
+            try:
+                n = self.sock.recv_into(view[got:])
+            except OSError as exc:
+                self.close()
+                raise EOFError(exc) from exc
+            if n == 0:
+                self.close()
+                raise EOFError("connection closed by peer")
+            got += n
+        return buf
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            self.close()
+            raise EOFError(exc) from exc
+
+
+class _Channel(Channel):
+    """rpyc's frame format, never compressed; received frames are memoryviews (no slicing copy)."""
+
+    __slots__ = ()
+
+    def __init__(self, stream: _Stream) -> None:
+        super().__init__(stream, compress=False)
+
+    def recv(self) -> memoryview:
+        length, compressed = self.FRAME_HEADER.unpack(self.stream.read(self.FRAME_HEADER.size))
+        if compressed:
+            raise EOFError("peer sent a compressed frame; pynode connections never compress")
+        frame = self.stream.read(length + len(self.FLUSHER))
+        return memoryview(frame)[:length]
+
+    def send(self, data: bytes) -> None:
+        header = self.FRAME_HEADER.pack(len(data), 0)
+        if len(data) <= SMALL_FRAME:
+            self.stream.write(header + data + self.FLUSHER)
+        else:
+            self.stream.write(header)
+            self.stream.write(data)
+            self.stream.write(self.FLUSHER)
+
+
+# --- connections -------------------------------------------------------------------------------
+
+
+def tune(sock: socket.socket) -> None:
+    """Disable Nagle's algorithm: calls are small request/response pairs."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def dial(host: str, port: int, timeout: float) -> socket.socket:
+    """Open a TCP connection (blocking once connected). Raises ``OSError`` on failure."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    tune(sock)
+    return sock
+
+
+def wrap(sock: socket.socket, service: rpyc.Service, peer: PeerInfo) -> rpyc.Connection:
+    """Turn an authenticated socket into an rpyc connection serving ``service``."""
+    config = dict(PROTOCOL_CONFIG, credentials=peer, logger=log)
+    return service._connect(_Channel(_Stream(sock)), config)
+
+
+ServiceFactory = Callable[[PeerInfo, socket.socket], rpyc.Service]
+"""Builds the service for one authenticated connection (from the peer and its socket)."""
+
+
+class Listener(ThreadedServer):
+    """rpyc's threaded server with the pynode handshake as its authenticator.
+
+    Each accepted socket gets its own thread: the handshake runs there (so a slow or hostile peer
+    holds up nobody else), then the thread serves the connection until it closes.
+    """
+
+    def __init__(self, host: str, port: int, authenticator: Authenticator, service_for: ServiceFactory) -> None:
+        super().__init__(
+            rpyc.VoidService,
+            hostname=host,
+            port=port,
+            authenticator=authenticator,
+            protocol_config=PROTOCOL_CONFIG,
+            logger=log,
+        )
+        self._service_for = service_for
+
+    def _serve_client(self, sock: socket.socket, credentials: PeerInfo) -> None:
+        tune(sock)
+        conn = wrap(sock, self._service_for(credentials, sock), credentials)
+        serve(conn, credentials.name)
+
+
+def serve(conn: rpyc.Connection, peer: str) -> None:
+    """Serve ``conn`` until it closes. A peer that sends bytes rpyc cannot decode is dropped (and
+    logged); the node keeps serving everyone else."""
+    try:
+        conn.serve_all()
+    except Exception as exc:  # brine/struct errors from garbage after the handshake
+        log.warning("dropped the connection with %s: undecodable data (%s: %s)", peer, type(exc).__name__, exc)
+        conn.close()
