@@ -1,0 +1,183 @@
+"""The contract every distribution family fulfils, and the gradient-reduction helper.
+
+A family is a stateless object (one instance per family, e.g. ``exmc.Dist.Normal``). The model
+compiler calls it with concrete numpy arrays: the value and the parameters, each possibly carrying
+extra leading axes (a chain axis when several chains are evaluated in one call).
+
+Gradient shapes: every gradient a family returns has exactly the broadcast shape
+``lp.shape + event_shape_of_that_input`` (never a smaller, un-broadcast shape), so that
+:func:`sum_to_shape` recovers the derivative of ``lp.sum()`` with respect to each input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from exmc import transforms
+
+#: Supports whose unconstraining transform needs no parameter (others are handled by the family).
+_TRANSFORM_BY_SUPPORT = {
+    "real": transforms.identity,
+    "positive": transforms.log,
+    "unit": transforms.logit,
+    "simplex": transforms.simplex,
+}
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Base class of distribution families.
+
+    Attributes:
+        name: the family's name as users write it (``"Normal"``).
+        params: required parameter names, eXMC's spelling (``("mu", "sigma")``).
+        alternatives: alternative parameter sets, e.g. Bernoulli accepts ``("p",)`` or
+            ``("logit_p",)``; ``params`` is the first of them. Exactly one set must be given.
+        optional: parameters with defaults (name -> default value).
+        support: one of ``"real"``, ``"positive"``, ``"unit"`` (0, 1), ``"interval"`` (bounds from
+            params), ``"simplex"``, ``"binary"``, ``"count"`` (0, 1, 2, ...), ``"bounded_count"``
+            (0..n), ``"custom"``.
+        discrete: discrete families may only be observed (NUTS cannot sample them).
+        event_ndim: number of trailing value dimensions one draw occupies (0 for scalar families,
+            1 for MvNormal/Dirichlet/GaussianRandomWalk).
+        param_event_ndim: trailing event dimensions of each parameter that has any (``{"cov": 2}``
+            for MvNormal, ``{"mu": 1}``); parameters not listed are batch-only (0).
+        integer_params: parameters that must be integers and get no gradient (Binomial ``n``); the
+            model must not let them refer to a free (continuous) rv.
+    """
+
+    name: str
+    params: tuple[str, ...]
+    alternatives: tuple[tuple[str, ...], ...] = ()
+    optional: Mapping[str, Any] = field(default_factory=dict)
+    support: str = "real"
+    discrete: bool = False
+    event_ndim: int = 0
+    param_event_ndim: Mapping[str, int] = field(default_factory=dict)
+    integer_params: tuple[str, ...] = ()
+
+    def __reduce_ex__(self, protocol):
+        # The registered families pickle by name, so ``family is Dist.Normal`` survives a round trip
+        # (IRs travel to worker processes); specialised families (Mixture, Custom) pickle by value.
+        from exmc.dist import FAMILIES, by_name
+
+        if FAMILIES.get(self.name) is self:
+            return by_name, (self.name,)
+        return object.__reduce_ex__(self, protocol)
+
+    def resolve(self, params: Mapping[str, Any]) -> tuple["Distribution", dict[str, Any]]:
+        """The concrete family and flat parameter dict to use for the user's ``params``.
+
+        Most families return ``(self, dict(params))``. Families whose parameters are structured
+        (``Mixture``'s component list, ``Custom``'s callables) return a family specialised to that
+        structure and a flat dict of its numeric parameters (values may still be reference names).
+        The model compiler calls this once, at build time, before checking parameter names.
+        Raises ``ValueError`` naming the offending field when the structure is malformed.
+        """
+        return self, dict(params)
+
+    def check_params(self, params: Mapping[str, np.ndarray]) -> None:
+        """Raise ``ValueError`` naming the parameter when a *constant* parameter is outside its
+        domain (e.g. ``sigma`` <= 0). Called at compile time on constant parameters only: any
+        subset of the parameters may be given."""
+
+    def in_support(self, value: np.ndarray, **params: np.ndarray) -> np.ndarray:
+        """Boolean array: which values lie in the support (used to validate observations).
+
+        Parameters the support depends on (Uniform's bounds, Binomial's ``n``) may be omitted when
+        they are not constants; the check then covers what can be decided without them.
+        """
+        raise NotImplementedError
+
+    def logp(self, value: np.ndarray, **params: np.ndarray) -> np.ndarray:
+        """Elementwise log-density (event dimensions summed), normalised as ``scipy.stats``."""
+        return self.logp_and_grads(value, **params)[0]
+
+    def logp_and_grads(self, value: np.ndarray, **params: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Elementwise log-density and its partial derivatives.
+
+        Returns ``(lp, grads)``. ``grads`` has the key ``"value"`` (continuous families) and one key per
+        given parameter (except ``integer_params``); each array has the shape ``lp.shape`` + that
+        input's event dimensions and is reduced to the input's own shape by the caller with
+        :func:`sum_to_shape`. Outside the support ``lp`` is ``-inf`` (gradients there are unspecified
+        but finite or nan); discrete families are the exception: they are evaluated only at observed
+        values, validated once with :meth:`in_support`, and do not re-check the support per call. Parameters outside their domain give nan (they are checked at compile time
+        when constant; sampled ones are kept in-domain by their transforms).
+        """
+        raise NotImplementedError
+
+    def sample(self, rng: np.random.Generator, size: tuple[int, ...] | int | None, **params: np.ndarray) -> np.ndarray:
+        """Draws with the broadcast shape of the parameters (plus event shape), prefixed by ``size``."""
+        raise NotImplementedError
+
+    def default_transform(self, **params: np.ndarray) -> transforms.Transform:
+        """The unconstraining transform for this family's support (an ``exmc.transforms.Transform``).
+
+        Called with the family's *constant* parameters. Raises ``ValueError`` for discrete families
+        (NUTS cannot sample them) and when the support depends on a parameter that is not constant.
+        """
+        if self.discrete:
+            raise ValueError(f"{self.name} is discrete: it can only be observed (NUTS cannot sample it)")
+        try:
+            return _TRANSFORM_BY_SUPPORT[self.support]
+        except KeyError:
+            raise ValueError(f"{self.name} has support {self.support!r} with no default transform") from None
+
+
+def sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a broadcast gradient back down to ``shape`` (the inverse of numpy broadcasting)."""
+    grad = np.asarray(grad)
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+def draw_shape(size: tuple[int, ...] | int | None, *arrays: np.ndarray) -> tuple[int, ...]:
+    """``size`` (an int counts as a 1-tuple) followed by the broadcast shape of ``arrays``."""
+    batch = np.broadcast_shapes(*(np.shape(a) for a in arrays))
+    if size is None:
+        return batch
+    if isinstance(size, (int, np.integer)):
+        size = (int(size),)
+    return tuple(size) + batch
+
+
+def require(params: Mapping[str, Any], name: str, ok, what: str) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``ok(value)`` holds everywhere (skip when absent).
+
+    ``what`` describes the domain for the message, e.g. ``"> 0"``.
+    """
+    if name not in params:
+        return
+    value = np.asarray(params[name])
+    with np.errstate(invalid="ignore"):
+        good = np.all(ok(value))
+    if not good:
+        raise ValueError(f"param {name!r} must be {what}, got {_short(value)}")
+
+
+def require_positive(params: Mapping[str, Any], *names: str) -> None:
+    """``require(..., "> 0")`` for each of ``names`` (finite, strictly positive)."""
+    for name in names:
+        require(params, name, lambda v: np.isfinite(v) & (v > 0), "finite and > 0")
+
+
+def require_finite(params: Mapping[str, Any], *names: str) -> None:
+    """``require(..., "finite")`` for each of ``names``."""
+    for name in names:
+        require(params, name, np.isfinite, "finite")
+
+
+def _short(value: np.ndarray) -> str:
+    """A compact rendering of a parameter value for error messages."""
+    if value.size <= 6:
+        return np.array2string(value, precision=6)
+    return f"array of shape {value.shape} (min {np.nanmin(value):.6g}, max {np.nanmax(value):.6g})"

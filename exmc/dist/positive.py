@@ -1,0 +1,213 @@
+"""Continuous families on the positive half-line (default transform: log).
+
+HalfNormal{sigma} · HalfCauchy{scale} · Lognormal{mu, sigma} · Exponential{lambda} ·
+Gamma{alpha, beta} (beta is a rate) · InverseGamma{alpha, beta} (beta is a scale) ·
+Weibull{k, lambda} · HalfFlat{} (improper). Values below 0 get ``lp = -inf``.
+``lambda`` is a Python keyword: pass it through a dict (``**{"lambda": 2.0}``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import digamma, gammaln
+
+from exmc._numeric import HALF_LOG_2PI, LOG_PI, as_float
+from exmc.dist.base import Distribution, draw_shape, require_finite, require_positive
+
+__all__ = ["HalfNormal", "HalfCauchy", "Lognormal", "Exponential", "Gamma", "InverseGamma", "Weibull", "HalfFlat"]
+
+#: log(sqrt(2/pi)): the half-normal's normalising constant (twice the normal's mass on x >= 0).
+_HALF_LOG_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
+#: log(2/pi): the half-Cauchy's normalising constant.
+_LOG_2_OVER_PI = math.log(2.0 / math.pi)
+
+
+class _PositiveClosed(Distribution):
+    """Support ``[0, inf)``: densities that are finite at 0."""
+
+    def in_support(self, value, **params):
+        return np.isfinite(value) & (value >= 0)
+
+
+class _PositiveOpen(Distribution):
+    """Support ``(0, inf)``: the log of the value enters the density."""
+
+    def in_support(self, value, **params):
+        return np.isfinite(value) & (value > 0)
+
+
+@dataclass(frozen=True)
+class HalfNormalFamily(_PositiveClosed):
+    """HalfNormal{sigma}: ``log(2/pi)/2 - log sigma - (x/sigma)^2/2`` for ``x >= 0``."""
+
+    def check_params(self, params):
+        require_positive(params, "sigma")
+
+    def logp_and_grads(self, value, **params):
+        sigma = params["sigma"]
+        inv_sigma = 1.0 / sigma
+        z = value * inv_sigma
+        z2 = z * z
+        lp = np.where(value >= 0, _HALF_LOG_2_OVER_PI - 0.5 * z2 - np.log(sigma), -np.inf)
+        return lp, {"value": -z * inv_sigma, "sigma": (z2 - 1.0) * inv_sigma}
+
+    def sample(self, rng, size, **params):
+        sigma = params["sigma"]
+        return np.abs(rng.normal(0.0, sigma, size=draw_shape(size, sigma)))
+
+
+@dataclass(frozen=True)
+class HalfCauchyFamily(_PositiveClosed):
+    """HalfCauchy{scale}: ``log(2/pi) - log scale - log1p((x/scale)^2)`` for ``x >= 0``."""
+
+    def check_params(self, params):
+        require_positive(params, "scale")
+
+    def logp_and_grads(self, value, **params):
+        scale = params["scale"]
+        inv_scale = 1.0 / scale
+        z = value * inv_scale
+        z2 = z * z
+        lp = np.where(value >= 0, _LOG_2_OVER_PI - np.log(scale) - np.log1p(z2), -np.inf)
+        r = inv_scale / (1.0 + z2)
+        return lp, {"value": -2.0 * z * r, "scale": (z2 - 1.0) * r}
+
+    def sample(self, rng, size, **params):
+        scale = params["scale"]
+        return np.abs(scale * rng.standard_cauchy(size=draw_shape(size, scale)))
+
+
+@dataclass(frozen=True)
+class LognormalFamily(_PositiveOpen):
+    """Lognormal{mu, sigma}: ``log X ~ Normal(mu, sigma)``; ``lp = normal(log x) - log x``."""
+
+    def check_params(self, params):
+        require_finite(params, "mu")
+        require_positive(params, "sigma")
+
+    def logp_and_grads(self, value, **params):
+        mu, sigma = params["mu"], params["sigma"]
+        inv_sigma = 1.0 / sigma
+        log_x = np.log(np.where(value > 0, value, np.nan))
+        z = (log_x - mu) * inv_sigma
+        z2 = z * z
+        lp = np.where(value > 0, -0.5 * z2 - np.log(sigma) - HALF_LOG_2PI - log_x, -np.inf)
+        d_mu = z * inv_sigma
+        return lp, {"value": -(d_mu + 1.0) / value, "mu": d_mu, "sigma": (z2 - 1.0) * inv_sigma}
+
+    def sample(self, rng, size, **params):
+        mu, sigma = params["mu"], params["sigma"]
+        return rng.lognormal(mu, sigma, size=draw_shape(size, mu, sigma))
+
+
+@dataclass(frozen=True)
+class ExponentialFamily(_PositiveClosed):
+    """Exponential{lambda} (a rate): ``log lambda - lambda x`` for ``x >= 0``."""
+
+    def check_params(self, params):
+        require_positive(params, "lambda")
+
+    def logp_and_grads(self, value, **params):
+        lam = params["lambda"]
+        lp = np.where(value >= 0, np.log(lam) - lam * value, -np.inf)
+        return lp, {"value": np.zeros(lp.shape) - lam, "lambda": 1.0 / lam - value}
+
+    def sample(self, rng, size, **params):
+        lam = params["lambda"]
+        return rng.exponential(1.0 / np.asarray(lam), size=draw_shape(size, lam))
+
+
+@dataclass(frozen=True)
+class GammaFamily(_PositiveOpen):
+    """Gamma{alpha, beta} with rate beta: ``alpha log beta - lgamma(alpha) + (alpha-1) log x - beta x``."""
+
+    def check_params(self, params):
+        require_positive(params, "alpha", "beta")
+
+    def logp_and_grads(self, value, **params):
+        alpha, beta = params["alpha"], params["beta"]
+        log_x = np.log(np.where(value > 0, value, np.nan))
+        log_beta = np.log(beta)
+        lp = np.where(value > 0, alpha * log_beta - gammaln(alpha) + (alpha - 1.0) * log_x - beta * value, -np.inf)
+        return lp, {
+            "value": (alpha - 1.0) / value - beta,
+            "alpha": log_beta - digamma(alpha) + log_x,
+            "beta": alpha / beta - value,
+        }
+
+    def sample(self, rng, size, **params):
+        alpha, beta = params["alpha"], params["beta"]
+        return rng.gamma(alpha, 1.0 / np.asarray(beta), size=draw_shape(size, alpha, beta))
+
+
+@dataclass(frozen=True)
+class InverseGammaFamily(_PositiveOpen):
+    """InverseGamma{alpha, beta} with scale beta: ``1/X ~ Gamma(alpha, rate=beta)``."""
+
+    def check_params(self, params):
+        require_positive(params, "alpha", "beta")
+
+    def logp_and_grads(self, value, **params):
+        alpha, beta = params["alpha"], params["beta"]
+        inv_x = 1.0 / np.where(value > 0, value, np.nan)
+        log_x = -np.log(inv_x)
+        log_beta = np.log(beta)
+        lp = np.where(value > 0, alpha * log_beta - gammaln(alpha) - (alpha + 1.0) * log_x - beta * inv_x, -np.inf)
+        return lp, {
+            "value": (beta * inv_x - (alpha + 1.0)) * inv_x,
+            "alpha": log_beta - digamma(alpha) - log_x,
+            "beta": alpha / beta - inv_x,
+        }
+
+    def sample(self, rng, size, **params):
+        alpha, beta = params["alpha"], params["beta"]
+        return np.asarray(beta) / rng.gamma(alpha, 1.0, size=draw_shape(size, alpha, beta))
+
+
+@dataclass(frozen=True)
+class WeibullFamily(_PositiveOpen):
+    """Weibull{k, lambda} (shape k, scale lambda): ``log k - log lambda + (k-1) log t - t^k``, ``t = x/lambda``."""
+
+    def check_params(self, params):
+        require_positive(params, "k", "lambda")
+
+    def logp_and_grads(self, value, **params):
+        k, lam = params["k"], params["lambda"]
+        inv_lam = 1.0 / lam
+        t = np.where(value > 0, value, np.nan) * inv_lam
+        log_t = np.log(t)
+        t_k = np.exp(k * log_t)
+        lp = np.where(value > 0, np.log(k * inv_lam) + (k - 1.0) * log_t - t_k, -np.inf)
+        return lp, {
+            "value": (k - 1.0 - k * t_k) / value,
+            "k": 1.0 / k + log_t * (1.0 - t_k),
+            "lambda": k * (t_k - 1.0) * inv_lam,
+        }
+
+    def sample(self, rng, size, **params):
+        k, lam = params["k"], params["lambda"]
+        return np.asarray(lam) * rng.weibull(k, size=draw_shape(size, k, lam))
+
+
+@dataclass(frozen=True)
+class HalfFlatFamily(_PositiveClosed):
+    """HalfFlat{}: the improper uniform density on ``[0, inf)``. It has no draws."""
+
+    def logp_and_grads(self, value, **params):
+        value = as_float(value)
+        return np.where(value >= 0, 0.0, -np.inf), {"value": np.zeros(value.shape)}
+
+    def sample(self, rng, size, **params):
+        raise ValueError("HalfFlat is improper: it has no prior draws (give the rv a proper prior for predictive checks)")
+
+
+HalfNormal = HalfNormalFamily(name="HalfNormal", params=("sigma",), support="positive")
+HalfCauchy = HalfCauchyFamily(name="HalfCauchy", params=("scale",), support="positive")
+Lognormal = LognormalFamily(name="Lognormal", params=("mu", "sigma"), support="positive")
+Exponential = ExponentialFamily(name="Exponential", params=("lambda",), support="positive")
+Gamma = GammaFamily(name="Gamma", params=("alpha", "beta"), support="positive")
+InverseGamma = InverseGammaFamily(name="InverseGamma", params=("alpha", "beta"), support="positive")
+Weibull = WeibullFamily(name="Weibull", params=("k", "lambda"), support="positive")
+HalfFlat = HalfFlatFamily(name="HalfFlat", params=(), support="positive")
