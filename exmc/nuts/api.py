@@ -1,0 +1,115 @@
+"""The public entry points: ``Sampler.sample`` (one chain) and ``Sampler.sample_chains``."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from exmc.nuts import pool as pool_module
+from exmc.nuts.progress import ProgressEvent, Throttle
+from exmc.nuts.sampler import SamplerOptions, load_model, run_chain
+from exmc.nuts.stepsize import DEFAULT_TARGET_ACCEPT
+from exmc.nuts.trace import Chains, Trace
+from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH
+
+logger = logging.getLogger(__name__)
+
+
+def _chain_seeds(seed: int | np.random.SeedSequence, num_chains: int) -> list[np.random.SeedSequence]:
+    """Per-chain streams: ``SeedSequence(seed).spawn(num_chains)``, independent of where chains run."""
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return root.spawn(num_chains)
+
+
+class Sampler:
+    """Stan's adaptive NUTS (diagonal or dense metric) for an exmc IR or compiled model.
+
+    ``model`` arguments accept an IR (compiled with ``exmc.compile``) or an object that already has
+    the compiled-model interface (``dim``, ``free_names``, ``logp_and_grad``, ``to_constrained``,
+    ``to_unconstrained``).
+    """
+
+    @staticmethod
+    def sample(
+        model,
+        init_values: Mapping[str, Any] | None = None,
+        num_samples: int = 1000,
+        num_warmup: int = 1000,
+        seed: int = 0,
+        target_accept: float = DEFAULT_TARGET_ACCEPT,
+        max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH,
+        dense_mass: bool = False,
+        progress: Callable[[ProgressEvent], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Trace:
+        """One chain in the calling process. Its draws equal chain 0 of ``sample_chains`` with the
+        same seed. Raises ``ValueError`` on bad options, ``InitializationError``, ``SamplerError``,
+        ``InterruptedError`` when ``should_stop()`` turns true."""
+        options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values)
+        report = Throttle(progress) if progress is not None else None
+        return run_chain(load_model(model), 0, _chain_seeds(seed, 1)[0], options, report, should_stop)
+
+    @staticmethod
+    def sample_chains(
+        model,
+        num_chains: int,
+        init_values: Mapping[str, Any] | None = None,
+        num_samples: int = 1000,
+        num_warmup: int = 1000,
+        seed: int = 0,
+        target_accept: float = DEFAULT_TARGET_ACCEPT,
+        max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH,
+        dense_mass: bool = False,
+        parallel: bool | str = True,
+        max_workers: int | None = None,
+        progress: Callable[[ProgressEvent], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Chains:
+        """Run ``num_chains`` chains and return them as :class:`Chains`.
+
+        ``parallel``: ``True`` runs chains in the warm process pool (at most ``max_workers`` at a
+        time, default ``min(num_chains, cores)``); ``False`` runs them one after another in the
+        calling process; ``"vectorized"`` runs them together in the calling process with one
+        batched gradient call per leapfrog step. All three give identical draws for a seed.
+
+        ``progress(event)`` receives :class:`ProgressEvent`s in the calling process (≤ ~10/s per
+        chain). ``should_stop()`` is polled ~10 times a second; when it returns true the run stops
+        with ``InterruptedError``. An asynchronous exception or ``KeyboardInterrupt`` in the calling
+        thread also stops it; in both cases pool workers are terminated (the pool restarts lazily).
+
+        Raises ``ValueError`` on bad options, :class:`~exmc.nuts.errors.ChainFailed` naming the
+        chain whose worker died, and a chain's own exception (e.g. ``InitializationError``).
+        """
+        if int(num_chains) != num_chains or num_chains < 1:
+            raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
+        options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values)
+        seeds = _chain_seeds(seed, num_chains)
+        if parallel == "vectorized":
+            from exmc.nuts.vectorized import run_vectorized
+
+            traces = run_vectorized(load_model(model), seeds, options, progress, should_stop)
+        elif parallel is True:
+            workers = max_workers or pool_module.default_workers(num_chains)
+            if workers < 1:
+                raise ValueError(f"max_workers must be positive, got {max_workers!r}")
+            traces = pool_module.get_pool(workers).run(model, seeds, options, workers, progress, should_stop)
+        elif parallel is False:
+            model = load_model(model)
+            traces = []
+            for chain, chain_seed in enumerate(seeds):
+                report = Throttle(progress) if progress is not None else None
+                traces.append(run_chain(model, chain, chain_seed, options, report, should_stop))
+        else:
+            raise ValueError(f"parallel must be True, False or 'vectorized', got {parallel!r}")
+        return Chains(traces)
+
+    @staticmethod
+    def start_pool(max_workers: int | None = None) -> None:
+        """Start the warm worker pool now (e.g. when a node preloads exmc) instead of on first use."""
+        pool_module.start_pool(max_workers)
+
+    @staticmethod
+    def shutdown_pool() -> None:
+        """Terminate the pool's workers (the next parallel run starts a new pool)."""
+        pool_module.shutdown_pool()

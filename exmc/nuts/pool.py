@@ -1,0 +1,234 @@
+"""A warm pool of chain worker processes, with cancellation and worker-death reporting.
+
+Why a hand-rolled pool rather than ``concurrent.futures`` or ``multiprocessing.Pool``: a cancelled
+call must *terminate* the running chains (an executor only drops queued tasks), a dead worker must be
+traced to the chain it was running, and progress events must flow back while results are pending.
+
+Each worker is a fresh interpreter (``python -m exmc.nuts.worker FD``) started with
+``subprocess`` (fork+exec, safe from the multi-threaded rpyc node, and, unlike multiprocessing's
+spawn/forkserver, it never re-imports the caller's ``__main__``) and talks over one end of a Unix
+socket pair wrapped in a ``multiprocessing.connection.Connection``. The calling thread multiplexes
+the sockets with ``multiprocessing.connection.wait``: results, progress events and worker deaths
+(end of file on the socket) all arrive in one loop, in the calling process, without extra threads.
+
+Cancellation: the waiting loop wakes every ``POLL_INTERVAL`` seconds, so a ``KeyboardInterrupt`` or
+an asynchronous exception (``PyThreadState_SetAsyncExc``, as pynode raises on a cancelled call) is
+delivered promptly; the optional ``should_stop()`` callable is polled at the same rate. Either way
+every worker of the pool is terminated and reaped before the exception propagates, and the pool is
+rebuilt lazily on the next call. exmc never imports pynode: a node passes ``pynode.cancelled`` as
+``should_stop`` (or relies on the asynchronous exception).
+"""
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Sequence
+
+import cloudpickle
+import numpy as np
+
+from exmc.nuts.errors import ChainFailed
+from exmc.nuts.progress import ProgressEvent
+from exmc.nuts.sampler import SamplerOptions
+from exmc.nuts.trace import Trace
+
+logger = logging.getLogger(__name__)
+
+# How often the waiting thread wakes to check should_stop() and receive async exceptions (s).
+POLL_INTERVAL = 0.1
+# Grace period for a terminated worker to exit before it is killed (s).
+TERMINATE_GRACE = 2.0
+
+
+class _Worker:
+    """One worker process and our end of its socket pair."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "exmc.nuts.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.model_key: str | None = None
+        self.chain: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def exit_code(self) -> int | None:
+        """The worker's exit status once it is gone (waits up to ``TERMINATE_GRACE`` seconds)."""
+        try:
+            return self.process.wait(TERMINATE_GRACE)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(TERMINATE_GRACE)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.conn.close()
+
+
+class WorkerPool:
+    """A set of warm worker processes; one run at a time (concurrent callers queue on a lock)."""
+
+    def __init__(self, size: int) -> None:
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self.grow(size)
+
+    @property
+    def size(self) -> int:
+        return len(self._workers)
+
+    def pids(self) -> list[int]:
+        return [w.pid for w in self._workers]
+
+    def grow(self, size: int) -> None:
+        while len(self._workers) < size:
+            self._workers.append(_Worker())
+
+    def shutdown(self) -> None:
+        """Terminate and reap every worker (idempotent)."""
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()
+
+    def run(
+        self,
+        payload: Any,
+        seeds: Sequence[np.random.SeedSequence],
+        options: SamplerOptions,
+        max_workers: int,
+        progress: Callable[[ProgressEvent], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> list[Trace]:
+        """Run one chain per seed on at most ``max_workers`` workers; results in chain order.
+
+        ``payload`` (an IR or a compiled model) travels with cloudpickle, once per worker and
+        model. Raises :class:`ChainFailed` naming the chain whose worker died, re-raises a chain's
+        own exception (noting the chain and the remote traceback), and raises ``InterruptedError``
+        when ``should_stop()`` becomes true; in every failure case all workers are terminated.
+        """
+        model_bytes = cloudpickle.dumps(payload)
+        key = hashlib.sha1(model_bytes).hexdigest()
+        while not self._lock.acquire(timeout=POLL_INTERVAL):
+            if should_stop is not None and should_stop():
+                raise InterruptedError("sampling cancelled while waiting for the chain pool")
+        try:
+            return self._run_locked(model_bytes, key, seeds, options, max_workers, progress, should_stop)
+        finally:
+            self._lock.release()
+
+    def _run_locked(self, model_bytes, key, seeds, options, max_workers, progress, should_stop):
+        results: dict[int, Trace] = {}
+        try:
+            self.grow(max_workers)
+            pending = list(range(len(seeds)))
+            idle = list(self._workers[:max_workers])
+            busy: dict[Connection, _Worker] = {}
+            while len(results) < len(seeds):
+                while pending and idle:
+                    worker, chain = idle.pop(0), pending.pop(0)
+                    send = None if worker.model_key == key else model_bytes
+                    worker.model_key, worker.chain = None, chain  # unknown until the worker confirms
+                    worker.conn.send(("run", chain, key, send, seeds[chain], options, progress is not None))
+                    worker.model_key = key
+                    busy[worker.conn] = worker
+                for handle in wait(list(busy), timeout=POLL_INTERVAL):
+                    worker = busy[handle]
+                    if self._receive(worker, results, progress):
+                        del busy[handle]
+                        worker.chain = None
+                        idle.append(worker)
+                if should_stop is not None and should_stop():
+                    raise InterruptedError("sampling cancelled (should_stop returned true)")
+        except BaseException:
+            logger.info("chain run aborted; terminating %d workers", len(self._workers))
+            self.shutdown()
+            raise
+        return [results[i] for i in range(len(seeds))]
+
+    @staticmethod
+    def _receive(worker: _Worker, results: dict[int, Trace], progress) -> bool:
+        """Handle the messages waiting on a worker's socket; True when its chain finished.
+        End of file means the worker died: :class:`ChainFailed` names its chain."""
+        while worker.conn.poll():
+            try:
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                code = worker.exit_code()
+                raise ChainFailed(worker.chain, f"worker process {worker.pid} died (exit code {code})") from None
+            kind = message[0]
+            if kind == "progress":
+                if progress is not None:
+                    progress(message[1])
+            elif kind == "done":
+                results[message[1]] = message[2]
+                return True
+            else:
+                _, chain, exc, detail = message
+                exc.add_note(f"in exmc chain {chain} (worker pid {worker.pid}):\n{detail}")
+                raise exc
+        return False
+
+
+_pool: WorkerPool | None = None
+_pool_guard = threading.Lock()
+
+
+def default_workers(num_chains: int | None = None) -> int:
+    """The core count, capped by ``num_chains`` when given."""
+    cores = os.cpu_count() or 1
+    return cores if num_chains is None else max(1, min(num_chains, cores))
+
+
+def get_pool(size: int) -> WorkerPool:
+    """The process-wide warm pool, created (after a shutdown or abort, re-created) on demand."""
+    global _pool
+    with _pool_guard:
+        if _pool is None or _pool.size == 0:
+            _pool = WorkerPool(size)
+        return _pool
+
+
+def start_pool(max_workers: int | None = None) -> WorkerPool:
+    """Start the warm pool ahead of the first run (``max_workers`` defaults to the core count)."""
+    size = max_workers or default_workers()
+    pool = get_pool(size)
+    pool.grow(size)
+    return pool
+
+
+def shutdown_pool() -> None:
+    """Terminate the warm pool's workers; the next run starts a new pool."""
+    global _pool
+    with _pool_guard:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown()
+
+
+def __pynode_preload__() -> None:
+    """Hook for ``pynode start --preload exmc``: warm the chain pool when a node starts."""
+    start_pool()
+
+
+atexit.register(shutdown_pool)

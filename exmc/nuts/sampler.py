@@ -1,0 +1,186 @@
+"""One chain from start to finish: initialization, Stan's adaptive warmup, sampling.
+
+``chain_steps`` is the whole chain as a generator of log-density requests; ``run_chain`` answers
+them at once (caller's process or pool worker), ``vectorized.run_vectorized`` batches them across
+chains. Both take only picklable arguments.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Generator, Mapping
+
+import numpy as np
+
+from exmc.nuts.adaptation import WelfordCovariance, WelfordVariance, WindowSchedule
+from exmc.nuts.errors import SamplerError
+from exmc.nuts.init import initial_point
+from exmc.nuts.metric import DenseMetric, DiagonalMetric, unit_metric
+from exmc.nuts.stepsize import DEFAULT_INITIAL_STEP_SIZE, DEFAULT_TARGET_ACCEPT, DualAveraging, find_initial_step_size
+from exmc.nuts.trace import STAT_DTYPES, Trace
+from exmc.nuts.integrator import drive
+from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, nuts_transition_steps
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """Options shared by every chain of a run (validated on construction)."""
+
+    num_samples: int = 1000
+    num_warmup: int = 1000
+    target_accept: float = DEFAULT_TARGET_ACCEPT
+    max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH
+    dense_mass: bool = False
+    init_values: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if int(self.num_samples) != self.num_samples or self.num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
+        if int(self.num_warmup) != self.num_warmup or self.num_warmup < 0:
+            raise ValueError(f"num_warmup must be a non-negative integer, got {self.num_warmup!r}")
+        if not 0.0 < self.target_accept < 1.0:
+            raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept!r}")
+        if int(self.max_tree_depth) != self.max_tree_depth or self.max_tree_depth < 1:
+            raise ValueError(f"max_tree_depth must be a positive integer, got {self.max_tree_depth!r}")
+
+
+class _Warmup:
+    """Stan's adapter state: dual averaging plus windowed (co)variance estimation."""
+
+    def __init__(self, model, options: SamplerOptions) -> None:
+        self.schedule = WindowSchedule(options.num_warmup)
+        estimator = WelfordCovariance if options.dense_mass else WelfordVariance
+        self.estimator = estimator(model.dim)
+        self.dense = options.dense_mass
+        # Stan sets mu = log(10 * stepsize) from the *user's* initial step size before the heuristic
+        # runs (services/sample/hmc_nuts_*_adapt.hpp), and from the heuristic's result after each
+        # metric update (adapt_*_nuts.hpp).
+        self.dual = DualAveraging(math.log(10.0 * DEFAULT_INITIAL_STEP_SIZE), options.target_accept)
+
+    def adapt(self, accept_prob: float, q: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """Learn from one warmup transition; returns the next step size and, at a window end,
+        the new inverse metric (else ``None``)."""
+        step_size = self.dual.update(accept_prob)
+        collect, update = self.schedule.step()
+        if collect:
+            self.estimator.add(q)
+        if not update:
+            return step_size, None
+        inverse = self.estimator.regularized()
+        self.estimator.restart()
+        if not np.all(np.isfinite(inverse)):
+            raise SamplerError("numerical overflow in metric adaptation: the posterior may be improper")
+        return step_size, inverse
+
+
+def load_model(payload):
+    """Turn a shipped payload into a compiled model: models pass through, IRs are compiled."""
+    if hasattr(payload, "logp_and_grad"):
+        return payload
+    import exmc
+
+    return exmc.compile(payload)
+
+
+def run_chain(
+    model,
+    chain: int,
+    seed: np.random.SeedSequence,
+    options: SamplerOptions,
+    report: Callable[[int, int, int, str, int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Trace:
+    """Sample one chain, evaluating the log-density directly (see :func:`chain_steps`)."""
+    return drive(chain_steps(model, chain, seed, options, report, should_stop), model.logp_and_grad)
+
+
+def chain_steps(
+    model,
+    chain: int,
+    seed: np.random.SeedSequence,
+    options: SamplerOptions,
+    report: Callable[[int, int, int, str, int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Generator[np.ndarray, tuple[float, np.ndarray], Trace]:
+    """Sample one chain of ``model`` (an ``exmc.compile``d model) and return its :class:`Trace`.
+
+    ``seed`` is this chain's own ``SeedSequence`` (spawned from the run's seed), so the draws do
+    not depend on which process runs the chain. ``report(chain, iteration, total, phase,
+    divergences, step_size)`` is called after every iteration (callers throttle it).
+    ``should_stop()`` is polled once per iteration; when true the chain raises ``InterruptedError``.
+
+    A generator: every leapfrog position of every trajectory is yielded and its guarded
+    ``(lp, grad)`` is expected back (``integrator.drive`` answers at once; the vectorized driver
+    batches the requests of all chains). Initialization and the step-size heuristic, a handful of
+    evaluations, call ``model.logp_and_grad`` directly.
+
+    Raises :class:`~exmc.nuts.errors.InitializationError` when no finite initial point exists,
+    :class:`~exmc.nuts.errors.SamplerError` when adaptation overflows. Model exceptions inside
+    trajectories are divergences, not errors.
+    """
+    rng = np.random.default_rng(seed)
+    logp_and_grad = model.logp_and_grad
+    total = options.num_warmup + options.num_samples
+    with np.errstate(all="ignore"):
+        q, lp, grad = initial_point(model, rng, options.init_values, chain)
+        metric = unit_metric(model.dim, options.dense_mass)
+        step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, DEFAULT_INITIAL_STEP_SIZE, rng)
+        warmup = _Warmup(model, options)
+        divergences = 0
+
+        def tick(iteration: int, phase: str) -> None:
+            if should_stop is not None and should_stop():
+                raise InterruptedError(f"chain {chain} stopped at iteration {iteration}")
+            if report is not None:
+                report(chain, iteration, total, phase, divergences, step_size)
+
+        start = time.perf_counter()
+        for i in range(options.num_warmup):
+            t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+            q, lp, grad = t.q, t.lp, t.grad
+            divergences += t.divergent
+            step_size, inverse = warmup.adapt(t.accept_prob, q)
+            if inverse is not None:
+                metric = DenseMetric(inverse) if options.dense_mass else DiagonalMetric(inverse)
+                step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, step_size, rng)
+                warmup.dual.mu = math.log(10.0 * step_size)
+                warmup.dual.restart()
+            tick(i + 1, "warmup")
+        if options.num_warmup:
+            step_size = warmup.dual.final()
+        warmup_seconds = time.perf_counter() - start
+
+        start = time.perf_counter()
+        n = options.num_samples
+        positions = np.empty((n, model.dim))
+        stats = {name: np.empty(n, dtype=dtype) for name, dtype in STAT_DTYPES.items()}
+        divergences = 0
+        for i in range(n):
+            t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+            q, lp, grad = t.q, t.lp, t.grad
+            positions[i] = q
+            stats["lp"][i] = lp
+            stats["accept_prob"][i] = t.accept_prob
+            stats["step_size"][i] = step_size
+            stats["tree_depth"][i] = t.tree_depth
+            stats["n_steps"][i] = t.n_steps
+            stats["divergent"][i] = t.divergent
+            stats["energy"][i] = t.energy
+            divergences += t.divergent
+            tick(options.num_warmup + i + 1, "sampling")
+        sampling_seconds = time.perf_counter() - start
+
+    draws = {name: np.asarray(value) for name, value in model.to_constrained(positions).items()}
+    info = {
+        "chain": chain,
+        "seed": seed.entropy,
+        "spawn_key": seed.spawn_key,
+        "step_size": step_size,
+        "inverse_metric": metric.inverse,
+        "warmup_seconds": warmup_seconds,
+        "sampling_seconds": sampling_seconds,
+        "num_warmup": options.num_warmup,
+        "max_tree_depth": options.max_tree_depth,
+    }
+    return Trace(draws, stats, info, unconstrained=positions)

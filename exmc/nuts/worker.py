@@ -1,0 +1,58 @@
+"""The body of a pool worker process: receive chain tasks, run them, send results back.
+
+Started by the pool as ``python -m exmc.nuts.worker FD``, FD being its end of a Unix socket pair.
+Protocol on that socket (all messages are tuples):
+
+- parent → worker: ``("run", chain, model_key, model_bytes, seed, options, with_progress)``;
+  ``model_bytes`` is a cloudpickled model or IR (``None`` when the worker already holds
+  ``model_key``, the payload's digest).
+- worker → parent: ``("progress", ProgressEvent)``, then ``("done", chain, Trace)`` or
+  ``("error", chain, exception, formatted_traceback)``.
+
+The worker ignores SIGINT: on Ctrl-C the parent alone decides, and terminates the workers. It exits
+when the socket closes (the parent went away), so no worker outlives its parent's pool.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import traceback
+import sys
+from multiprocessing.connection import Connection
+
+import cloudpickle
+
+from exmc.nuts.progress import Throttle
+from exmc.nuts.sampler import load_model, run_chain
+
+logger = logging.getLogger(__name__)
+
+
+def worker_main(conn: Connection) -> None:
+    """Serve chain tasks on ``conn`` until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cached_key, cached_model = None, None
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        _, chain, key, model_bytes, seed, options, with_progress = message
+        try:
+            if key != cached_key:
+                cached_model = load_model(cloudpickle.loads(model_bytes))
+                cached_key = key
+            report = Throttle(lambda event: conn.send(("progress", event))) if with_progress else None
+            trace = run_chain(cached_model, chain, seed, options, report)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported to the parent
+            detail = traceback.format_exc()
+            try:
+                conn.send(("error", chain, exc, detail))
+            except Exception:  # noqa: BLE001 - the exception itself may not pickle
+                conn.send(("error", chain, RuntimeError(repr(exc)), detail))
+            continue
+        conn.send(("done", chain, trace))
+
+
+if __name__ == "__main__":
+    worker_main(Connection(int(sys.argv[1])))
