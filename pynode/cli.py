@@ -1,0 +1,241 @@
+"""The ``pynode`` command: run a node, talk to nodes, bring a local cluster up and down.
+
+::
+
+    pynode start NAME [--cookie C | --cookie-file F] [--hidden] [--preload MODULE ...] [--port N]
+    pynode ping NODE                       # prints pong / pang (exit 0 / 1)
+    pynode names [HOST]                    # like `epmd -names`
+    pynode call NODE module:function [JSON_ARRAY_OF_ARGS] [--timeout S]
+    pynode shell NAME                      # a Python REPL that is a node
+    pynode cluster up|down CONFIG          # detached nodes from a cluster TOML file
+
+Environment: ``PYNODE_COOKIE`` (the cookie when no flag gives one), ``PYNODE_EPMD_PORT`` (the port
+mapper port; ``--epmd-port`` overrides it), ``PYNODE_LOG_LEVEL`` (stderr logging level).
+
+``start`` prints exactly one line to stdout, ``pynode: NAME ready on HOST:PORT``, once the node is
+listening, registered with its port mapper and every preload module is imported (a preloaded
+module's ``__pynode_preload__()`` hook, if it has one, has returned: exmc warms its process pool
+there). It runs until SIGINT or SIGTERM, then stops the node cleanly and exits 0.
+
+Exit codes: 0 success, 1 failure (a one-line ``pynode: error: ...`` on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import code
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from pynode import cluster_cli, names, portmapper
+from pynode.errors import PynodeError
+
+log = logging.getLogger(__name__)
+
+PRELOAD_HOOK = "__pynode_preload__"
+LOG_LEVEL_ENV = "PYNODE_LOG_LEVEL"
+DEFAULT_CALL_TIMEOUT = 60.0  # seconds; erpc.call's default in the issue
+
+
+class CliError(PynodeError):
+    """A command failed in a way the user can fix; printed as one ``pynode: error:`` line."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pynode`` console script and ``python -m pynode``."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.epmd_port is not None:
+        os.environ[portmapper.EPMD_PORT_ENV] = str(args.epmd_port)
+    level = args.log_level or os.environ.get(LOG_LEVEL_ENV) or args.default_log_level
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except (PynodeError, OSError) as exc:
+        print(f"pynode: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pynode", description="Erlang-style nodes over rpyc.")
+    parser.add_argument("--epmd-port", type=int, help="port mapper port (default $PYNODE_EPMD_PORT or 4369)")
+    parser.add_argument("--log-level", help="stderr log level (default $PYNODE_LOG_LEVEL)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Any, help: str, log_level: str = "WARNING") -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler, default_log_level=log_level)
+        return p
+
+    def cookie_flags(p: argparse.ArgumentParser) -> None:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--cookie", help="the cluster cookie (default $PYNODE_COOKIE, else ~/.pynode.cookie)")
+        group.add_argument("--cookie-file", help="read the cookie from this file (owner-only mode)")
+
+    p = command("start", _start, "run a node in the foreground until SIGINT/SIGTERM", "INFO")
+    p.add_argument("name", help="alive@host")
+    cookie_flags(p)
+    p.add_argument("--hidden", action="store_true", help="a hidden node (not in peers' Node.list())")
+    p.add_argument("--preload", action="append", default=[], metavar="MODULE", help="import before ready")
+    p.add_argument("--port", type=int, default=0, help="listening port (default: any free port)")
+
+    p = command("ping", _ping, "ping a node: prints pong or pang")
+    p.add_argument("node")
+    cookie_flags(p)
+
+    p = command("names", _names, "list the names registered with a host's port mapper")
+    p.add_argument("host", nargs="?", default="127.0.0.1")
+
+    p = command("call", _call, "call module:function on a node and print the result")
+    p.add_argument("node")
+    p.add_argument("function", help="module:function")
+    p.add_argument("args", nargs="?", default="[]", help="positional arguments as a JSON array")
+    p.add_argument("--timeout", type=float, default=DEFAULT_CALL_TIMEOUT)
+    cookie_flags(p)
+
+    p = command("shell", _shell, "a Python REPL that is the node NAME")
+    p.add_argument("name")
+    cookie_flags(p)
+    p.add_argument("--hidden", action="store_true")
+
+    p = command("cluster", cluster_cli.run, "start or stop the detached nodes of a cluster TOML file", "INFO")
+    p.add_argument("action", choices=["up", "down"])
+    p.add_argument("config", help="cluster file, e.g. configs/cluster.toml")
+    p.add_argument("--state-dir", help="where up records pids and logs (default: a temp directory per file)")
+    return parser
+
+
+def _cookie(args: argparse.Namespace) -> str | None:
+    """``--cookie``, else the ``--cookie-file`` contents, else None (Node.start's own default)."""
+    if args.cookie is not None:
+        return str(args.cookie)
+    if args.cookie_file is not None:
+        from pynode import cookie
+
+        return cookie.read_cookie_file(args.cookie_file)
+    return None
+
+
+def preload(modules: Sequence[str]) -> None:
+    """Import each module; call its ``__pynode_preload__()`` hook if it defines one.
+
+    Raises :class:`CliError` naming the module when the import or the hook fails.
+    """
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+            hook = getattr(module, PRELOAD_HOOK, None)
+            if callable(hook):
+                hook()
+        except Exception as exc:
+            log.exception("preloading %s failed", module_name)
+            raise CliError(f"preloading module {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+        log.info("preloaded %s%s", module_name, " (hook run)" if callable(hook) else "")
+
+
+def _start(args: argparse.Namespace) -> int:
+    from pynode.node import Node
+
+    node = names.parse(args.name)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    Node.start(str(node), cookie=_cookie(args), hidden=args.hidden, port=args.port)
+    try:
+        preload(args.preload)
+        print(f"pynode: {node} ready on {node.host}:{Node.port()}", flush=True)
+        while not stop.wait(timeout=1.0):  # wake up now and then so signals are handled promptly
+            pass
+        log.info("signal received: stopping %s", node)
+    finally:
+        Node.stop()
+    return 0
+
+
+def _local_name(target_host: str) -> str:
+    """A throwaway hidden node name for one CLI command, on the target's host."""
+    return f"pynode-cli-{os.getpid()}@{target_host}"
+
+
+def _ping(args: argparse.Namespace) -> int:
+    from pynode.node import Node
+
+    target = names.parse(args.node)
+    Node.start(_local_name(target.host), cookie=_cookie(args), hidden=True)
+    try:
+        answer = Node.ping(str(target))
+    finally:
+        Node.stop()
+    print(answer, flush=True)
+    return 0 if answer == "pong" else 1
+
+
+def _names(args: argparse.Namespace) -> int:
+    port = portmapper.epmd_port()
+    entries = portmapper.names(args.host, mapper_port=port)
+    print(f"pynode: port mapper on {args.host}:{port} with data:")
+    for alive, node_port in entries:
+        print(f"name {alive} at port {node_port}")
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    from pynode import erpc
+    from pynode.node import Node
+
+    target = names.parse(args.node)
+    try:
+        call_args = json.loads(args.args)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"arguments {args.args!r} are not JSON: {exc}") from None
+    if not isinstance(call_args, list):
+        raise CliError(f"arguments must be a JSON array of positional arguments, got {args.args!r}")
+    Node.start(_local_name(target.host), cookie=_cookie(args), hidden=True)
+    try:
+        try:
+            result = erpc.call(str(target), args.function, *call_args, timeout=args.timeout)
+        except PynodeError:
+            raise
+        except Exception as exc:  # raised remotely and rebuilt here
+            for note in getattr(exc, "__notes__", ()):
+                print(note, file=sys.stderr)
+            raise CliError(f"{args.function} on {target} raised {type(exc).__name__}: {exc}") from exc
+    finally:
+        Node.stop()
+    try:
+        print(json.dumps(result), flush=True)
+    except (TypeError, ValueError):
+        print(repr(result), flush=True)
+    return 0
+
+
+def _shell(args: argparse.Namespace) -> int:
+    import pynode
+    from pynode import erpc
+    from pynode.node import Node
+
+    with contextlib.suppress(ImportError):  # line editing where this build has readline
+        import readline  # noqa: F401
+
+    Node.start(args.name, cookie=_cookie(args), hidden=args.hidden)
+    try:
+        banner = (
+            f"pynode shell: this REPL is node {Node.self()}\n"
+            "Node, erpc and pynode are imported; exit() or Ctrl-D stops the node."
+        )
+        code.interact(banner=banner, local={"Node": Node, "erpc": erpc, "pynode": pynode}, exitmsg="")
+    finally:
+        Node.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
