@@ -1,0 +1,334 @@
+"""Sampler benchmark: exmc's NUTS against PyMC (and NumPyro) on the same models, in the same run.
+
+For each model of :mod:`bench_models` and each framework, the benchmark runs ``--chains`` chains of
+``--warmup`` + ``--draws`` iterations on ``--cores`` cores and prints the wall time of the sampling
+call, the minimum ESS-bulk over every scalar free parameter (``arviz_stats``, the same estimator for
+every framework), ESS per wall-second, divergences, and exmc's ESS/s over PyMC's.
+
+Fairness rules (so that only sampling is timed):
+
+- exmc: the worker pool is started and warmed (one tiny run of the model) before timing; the timed
+  call is ``exmc.NUTS.Sampler.sample_chains`` with ``parallel=True`` (pool) and, with ``--modes``,
+  ``"vectorized"`` (all chains in one process, batched gradients).
+- PyMC: the model is built and sampled once briefly (compiling pytensor's C code into its on-disk
+  cache and starting the worker processes) before timing; the timed call is ``pm.sample`` with
+  ``cores``; the wall includes PyMC's per-call graph compilation, which every PyMC user pays.
+- NumPyro: ``chain_method="parallel"`` over ``--chains`` virtual CPU devices sharing the cores; the
+  model is run once before timing (JIT warm-up); the timed second run still re-traces the pmapped
+  sampler, which NumPyro does on every ``run`` of a parallel MCMC.
+
+For the logistic model the *sampler overhead* is also printed: per chain, sampling seconds divided by
+(leapfrog steps in sampling × the time of one ``logp_and_grad`` call, timed separately in this
+process). 1.0 means the sampler costs nothing beyond its gradients. On a machine shared with other
+work the single-gradient timing and the chains' timing see different loads: read it with care.
+
+Usage::
+
+    python bench/sampler_bench.py                      # all models, exmc pool + PyMC (+ NumPyro)
+    python bench/sampler_bench.py --models seed,funnel --modes pool,vectorized
+    python bench/sampler_bench.py --quick              # CI smoke: seed model, few draws, exmc only
+    python bench/sampler_bench.py --profile logistic   # cProfile of one exmc chain in this process
+
+Exit status 0 when the runs completed (targets missed are reported, not failures).
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import logging
+import os
+import platform
+import pstats
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+# NumPyro's parallel chains need one (virtual) device per chain; XLA reads this at JAX import.
+DEFAULT_CHAINS = 4
+if "XLA_FLAGS" not in os.environ:
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEFAULT_CHAINS}"
+
+import numpy as np  # noqa: E402
+from arviz_stats.base import array_stats  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_models  # noqa: E402
+
+import exmc  # noqa: E402
+
+logger = logging.getLogger("sampler_bench")
+
+#: Issue 4's targets: exmc's ESS per wall-second at least this multiple of PyMC's on every model ...
+TARGET_ESS_RATIO = 1.5
+#: ... and sampling time at most this multiple of (gradient evaluations × one gradient's time).
+TARGET_OVERHEAD = 1.5
+#: Iterations of the untimed warm-up runs (pool start, PyMC compile, JAX JIT).
+WARM_ITERATIONS = 20
+#: logp_and_grad calls timed per repetition, and repetitions (the minimum is kept, as timeit advises).
+GRAD_CALLS, GRAD_REPEATS = 2000, 5
+#: ``--quick`` (CI smoke): model, chains and iterations.
+QUICK_MODEL, QUICK_CHAINS, QUICK_ITERATIONS = "seed", 2, 100
+
+
+@dataclass
+class Result:
+    """One (model, framework) run."""
+
+    model: str
+    framework: str
+    wall: float
+    min_ess: float
+    divergences: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ess_per_second(self) -> float:
+        return self.min_ess / self.wall
+
+
+def min_ess_bulk(draws: dict[str, np.ndarray]) -> float:
+    """Minimum ESS-bulk over every scalar element of ``draws`` (name -> ``(chains, draws, *shape)``)."""
+    smallest = np.inf
+    for name, value in draws.items():
+        value = np.asarray(value, dtype=float)
+        flat = value.reshape(value.shape[0], value.shape[1], -1)
+        ess = array_stats.ess(flat, chain_axis=0, draw_axis=1, method="bulk")
+        smallest = min(smallest, float(np.min(ess)))
+    return smallest
+
+
+# --------------------------------------------------------------------------------------- exmc
+def run_exmc(model: bench_models.BenchModel, mode: str, args: argparse.Namespace) -> tuple[Result, Any]:
+    """Time ``sample_chains`` in ``mode`` (``"pool"`` or ``"vectorized"``); returns the result and
+    the chains (the overhead measurement reads their statistics)."""
+    ir = model.exmc_ir()
+    parallel: bool | str = True if mode == "pool" else "vectorized"
+    common = dict(parallel=parallel, seed=args.seed)
+    if mode == "pool":
+        common["max_workers"] = args.cores
+    exmc.NUTS.Sampler.sample_chains(ir, args.chains, num_samples=WARM_ITERATIONS, num_warmup=WARM_ITERATIONS, **common)
+    start = time.perf_counter()
+    chains = exmc.NUTS.Sampler.sample_chains(ir, args.chains, num_samples=args.draws, num_warmup=args.warmup, **common)
+    wall = time.perf_counter() - start
+    draws = {name: chains.stacked(name) for name in model.params}
+    divergences = sum(trace.divergences for trace in chains)
+    return Result(model.name, f"exmc-{mode}", wall, min_ess_bulk(draws), divergences), chains
+
+
+def time_gradient(ir) -> float:
+    """Seconds per ``logp_and_grad`` call at a fixed unconstrained point (best of the repeats)."""
+    compiled = exmc.compile(ir)
+    theta = np.random.default_rng(0).uniform(-0.5, 0.5, size=compiled.dim)
+    compiled.logp_and_grad(theta)
+    best = np.inf
+    for _ in range(GRAD_REPEATS):
+        start = time.perf_counter()
+        for _ in range(GRAD_CALLS):
+            compiled.logp_and_grad(theta)
+        best = min(best, (time.perf_counter() - start) / GRAD_CALLS)
+    return best
+
+
+def sampler_overhead(chains, t_gradient: float) -> list[float]:
+    """Per chain: sampling seconds / (leapfrog steps while sampling × seconds per gradient)."""
+    return [trace.info["sampling_seconds"] / (int(np.sum(trace.stats["n_steps"])) * t_gradient) for trace in chains]
+
+
+# --------------------------------------------------------------------------------------- PyMC
+def pymc_available() -> bool:
+    try:
+        import pymc  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_pymc(model: bench_models.BenchModel, args: argparse.Namespace) -> Result:
+    """Time ``pm.sample`` after an untimed short run that fills pytensor's compile cache."""
+    import pymc as pm
+
+    pm_model = model.pymc()
+    options = dict(chains=args.chains, cores=args.cores, progressbar=False, compute_convergence_checks=False,
+                   model=pm_model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm.sample(WARM_ITERATIONS, tune=WARM_ITERATIONS, random_seed=args.seed, **options)
+        start = time.perf_counter()
+        idata = pm.sample(args.draws, tune=args.warmup, random_seed=args.seed, **options)
+        wall = time.perf_counter() - start
+    draws = {name: idata.posterior[name].values for name in model.params}
+    divergences = int(idata.sample_stats["diverging"].values.sum())
+    inner = float(idata.posterior.attrs.get("sampling_time", np.nan))
+    return Result(model.name, "pymc", wall, min_ess_bulk(draws), divergences,
+                  [f"PyMC's own sampling_time {inner:.2f}s"])
+
+
+# --------------------------------------------------------------------------------------- NumPyro
+def numpyro_available() -> bool:
+    try:
+        import numpyro  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_numpyro(model: bench_models.BenchModel, args: argparse.Namespace) -> Result:
+    """Time the second ``MCMC.run`` of a parallel-chain NumPyro NUTS (the first compiles)."""
+    import jax
+    from numpyro.infer import MCMC, NUTS
+
+    if jax.local_device_count() < args.chains:
+        raise RuntimeError(f"NumPyro needs {args.chains} devices for parallel chains, JAX has "
+                           f"{jax.local_device_count()} (XLA_FLAGS={os.environ.get('XLA_FLAGS')!r})")
+    mcmc = MCMC(NUTS(model.numpyro()), num_warmup=args.warmup, num_samples=args.draws, num_chains=args.chains,
+                chain_method="parallel", progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(args.seed + 1))
+    start = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(args.seed))
+    samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
+    wall = time.perf_counter() - start
+    draws = {name: np.asarray(samples[name]) for name in model.params}
+    divergences = int(np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"]).sum())
+    return Result(model.name, "numpyro", wall, min_ess_bulk(draws), divergences)
+
+
+# --------------------------------------------------------------------------------------- report
+def format_table(results: Sequence[Result]) -> str:
+    """A Markdown table; the ratio column is ESS/s over PyMC's on the same model."""
+    baseline = {r.model: r.ess_per_second for r in results if r.framework == "pymc"}
+    lines = ["| model | sampler | wall s | min ESS-bulk | ESS/s | divergences | ESS/s ÷ PyMC |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        base = baseline.get(r.model)
+        ratio = f"{r.ess_per_second / base:.2f}" if base else "–"
+        lines.append(f"| {r.model} | {r.framework} | {r.wall:.2f} | {r.min_ess:.0f} | {r.ess_per_second:.0f} "
+                     f"| {r.divergences} | {ratio} |")
+    return "\n".join(lines)
+
+
+def machine_line(args: argparse.Namespace) -> str:
+    versions = [f"exmc {exmc.__version__}", f"numpy {np.__version__}"]
+    for name in ("pymc", "numpyro", "jax"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions.append(f"{name} {module.__version__}")
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores visible, {args.cores} used; Python {platform.python_version()}; "
+            f"{', '.join(versions)}; {args.chains} chains × ({args.warmup} warmup + {args.draws} draws), seed {args.seed}")
+
+
+def profile_chain(model: bench_models.BenchModel, args: argparse.Namespace, top: int = 30) -> str:
+    """cProfile of one exmc chain run in this process (``sample``), sorted by internal time."""
+    ir = model.exmc_ir()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    exmc.NUTS.Sampler.sample(ir, num_samples=args.draws, num_warmup=args.warmup, seed=args.seed)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------------------- CLI
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(bench_models.MODELS),
+                        help=f"comma-separated subset of {', '.join(bench_models.MODELS)}")
+    parser.add_argument("--frameworks", default="exmc,pymc,numpyro",
+                        help="comma-separated subset of exmc, pymc, numpyro (missing ones are skipped)")
+    parser.add_argument("--modes", default="pool", help="exmc modes: comma-separated subset of pool, vectorized")
+    parser.add_argument("--chains", type=int, default=DEFAULT_CHAINS)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"CI smoke: model {QUICK_MODEL}, {QUICK_CHAINS} chains × {QUICK_ITERATIONS}+"
+                             f"{QUICK_ITERATIONS}, exmc pool only")
+    parser.add_argument("--profile", metavar="MODEL", help="print a cProfile of one exmc chain of MODEL and exit")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.models, args.frameworks, args.modes = QUICK_MODEL, "exmc", "pool"
+        args.chains, args.warmup, args.draws = QUICK_CHAINS, QUICK_ITERATIONS, QUICK_ITERATIONS
+    args.models = args.models.split(",")
+    unknown = [m for m in args.models + ([args.profile] if args.profile else []) if m not in bench_models.MODELS]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; known: {list(bench_models.MODELS)}")
+    args.frameworks = args.frameworks.split(",")
+    args.modes = args.modes.split(",")
+    bad_modes = [m for m in args.modes if m not in ("pool", "vectorized")]
+    if bad_modes:
+        parser.error(f"unknown exmc mode(s) {bad_modes}; known: pool, vectorized")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+    args = parse_args(argv)
+    if args.profile:
+        print(profile_chain(bench_models.MODELS[args.profile], args))
+        return 0
+
+    runners: list[tuple[str, Callable[[bench_models.BenchModel], Result]]] = []
+    extras: list[str] = []
+    if "exmc" in args.frameworks:
+        exmc.NUTS.Sampler.start_pool(args.cores)
+        for mode in args.modes:
+            runners.append((f"exmc-{mode}", lambda m, mode=mode: _exmc_with_overhead(m, mode, args, extras)))
+    if "pymc" in args.frameworks:
+        if pymc_available():
+            runners.append(("pymc", lambda m: run_pymc(m, args)))
+        else:
+            print("PyMC not installed: skipped (pip install pymc)")
+    if "numpyro" in args.frameworks:
+        if numpyro_available():
+            runners.append(("numpyro", lambda m: run_numpyro(m, args)))
+        else:
+            print("NumPyro not installed: skipped (pip install numpyro jax)")
+
+    results: list[Result] = []
+    for name in args.models:
+        for label, runner in runners:
+            print(f"... {name} / {label}", flush=True)
+            result = runner(bench_models.MODELS[name])
+            results.append(result)
+            print(f"    wall {result.wall:.2f}s, min ESS-bulk {result.min_ess:.0f}, "
+                  f"{result.ess_per_second:.0f} ESS/s, {result.divergences} divergences "
+                  + " ".join(result.notes), flush=True)
+
+    print()
+    print(machine_line(args))
+    print()
+    print(format_table(results))
+    print()
+    print(f"Target: exmc ESS/s ≥ {TARGET_ESS_RATIO}× PyMC's on every model; "
+          f"sampler overhead ≤ {TARGET_OVERHEAD}× (gradients × gradient time) on logistic.")
+    for line in extras:
+        print(line)
+    if "exmc" in args.frameworks:
+        exmc.NUTS.Sampler.shutdown_pool()
+    return 0
+
+
+def _exmc_with_overhead(model: bench_models.BenchModel, mode: str, args: argparse.Namespace,
+                        extras: list[str]) -> Result:
+    """:func:`run_exmc`, plus the sampler-overhead line for the logistic model in pool mode (in
+    vectorized mode the chains share batched gradient calls, so a per-chain ratio is not defined)."""
+    result, chains = run_exmc(model, mode, args)
+    if model.name == "logistic" and mode == "pool":
+        t_gradient = time_gradient(model.exmc_ir())
+        overhead = sampler_overhead(chains, t_gradient)
+        steps = [int(np.sum(trace.stats["n_steps"])) for trace in chains]
+        extras.append(f"Sampler overhead, logistic, exmc-{mode}: one logp_and_grad {t_gradient * 1e6:.1f} µs; "
+                      f"per chain sampling s / (leapfrog steps × t_grad) = "
+                      + ", ".join(f"{o:.2f} ({n} steps)" for o, n in zip(overhead, steps)))
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
