@@ -1,0 +1,243 @@
+"""The seed's model-building API: ``Builder.new_ir/rv/obs/det/data``, each returning a new IR.
+
+Every call checks what can be decided from the node alone and the nodes before it (names,
+distribution, parameter names, constant parameter domains, NaN/inf in data, op names) and raises
+``exmc.ValidationError`` naming the node and field. Checks that need the whole model (references,
+cycles, shapes, supports, index ranges) run in :func:`exmc.compile` — so nodes may be added in any
+order — and :meth:`Builder.validate` runs them on demand.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from exmc import ops
+from exmc.analysis import analyse, check_constant_params
+from exmc.errors import ValidationError
+from exmc.ir import IR, NONCENTERED, RV, Data, Det, Obs, as_constant, is_ref
+
+__all__ = ["Builder", "DEFAULT"]
+
+
+class _Default:
+    """Sentinel for "the family's default transform"."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+    def __reduce__(self):
+        return "DEFAULT"
+
+
+#: ``transform=DEFAULT`` (the default) picks the unconstraining transform from the family's support.
+DEFAULT = _Default()
+
+
+def _check_name(ir: IR, kind: str, name: Any) -> None:
+    if not isinstance(ir, IR):
+        raise TypeError(f"expected an IR (from Builder.new_ir()), got {type(ir).__name__}")
+    if not isinstance(name, str) or not name:
+        raise ValidationError(kind, repr(name), "name", "must be a non-empty string")
+    existing = ir.get(name)
+    if existing is not None:
+        raise ValidationError(kind, name, "name", f"duplicate name (already used by a {existing.kind} node)")
+
+
+def _family(name: str, dist: Any):
+    from exmc.dist import FAMILIES
+    from exmc.dist.base import Distribution
+
+    if isinstance(dist, Distribution):
+        return dist
+    if isinstance(dist, str) and dist in FAMILIES:
+        return FAMILIES[dist]
+    raise ValidationError("rv", name, "dist",
+                          f"unknown distribution {getattr(dist, 'name', dist)!r}; known: {', '.join(sorted(FAMILIES))}")
+
+
+def _check_param_names(name: str, family, given: Sequence[str]) -> None:
+    alternatives = tuple(family.alternatives) or (tuple(family.params),)
+    optional = set(family.optional)
+    known = set().union(*map(set, alternatives)) | optional
+    for key in given:
+        if key not in known:
+            raise ValidationError("rv", name, f"param {key!r}",
+                                  f"unknown parameter of {family.name} (it takes {_describe(alternatives, optional)})")
+    required = set(given) - optional
+    if any(required == set(alt) for alt in alternatives):
+        return
+    closest = min(alternatives, key=lambda alt: len(set(alt) ^ required))
+    missing = [p for p in closest if p not in required]
+    if missing:
+        raise ValidationError("rv", name, f"param {missing[0]!r}",
+                              f"missing parameter of {family.name} (it takes {_describe(alternatives, optional)})")
+    extra = sorted(required - set(closest))
+    raise ValidationError("rv", name, f"param {extra[0]!r}",
+                          f"{family.name} takes exactly one of the parameter sets {_describe(alternatives, optional)}")
+
+
+def _describe(alternatives, optional) -> str:
+    sets = " | ".join("{" + ", ".join(alt) + "}" for alt in alternatives)
+    return sets + (f" with optional {', '.join(sorted(optional))}" if optional else "")
+
+
+def _check_finite(kind: str, name: str, field: str, value: np.ndarray) -> None:
+    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0]) if value.ndim else ()
+        raise ValidationError(kind, name, field, f"contains NaN or infinity (first at index {where})")
+
+
+def _transform(name: str, transform: Any):
+    from exmc import transforms
+
+    if transform is DEFAULT or transform is None:
+        return None
+    if isinstance(transform, str):
+        try:
+            return transforms.by_name(transform)
+        except ValueError as exc:
+            raise ValidationError("rv", name, "transform", str(exc)) from None
+    if isinstance(transform, transforms.Transform):
+        return transform
+    raise ValidationError("rv", name, "transform",
+                          f"must be an exmc.transforms.Transform or a transform name, got {type(transform).__name__}")
+
+
+def _shape(name: str, shape: Any) -> tuple[int, ...] | None:
+    if shape is None:
+        return None
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        raise ValidationError("rv", name, "shape", f"must be an int or a tuple of ints, got {shape!r}") from None
+    if not all(isinstance(n, (int, np.integer)) and n >= 0 for n in dims):
+        raise ValidationError("rv", name, "shape", f"must hold non-negative ints, got {shape!r}")
+    return tuple(int(n) for n in dims)
+
+
+class Builder:
+    """Static methods building an :class:`exmc.ir.IR` step by step (see the module docstring)."""
+
+    @staticmethod
+    def new_ir() -> IR:
+        """An empty model."""
+        return IR()
+
+    @staticmethod
+    def rv(ir: IR, name: str, dist: Any, params: Mapping[str, Any] | None = None, shape: Any = None,
+           transform: Any = DEFAULT, reparam: str | None = None) -> IR:
+        """Add ``name ~ dist(**params)``.
+
+        ``params`` values are numbers, arrays, names of other nodes, or the structured values some
+        families take (``Mixture``'s components, ``Custom``'s callables). ``shape`` makes an
+        array rv; ``transform`` overrides the family's unconstraining transform (a
+        ``Transform`` or a name such as ``"log"``); ``reparam="noncentered"`` samples a Normal as
+        ``mu + sigma * z``. Raises ``ValidationError`` for a duplicate name, an unknown
+        distribution, unknown/missing parameters, a constant parameter outside its domain, a bad
+        shape, transform or reparametrisation.
+        """
+        _check_name(ir, "rv", name)
+        family = _family(name, dist)
+        params = dict(params or {})
+        for key in params:
+            if not isinstance(key, str):
+                raise ValidationError("rv", name, f"param {key!r}", "parameter names must be strings")
+        try:
+            resolved, flat = family.resolve(params)
+        except ValueError as exc:
+            raise ValidationError("rv", name, "params", str(exc)) from None
+        _check_param_names(name, resolved, list(flat))
+        integer = set(getattr(resolved, "integer_params", ()) or ())
+        stored = {key: value if is_ref(value) else as_constant(value, floating=key not in integer)
+                  for key, value in params.items()}
+        constants = {key: value if is_ref(value) else as_constant(value, floating=key not in integer)
+                     for key, value in flat.items()}
+        check_constant_params(name, resolved, {k: v for k, v in constants.items() if not is_ref(v)})
+        if reparam is not None and reparam != NONCENTERED:
+            raise ValidationError("rv", name, "reparam", f"unknown reparametrisation {reparam!r} (only {NONCENTERED!r})")
+        node = RV(name, family, tuple(stored.items()), _shape(name, shape), _transform(name, transform), reparam)
+        return ir.add(node)
+
+    @staticmethod
+    def obs(ir: IR, obs_name: str, rv_name: str, value: Any, censored: tuple[Any, Any] | None = None) -> IR:
+        """Bind ``value`` to rv ``rv_name`` (a likelihood term).
+
+        ``censored=(lower, upper)`` (numbers or arrays broadcasting against ``value``, ``-inf``/
+        ``inf`` for one-sided censoring): entries ``<= lower`` count as "at most lower" (the
+        family's CDF at ``lower``), entries ``>= upper`` as "at least upper" (its survival function).
+        Raises ``ValidationError`` for a duplicate name, non-numeric or non-finite values, an rv
+        already observed, malformed censoring bounds.
+        """
+        _check_name(ir, "obs", obs_name)
+        if not isinstance(rv_name, str):
+            raise ValidationError("obs", obs_name, "rv", f"must be the name of an rv, got {rv_name!r}")
+        array = as_constant(value, floating=True)
+        if not isinstance(array, np.ndarray):
+            raise ValidationError("obs", obs_name, "value", f"must be numeric, got {type(value).__name__}")
+        _check_finite("obs", obs_name, "value", array)
+        for node in ir.nodes:
+            if isinstance(node, Obs) and node.rv == rv_name:
+                raise ValidationError("obs", obs_name, "rv", f"rv {rv_name!r} is already observed by obs {node.name!r}")
+        bounds = None
+        if censored is not None:
+            bounds = Builder._censoring(obs_name, array, censored)
+        return ir.add(Obs(obs_name, rv_name, array, bounds))
+
+    @staticmethod
+    def _censoring(obs_name: str, value: np.ndarray, censored: Any) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            lower, upper = censored
+        except (TypeError, ValueError):
+            raise ValidationError("obs", obs_name, "censored", f"must be a pair (lower, upper), got {censored!r}") from None
+        lower = as_constant(-np.inf if lower is None else lower, floating=True)
+        upper = as_constant(np.inf if upper is None else upper, floating=True)
+        for label, bound in (("lower", lower), ("upper", upper)):
+            if not isinstance(bound, np.ndarray) or np.isnan(bound).any():
+                raise ValidationError("obs", obs_name, "censored", f"{label} bound must be numeric, not NaN")
+            try:
+                np.broadcast_shapes(bound.shape, value.shape)
+            except ValueError:
+                raise ValidationError("obs", obs_name, "censored",
+                                      f"{label} bound of shape {bound.shape} does not broadcast to the value's "
+                                      f"shape {value.shape}") from None
+        if np.any(lower >= upper):
+            raise ValidationError("obs", obs_name, "censored", "lower bound must be below the upper bound")
+        return lower, upper
+
+    @staticmethod
+    def data(ir: IR, name: str, array: Any) -> IR:
+        """Name a constant array (design matrix, group indices). Integer data keeps an integer type.
+        Raises ``ValidationError`` for a duplicate name, non-numeric data, NaN or infinity."""
+        _check_name(ir, "data", name)
+        value = as_constant(array)
+        if not isinstance(value, np.ndarray):
+            raise ValidationError("data", name, "value", f"must be numeric, got {type(array).__name__}")
+        _check_finite("data", name, "value", value)
+        return ir.add(Data(name, value))
+
+    @staticmethod
+    def det(ir: IR, name: str, op: str, args: Sequence[Any], **options: Any) -> IR:
+        """Add ``name = op(*args, **options)`` for an op of :data:`exmc.ops.OPS` (``"add"``,
+        ``"matmul"``, ``"index"``...). ``args`` are node names or constants; options are op
+        settings such as ``axis`` for ``sum``/``cumsum``/``concat``/``stack``. Raises
+        ``ValidationError`` for a duplicate name, an unknown op, non-finite constant arguments."""
+        _check_name(ir, "det", name)
+        if op not in ops.OPS:
+            raise ValidationError("det", name, "op", f"unknown op {op!r}; known: {', '.join(sorted(ops.OPS))}")
+        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+            raise ValidationError("det", name, "args", f"must be a list of arguments, got {args!r}")
+        stored = []
+        for position, arg in enumerate(args):
+            value = arg if is_ref(arg) else as_constant(arg)
+            if isinstance(value, np.ndarray):
+                _check_finite("det", name, f"arg {position}", value)
+            stored.append(value)
+        return ir.add(Det(name, op, tuple(stored), tuple(sorted(options.items()))))
+
+    @staticmethod
+    def validate(ir: IR) -> IR:
+        """Run every whole-model check now (what :func:`exmc.compile` does first); returns ``ir``."""
+        analyse(ir)
+        return ir

@@ -1,0 +1,33 @@
+"""The one exception exmc raises for a malformed model.
+
+Every check on an IR (at build time in :mod:`exmc.builder`, at compile time in :mod:`exmc.ir` and
+:mod:`exmc.model`) raises :class:`ValidationError` before any sampling starts. The message always
+names the offending node and the field of that node, e.g.
+``rv 'y' param 'sigma': refers to unknown node 'sigam'``.
+"""
+from __future__ import annotations
+
+__all__ = ["ValidationError"]
+
+
+class ValidationError(ValueError):
+    """A model (IR) is not well formed.
+
+    Attributes:
+        node: name of the offending node (``None`` for whole-model problems).
+        field: the part of the node at fault (``"param 'sigma'"``, ``"shape"``, ``"value"``...).
+        reason: what is wrong, in words.
+    """
+
+    def __init__(self, kind: str, node: str | None, field: str, reason: str) -> None:
+        self.kind = kind
+        self.node = node
+        self.field = field
+        self.reason = reason
+        where = f"{kind} {node!r}" if node is not None else kind
+        super().__init__(f"{where} {field}: {reason}")
+
+    def __reduce__(self):
+        # Exceptions pickle through their ``args``; ours needs all four fields to travel between
+        # sampler workers and the calling process.
+        return (type(self), (self.kind, self.node, self.field, self.reason))

@@ -1,0 +1,458 @@
+"""Compile an analysed IR into flat forward and reverse step lists (the model's hot path).
+
+The model's log-density is evaluated by a *program*: a list of forward steps and a list of reverse
+steps, each a closure specialised at compile time (slots, paddings, reducers and constants
+resolved, no name lookups or checks left). Values live in a plain list ``v`` indexed by slot; the
+reverse pass accumulates gradients in a list ``gs`` of the same length, where each slot's first
+contribution (known at compile time) is assigned and later ones added, so no zero arrays are
+allocated. Nodes that do not influence the log-density (dets only reported with the draws) are
+left out of the log-density program and computed only by the values program.
+
+Two variants are compiled from the same IR: *single* (``theta`` of shape ``(dim,)``) and *batched*
+(``(C, dim)``, a leading chain axis on every varying value). In the batched variant a varying value
+of shape ``(C,) + core`` is padded to ``(C, 1, ..., 1) + core`` where it meets arrays of higher
+rank, so numpy broadcasting lines up the core axes; the padding axes are summed away again when
+gradients flow back.
+
+Failure modes: numpy floating-point warnings (overflow, invalid) are not suppressed here; a log-
+density outside a family's support is ``-inf`` and its gradient unspecified (the sampler treats
+non-finite values as divergences).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from exmc import ops, transforms
+from exmc._numeric import HALF_LOG_2PI
+from exmc.analysis import Analysis
+from exmc.censoring import censored_family
+from exmc.ir import RV, Det, is_ref
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Program", "FreeRV", "build_program", "reduce_to"]
+
+#: Fixed slots of the value list: the chain count (batched only), theta and the gradient output.
+THETA, OUT, FIRST_SLOT = 0, 1, 2
+
+_PLANS: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[Any, tuple[int, ...]]] = {}
+
+
+def reduce_to(g: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum (or broadcast) ``g`` to ``shape`` — the transpose of numpy broadcasting.
+
+    Plans are cached per (input shape, target shape), so after the first call this is a tuple
+    comparison, a dict lookup and one ``sum``.
+    """
+    try:
+        gshape = g.shape
+    except AttributeError:
+        g = np.asarray(g)
+        gshape = g.shape
+    if gshape == shape:
+        return g
+    plan = _PLANS.get((gshape, shape))
+    if plan is None:
+        full = tuple(np.broadcast_shapes(gshape, shape))
+        lead = len(full) - len(shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and full[lead + i] != 1)
+        plan = _PLANS[(gshape, shape)] = (full if full != gshape else None, axes)
+    full, axes = plan
+    if full is not None:
+        g = np.broadcast_to(g, full)
+    if axes:
+        g = g.sum(axis=axes)
+    return g.reshape(shape)
+
+
+@dataclass(frozen=True)
+class FreeRV:
+    """One free rv's place in theta: ``theta[start:stop]`` reshaped to ``ushape`` is the
+    unconstrained point; ``transform`` maps it to the value of shape ``shape`` (``None`` for a
+    noncentered rv, whose free coordinates are ``z`` with ``value = mu + sigma * z``)."""
+
+    name: str
+    shape: tuple[int, ...]
+    ushape: tuple[int, ...]
+    start: int
+    stop: int
+    transform: Any
+    node: RV
+
+
+@dataclass
+class Program:
+    """A compiled variant (single or batched) of a model."""
+
+    batched: bool
+    template: list
+    slots: dict[str, int]
+    varying: set[str]
+    lp_const: float
+    phase1: list[Callable]
+    forward: list[Callable]
+    reverse: list[Callable]
+    values_phase1: list[Callable]
+    values: list[Callable]
+
+    def run(self, theta: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Log-density and gradient at ``theta`` (the hot path)."""
+        v = self.template.copy()
+        v[THETA] = theta
+        lp = self.lp_const
+        for step in self.phase1:
+            lp = lp + step(v)
+        for step in self.forward:
+            contribution = step(v)
+            if contribution is not None:
+                lp = lp + contribution
+        v[OUT] = np.empty(theta.shape)
+        gs = [None] * len(v)
+        for step in self.reverse:
+            step(v, gs)
+        return lp, v[OUT]
+
+    def logp(self, theta: np.ndarray) -> Any:
+        """Log-density only (no reverse pass)."""
+        v = self.template.copy()
+        v[THETA] = theta
+        lp = self.lp_const
+        for step in self.phase1:
+            lp = lp + step(v)
+        for step in self.forward:
+            contribution = step(v)
+            if contribution is not None:
+                lp = lp + contribution
+        return lp
+
+    def evaluate(self, theta: np.ndarray) -> list:
+        """Every node's value at ``theta`` (free rvs, dets, constants), by slot."""
+        v = self.template.copy()
+        v[THETA] = theta
+        for step in self.values_phase1:
+            step(v)
+        for step in self.values:
+            step(v)
+        return v
+
+
+def _chain_sum(lp: Any, axes: tuple[int, ...], ndim: int) -> Any:
+    """Sum an elementwise log-density over everything but the chain axis."""
+    if lp.ndim == ndim:
+        return lp.sum(axis=axes) if axes else lp
+    lp = np.asarray(lp)
+    return lp.reshape(lp.shape[0], -1).sum(axis=1) if lp.ndim else lp
+
+
+class _Builder:
+    """Builds one :class:`Program` variant; see :func:`build_program`."""
+
+    def __init__(self, analysis: Analysis, free: list[FreeRV], batched: bool) -> None:
+        self.a = analysis
+        self.free = {f.name: f for f in free}
+        self.free_list = free
+        self.batched = batched
+        self.template: list = [None, None]
+        self.slots: dict[str, int] = {}
+        self.varying: set[str] = set()
+        self.lp_const = 0.0
+        self.seen: set[int] = set()  # slots that already received a gradient (reverse build order)
+        for node in analysis.order:
+            if node.kind == "obs":
+                continue
+            self.slots[node.name] = self._slot(analysis.consts.get(node.name))
+            if node.name in self.free or (node.kind == "det" and any(
+                    is_ref(a) and a in self.varying for a in node.args)):
+                self.varying.add(node.name)
+
+    def _slot(self, value: Any = None) -> int:
+        self.template.append(value)
+        return len(self.template) - 1
+
+    # --- inputs ----------------------------------------------------------------------------------
+
+    def _pad(self, name: str, target_ndim: int) -> tuple | None:
+        """Index that inserts the padding axes after the chain axis (batched only)."""
+        if not self.batched:
+            return None
+        pad = target_ndim - len(self.a.shapes[name])
+        return (slice(None),) + (None,) * pad if pad > 0 else None
+
+    def _first(self, slot: int) -> bool:
+        first = slot not in self.seen
+        self.seen.add(slot)
+        return first
+
+    # --- free rvs: theta -> value ------------------------------------------------------------------
+
+    def _getter(self, f: FreeRV) -> Callable:
+        a, b, ushape = f.start, f.stop, f.ushape
+        if self.batched:
+            if ushape == ():
+                return lambda th: th[:, a]
+            return lambda th: th[:, a:b].reshape((th.shape[0],) + ushape)
+        if ushape == ():
+            return lambda th: th[a]
+        return lambda th: th[a:b].reshape(ushape)
+
+    def _writer(self, f: FreeRV) -> Callable:
+        a, b = f.start, f.stop
+        if self.batched:
+            if f.ushape == ():
+                def write(out, g):
+                    out[:, a] = g
+            else:
+                def write(out, g):
+                    out[:, a:b] = g.reshape(out.shape[0], -1)
+        elif f.ushape == ():
+            def write(out, g):
+                out[a] = g
+        else:
+            def write(out, g):
+                out[a:b] = g.reshape(-1)
+        return write
+
+    def _phase1(self, f: FreeRV, with_logdet: bool) -> tuple[Callable, Callable | None]:
+        """Forward (value and log-Jacobian) and reverse (chain rule into theta) of a transformed rv."""
+        get, write, slot, transform = self._getter(f), self._writer(f), self.slots[f.name], f.transform
+        if isinstance(transform, transforms.Identity):
+            def forward(v):
+                v[slot] = get(v[THETA])
+                return 0.0
+
+            def reverse(v, gs):
+                write(v[OUT], gs[slot])
+            return forward, reverse
+        tape = self._slot()
+        axes = tuple(range(1, 1 + len(f.ushape) - transform.event_ndim))
+        batched = self.batched
+
+        def forward(v):
+            u = get(v[THETA])
+            v[tape] = u
+            v[slot] = transform.forward(u)
+            if not with_logdet:
+                return 0.0
+            logdet = transform.log_det_jacobian(u)
+            if batched:
+                return logdet.sum(axis=axes) if axes else logdet
+            return logdet.sum()
+
+        def reverse(v, gs):
+            write(v[OUT], transform.forward_and_log_det_grads(v[tape], gs[slot])[2])
+        return forward, reverse
+
+    # --- terms: logp of an rv (prior of a free rv, likelihood of an observed one) -----------------
+
+    def _term(self, node: RV) -> tuple[Callable | None, Callable | None]:
+        family, params = self.a.families[node.name]
+        shape = self.a.shapes[node.name]
+        batch_ndim = len(shape) - family.event_ndim
+        obs = self.a.observations.get(node.name)
+        logp_and_grads = family.logp_and_grads
+        if obs is not None and obs.censored is not None:
+            logp_and_grads = censored_family(node.name, obs, family)
+        event_ndims = getattr(family, "param_event_ndim", {}) or {}
+        integer = set(getattr(family, "integer_params", ()) or ())
+        base: dict[str, Any] = {}
+        varying: list[tuple[str, int, tuple | None]] = []
+        for key, value in params.items():
+            if is_ref(value) and value in self.varying:
+                if key in integer:
+                    continue  # rejected by the analysis; unreachable
+                varying.append((key, self.slots[value], self._pad(value, batch_ndim + event_ndims.get(key, 0))))
+            else:
+                base[key] = self.a.value_of(value) if is_ref(value) else value
+        value_slot = self.slots[node.name] if node.name in self.varying else None
+        const_value = self.a.consts.get(node.name)
+        if value_slot is None and not varying:
+            with np.errstate(all="ignore"):
+                lp, _ = logp_and_grads(const_value, **base)
+            self.lp_const += float(np.sum(lp))
+            return None, None
+        tape = self._slot()
+        batched = self.batched
+        axes = tuple(range(1, 1 + batch_ndim))
+        ndim = 1 + batch_ndim
+
+        def forward(v):
+            kw = dict(base)
+            for key, slot, pad in varying:
+                x = v[slot]
+                kw[key] = x if pad is None else x[pad]
+            value = const_value if value_slot is None else v[value_slot]
+            lp, grads = logp_and_grads(value, **kw)
+            v[tape] = (kw, grads, value)
+            return _chain_sum(lp, axes, ndim) if batched else lp.sum()
+
+        # Reverse: parameters in the order given, then the value.
+        inputs = [(key, slot, pad is not None, self._first(slot)) for key, slot, pad in varying]
+        if value_slot is not None:
+            inputs.append(("value", value_slot, False, self._first(value_slot)))
+
+        def reverse(v, gs):
+            kw, grads, value = v[tape]
+            for key, slot, padded, first in inputs:
+                x = value if key == "value" else kw[key]
+                g = reduce_to(grads[key], np.shape(x))
+                if padded:
+                    g = g.reshape(np.shape(v[slot]))
+                gs[slot] = g if first else gs[slot] + g
+        return forward, reverse
+
+    # --- noncentered rvs ------------------------------------------------------------------------
+
+    def _noncentered(self, f: FreeRV, lp_program: bool) -> tuple[Callable, Callable]:
+        node = f.node
+        params = dict(node.params)
+        slot, get, write = self.slots[node.name], self._getter(f), self._writer(f)
+        ndim = len(f.shape)
+        specs = []
+        for key in ("mu", "sigma"):
+            value = params[key]
+            if is_ref(value) and value in self.varying:
+                specs.append((self.slots[value], self._pad(value, ndim), None))
+            else:
+                specs.append((None, None, self.a.value_of(value) if is_ref(value) else value))
+        (mu_slot, mu_pad, mu_const), (sigma_slot, sigma_pad, sigma_const) = specs
+        tape = self._slot()
+        batched = self.batched
+        axes = tuple(range(1, 1 + ndim))
+        if lp_program:
+            self.lp_const -= HALF_LOG_2PI * int(np.prod(f.shape))
+
+        def forward(v):
+            z = get(v[THETA])
+            mu = mu_const if mu_slot is None else (v[mu_slot] if mu_pad is None else v[mu_slot][mu_pad])
+            sigma = sigma_const if sigma_slot is None else (
+                v[sigma_slot] if sigma_pad is None else v[sigma_slot][sigma_pad])
+            v[slot] = mu + sigma * z
+            v[tape] = (z, mu, sigma)
+            zz = z * z
+            return -0.5 * (zz.sum(axis=axes) if batched and axes else zz if batched else zz.sum())
+
+        has_grad = slot in self.seen  # consumers were built before (reverse order)
+        mu_first = self._first(mu_slot) if (mu_slot is not None and has_grad) else False
+        sigma_first = self._first(sigma_slot) if (sigma_slot is not None and has_grad) else False
+
+        def reverse(v, gs):
+            z, mu, sigma = v[tape]
+            g = gs[slot] if has_grad else None
+            if g is None:
+                write(v[OUT], -z)
+                return
+            write(v[OUT], sigma * g - z)
+            if mu_slot is not None:
+                gm = reduce_to(g, np.shape(mu))
+                if mu_pad is not None:
+                    gm = gm.reshape(np.shape(v[mu_slot]))
+                gs[mu_slot] = gm if mu_first else gs[mu_slot] + gm
+            if sigma_slot is not None:
+                gsig = reduce_to(g * z, np.shape(sigma))
+                if sigma_pad is not None:
+                    gsig = gsig.reshape(np.shape(v[sigma_slot]))
+                gs[sigma_slot] = gsig if sigma_first else gs[sigma_slot] + gsig
+        return forward, reverse
+
+    # --- dets ------------------------------------------------------------------------------------
+
+    def _det(self, node: Det) -> tuple[Callable, Callable]:
+        op = ops.get(node.op)
+        options = {**op.options, **dict(node.options)}
+        out_ndim = len(self.a.shapes[node.name])
+        specs = []
+        for arg in node.args:
+            if is_ref(arg) and arg in self.varying:
+                pad = self._pad(arg, out_ndim) if op.elementwise else None
+                specs.append((self.slots[arg], pad, None))
+            else:
+                specs.append((None, None, self.a.value_of(arg)))
+        shapes = [self.a.shape_of(arg) for arg in node.args]
+        batched_flags = [self.batched and s[0] is not None for s in specs]
+        needs = [s[0] is not None for s in specs]
+        kernel = op.kernel(shapes, batched_flags, needs, options)
+        slot, tape = self.slots[node.name], self._slot()
+        fwd = kernel.forward
+
+        def forward(v):
+            args = [c if s is None else (v[s] if p is None else v[s][p]) for s, p, c in specs]
+            v[slot] = fwd(*args)
+            v[tape] = args
+            return None
+
+        has_grad = slot in self.seen
+        inputs = [(i, s, p is not None, self._first(s)) for i, (s, p, c) in enumerate(specs)
+                  if s is not None and has_grad]
+        vjp = kernel.vjp
+
+        def reverse(v, gs):
+            args = v[tape]
+            grads = vjp(gs[slot], v[slot], *args)
+            for i, s, padded, first in inputs:
+                g = reduce_to(grads[i], np.shape(args[i]))
+                if padded:
+                    g = g.reshape(np.shape(v[s]))
+                gs[s] = g if first else gs[s] + g
+        return forward, reverse if has_grad else None
+
+    # --- assembly --------------------------------------------------------------------------------
+
+    def build(self) -> Program:
+        order = [n for n in self.a.order if n.kind != "obs"]
+        needed = self._needed_for_lp(order)
+        lp_nodes = [n for n in order if n.name in needed]
+        # Reverse steps are built first, in the order they will run (reverse dependency order), so
+        # the "first contribution" of every gradient slot is known when its closure is made.
+        reverse_by_name: dict[str, Callable | None] = {}
+        forward_by_name: dict[str, Callable | None] = {}
+        for node in reversed(lp_nodes):
+            if node.kind == "det":
+                if node.name in self.varying:
+                    forward_by_name[node.name], reverse_by_name[node.name] = self._det(node)
+            elif node.kind == "rv":
+                free = self.free.get(node.name)
+                if free is not None and free.transform is None:
+                    forward_by_name[node.name], reverse_by_name[node.name] = self._noncentered(free, True)
+                else:
+                    forward_by_name[node.name], reverse_by_name[node.name] = self._term(node)
+        forward = [forward_by_name[n.name] for n in lp_nodes if forward_by_name.get(n.name) is not None]
+        reverse = [reverse_by_name[n.name] for n in reversed(lp_nodes) if reverse_by_name.get(n.name) is not None]
+        phase1, values_phase1 = [], []
+        for f in self.free_list:
+            if f.transform is not None:
+                fwd, rev = self._phase1(f, with_logdet=True)
+                phase1.append(fwd)
+                reverse.append(rev)
+                values_phase1.append(self._phase1(f, with_logdet=False)[0])
+        values = []
+        for node in order:
+            if node.name not in self.varying:
+                continue
+            if node.kind == "det":
+                values.append(self._det(node)[0])
+            elif node.kind == "rv" and self.free[node.name].transform is None:
+                values.append(self._noncentered(self.free[node.name], False)[0])
+        return Program(self.batched, self.template, self.slots, self.varying, self.lp_const, phase1, forward, reverse,
+                       values_phase1, values)
+
+    def _needed_for_lp(self, order) -> set[str]:
+        """Names of the nodes the log-density depends on: every rv and its ancestors."""
+        needed: set[str] = set()
+        for node in reversed(order):
+            if node.kind == "rv" or node.name in needed:
+                needed.add(node.name)
+                if node.kind == "rv":
+                    _, params = self.a.families[node.name]
+                    needed.update(v for v in params.values() if is_ref(v))
+                elif node.kind == "det":
+                    needed.update(a for a in node.args if is_ref(a))
+        return needed
+
+
+def build_program(analysis: Analysis, free: list[FreeRV], batched: bool) -> Program:
+    """Compile the single (``batched=False``) or batched variant of the model's program."""
+    return _Builder(analysis, free, batched).build()
