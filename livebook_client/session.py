@@ -28,7 +28,7 @@ from typing import Any
 import pynode
 from pynode import Node, erpc
 from pynode import names as node_names
-from pynode.errors import ErpcTimeout, NoConnection, NodeNotStarted
+from pynode.errors import ErpcTimeout, NoConnection
 
 from .errors import AttachError, IncompatibleNode
 from .progress import ChainProgress, ProgressDisplay, make_progress
@@ -65,7 +65,10 @@ def _remote_sampler_fn(caller: Any, token: str) -> Callable[..., Any]:
     """The function shipped by ``Session.sample``: samples and streams progress to ``caller``.
 
     A failing ``send`` (the caller has gone) is logged on the compute node and never stops the
-    sampling; the caller's own departure cancels the call through pynode.
+    sampling; the caller's own departure cancels the call through pynode. ``pynode.cancelled`` is
+    the sampler's ``should_stop`` (unless the caller gives one), so a cancelled call stops its
+    chains within ~0.1 s even while the worker thread waits in C, where pynode's asynchronous
+    exception cannot land.
     """
 
     def sample_remotely(ir: Any, num_chains: int, options: dict[str, Any]) -> Any:
@@ -88,6 +91,7 @@ def _remote_sampler_fn(caller: Any, token: str) -> Callable[..., Any]:
                 remote_logging.getLogger("livebook_client.remote").warning(
                     "progress message to %r failed", caller, exc_info=True)
 
+        options.setdefault("should_stop", remote_pynode.cancelled)
         return exmc.NUTS.Sampler.sample_chains(
             ir, num_chains, progress=forward if caller is not None else None, **options)
 
@@ -144,13 +148,14 @@ class Session:
         return erpc.call(self.node, fn, *args, timeout=timeout, **kwargs)
 
     def sample(self, ir: Any, chains: int = 4, num_samples: int = 1000, num_warmup: int = 500,
-               seed: int | None = None, progress: bool = True, timeout: float | None = None,
-               **sampler_options: Any) -> Any:
+               seed: int | None = None, progress: bool | ProgressDisplay = True,
+               timeout: float | None = None, **sampler_options: Any) -> Any:
         """Run ``exmc.NUTS.Sampler.sample_chains`` on the attached node and return its ``Chains``.
 
         ``seed=None`` leaves the sampler's default seed; other ``sampler_options``
-        (``target_accept``, ``dense_mass``, ...) pass through. With ``progress`` a live display
-        follows each chain (tqdm bars in a terminal, an in-place table in Jupyter).
+        (``target_accept``, ``dense_mass``, ...) pass through. With ``progress=True`` a live
+        display follows each chain (tqdm bars in a terminal, an in-place table in Jupyter); a
+        :class:`~livebook_client.progress.ProgressDisplay` object receives the updates instead.
 
         Failure modes: ``ErpcTimeout`` after ``timeout`` seconds (the remote sampling is
         cancelled); ``NoConnection`` at once if the node dies or the link drops; a sampler error
@@ -161,9 +166,12 @@ class Session:
         if seed is not None:
             options["seed"] = seed
         token = secrets.token_hex(8)
-        caller = pynode.self_pid() if progress else None
+        caller = pynode.self_pid() if progress is not False else None
         request = erpc.send_request(self.node, _remote_sampler_fn(caller, token), ir, chains, options)
-        display = make_progress(chains, num_warmup + num_samples, enabled=progress)
+        if isinstance(progress, bool):
+            display = make_progress(chains, num_warmup + num_samples, enabled=progress)
+        else:
+            display = progress
         completed = False
         try:
             result = self._await(request, token, display, timeout)
@@ -196,8 +204,9 @@ class Session:
         if display is None:
             return
         while True:
-            message = pynode.receive(timeout=wait)
-            if message is None:
+            try:
+                message = pynode.receive(timeout=wait)
+            except TimeoutError:
                 return
             wait = 0
             if isinstance(message, tuple) and len(message) == 3 and message[0] == PROGRESS_TAG:
@@ -217,39 +226,46 @@ class Session:
             logger.debug("abandoning request %r raised", request, exc_info=True)
 
 
+def _check_remote(target: str, timeout: float) -> dict[str, str]:
+    """Ask ``target`` for its name and exmc version; raise the errors :func:`attach` documents."""
+    import exmc
+
+    try:
+        versions = erpc.call(target, _remote_versions_fn(), timeout=timeout)
+    except NoConnection as error:
+        raise AttachError(f"attach({target!r}) failed: {error}") from error
+    except ModuleNotFoundError as error:
+        raise IncompatibleNode(f"{target} is a pynode node but cannot import exmc: {error}") from error
+    if not _compatible(exmc.__version__, versions["exmc"]):
+        raise IncompatibleNode(f"{target} runs exmc {versions['exmc']}, this client has exmc "
+                               f"{exmc.__version__}; major and minor versions must match")
+    return versions
+
+
 def attach(target: str, name: str | None = None, cookie: str | None = None, *,
            timeout: float = ATTACH_TIMEOUT) -> Session:
     """Attach this process to the compute node ``target`` and return a :class:`Session`.
 
     If this process is not a node yet it starts as a hidden node named ``name`` (default
-    :func:`default_node_name`) with ``cookie`` (default: pynode's cookie sources). If it already
-    is a node, ``cookie`` is set for ``target`` only.
+    :func:`default_node_name`) with ``cookie`` (default: pynode's cookie sources), and stops
+    being one again if attaching fails. If it already is a node, ``cookie`` is set for
+    ``target`` only.
 
     Raises ``BadNodeName`` for a malformed ``target``; :class:`AttachError` when the target cannot
     be reached or refuses us (a wrong cookie shows here, with pynode's reason);
     :class:`IncompatibleNode` when exmc is missing there or its version differs.
     """
     node_names.parse(target)
-    try:
-        Node.self()
-        running = True
-    except NodeNotStarted:
-        running = False
-    if not running:
+    started_here = not Node.alive()
+    if started_here:
         Node.start(name or default_node_name(target), cookie=cookie, hidden=True)
     elif cookie is not None:
         Node.set_cookie(target, cookie)
     try:
-        versions = erpc.call(target, _remote_versions_fn(), timeout=timeout)
-    except NoConnection as error:
-        raise AttachError(f"cannot attach to {target}: {error} (is the node running, and does "
-                          f"it share this node's cookie?)") from error
-    except ModuleNotFoundError as error:
-        raise IncompatibleNode(f"{target} is a pynode node but cannot import exmc: {error}") from error
-    import exmc
-
-    if not _compatible(exmc.__version__, versions["exmc"]):
-        raise IncompatibleNode(f"{target} runs exmc {versions['exmc']}, this client has exmc "
-                               f"{exmc.__version__}; major and minor versions must match")
+        versions = _check_remote(target, timeout)
+    except BaseException:
+        if started_here:  # leave the process as it was, so that a retry can choose anew
+            Node.stop()
+        raise
     logger.info("attached %s to %s (exmc %s)", Node.self(), versions["node"], versions["exmc"])
     return Session(versions["node"], versions)
