@@ -11,7 +11,10 @@ from typing import Mapping
 from exmc.dist.base import Distribution, sum_to_shape
 from exmc.dist.bounded import Beta, TruncatedNormal, Uniform, Uniform01
 from exmc.dist.continuous import Cauchy, Flat, Laplace, Logistic, Normal, StudentT
+from exmc.dist.custom import Custom
 from exmc.dist.discrete import Bernoulli, Binomial, NegativeBinomial, Poisson
+from exmc.dist.mixture import Mixture
+from exmc.dist.multivariate import Dirichlet, GaussianRandomWalk, MvNormal
 from exmc.dist.positive import Exponential, Gamma, HalfCauchy, HalfFlat, HalfNormal, InverseGamma, Lognormal, Weibull
 
 __all__ = ["Dist", "Distribution", "FAMILIES", "by_name", "sum_to_shape"]
@@ -19,7 +22,7 @@ __all__ = ["Dist", "Distribution", "FAMILIES", "by_name", "sum_to_shape"]
 _ALL: tuple[Distribution, ...] = (
     Normal, HalfNormal, HalfCauchy, TruncatedNormal, Lognormal, Exponential, Gamma, InverseGamma, Weibull,
     Beta, Uniform, Uniform01, Cauchy, StudentT, Laplace, Logistic, Flat, HalfFlat,
-    Bernoulli, Binomial, Poisson, NegativeBinomial,
+    Bernoulli, Binomial, Poisson, NegativeBinomial, MvNormal, GaussianRandomWalk, Dirichlet, Mixture, Custom,
 )
 
 #: Every family by the name users write; ``LogNormal`` is an alias of ``Lognormal`` (eXMC spells both).

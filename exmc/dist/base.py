@@ -84,7 +84,8 @@ class Distribution:
         subset of the parameters may be given."""
 
     def in_support(self, value: np.ndarray, **params: np.ndarray) -> np.ndarray:
-        """Boolean array: which values lie in the support (used to validate observations).
+        """Boolean array of ``value``'s shape: which entries lie in the support (used to validate
+        observations; for event families every entry of an event carries that event's verdict).
 
         Parameters the support depends on (Uniform's bounds, Binomial's ``n``) may be omitted when
         they are not constants; the check then covers what can be decided without them.
@@ -108,8 +109,14 @@ class Distribution:
         """
         raise NotImplementedError
 
-    def sample(self, rng: np.random.Generator, size: tuple[int, ...] | int | None, **params: np.ndarray) -> np.ndarray:
-        """Draws with the broadcast shape of the parameters (plus event shape), prefixed by ``size``."""
+    def sample(self, rng: np.random.Generator, size: tuple[int, ...] | int | None,
+               shape: tuple[int, ...] | None = None, **params: np.ndarray) -> np.ndarray:
+        """Draws of shape ``size + broadcast(shape, parameter shapes)``.
+
+        ``shape`` is the rv's declared shape (batch + event dimensions), needed when the parameters
+        alone do not determine it (a vector rv with scalar parameters; GaussianRandomWalk's length).
+        Improper families (Flat, HalfFlat) and Custom without a ``sample`` callable raise ``ValueError``.
+        """
         raise NotImplementedError
 
     def default_transform(self, **params: np.ndarray) -> transforms.Transform:
@@ -140,14 +147,20 @@ def sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad.reshape(shape)
 
 
-def draw_shape(size: tuple[int, ...] | int | None, *arrays: np.ndarray) -> tuple[int, ...]:
-    """``size`` (an int counts as a 1-tuple) followed by the broadcast shape of ``arrays``."""
-    batch = np.broadcast_shapes(*(np.shape(a) for a in arrays))
+def draw_shape(size: tuple[int, ...] | int | None, shape: tuple[int, ...] | None, *arrays: np.ndarray) -> tuple[int, ...]:
+    """``size`` (an int counts as a 1-tuple) followed by the broadcast of ``shape`` (the rv's declared
+    shape, if any) and the shapes of ``arrays``. Raises ``ValueError`` when they do not broadcast."""
+    batch = np.broadcast_shapes(tuple(shape or ()), *(np.shape(a) for a in arrays))
+    return size_tuple(size) + batch
+
+
+def size_tuple(size: tuple[int, ...] | int | None) -> tuple[int, ...]:
+    """``size`` as a tuple: ``None`` -> ``()``, an int ``n`` -> ``(n,)``."""
     if size is None:
-        return batch
+        return ()
     if isinstance(size, (int, np.integer)):
-        size = (int(size),)
-    return tuple(size) + batch
+        return (int(size),)
+    return tuple(size)
 
 
 def require(params: Mapping[str, Any], name: str, ok, what: str) -> None:

@@ -83,9 +83,9 @@ class BetaFamily(Distribution):
             "beta": log_1mx - digamma(beta) + psi_ab,
         }
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         alpha, beta = params["alpha"], params["beta"]
-        return rng.beta(alpha, beta, size=draw_shape(size, alpha, beta))
+        return rng.beta(alpha, beta, size=draw_shape(size, shape, alpha, beta))
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,9 @@ class UniformFamily(Distribution):
         d_lower = np.zeros(lp.shape) + inv_width
         return lp, {"value": np.zeros(lp.shape), "lower": d_lower, "upper": -d_lower}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         lower, upper = params["lower"], params["upper"]
-        return rng.uniform(lower, upper, size=draw_shape(size, lower, upper))
+        return rng.uniform(lower, upper, size=draw_shape(size, shape, lower, upper))
 
     def default_transform(self, **params):
         return _bound_transform(self.name, params)
@@ -134,8 +134,8 @@ class Uniform01Family(Distribution):
         lp = np.where((value >= 0) & (value <= 1), 0.0, -np.inf)
         return lp, {"value": np.zeros(value.shape)}
 
-    def sample(self, rng, size, **params):
-        return rng.uniform(0.0, 1.0, size=draw_shape(size))
+    def sample(self, rng, size, shape=None, **params):
+        return rng.uniform(0.0, 1.0, size=draw_shape(size, shape))
 
 
 @dataclass(frozen=True)
@@ -193,13 +193,13 @@ class TruncatedNormalFamily(Distribution):
             grads["upper"] = -r_b * inv_sigma + zeros
         return lp, grads
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         from scipy.stats import truncnorm
 
         mu, sigma = as_float(params["mu"]), as_float(params["sigma"])
         lower = as_float(params.get("lower", -np.inf))
         upper = as_float(params.get("upper", np.inf))
-        shape = draw_shape(size, mu, sigma, lower, upper)
+        shape = draw_shape(size, shape, mu, sigma, lower, upper)
         return truncnorm.rvs((lower - mu) / sigma, (upper - mu) / sigma, loc=mu, scale=sigma,
                              size=shape, random_state=rng)
 

@@ -41,9 +41,9 @@ class NormalFamily(_RealLine):
         d_mu = z * inv_sigma
         return lp, {"value": -d_mu, "mu": d_mu, "sigma": (z2 - 1.0) * inv_sigma}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         mu, sigma = params["mu"], params["sigma"]
-        return rng.normal(mu, sigma, size=draw_shape(size, mu, sigma))
+        return rng.normal(mu, sigma, size=draw_shape(size, shape, mu, sigma))
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ class CauchyFamily(_RealLine):
         d_loc = 2.0 * z * r * inv_scale
         return lp, {"value": -d_loc, "loc": d_loc, "scale": (z2 - 1.0) * r * inv_scale}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         loc, scale = params["loc"], params["scale"]
-        return loc + scale * rng.standard_cauchy(size=draw_shape(size, loc, scale))
+        return loc + scale * rng.standard_cauchy(size=draw_shape(size, shape, loc, scale))
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,9 @@ class StudentTFamily(_RealLine):
         d_df = 0.5 * (digamma(half_dfp1) - digamma(0.5 * df) - 1.0 / df - log1p_term + r * z2 / df)
         return lp, {"value": -d_loc, "loc": d_loc, "scale": d_scale, "df": d_df}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         df, loc, scale = params["df"], params["loc"], params["scale"]
-        return loc + scale * rng.standard_t(df, size=draw_shape(size, df, loc, scale))
+        return loc + scale * rng.standard_t(df, size=draw_shape(size, shape, df, loc, scale))
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,9 @@ class LaplaceFamily(_RealLine):
         d_mu = np.sign(diff) * inv_b
         return lp, {"value": -d_mu, "mu": d_mu, "b": (adiff * inv_b - 1.0) * inv_b}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         mu, b = params["mu"], params["b"]
-        return rng.laplace(mu, b, size=draw_shape(size, mu, b))
+        return rng.laplace(mu, b, size=draw_shape(size, shape, mu, b))
 
 
 @dataclass(frozen=True)
@@ -136,9 +136,9 @@ class LogisticFamily(_RealLine):
         dz = 1.0 - 2.0 * sigmoid(z)  # d lp / d z = -tanh(z/2)
         return lp, {"value": dz * inv_s, "mu": -dz * inv_s, "s": -(1.0 + dz * z) * inv_s}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         mu, s = params["mu"], params["s"]
-        return rng.logistic(mu, s, size=draw_shape(size, mu, s))
+        return rng.logistic(mu, s, size=draw_shape(size, shape, mu, s))
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class FlatFamily(_RealLine):
         value = as_float(value)
         return np.zeros(value.shape), {"value": np.zeros(value.shape)}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         raise ValueError("Flat is improper: it has no prior draws (give the rv a proper prior for predictive checks)")
 
 

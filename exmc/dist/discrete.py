@@ -53,9 +53,9 @@ class BernoulliFamily(Distribution):
         lp = np.where(one, np.log(np.where(one, p, 1.0)), np.log1p(-np.where(one, 0.0, p)))
         return lp, {"p": np.where(one, 1.0 / p, -1.0 / (1.0 - p))}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         p = sigmoid(params["logit_p"]) if "logit_p" in params else as_float(params["p"])
-        return (rng.random(draw_shape(size, p)) < p).astype(np.int64)
+        return (rng.random(draw_shape(size, shape, p)) < p).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,10 @@ class BinomialFamily(Distribution):
         lp = log_choose + xlogy(value, p) + xlog1py(n_minus_k, -p)
         return lp, {"p": value / p - n_minus_k / (1.0 - p)}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         n = np.asarray(params["n"]).astype(np.int64)
         p = sigmoid(params["logit_p"]) if "logit_p" in params else as_float(params["p"])
-        return rng.binomial(n, p, size=draw_shape(size, n, p))
+        return rng.binomial(n, p, size=draw_shape(size, shape, n, p))
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,9 @@ class PoissonFamily(Distribution):
         lp = xlogy(value, mu) - mu - gammaln(value + 1.0)
         return lp, {"mu": value / mu - 1.0}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         mu = params["mu"]
-        return rng.poisson(mu, size=draw_shape(size, mu))
+        return rng.poisson(mu, size=draw_shape(size, shape, mu))
 
 
 @dataclass(frozen=True)
@@ -134,9 +134,9 @@ class NegativeBinomialFamily(Distribution):
             "alpha": digamma(k_alpha) - digamma(alpha) + log_alpha - log_total + (mu - value) * inv_total,
         }
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         mu, alpha = as_float(params["mu"]), as_float(params["alpha"])
-        shape = draw_shape(size, mu, alpha)
+        shape = draw_shape(size, shape, mu, alpha)
         return rng.poisson(rng.gamma(alpha, mu / alpha, size=shape))
 
 

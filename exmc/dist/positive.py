@@ -53,9 +53,9 @@ class HalfNormalFamily(_PositiveClosed):
         lp = np.where(value >= 0, _HALF_LOG_2_OVER_PI - 0.5 * z2 - np.log(sigma), -np.inf)
         return lp, {"value": -z * inv_sigma, "sigma": (z2 - 1.0) * inv_sigma}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         sigma = params["sigma"]
-        return np.abs(rng.normal(0.0, sigma, size=draw_shape(size, sigma)))
+        return np.abs(rng.normal(0.0, sigma, size=draw_shape(size, shape, sigma)))
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,9 @@ class HalfCauchyFamily(_PositiveClosed):
         r = inv_scale / (1.0 + z2)
         return lp, {"value": -2.0 * z * r, "scale": (z2 - 1.0) * r}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         scale = params["scale"]
-        return np.abs(scale * rng.standard_cauchy(size=draw_shape(size, scale)))
+        return np.abs(scale * rng.standard_cauchy(size=draw_shape(size, shape, scale)))
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,9 @@ class LognormalFamily(_PositiveOpen):
         d_mu = z * inv_sigma
         return lp, {"value": -(d_mu + 1.0) / value, "mu": d_mu, "sigma": (z2 - 1.0) * inv_sigma}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         mu, sigma = params["mu"], params["sigma"]
-        return rng.lognormal(mu, sigma, size=draw_shape(size, mu, sigma))
+        return rng.lognormal(mu, sigma, size=draw_shape(size, shape, mu, sigma))
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,9 @@ class ExponentialFamily(_PositiveClosed):
         lp = np.where(value >= 0, np.log(lam) - lam * value, -np.inf)
         return lp, {"value": np.zeros(lp.shape) - lam, "lambda": 1.0 / lam - value}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         lam = params["lambda"]
-        return rng.exponential(1.0 / np.asarray(lam), size=draw_shape(size, lam))
+        return rng.exponential(1.0 / np.asarray(lam), size=draw_shape(size, shape, lam))
 
 
 @dataclass(frozen=True)
@@ -137,9 +137,9 @@ class GammaFamily(_PositiveOpen):
             "beta": alpha / beta - value,
         }
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         alpha, beta = params["alpha"], params["beta"]
-        return rng.gamma(alpha, 1.0 / np.asarray(beta), size=draw_shape(size, alpha, beta))
+        return rng.gamma(alpha, 1.0 / np.asarray(beta), size=draw_shape(size, shape, alpha, beta))
 
 
 @dataclass(frozen=True)
@@ -161,9 +161,9 @@ class InverseGammaFamily(_PositiveOpen):
             "beta": alpha / beta - inv_x,
         }
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         alpha, beta = params["alpha"], params["beta"]
-        return np.asarray(beta) / rng.gamma(alpha, 1.0, size=draw_shape(size, alpha, beta))
+        return np.asarray(beta) / rng.gamma(alpha, 1.0, size=draw_shape(size, shape, alpha, beta))
 
 
 @dataclass(frozen=True)
@@ -186,9 +186,9 @@ class WeibullFamily(_PositiveOpen):
             "lambda": k * (t_k - 1.0) * inv_lam,
         }
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         k, lam = params["k"], params["lambda"]
-        return np.asarray(lam) * rng.weibull(k, size=draw_shape(size, k, lam))
+        return np.asarray(lam) * rng.weibull(k, size=draw_shape(size, shape, k, lam))
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ class HalfFlatFamily(_PositiveClosed):
         value = as_float(value)
         return np.where(value >= 0, 0.0, -np.inf), {"value": np.zeros(value.shape)}
 
-    def sample(self, rng, size, **params):
+    def sample(self, rng, size, shape=None, **params):
         raise ValueError("HalfFlat is improper: it has no prior draws (give the rv a proper prior for predictive checks)")
 
 
