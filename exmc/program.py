@@ -60,13 +60,14 @@ def reduce_to(g: Any, shape: tuple[int, ...]) -> np.ndarray:
         full = tuple(np.broadcast_shapes(gshape, shape))
         lead = len(full) - len(shape)
         axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and full[lead + i] != 1)
-        plan = _PLANS[(gshape, shape)] = (full if full != gshape else None, axes)
-    full, axes = plan
+        summed = tuple(n for i, n in enumerate(full) if i not in axes)
+        plan = _PLANS[(gshape, shape)] = (full if full != gshape else None, axes, summed != shape)
+    full, axes, reshape = plan
     if full is not None:
         g = np.broadcast_to(g, full)
     if axes:
         g = g.sum(axis=axes)
-    return g.reshape(shape)
+    return g.reshape(shape) if reshape else g
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ class _Builder:
         tape = self._slot()
         axes = tuple(range(1, 1 + len(f.ushape) - transform.event_ndim))
         batched = self.batched
+        scalar_free = f.ushape == ()
 
         def forward(v):
             u = get(v[THETA])
@@ -240,7 +242,7 @@ class _Builder:
             logdet = transform.log_det_jacobian(u)
             if batched:
                 return logdet.sum(axis=axes) if axes else logdet
-            return logdet.sum()
+            return logdet.sum() if scalar_free is False else logdet
 
         def reverse(v, gs):
             write(v[OUT], transform.forward_and_log_det_grads(v[tape], gs[slot])[2])
@@ -279,6 +281,8 @@ class _Builder:
         axes = tuple(range(1, 1 + batch_ndim))
         ndim = 1 + batch_ndim
 
+        scalar = not batched and batch_ndim == 0
+
         def forward(v):
             kw = dict(base)
             for key, slot, pad in varying:
@@ -287,12 +291,25 @@ class _Builder:
             value = const_value if value_slot is None else v[value_slot]
             lp, grads = logp_and_grads(value, **kw)
             v[tape] = (kw, grads, value)
-            return _chain_sum(lp, axes, ndim) if batched else lp.sum()
+            if batched:
+                return _chain_sum(lp, axes, ndim)
+            return lp if scalar else lp.sum()
 
         # Reverse: parameters in the order given, then the value.
         inputs = [(key, slot, pad is not None, self._first(slot)) for key, slot, pad in varying]
         if value_slot is not None:
             inputs.append(("value", value_slot, False, self._first(value_slot)))
+        if not batched:
+            # Single evaluation: every shape is static.
+            static = [(key, slot, self.a.shapes[params[key] if key != "value" else node.name], first)
+                      for key, slot, _, first in inputs]
+
+            def reverse(v, gs):
+                grads = v[tape][1]
+                for key, slot, shape, first in static:
+                    g = reduce_to(grads[key], shape)
+                    gs[slot] = g if first else gs[slot] + g
+            return forward, reverse
 
         def reverse(v, gs):
             kw, grads, value = v[tape]
