@@ -1,0 +1,364 @@
+"""erpc benchmark: pynode against raw rpyc + cloudpickle, and BEAM's erpc when ``erl`` exists.
+
+Three measurements, each taken for every contender in the same run on loopback:
+
+1. latency of a trivial call (p50 and p99 over many sequential round trips);
+2. throughput with 8 concurrent callers sharing one connection;
+3. the wall time of one call whose argument is a 100 MiB numpy array (a binary for BEAM),
+   next to the time of one in-memory copy of it.
+
+and printed as ratios against the targets of issue 2: p50 <= 0.8x raw rpyc and <= 1.5x BEAM,
+100 MiB <= 1.2x BEAM.
+
+Contenders: pynode (``erpc.call`` of a closure to a ``LocalCluster`` node); raw rpyc (an rpyc
+``ThreadedServer`` in another process whose one exposed method unpickles a cloudpickled
+``(fn, args)``, runs it and returns the cloudpickled result: what you would write without pynode);
+BEAM (two ``erl -name`` nodes on loopback, ``erpc:call(Node, erlang, node, [])`` and
+``erpc:call(Node, erlang, byte_size, [Bin])``).
+
+Usage: ``python bench/erpc_bench.py [--quick] [--json FILE] [--check]``. ``--quick`` (CI's smoke
+mode) uses few iterations and a 16 MiB payload; ``--check`` exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+
+MIB = 1 << 20
+CONCURRENT_CALLERS = 8  # issue 2: "throughput with 8 concurrent callers"
+TARGETS = {  # issue 2's targets: (metric, baseline) -> maximal ratio pynode / baseline
+    ("p50_us", "rpyc"): 0.8,
+    ("p50_us", "beam"): 1.5,
+    ("big_ms", "beam"): 1.2,
+}
+HOST_PYNODE = "127.0.0.51"
+HOST_RPYC = "127.0.0.52"
+HOST_BEAM_CALLER = "127.0.0.53"
+HOST_BEAM_TARGET = "127.0.0.54"
+COOKIE = "erpc-bench"
+
+
+@dataclass
+class Mode:
+    latency_calls: int
+    warmup_calls: int
+    calls_per_caller: int
+    big_bytes: int
+    big_reps: int
+
+
+FULL = Mode(latency_calls=5000, warmup_calls=500, calls_per_caller=500, big_bytes=100 * MIB, big_reps=5)
+QUICK = Mode(latency_calls=300, warmup_calls=50, calls_per_caller=50, big_bytes=16 * MIB, big_reps=2)
+
+
+@dataclass
+class Result:
+    p50_us: float
+    p99_us: float
+    calls_per_s: float
+    big_ms: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure(call: Callable[[], object], big_call: Callable[[np.ndarray], int], mode: Mode) -> Result:
+    """Latency, throughput and big-argument timings of one contender's call functions."""
+    for _ in range(mode.warmup_calls):
+        call()
+    samples = []
+    for _ in range(mode.latency_calls):
+        t0 = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - t0)
+
+    barrier = threading.Barrier(CONCURRENT_CALLERS + 1)
+
+    def caller() -> None:
+        barrier.wait()
+        for _ in range(mode.calls_per_caller):
+            call()
+
+    threads = [threading.Thread(target=caller) for _ in range(CONCURRENT_CALLERS)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+
+    big = np.ones(mode.big_bytes // 8)
+    big_times = []
+    for _ in range(mode.big_reps):
+        t0 = time.perf_counter()
+        assert big_call(big) == big.nbytes
+        big_times.append(time.perf_counter() - t0)
+    return Result(
+        p50_us=percentile(samples, 0.50) * 1e6,
+        p99_us=percentile(samples, 0.99) * 1e6,
+        calls_per_s=CONCURRENT_CALLERS * mode.calls_per_caller / elapsed,
+        big_ms=statistics.median(big_times) * 1e3,
+    )
+
+
+def memcpy_ms(nbytes: int, reps: int = 5) -> float:
+    """Median time of ``arr.copy()``: one copy into freshly allocated memory, page faults included
+    (what every extra copy on the wire path costs)."""
+    src = np.ones(nbytes // 8)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        dst = src.copy()
+        times.append(time.perf_counter() - t0)
+        del dst
+    return statistics.median(times) * 1e3
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+# --- pynode ---------------------------------------------------------------------------------------
+
+
+def bench_pynode(mode: Mode) -> Result:
+    from pynode import Node, erpc
+    from pynode.testing import LocalCluster
+
+    target = f"benchtarget@{HOST_PYNODE}"
+    with LocalCluster([target], cookie=COOKIE, epmd_port=0) as cluster:
+        os.environ["PYNODE_EPMD_PORT"] = str(cluster.epmd_port)
+        Node.start(f"bench@{HOST_PYNODE}", cookie=COOKIE, hidden=True)
+        try:
+            return measure(
+                lambda: erpc.call(target, lambda: None, timeout=30),
+                lambda arr: erpc.call(target, lambda a: a.nbytes, arr, timeout=120),
+                mode,
+            )
+        finally:
+            Node.stop()
+
+
+# --- raw rpyc + cloudpickle -----------------------------------------------------------------------
+
+RPYC_SERVER = """
+import sys, cloudpickle, rpyc
+from rpyc.utils.server import ThreadedServer
+
+class Run(rpyc.Service):
+    def exposed_run(self, blob):
+        fn, args = cloudpickle.loads(blob)
+        return cloudpickle.dumps(fn(*args))
+
+server = ThreadedServer(Run, hostname=sys.argv[1], port=int(sys.argv[2]),
+                        protocol_config={"sync_request_timeout": 300})
+print("ready", flush=True)
+server.start()
+"""
+
+
+def bench_rpyc(mode: Mode) -> Result:
+    import rpyc
+
+    port = free_port(HOST_RPYC)
+    server = subprocess.Popen(
+        [sys.executable, "-c", RPYC_SERVER, HOST_RPYC, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        conn = rpyc.connect(HOST_RPYC, port, config={"sync_request_timeout": 300})
+        run = conn.root.run
+
+        def call(fn: Callable[..., object], *args: object) -> object:
+            return cloudpickle.loads(run(cloudpickle.dumps((fn, args))))
+
+        try:
+            return measure(lambda: call(lambda: None), lambda arr: call(lambda a: a.nbytes, arr), mode)
+        finally:
+            conn.close()
+    finally:
+        server.kill()
+        server.wait()
+
+
+# --- BEAM -----------------------------------------------------------------------------------------
+
+BEAM_CALLER = """
+Target = list_to_atom(os:getenv("BENCH_TARGET")),
+N = list_to_integer(os:getenv("BENCH_N")),
+W = list_to_integer(os:getenv("BENCH_WARMUP")),
+K = list_to_integer(os:getenv("BENCH_PER_CALLER")),
+Bytes = list_to_integer(os:getenv("BENCH_BYTES")),
+Reps = list_to_integer(os:getenv("BENCH_REPS")),
+Connect = fun Retry(0) -> erlang:halt(2);
+              Retry(I) -> case net_kernel:connect_node(Target) of
+                              true -> ok;
+                              _ -> timer:sleep(50), Retry(I - 1)
+                          end
+          end,
+Connect(200),
+Call = fun() -> erpc:call(Target, erlang, node, []) end,
+[Call() || _ <- lists:seq(1, W)],
+Lat = [begin T0 = erlang:monotonic_time(nanosecond), Call(),
+             erlang:monotonic_time(nanosecond) - T0 end || _ <- lists:seq(1, N)],
+Sorted = lists:sort(Lat),
+P50 = lists:nth(max(1, N div 2), Sorted),
+P99 = lists:nth(max(1, (N * 99) div 100), Sorted),
+Self = self(),
+T1 = erlang:monotonic_time(nanosecond),
+Pids = [spawn(fun() -> [Call() || _ <- lists:seq(1, K)], Self ! done end) || _ <- lists:seq(1, 8)],
+[receive done -> ok end || _ <- Pids],
+Tput = 8 * K / ((erlang:monotonic_time(nanosecond) - T1) / 1.0e9),
+Bin = binary:copy(<<1>>, Bytes),
+Big = [begin T0 = erlang:monotonic_time(nanosecond),
+             Bytes = erpc:call(Target, erlang, byte_size, [Bin], 300000),
+             erlang:monotonic_time(nanosecond) - T0 end || _ <- lists:seq(1, Reps)],
+BigMed = lists:nth((Reps + 1) div 2, lists:sort(Big)),
+io:format("beam p50_ns=~p p99_ns=~p tput=~.3f big_ns=~p~n", [P50, P99, Tput, BigMed]),
+erpc:cast(Target, erlang, halt, []),
+erlang:halt(0).
+"""
+
+
+def bench_beam(mode: Mode) -> Result | None:
+    erl = shutil.which("erl")
+    if erl is None:
+        return None
+    epmd_port = free_port("127.0.0.1")
+    target = f"benchtarget@{HOST_BEAM_TARGET}"
+    env = {**os.environ, "ERL_EPMD_PORT": str(epmd_port)}
+
+    def node_args(name: str, host: str) -> list[str]:
+        ip = "{" + host.replace(".", ",") + "}"
+        return [erl, "-name", name, "-setcookie", COOKIE, "-noshell", "-kernel",
+                "inet_dist_use_interface", ip]
+
+    home = tempfile.mkdtemp(prefix="erpc-bench-erl-")  # erl writes ~/.erlang.cookie otherwise
+    env["HOME"] = home
+    target_proc = subprocess.Popen(node_args(target, HOST_BEAM_TARGET), env=env, stdin=subprocess.DEVNULL)
+    try:
+        out = subprocess.run(
+            node_args(f"benchcaller@{HOST_BEAM_CALLER}", HOST_BEAM_CALLER) + ["-eval", BEAM_CALLER],
+            env={
+                **env,
+                "BENCH_TARGET": target,
+                "BENCH_N": str(mode.latency_calls),
+                "BENCH_WARMUP": str(mode.warmup_calls),
+                "BENCH_PER_CALLER": str(mode.calls_per_caller),
+                "BENCH_BYTES": str(mode.big_bytes),
+                "BENCH_REPS": str(mode.big_reps),
+            },
+            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+        )
+        match = re.search(r"beam p50_ns=(\d+) p99_ns=(\d+) tput=([\d.]+) big_ns=(\d+)", out.stdout)
+        if match is None:
+            raise RuntimeError(f"BEAM caller failed (exit {out.returncode}): {out.stdout}{out.stderr}")
+        p50, p99, tput, big = match.groups()
+        return Result(p50_us=int(p50) / 1e3, p99_us=int(p99) / 1e3, calls_per_s=float(tput), big_ms=int(big) / 1e6)
+    finally:
+        target_proc.kill()
+        target_proc.wait()
+        epmd = shutil.which("epmd")
+        if epmd:
+            subprocess.run([epmd, "-port", str(epmd_port), "-kill"], capture_output=True, timeout=10)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def report(results: dict[str, Result | None], mode: Mode, copy_ms: float) -> list[str]:
+    """Print the table and the ratios; return the missed targets."""
+    names = [n for n, r in results.items() if r is not None]
+    size = f"{mode.big_bytes // MIB} MiB"
+    rows = [
+        ("p50 latency (us)", "p50_us", "{:.1f}"),
+        ("p99 latency (us)", "p99_us", "{:.1f}"),
+        (f"throughput, {CONCURRENT_CALLERS} callers (calls/s)", "calls_per_s", "{:.0f}"),
+        (f"{size} argument (ms)", "big_ms", "{:.1f}"),
+    ]
+    print(f"\n{'':40}" + "".join(f"{n:>12}" for n in names))
+    for label, key, fmt in rows:
+        print(f"{label:40}" + "".join(f"{fmt.format(getattr(results[n], key)):>12}" for n in names))
+    print(f"{'memory copy of the ' + size + ' array (ms)':40}{copy_ms:>12.1f}")
+    pynode = results["pynode"]
+    assert pynode is not None
+    print("\nratios pynode / baseline (lower is better; throughput: baseline / pynode):")
+    for baseline in names[1:]:
+        base = results[baseline]
+        assert base is not None
+        for label, key, _ in rows:
+            a, b = getattr(pynode, key), getattr(base, key)
+            ratio = b / a if key == "calls_per_s" else a / b
+            print(f"  {label:40} vs {baseline:6}: {ratio:6.2f}x")
+    print(f"  {size} argument / memory copy: {pynode.big_ms / copy_ms:6.2f}x")
+    missed = []
+    print("\ntargets (issue 2):")
+    for (key, baseline), limit in TARGETS.items():
+        base = results.get(baseline)
+        if base is None:
+            print(f"  {key} <= {limit}x {baseline}: not measured ({baseline} unavailable)")
+            continue
+        ratio = getattr(pynode, key) / getattr(base, key)
+        ok = ratio <= limit
+        print(f"  {key} <= {limit}x {baseline}: {ratio:.2f}x {'met' if ok else 'MISSED'}")
+        if not ok:
+            missed.append(f"{key} vs {baseline}: {ratio:.2f}x > {limit}x")
+    return missed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke mode: few iterations, 16 MiB")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--no-beam", action="store_true", help="skip BEAM even if erl is installed")
+    args = parser.parse_args(argv)
+    mode = QUICK if args.quick else FULL
+    results: dict[str, Result | None] = {}
+    for name, bench in (("pynode", bench_pynode), ("rpyc", bench_rpyc), ("beam", bench_beam)):
+        if name == "beam" and args.no_beam:
+            continue
+        print(f"measuring {name} ...", flush=True)
+        results[name] = bench(mode)
+        if results[name] is None:
+            print(f"  {name}: not available (install erlang-base for erl)", flush=True)
+    copy_ms = memcpy_ms(mode.big_bytes)
+    missed = report(results, mode, copy_ms)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "mode": asdict(mode),
+            "memcpy_ms": copy_ms,
+            "results": {k: asdict(v) for k, v in results.items() if v is not None},
+            "missed_targets": missed,
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 1 if (args.check and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
