@@ -87,5 +87,5 @@ def leapfrog(
 
 def hamiltonian(lp: float, p: np.ndarray, v: np.ndarray) -> float:
     """Energy ``H = -log p(q) + ½ pᵀ M⁻¹ p`` given the velocity ``v = M⁻¹ p``; NaN becomes +inf."""
-    h = -lp + 0.5 * float(p @ v)
+    h = -lp + 0.5 * float(p.dot(v))
     return np.inf if h != h else h

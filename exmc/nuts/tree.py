@@ -61,7 +61,7 @@ def _log_sum_exp(a: float, b: float) -> float:
 
 def _no_u_turn(v_minus: np.ndarray, v_plus: np.ndarray, rho: np.ndarray) -> bool:
     """Stan's ``compute_criterion``: both end velocities still point along the summed momentum."""
-    return float(v_plus @ rho) > 0.0 and float(v_minus @ rho) > 0.0
+    return v_plus.dot(rho) > 0.0 and v_minus.dot(rho) > 0.0
 
 
 def nuts_transition(

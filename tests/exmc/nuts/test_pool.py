@@ -1,0 +1,134 @@
+"""The warm process pool: reproducibility, progress, cancellation, worker death, closures."""
+import ctypes
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from exmc.nuts import ChainFailed, InitializationError, Sampler, __pynode_preload__
+from exmc.nuts import pool as pool_module
+
+from gaussian_models import Dying, Gaussian, isotropic
+
+FAST = dict(num_samples=100, num_warmup=100)
+
+
+def _worker_children() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "exmc.nuts.worker" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def _assert_no_workers_left(pids):
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
+    assert _worker_children() == []
+
+
+def test_pool_draws_equal_sequential_draws_for_any_worker_count():
+    model = isotropic(2)
+    sequential = Sampler.sample_chains(model, 3, seed=4, parallel=False, **FAST)
+    for workers in (1, 2):
+        pooled = Sampler.sample_chains(model, 3, seed=4, max_workers=workers, **FAST)
+        for a, b in zip(sequential, pooled):
+            np.testing.assert_array_equal(a["x"], b["x"])
+            np.testing.assert_array_equal(a.stats["tree_depth"], b.stats["tree_depth"])
+        assert [t.info["chain"] for t in pooled] == [0, 1, 2]
+
+
+def test_pool_stays_warm_and_preload_hook_starts_it():
+    __pynode_preload__()
+    pids = pool_module.get_pool(1).pids()
+    assert pids and all(psutil.pid_exists(pid) for pid in pids)
+    Sampler.sample_chains(isotropic(1), 2, max_workers=2, **FAST)
+    assert set(pids) <= set(pool_module.get_pool(1).pids())  # same processes serve the next call
+
+
+def test_progress_events_arrive_in_the_calling_thread_throttled():
+    events, threads = [], set()
+
+    def progress(event):
+        threads.add(threading.get_ident())
+        events.append((time.monotonic(), event))
+
+    start = time.monotonic()
+    Sampler.sample_chains(isotropic(2), 2, num_samples=400, num_warmup=400, progress=progress, max_workers=2)
+    elapsed = time.monotonic() - start
+    assert threads == {threading.get_ident()}
+    for chain in (0, 1):
+        mine = [e for _, e in events if e.chain == chain]
+        assert mine[-1].done and mine[-1].iteration == 800 and mine[-1].phase == "sampling"
+        assert {e.phase for e in mine} <= {"warmup", "sampling"}
+        assert len(mine) <= elapsed / 0.1 + 2  # ≤ ~10 events per second per chain
+        assert all(e.step_size > 0 for e in mine)
+
+
+def test_closures_travel_to_workers():
+    scale = 3.0
+
+    class Scaled(Gaussian):
+        def logp_and_grad(self, theta):
+            return -0.5 * float(theta @ theta) / scale**2, -theta / scale**2
+
+    chains = Sampler.sample_chains(Scaled([0.0], [[9.0]]), 2, num_samples=300, num_warmup=200, seed=1)
+    assert 2.5 < np.concatenate([t["x"][:, 0] for t in chains]).std() < 3.5
+
+
+def test_worker_death_names_the_chain():
+    with pytest.raises(ChainFailed, match=r"chain \d: worker process \d+ died \(exit code 13\)") as info:
+        Sampler.sample_chains(Dying(parent_pid=__import__("os").getpid()), 2, max_workers=2, **FAST)
+    assert info.value.chain in (0, 1)
+    _assert_no_workers_left([])
+    # The pool is rebuilt on the next call.
+    assert len(Sampler.sample_chains(isotropic(1), 2, **FAST)) == 2
+
+
+def test_chain_exceptions_propagate_with_the_chain_noted():
+    class Nowhere(Gaussian):
+        def logp_and_grad(self, theta):
+            return -np.inf, np.zeros_like(theta)
+
+    with pytest.raises(InitializationError) as info:
+        Sampler.sample_chains(Nowhere([0.0], [[1.0]]), 2, **FAST)
+    assert any("in exmc chain" in note for note in info.value.__notes__)
+
+
+def test_should_stop_terminates_every_worker():
+    Sampler.start_pool(2)
+    pids = pool_module.get_pool(2).pids()
+    deadline = time.monotonic() + 1.0
+    with pytest.raises(InterruptedError):
+        Sampler.sample_chains(isotropic(2), 2, num_samples=10**6, num_warmup=1000, max_workers=2,
+                              should_stop=lambda: time.monotonic() > deadline)
+    _assert_no_workers_left(pids)
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_asynchronous_exception_in_waiting_thread_terminates_workers(exc_type):
+    Sampler.start_pool(2)
+    pids = pool_module.get_pool(2).pids()
+    started, outcome = threading.Event(), {}
+
+    def call():
+        try:
+            Sampler.sample_chains(isotropic(2), 2, num_samples=10**6, num_warmup=100, max_workers=2,
+                                  progress=lambda event: started.set())
+        except BaseException as exc:  # noqa: BLE001 - the test inspects what arrived
+            outcome["exc"] = exc
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    assert started.wait(60), "no progress from the workers"
+    # What pynode does on a cancelled call: raise an exception inside the waiting thread.
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
+    thread.join(30)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("exc"), exc_type)
+    _assert_no_workers_left(pids)
