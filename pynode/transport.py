@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import pickle
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -35,17 +36,21 @@ PICKLE_PROTOCOL = 5  # PEP 574: out-of-band buffers
 # Buffers smaller than this stay inside the pickle: below ~64 kB the bookkeeping of a separate
 # argument costs more than copying the bytes.
 OOB_THRESHOLD = 64 * 1024
+# Frame kind (the header byte rpyc uses for its compression flag) of an out-of-band buffer.
+ATTACHMENT = 2
 # Frames up to this size are written with one send call (header and body concatenated); larger
 # ones are written in three pieces to avoid copying the body.
 SMALL_FRAME = 64 * 1024
 
-# rpyc configuration for every pynode connection: only `exposed_` methods of our service are
-# reachable, nothing is pickled by rpyc, and custom exception classes are never imported.
+# rpyc configuration for every pynode connection: no attribute of anything is reachable (pynode's
+# requests do not use rpyc's attribute protocol, see pynode.protocol), nothing is pickled by rpyc,
+# and custom exception classes are never imported.
 PROTOCOL_CONFIG: dict[str, Any] = {
     "allow_safe_attrs": False,
+    "allow_exposed_attrs": False,
     "allow_public_attrs": False,
     "allow_all_attrs": False,
-    "allow_getattr": True,
+    "allow_getattr": False,
     "allow_setattr": False,
     "allow_delattr": False,
     "allow_pickle": False,
@@ -54,24 +59,26 @@ PROTOCOL_CONFIG: dict[str, Any] = {
     "include_local_traceback": False,
     "propagate_KeyboardInterrupt_locally": True,
     "close_catchall": True,
-    # Only the one-off `getroot` request waits synchronously; calls have their own deadlines.
-    "sync_request_timeout": 10,
+    # Only Connection.close waits synchronously (for the CLOSE reply); calls have their own deadlines.
+    "sync_request_timeout": 5,
 }
 
 
 # --- payloads ----------------------------------------------------------------------------------
 
-Payload = tuple[bytes, tuple[bytes, ...]]
+Buffers = tuple[memoryview | bytearray | bytes, ...]
+"""Out-of-band pickle buffers: memoryviews of the sender's arrays, bytearrays at the receiver."""
+Payload = tuple[bytes, Buffers]
 
 
 def dumps(obj: object) -> Payload:
     """Pickle ``obj`` (cloudpickle, protocol 5); contiguous buffers of at least OOB_THRESHOLD bytes
-    are returned out of band, each as one ``bytes``.
+    are returned out of band, as memoryviews of the original objects (no copy).
 
     Raises whatever cloudpickle raises for an unpicklable object (``TypeError``,
     ``pickle.PicklingError``...).
     """
-    buffers: list[bytes] = []
+    buffers: list[memoryview] = []
 
     def out_of_band(buf: pickle.PickleBuffer) -> bool:
         try:
@@ -80,22 +87,17 @@ def dumps(obj: object) -> Payload:
             return True
         if view.nbytes < OOB_THRESHOLD:
             return True
-        buffers.append(view.tobytes())
+        buffers.append(view)
         return False
 
     data = cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL, buffer_callback=out_of_band)
     return data, tuple(buffers)
 
 
-def loads(data: bytes, buffers: tuple[bytes, ...] = ()) -> Any:
-    """Unpickle a :func:`dumps` payload. Arrays rebuilt from out-of-band buffers are read-only
-    views of the received bytes (no copy), as in Ray's object store."""
+def loads(data: bytes, buffers: Buffers = ()) -> Any:
+    """Unpickle a :func:`dumps` payload; arrays rebuilt from out-of-band buffers use the buffers'
+    memory (writable when the buffers are bytearrays, as received ones are)."""
     return pickle.loads(data, buffers=buffers)
-
-
-def is_payload(data: object, buffers: tuple[object, ...]) -> bool:
-    """True when ``data`` and every buffer are plain ``bytes`` (never rpyc netrefs)."""
-    return type(data) is bytes and all(type(b) is bytes for b in buffers)
 
 
 # --- streams and channels ----------------------------------------------------------------------
@@ -131,21 +133,46 @@ class _Stream(SocketStream):
 
 
 class _Channel(Channel):
-    """rpyc's frame format, never compressed; received frames are memoryviews (no slicing copy)."""
+    """rpyc's frame format, never compressed, plus *attachment* frames.
 
-    __slots__ = ()
+    The header's compression byte tells frame kinds apart: ``0`` is an ordinary rpyc frame,
+    ``ATTACHMENT`` a raw buffer (no brine, no trailing newline) belonging to the next ordinary frame.
+    Attachments are written straight from the sender's memory (a numpy array's buffer) and read
+    straight into a fresh ``bytearray`` on the receiver, which the unpickled array then uses: no
+    copy on either side beyond the kernel's. The thread that receives a frame finds its attachments
+    with :meth:`take_attachments` (rpyc dispatches a frame on the thread that read it).
+    """
+
+    __slots__ = ("_incoming",)
 
     def __init__(self, stream: _Stream) -> None:
         super().__init__(stream, compress=False)
+        self._incoming = threading.local()
 
     def recv(self) -> memoryview:
-        length, compressed = self.FRAME_HEADER.unpack(self.stream.read(self.FRAME_HEADER.size))
-        if compressed:
-            raise EOFError("peer sent a compressed frame; pynode connections never compress")
-        frame = self.stream.read(length + len(self.FLUSHER))
-        return memoryview(frame)[:length]
+        attachments: list[bytearray] = []
+        while True:
+            length, kind = self.FRAME_HEADER.unpack(self.stream.read(self.FRAME_HEADER.size))
+            if kind == ATTACHMENT:
+                attachments.append(self.stream.read(length))
+                continue
+            if kind != 0:
+                raise EOFError(f"peer sent a frame of kind {kind}; pynode connections never compress")
+            frame = self.stream.read(length + len(self.FLUSHER))
+            self._incoming.attachments = tuple(attachments)
+            return memoryview(frame)[:length]
 
-    def send(self, data: bytes) -> None:
+    def take_attachments(self) -> tuple[bytearray, ...]:
+        """The attachments of the frame this thread received last (once)."""
+        attachments = getattr(self._incoming, "attachments", ())
+        self._incoming.attachments = ()
+        return attachments
+
+    def send(self, data: bytes, attachments: Buffers = ()) -> None:
+        """Write ``attachments`` then the frame ``data``. Callers hold the connection's send lock."""
+        for buf in attachments:
+            self.stream.write(self.FRAME_HEADER.pack(memoryview(buf).nbytes, ATTACHMENT))
+            self.stream.write(buf)
         header = self.FRAME_HEADER.pack(len(data), 0)
         if len(data) <= SMALL_FRAME:
             self.stream.write(header + data + self.FLUSHER)

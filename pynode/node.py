@@ -1,0 +1,280 @@
+"""The local node: listener, peer table, connect/disconnect; and ``Node``, its public face.
+
+``Node`` mirrors Elixir's ``Node`` module: a process becomes a node with :meth:`Node.start`, after
+which it accepts connections from peers that know its cookie and can connect to others. Calls to a
+node that is not connected connect implicitly (:mod:`pynode.erpc`), as Erlang does.
+
+Connections are hidden when either end is hidden: a hidden node (a notebook client, a shell) sees
+its peers only in ``Node.list("hidden")`` and they see it only there, as in Erlang.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Literal
+
+from pynode import cookie as cookies
+from pynode import handshake, names, portmapper, runtime, transport
+from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
+from pynode.execution import WorkerPool
+from pynode.handshake import PeerInfo
+from pynode.link import Link, NodeService
+from pynode.mailbox import Registry
+
+log = logging.getLogger(__name__)
+
+# Seconds allowed to look a peer up and open a TCP connection to it (Erlang's net_setuptime is 7 s).
+CONNECT_TIMEOUT = 7.0
+# Seconds a ping waits for the peer's echo before answering "pang" (net_adm:ping waits as long as
+# the connection setup takes; a connected but frozen peer must not block us forever).
+PING_TIMEOUT = 5.0
+
+ListKind = Literal["visible", "hidden", "connected"]
+
+
+class LocalNode:
+    """This process as a node. Create it with :meth:`Node.start`; one per process."""
+
+    def __init__(self, name: str, cookie: str, *, hidden: bool, port: int) -> None:
+        parsed = names.parse(name)
+        self.name = str(parsed)
+        self.host = parsed.host
+        self.cookie = cookie
+        self.hidden = hidden
+        self.workers = WorkerPool(parsed.alive)
+        self.mailboxes = Registry(self.name)
+        self._cookies: dict[str, str] = {}
+        self._links: dict[str, Link] = {}
+        self._all_links: set[Link] = set()
+        self._dial_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        try:
+            self._listener = transport.Listener(
+                self.host, port, handshake.Authenticator(self.name, self.cookie_for, hidden=hidden), self._accepted
+            )
+        except OSError as exc:
+            raise PynodeError(f"node {self.name} cannot listen on {self.host}:{port}: {exc}") from exc
+        self.port = self._listener.port
+        self._listener_thread = threading.Thread(
+            target=self._listener.start, name=f"{parsed.alive}-listener", daemon=True
+        )
+        self._listener_thread.start()
+        try:
+            portmapper.ensure_running(self.host)
+            self._registration = portmapper.register(self.host, parsed.alive, self.port, hidden=hidden)
+        except PortMapperError:
+            self._listener.close()
+            raise
+        log.info("node %s listening on %s:%d", self.name, self.host, self.port)
+
+    # --- cookies ------------------------------------------------------------------------------
+
+    def cookie_for(self, peer: str) -> str:
+        return self._cookies.get(peer, self.cookie)
+
+    def set_cookie(self, peer: str, cookie: str) -> None:
+        peer = str(names.parse(peer))
+        if peer == self.name:
+            self.cookie = cookie
+        else:
+            self._cookies[peer] = cookie
+
+    # --- links --------------------------------------------------------------------------------
+
+    def link_to(self, peer: str) -> Link:
+        """The live link to ``peer``, connecting first if there is none.
+
+        Raises BadNodeName for a malformed name, NoConnection when the peer is not registered,
+        unreachable, or refuses the handshake (the reason is in the message).
+        """
+        link = self._links.get(peer)
+        if link is not None and not link.closed:
+            return link
+        parsed = names.parse(peer)
+        peer = str(parsed)
+        with self._lock:
+            dial_lock = self._dial_locks.setdefault(peer, threading.Lock())
+        with dial_lock:
+            link = self._links.get(peer)
+            if link is not None and not link.closed:
+                return link
+            return self._dial(parsed)
+
+    def _dial(self, peer: names.NodeName) -> Link:
+        name = str(peer)
+        try:
+            port = portmapper.port_please(peer.host, peer.alive, timeout=CONNECT_TIMEOUT)
+        except PortMapperError as exc:
+            raise NoConnection(f"cannot reach {name}: {exc}") from exc
+        if port is None:
+            raise NoConnection(f"no node {name}: {peer.alive!r} is not registered with the port mapper on {peer.host}")
+        try:
+            sock = transport.dial(peer.host, port, CONNECT_TIMEOUT)
+        except OSError as exc:
+            raise NoConnection(f"cannot connect to {name} at {peer.host}:{port}: {exc}") from exc
+        try:
+            info = handshake.initiate(sock, self.name, name, self.cookie_for(name), hidden=self.hidden)
+        except (HandshakeError, OSError) as exc:
+            sock.close()
+            raise NoConnection(f"cannot connect to {name}: {exc}") from exc
+        link = Link(self, sock, info)
+        conn = transport.wrap(sock, NodeService(link), info)
+        self._register(link)
+        threading.Thread(target=transport.serve, args=(conn, name), name=f"link-{name}", daemon=True).start()
+        log.info("%s connected to %s", self.name, name)
+        return link
+
+    def _accepted(self, peer: PeerInfo, sock: object) -> NodeService:
+        link = Link(self, sock, peer)  # type: ignore[arg-type]
+        self._register(link)
+        log.info("%s accepted a connection from %s", self.name, peer.name)
+        return NodeService(link)
+
+    def _register(self, link: Link) -> None:
+        with self._lock:
+            self._all_links.add(link)
+            current = self._links.get(link.name)
+            if current is None or current.closed:
+                self._links[link.name] = link
+
+    def detach(self, link: Link) -> None:
+        """Called when a link's connection is gone (from its serving thread)."""
+        link.disconnected()
+        with self._lock:
+            self._all_links.discard(link)
+            if self._links.get(link.name) is link:
+                del self._links[link.name]
+        log.info("%s lost its connection to %s", self.name, link.name)
+
+    def peers(self, kind: ListKind) -> list[str]:
+        if kind not in ("visible", "hidden", "connected"):
+            raise ValueError(f"Node.list kind must be 'visible', 'hidden' or 'connected', not {kind!r}")
+        with self._lock:
+            links = [link for link in self._links.values() if not link.closed and link.name != self.name]
+        if kind == "connected":
+            return sorted(link.name for link in links)
+        want_hidden = kind == "hidden"
+        return sorted(link.name for link in links if (link.hidden or self.hidden) == want_hidden)
+
+    def disconnect(self, peer: str) -> bool:
+        peer = str(names.parse(peer))
+        with self._lock:
+            found = [link for link in self._all_links if link.name == peer]
+        for link in found:
+            link.close()
+        return bool(found)
+
+    def ping(self, peer: str) -> bool:
+        try:
+            self.link_to(peer).ping(PING_TIMEOUT)
+            return True
+        except (NoConnection, EOFError, OSError, TimeoutError) as exc:
+            log.info("ping %s: pang (%s)", peer, exc)
+            return False
+        except Exception as exc:  # rpyc PingError and teardown races
+            log.info("ping %s: pang (%s: %s)", peer, type(exc).__name__, exc)
+            return False
+
+    def deliver_local(self, mailbox_id: int, data: bytes, buffers: transport.Buffers) -> None:
+        self.mailboxes.deliver_encoded(mailbox_id, data, buffers)
+
+    def stop(self) -> None:
+        self._registration.close()
+        self._listener.close()
+        with self._lock:
+            links = list(self._all_links)
+        for link in links:
+            link.close()
+        self.workers.stop()
+        log.info("node %s stopped", self.name)
+
+
+_start_lock = threading.Lock()
+
+
+class Node:
+    """Elixir's ``Node`` for this process (all methods are class methods)."""
+
+    @staticmethod
+    def start(name: str, cookie: str | None = None, hidden: bool = False, port: int = 0) -> str:
+        """Make this process the node ``name`` (``alive@host``) and return the name.
+
+        Listens on ``host`` (``port`` 0: any free port), starts a port mapper on ``host`` when none
+        answers, and registers ``alive`` with it. The cookie comes from ``cookie``, else
+        ``$PYNODE_COOKIE``, else ``~/.pynode.cookie`` (see :mod:`pynode.cookie`).
+
+        Raises BadNodeName, CookieError, PortMapperError (e.g. the name is taken), PynodeError when
+        the address cannot be bound or a node is already running in this process.
+        """
+        with _start_lock:
+            existing = runtime.running()
+            if existing is not None:
+                raise PynodeError(f"this process is already the node {existing.name}; Node.stop() it first")
+            names.parse(name)
+            node = LocalNode(name, cookies.resolve(cookie), hidden=hidden, port=port)
+            runtime.install(node)
+            return node.name
+
+    @staticmethod
+    def stop() -> None:
+        """Stop being a node: unregister, close every connection (their pending calls fail with
+        NoConnection). Running calls from peers finish, their results are dropped. No-op when no
+        node runs."""
+        with _start_lock:
+            node = runtime.running()
+            runtime.install(None)
+        if node is not None:
+            node.stop()
+
+    @staticmethod
+    def self() -> str:
+        """This node's name. Raises NodeNotStarted."""
+        return runtime.current().name
+
+    @staticmethod
+    def alive() -> bool:
+        """True when this process is a node."""
+        return runtime.running() is not None
+
+    @staticmethod
+    def port() -> int:
+        """The TCP port this node listens on. Raises NodeNotStarted."""
+        return runtime.current().port
+
+    @staticmethod
+    def connect(peer: str) -> bool:
+        """Connect to ``peer``; True on success (or when already connected), False when it cannot
+        be reached or refuses us (the reason is logged). Raises BadNodeName, NodeNotStarted."""
+        try:
+            runtime.current().link_to(peer)
+            return True
+        except NoConnection as exc:
+            log.warning("Node.connect(%r) failed: %s", peer, exc)
+            return False
+
+    @staticmethod
+    def disconnect(peer: str) -> bool:
+        """Close every connection with ``peer``; False when there was none."""
+        return runtime.current().disconnect(peer)
+
+    @staticmethod
+    def list(kind: ListKind = "visible") -> list[str]:
+        """Connected peers: ``"visible"`` (default), ``"hidden"`` or ``"connected"`` (both)."""
+        return runtime.current().peers(kind)
+
+    @staticmethod
+    def ping(peer: str) -> str:
+        """``"pong"`` when ``peer`` answers (connecting if needed), else ``"pang"``."""
+        return "pong" if runtime.current().ping(peer) else "pang"
+
+    @staticmethod
+    def set_cookie(peer: str, cookie: str) -> None:
+        """Use ``cookie`` with ``peer`` (both directions); with ``peer == Node.self()``, change this
+        node's own cookie."""
+        runtime.current().set_cookie(peer, cookies.resolve(cookie))
+
+    @staticmethod
+    def get_cookie() -> str:
+        """This node's own cookie."""
+        return runtime.current().cookie
