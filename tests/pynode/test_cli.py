@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from pynode import portmapper
-from pynode.testing import LocalCluster, wait_until
+from pynode.testing import LocalCluster, free_port, wait_until
 
 TARGET = "clitarget@127.0.0.41"
 COOKIE = "cli-cookie"
@@ -135,6 +135,8 @@ def test_names_lists_registered_nodes(target):
         f"pynode: port mapper on 127.0.0.41:{port} with data:\n"
         f"name clitarget at port {target.port(TARGET)}\n"
     )
+    flag = pynode("--epmd-port", str(port), "names", "127.0.0.41", env={"PYNODE_EPMD_PORT": "1"})
+    assert flag.stdout == result.stdout  # --epmd-port overrides the environment
     nobody = pynode("names", "127.0.0.49")
     assert nobody.returncode == 1
     assert f"no port mapper answers on 127.0.0.49:{port}" in nobody.stderr
@@ -216,3 +218,17 @@ def test_cluster_up_and_down(tmp_path):
 
     nothing = pynode("cluster", "down", str(config), "--state-dir", str(state_dir))
     assert nothing.returncode == 1 and "no cluster state" in nothing.stderr
+
+
+def test_first_node_on_a_host_leaves_a_port_mapper_that_outlives_it():
+    mapper_port = free_port()
+    proc = spawn_start("clifirst@127.0.0.45", env={"PYNODE_EPMD_PORT": str(mapper_port)})
+    try:
+        assert proc.stdout.readline().startswith("pynode: clifirst@127.0.0.45 ready on")
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        # The node that started the port mapper is gone; the port mapper still serves.
+        assert portmapper.names("127.0.0.45", mapper_port=mapper_port) == []
+    finally:
+        proc.kill()
+        portmapper.kill("127.0.0.45", mapper_port=mapper_port)
