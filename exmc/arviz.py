@@ -28,4 +28,4 @@ def to_arviz(chains: Sequence):
     stats = {
         az_name: np.stack([trace.stats[name] for trace in chains]) for name, az_name in _STAT_NAMES.items()
     }
-    return from_dict({"posterior": posterior, "sample_stats": stats}, attrs={"inference_library": "exmc"})
+    return from_dict({"posterior": posterior, "sample_stats": stats})
