@@ -70,13 +70,15 @@ class Distribution:
     def resolve(self, params: Mapping[str, Any]) -> tuple["Distribution", dict[str, Any]]:
         """The concrete family and flat parameter dict to use for the user's ``params``.
 
-        Most families return ``(self, dict(params))``. Families whose parameters are structured
+        Most families return ``(self, params)`` with the ``optional`` defaults filled in for omitted
+        parameters (so a later ``default_transform(**constants)`` can tell "omitted" from "not a
+        constant"). Families whose parameters are structured
         (``Mixture``'s component list, ``Custom``'s callables) return a family specialised to that
         structure and a flat dict of its numeric parameters (values may still be reference names).
         The model compiler calls this once, at build time, before checking parameter names.
         Raises ``ValueError`` naming the offending field when the structure is malformed.
         """
-        return self, dict(params)
+        return self, {**self.optional, **params}
 
     def check_params(self, params: Mapping[str, np.ndarray]) -> None:
         """Raise ``ValueError`` naming the parameter when a *constant* parameter is outside its

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import betaln, digamma, log_ndtr
 
 from exmc import transforms
-from exmc._numeric import HALF_LOG_2PI, as_float
+from exmc._numeric import HALF_LOG_2PI, as_float, nan_to_minus_inf
 from exmc.dist.base import Distribution, draw_shape, require, require_finite, require_positive
 
 __all__ = ["Beta", "Uniform", "Uniform01", "TruncatedNormal"]
@@ -59,7 +59,10 @@ def _bound_transform(family: str, params) -> transforms.Transform:
 
 @dataclass(frozen=True)
 class BetaFamily(Distribution):
-    """Beta{alpha, beta}: ``(alpha-1) log x + (beta-1) log(1-x) - log B(alpha, beta)`` on (0, 1)."""
+    """Beta{alpha, beta}: ``(alpha-1) log x + (beta-1) log(1-x) - log B(alpha, beta)`` on (0, 1).
+
+    Outside [0, 1] the logs are nan (numpy warns) and ``lp`` is ``-inf``; at 0 or 1 ``lp`` is what
+    the formula gives (``-inf``, or ``+inf`` when the density is unbounded there)."""
 
     def check_params(self, params):
         require_positive(params, "alpha", "beta")
@@ -69,16 +72,14 @@ class BetaFamily(Distribution):
 
     def logp_and_grads(self, value, **params):
         alpha, beta = params["alpha"], params["beta"]
-        inside = (value > 0) & (value < 1)
-        x = np.where(inside, value, np.nan)
-        log_x = np.log(x)
-        log_1mx = np.log1p(-x)
+        log_x = np.log(value)
+        log_1mx = np.log1p(-value)
         am1 = alpha - 1.0
         bm1 = beta - 1.0
-        lp = np.where(inside, am1 * log_x + bm1 * log_1mx - betaln(alpha, beta), -np.inf)
+        lp = nan_to_minus_inf(am1 * log_x + bm1 * log_1mx - betaln(alpha, beta))
         psi_ab = digamma(alpha + beta)
         return lp, {
-            "value": am1 / x - bm1 / (1.0 - x),
+            "value": am1 / value - bm1 / (1.0 - value),
             "alpha": log_x - digamma(alpha) + psi_ab,
             "beta": log_1mx - digamma(beta) + psi_ab,
         }

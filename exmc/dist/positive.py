@@ -2,7 +2,9 @@
 
 HalfNormal{sigma} · HalfCauchy{scale} · Lognormal{mu, sigma} · Exponential{lambda} ·
 Gamma{alpha, beta} (beta is a rate) · InverseGamma{alpha, beta} (beta is a scale) ·
-Weibull{k, lambda} · HalfFlat{} (improper). Values below 0 get ``lp = -inf``.
+Weibull{k, lambda} · HalfFlat{} (improper). Values below 0 get ``lp = -inf`` (densities written with
+``log(value)`` also emit numpy's "invalid value" warning there: with the default log transform such
+values never occur, so the warning points at a transform that does not fit the support).
 ``lambda`` is a Python keyword: pass it through a dict (``**{"lambda": 2.0}``).
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import digamma, gammaln
 
-from exmc._numeric import HALF_LOG_2PI, LOG_PI, as_float
+from exmc._numeric import HALF_LOG_2PI, as_float, minus_inf_below_zero, nan_to_minus_inf
 from exmc.dist.base import Distribution, draw_shape, require_finite, require_positive
 
 __all__ = ["HalfNormal", "HalfCauchy", "Lognormal", "Exponential", "Gamma", "InverseGamma", "Weibull", "HalfFlat"]
@@ -50,7 +52,7 @@ class HalfNormalFamily(_PositiveClosed):
         inv_sigma = 1.0 / sigma
         z = value * inv_sigma
         z2 = z * z
-        lp = np.where(value >= 0, _HALF_LOG_2_OVER_PI - 0.5 * z2 - np.log(sigma), -np.inf)
+        lp = minus_inf_below_zero(_HALF_LOG_2_OVER_PI - 0.5 * z2 - np.log(sigma), value)
         return lp, {"value": -z * inv_sigma, "sigma": (z2 - 1.0) * inv_sigma}
 
     def sample(self, rng, size, shape=None, **params):
@@ -70,7 +72,7 @@ class HalfCauchyFamily(_PositiveClosed):
         inv_scale = 1.0 / scale
         z = value * inv_scale
         z2 = z * z
-        lp = np.where(value >= 0, _LOG_2_OVER_PI - np.log(scale) - np.log1p(z2), -np.inf)
+        lp = minus_inf_below_zero(_LOG_2_OVER_PI - np.log(scale) - np.log1p(z2), value)
         r = inv_scale / (1.0 + z2)
         return lp, {"value": -2.0 * z * r, "scale": (z2 - 1.0) * r}
 
@@ -90,10 +92,10 @@ class LognormalFamily(_PositiveOpen):
     def logp_and_grads(self, value, **params):
         mu, sigma = params["mu"], params["sigma"]
         inv_sigma = 1.0 / sigma
-        log_x = np.log(np.where(value > 0, value, np.nan))
+        log_x = np.log(value)
         z = (log_x - mu) * inv_sigma
         z2 = z * z
-        lp = np.where(value > 0, -0.5 * z2 - np.log(sigma) - HALF_LOG_2PI - log_x, -np.inf)
+        lp = nan_to_minus_inf(-0.5 * z2 - np.log(sigma) - HALF_LOG_2PI - log_x)
         d_mu = z * inv_sigma
         return lp, {"value": -(d_mu + 1.0) / value, "mu": d_mu, "sigma": (z2 - 1.0) * inv_sigma}
 
@@ -111,7 +113,7 @@ class ExponentialFamily(_PositiveClosed):
 
     def logp_and_grads(self, value, **params):
         lam = params["lambda"]
-        lp = np.where(value >= 0, np.log(lam) - lam * value, -np.inf)
+        lp = minus_inf_below_zero(np.log(lam) - lam * value, value)
         return lp, {"value": np.zeros(lp.shape) - lam, "lambda": 1.0 / lam - value}
 
     def sample(self, rng, size, shape=None, **params):
@@ -128,9 +130,9 @@ class GammaFamily(_PositiveOpen):
 
     def logp_and_grads(self, value, **params):
         alpha, beta = params["alpha"], params["beta"]
-        log_x = np.log(np.where(value > 0, value, np.nan))
+        log_x = np.log(value)
         log_beta = np.log(beta)
-        lp = np.where(value > 0, alpha * log_beta - gammaln(alpha) + (alpha - 1.0) * log_x - beta * value, -np.inf)
+        lp = nan_to_minus_inf(alpha * log_beta - gammaln(alpha) + (alpha - 1.0) * log_x - beta * value)
         return lp, {
             "value": (alpha - 1.0) / value - beta,
             "alpha": log_beta - digamma(alpha) + log_x,
@@ -151,10 +153,10 @@ class InverseGammaFamily(_PositiveOpen):
 
     def logp_and_grads(self, value, **params):
         alpha, beta = params["alpha"], params["beta"]
-        inv_x = 1.0 / np.where(value > 0, value, np.nan)
-        log_x = -np.log(inv_x)
+        inv_x = 1.0 / value
+        log_x = np.log(value)
         log_beta = np.log(beta)
-        lp = np.where(value > 0, alpha * log_beta - gammaln(alpha) - (alpha + 1.0) * log_x - beta * inv_x, -np.inf)
+        lp = nan_to_minus_inf(alpha * log_beta - gammaln(alpha) - (alpha + 1.0) * log_x - beta * inv_x)
         return lp, {
             "value": (beta * inv_x - (alpha + 1.0)) * inv_x,
             "alpha": log_beta - digamma(alpha) - log_x,
@@ -176,10 +178,9 @@ class WeibullFamily(_PositiveOpen):
     def logp_and_grads(self, value, **params):
         k, lam = params["k"], params["lambda"]
         inv_lam = 1.0 / lam
-        t = np.where(value > 0, value, np.nan) * inv_lam
-        log_t = np.log(t)
+        log_t = np.log(value * inv_lam)
         t_k = np.exp(k * log_t)
-        lp = np.where(value > 0, np.log(k * inv_lam) + (k - 1.0) * log_t - t_k, -np.inf)
+        lp = nan_to_minus_inf(np.log(k * inv_lam) + (k - 1.0) * log_t - t_k)
         return lp, {
             "value": (k - 1.0 - k * t_k) / value,
             "k": 1.0 / k + log_t * (1.0 - t_k),
@@ -197,7 +198,7 @@ class HalfFlatFamily(_PositiveClosed):
 
     def logp_and_grads(self, value, **params):
         value = as_float(value)
-        return np.where(value >= 0, 0.0, -np.inf), {"value": np.zeros(value.shape)}
+        return minus_inf_below_zero(np.zeros(value.shape), value), {"value": np.zeros(value.shape)}
 
     def sample(self, rng, size, shape=None, **params):
         raise ValueError("HalfFlat is improper: it has no prior draws (give the rv a proper prior for predictive checks)")

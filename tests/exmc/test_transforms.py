@@ -136,3 +136,14 @@ def test_uniform_default_transform_keeps_draws_inside():
     t = Dist.Uniform.default_transform(lower=np.asarray(-1.0), upper=np.asarray(2.0))
     y = t.forward(np.array([-40.0, 0.0, 40.0]))
     assert (y >= -1.0).all() and (y <= 2.0).all() and y[1] == pytest.approx(0.5)
+
+
+def test_resolve_fills_optional_bounds_so_the_default_transform_sees_them():
+    family, params = Dist.TruncatedNormal.resolve({"mu": 0.0, "sigma": 1.0, "lower": 0.5})
+    assert family is Dist.TruncatedNormal and params["upper"] == np.inf
+    t = family.default_transform(**{k: np.asarray(v) for k, v in params.items()})
+    assert type(t) is transforms.LowerBound and t.lower == 0.5
+    # a bound that is a reference is absent from the constants: no transform can be built
+    family, params = Dist.TruncatedNormal.resolve({"mu": 0.0, "sigma": 1.0, "lower": "a"})
+    with pytest.raises(ValueError, match="param 'lower' must be a constant"):
+        family.default_transform(mu=np.asarray(0.0), sigma=np.asarray(1.0), upper=np.asarray(params["upper"]))
