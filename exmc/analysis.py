@@ -61,9 +61,9 @@ class Analysis:
 
 
 def resolved_family(node: RV) -> tuple[Any, dict[str, Any]]:
-    """``node.dist.resolve(params)`` with failures reported as ``ValidationError`` on the rv."""
+    """``node.family_and_params()`` with failures reported as ``ValidationError`` on the rv."""
     try:
-        return node.dist.resolve(dict(node.params))
+        return node.family_and_params()
     except ValueError as exc:
         raise ValidationError("rv", node.name, "params", str(exc)) from None
 

@@ -157,7 +157,8 @@ class Builder:
         check_constant_params(name, resolved, {k: v for k, v in constants.items() if not is_ref(v)})
         if reparam is not None and reparam != NONCENTERED:
             raise ValidationError("rv", name, "reparam", f"unknown reparametrisation {reparam!r} (only {NONCENTERED!r})")
-        node = RV(name, family, tuple(stored.items()), _shape(name, shape), _transform(name, transform), reparam)
+        node = RV(name, family, tuple(stored.items()), _shape(name, shape), _transform(name, transform), reparam,
+                  resolved=(resolved, tuple(constants.items())))
         return ir.add(node)
 
     @staticmethod

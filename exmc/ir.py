@@ -73,6 +73,9 @@ class RV:
             observed value when observed).
         transform: an ``exmc.transforms.Transform`` overriding the family default, or ``None``.
         reparam: ``None`` or ``"noncentered"``.
+        resolved: ``(family, flat_params)`` from ``dist.resolve(params)`` (the Builder fills it in;
+            structured families such as ``Mixture`` and ``Custom`` flatten their parameters there, and
+            only the flat parameters' strings are references).
     """
 
     name: str
@@ -81,7 +84,14 @@ class RV:
     shape: tuple[int, ...] | None = None
     transform: Any = None
     reparam: str | None = None
+    resolved: tuple[Any, tuple[tuple[str, Any], ...]] | None = None
     kind = "rv"
+
+    def family_and_params(self) -> tuple[Any, dict[str, Any]]:
+        """The concrete family and its flat parameters (``ValueError`` from ``resolve`` passes up)."""
+        if self.resolved is not None:
+            return self.resolved[0], dict(self.resolved[1])
+        return self.dist.resolve(dict(self.params))
 
     def param(self, name: str) -> Any:
         """The value of parameter ``name`` (``KeyError`` when absent)."""
@@ -91,8 +101,12 @@ class RV:
         raise KeyError(name)
 
     def inputs(self) -> Iterator[tuple[str, str]]:
-        """``(field, referenced_name)`` for each reference among the parameters."""
-        for key, value in self.params:
+        """``(field, referenced_name)`` for each reference among the (flat) parameters."""
+        try:
+            _, params = self.family_and_params()
+        except ValueError as exc:
+            raise ValidationError("rv", self.name, "params", str(exc)) from None
+        for key, value in params.items():
             if is_ref(value):
                 yield f"param {key!r}", value
 

@@ -1,0 +1,287 @@
+"""Compiled models: exact gradients of whole models, batched = single, conversions, logp, pickling."""
+from __future__ import annotations
+
+import pickle
+
+import cloudpickle
+import numpy as np
+import pytest
+from scipy import stats
+
+import exmc
+from exmc import Builder, Dist
+
+RNG = np.random.default_rng(7)
+Y = np.array([2.1, 2.5, 1.8, 2.3, 2.7, 1.9, 2.4, 2.2, 2.6, 2.0])
+EPS = 1e-6
+#: Central differences with step 1e-6 on these O(1)-O(100) log-densities are accurate to ~1e-8
+#: relative; the issue asks for ~1e-6.
+RTOL = 1e-6
+
+
+def seed_ir():
+    ir = Builder.new_ir()
+    ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": 10.0})
+    ir = Builder.rv(ir, "sigma", Dist.HalfNormal, {"sigma": 2.0})
+    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigma"})
+    return Builder.obs(ir, "y_obs", "y", Y)
+
+
+def logistic_ir(n=60, k=4):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(n, k))
+    y = (rng.random(n) < 0.4).astype(float)
+    ir = Builder.data(Builder.new_ir(), "X", X)
+    ir = Builder.rv(ir, "alpha", Dist.Normal, {"mu": 0.0, "sigma": 2.5})
+    ir = Builder.rv(ir, "beta", Dist.Normal, {"mu": 0.0, "sigma": 1.0}, shape=k)
+    ir = Builder.det(ir, "Xb", "matmul", ["X", "beta"])
+    ir = Builder.det(ir, "eta", "add", ["alpha", "Xb"])
+    ir = Builder.rv(ir, "y", Dist.Bernoulli, {"logit_p": "eta"})
+    return Builder.obs(ir, "y_obs", "y", y), X, y
+
+
+def hierarchical_ir(reparam=None):
+    rng = np.random.default_rng(4)
+    groups = rng.integers(0, 5, size=30)
+    y = rng.normal(groups * 0.5, 1.0)
+    ir = Builder.data(Builder.new_ir(), "group_idx", groups)
+    ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": 5.0})
+    ir = Builder.rv(ir, "tau", Dist.HalfCauchy, {"scale": 2.5})
+    ir = Builder.rv(ir, "theta", Dist.Normal, {"mu": "mu", "sigma": "tau"}, shape=5, reparam=reparam)
+    ir = Builder.det(ir, "theta_group", "index", ["theta", "group_idx"])
+    ir = Builder.rv(ir, "sigma", Dist.Exponential, {"lambda": 1.0})
+    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "theta_group", "sigma": "sigma"})
+    return Builder.obs(ir, "y_obs", "y", y), groups, y
+
+
+def dirichlet_ir():
+    counts = np.array([3.0, 7.0, 1.0, 4.0])
+    ir = Builder.rv(Builder.new_ir(), "w", Dist.Dirichlet, {"alpha": np.ones(4) * 1.5})
+    ir = Builder.det(ir, "logw", "log", ["w"])
+    ir = Builder.det(ir, "ll", "mul", ["logw", counts])
+    ir = Builder.det(ir, "total", "sum", ["ll"])
+    # A Normal "likelihood" of a constant 0 with mean -total ties the simplex to data (a multinomial
+    # kernel up to a constant) and makes the gradient flow through log, mul, sum.
+    ir = Builder.rv(ir, "z", Dist.Normal, {"mu": "total", "sigma": 10.0})
+    return Builder.obs(ir, "z_obs", "z", np.array(0.0))
+
+
+def censored_ir():
+    y = np.array([0.3, 1.2, 2.0, 2.0, -1.0, 0.7, -1.0, 1.5])
+    ir = Builder.rv(Builder.new_ir(), "mu", Dist.Normal, {"mu": 0.0, "sigma": 3.0})
+    ir = Builder.rv(ir, "sigma", Dist.HalfNormal, {"sigma": 2.0})
+    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigma"})
+    return Builder.obs(ir, "y_obs", "y", y, censored=(-1.0, 2.0)), y
+
+
+def central_differences(model, theta):
+    grad = np.zeros_like(theta)
+    for i in range(theta.size):
+        step = np.zeros_like(theta)
+        step[i] = EPS
+        grad[i] = (model.logp_and_grad(theta + step)[0] - model.logp_and_grad(theta - step)[0]) / (2 * EPS)
+    return grad
+
+
+def assert_gradient_exact(model, theta):
+    lp, grad = model.logp_and_grad(theta)
+    assert np.isfinite(lp)
+    numeric = central_differences(model, theta)
+    scale = np.maximum(1.0, np.abs(numeric))
+    assert np.max(np.abs(grad - numeric) / scale) < RTOL, (grad, numeric)
+
+
+MODELS = {
+    "seed": lambda: exmc.compile(seed_ir()),
+    "logistic": lambda: exmc.compile(logistic_ir()[0]),
+    "hierarchical": lambda: exmc.compile(hierarchical_ir()[0]),
+    "hierarchical_noncentered": lambda: exmc.compile(hierarchical_ir("noncentered")[0]),
+    "hierarchical_ncp_auto": lambda: exmc.compile(hierarchical_ir()[0], ncp="auto"),
+    "dirichlet": lambda: exmc.compile(dirichlet_ir()),
+    "censored": lambda: exmc.compile(censored_ir()[0]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_whole_model_gradient_matches_central_differences(name):
+    model = MODELS[name]()
+    for _ in range(3):
+        assert_gradient_exact(model, RNG.uniform(-1.5, 1.5, size=model.dim))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_batched_evaluation_agrees_with_single(name):
+    model = MODELS[name]()
+    thetas = RNG.uniform(-2, 2, size=(4, model.dim))
+    lp, grad = model.logp_and_grad(thetas)
+    assert lp.shape == (4,) and grad.shape == (4, model.dim)
+    for c in range(4):
+        lp_c, grad_c = model.logp_and_grad(thetas[c])
+        assert lp[c] == pytest.approx(lp_c, rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(grad[c], grad_c, rtol=1e-11, atol=1e-12)
+    values = model.to_constrained(thetas)
+    for c in range(4):
+        for key, value in model.to_constrained(thetas[c]).items():
+            np.testing.assert_allclose(values[key][c], value, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_to_unconstrained_inverts_to_constrained(name):
+    model = MODELS[name]()
+    theta = RNG.uniform(-1, 1, size=model.dim)
+    np.testing.assert_allclose(model.to_unconstrained(model.to_constrained(theta)), theta, atol=1e-10)
+    thetas = RNG.uniform(-1, 1, size=(3, model.dim))
+    np.testing.assert_allclose(model.to_unconstrained(model.to_constrained(thetas)), thetas, atol=1e-10)
+
+
+def test_seed_model_logp_matches_scipy_and_jacobian():
+    model = exmc.compile(seed_ir())
+    assert model.free_names == [("mu", ()), ("sigma", ())]
+    values = {"mu": 2.2, "sigma": 0.4}
+    expected = (stats.norm(0, 10).logpdf(2.2) + stats.halfnorm(scale=2).logpdf(0.4)
+                + stats.norm(2.2, 0.4).logpdf(Y).sum())
+    assert model.logp(values) == pytest.approx(expected, rel=1e-12)
+    # On the unconstrained scale the log transform adds log(sigma).
+    assert model.logp(values, jacobian=True) == pytest.approx(expected + np.log(0.4), rel=1e-12)
+    theta = model.to_unconstrained(values)
+    np.testing.assert_allclose(theta, [2.2, np.log(0.4)])
+    assert model.logp_and_grad(theta)[0] == pytest.approx(expected + np.log(0.4), rel=1e-12)
+
+
+def test_logistic_regression_logp_matches_direct_formula():
+    ir, X, y = logistic_ir()
+    model = exmc.compile(ir)
+    alpha, beta = 0.3, np.array([0.5, -1.0, 0.2, 0.0])
+    eta = alpha + X @ beta
+    expected = (stats.norm(0, 2.5).logpdf(alpha) + stats.norm(0, 1).logpdf(beta).sum()
+                + np.sum(y * eta - np.logaddexp(0, eta)))
+    assert model.logp({"alpha": alpha, "beta": beta}) == pytest.approx(expected, rel=1e-12)
+
+
+def test_noncentered_model_reports_original_scale_and_same_density():
+    centered = exmc.compile(hierarchical_ir()[0])
+    noncentered = exmc.compile(hierarchical_ir("noncentered")[0])
+    assert centered.free_names == noncentered.free_names
+    values = {"mu": 0.4, "tau": 0.8, "theta": np.array([0.1, 0.5, 1.0, 1.4, 2.1]), "sigma": 1.1}
+    # The constrained density is the same model, whatever the parametrisation.
+    assert noncentered.logp(values) == pytest.approx(centered.logp(values), rel=1e-12)
+    theta = noncentered.to_unconstrained(values)
+    z = theta[2:7]
+    np.testing.assert_allclose(z, (values["theta"] - 0.4) / 0.8)
+    out = noncentered.to_constrained(theta)
+    np.testing.assert_allclose(out["theta"], values["theta"])
+    np.testing.assert_allclose(out["theta_group"], values["theta"][hierarchical_ir()[1]])
+
+
+def test_ncp_auto_applies_where_mu_and_sigma_are_references():
+    model = exmc.compile(hierarchical_ir()[0], ncp="auto")
+    assert model.ir.get("theta").reparam == "noncentered"
+    assert model.ir.get("mu").reparam is None  # constant mu and sigma: left centred
+    assert exmc.compile(hierarchical_ir()[0]).ir.get("theta").reparam is None
+    with pytest.raises(ValueError, match="ncp"):
+        exmc.compile(hierarchical_ir()[0], ncp=True)
+
+
+def test_dirichlet_rv_lives_on_the_simplex_with_k_minus_one_coordinates():
+    model = exmc.compile(dirichlet_ir())
+    assert model.dim == 3 and model.free_names[0] == ("w", (4,))
+    w = model.to_constrained(RNG.normal(size=3))["w"]
+    assert w.shape == (4,) and w.sum() == pytest.approx(1.0) and np.all(w > 0)
+    values = {"w": np.array([0.1, 0.2, 0.3, 0.4])}
+    counts = np.array([3.0, 7.0, 1.0, 4.0])
+    expected = stats.dirichlet(np.ones(4) * 1.5).logpdf(values["w"]) + stats.norm(
+        -np.sum(counts * np.log(values["w"])), 10).logpdf(0.0)
+    assert model.logp(values) == pytest.approx(expected, rel=1e-10)
+
+
+def test_censored_likelihood_uses_cdf_and_survival():
+    ir, y = censored_ir()
+    model = exmc.compile(ir)
+    mu, sigma = 0.5, 1.3
+    dist = stats.norm(mu, sigma)
+    middle = (y > -1.0) & (y < 2.0)
+    expected = (stats.norm(0, 3).logpdf(mu) + stats.halfnorm(scale=2).logpdf(sigma) + dist.logpdf(y[middle]).sum()
+                + (y <= -1.0).sum() * dist.logcdf(-1.0) + (y >= 2.0).sum() * dist.logsf(2.0))
+    assert model.logp({"mu": mu, "sigma": sigma}) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("family,params,scipy_dist", [
+    ("Exponential", {"lambda": 0.7}, stats.expon(scale=1 / 0.7)),
+    ("Weibull", {"k": 1.5, "lambda": 2.0}, stats.weibull_min(1.5, scale=2.0)),
+    ("Lognormal", {"mu": 0.2, "sigma": 0.6}, stats.lognorm(0.6, scale=np.exp(0.2))),
+    ("Logistic", {"mu": 0.2, "s": 0.6}, stats.logistic(0.2, 0.6)),
+    ("Cauchy", {"loc": 0.2, "scale": 0.6}, stats.cauchy(0.2, 0.6)),
+])
+def test_censoring_of_other_families_matches_scipy_and_has_exact_gradients(family, params, scipy_dist):
+    y = np.array([0.5, 1.0, 2.5, 3.0, 0.2])
+    lower, upper = 0.5, 2.5
+    ir = Builder.new_ir()
+    names = {}
+    for key, value in params.items():
+        names[key] = f"p_{key}"
+        prior = Dist.HalfNormal if family != "Logistic" or key != "mu" else Dist.Normal
+        prior_params = {"sigma": 3.0} if prior is Dist.HalfNormal else {"mu": 0.0, "sigma": 3.0}
+        if family in ("Lognormal", "Logistic", "Cauchy") and key in ("mu", "loc"):
+            prior, prior_params = Dist.Normal, {"mu": 0.0, "sigma": 3.0}
+        ir = Builder.rv(ir, names[key], prior, prior_params)
+    ir = Builder.rv(ir, "y", getattr(Dist, family), names)
+    ir = Builder.obs(ir, "y_obs", "y", y, censored=(lower, upper))
+    model = exmc.compile(ir)
+    values = {names[k]: v for k, v in params.items()}
+    likelihood = (scipy_dist.logpdf(y[(y > lower) & (y < upper)]).sum() + (y <= lower).sum() * scipy_dist.logcdf(lower)
+                  + (y >= upper).sum() * scipy_dist.logsf(upper))
+    prior_lp = model.logp(values) - likelihood
+    # The prior part must not depend on the data: recompute it with an uncensored model of no data.
+    priors_only = exmc.compile(Builder.new_ir().__class__(tuple(n for n in ir.nodes if n.name not in ("y", "y_obs"))))
+    assert prior_lp == pytest.approx(priors_only.logp(values), rel=1e-10, abs=1e-10)
+    assert_gradient_exact(model, model.to_unconstrained(values))
+
+
+def test_to_constrained_includes_every_det_even_unused_ones():
+    ir = Builder.det(seed_ir(), "mu_sq", "square", ["mu"])
+    ir = Builder.det(ir, "const", "exp", [np.array([0.0, 1.0])])
+    model = exmc.compile(ir)
+    out = model.to_constrained(np.array([1.5, 0.0]))
+    assert set(out) == {"mu", "sigma", "mu_sq", "const"}
+    assert out["mu_sq"] == pytest.approx(2.25)
+    np.testing.assert_allclose(out["const"], [1.0, np.e])
+    batched = model.to_constrained(np.array([[1.5, 0.0], [2.0, 0.0]]))
+    np.testing.assert_allclose(batched["mu_sq"], [2.25, 4.0])
+    assert batched["const"].shape == (2, 2)
+    # An unused det changes nothing in the density.
+    theta = np.array([0.3, 0.1])
+    assert model.logp_and_grad(theta)[0] == exmc.compile(seed_ir()).logp_and_grad(theta)[0]
+
+
+def test_model_pickles_and_recompiles_identically():
+    model = exmc.compile(logistic_ir()[0])
+    theta = RNG.normal(size=model.dim)
+    for module in (pickle, cloudpickle):
+        back = module.loads(module.dumps(model))
+        assert back.free_names == model.free_names and back.dim == model.dim
+        lp, grad = back.logp_and_grad(theta)
+        assert lp == model.logp_and_grad(theta)[0]
+        np.testing.assert_array_equal(grad, model.logp_and_grad(theta)[1])
+
+
+def test_custom_family_travels_with_cloudpickle():
+    def logp(x, loc):
+        return -0.5 * (x - loc) ** 2
+
+    def grad(x, loc):
+        return {"value": -(x - loc), "loc": x - loc}
+
+    ir = Builder.rv(Builder.new_ir(), "x", Dist.Custom, {"logp": logp, "grad": grad, "support": "real", "loc": 1.0})
+    model = cloudpickle.loads(cloudpickle.dumps(exmc.compile(ir)))
+    lp, g = model.logp_and_grad(np.array([3.0]))
+    assert lp == pytest.approx(-2.0) and g[0] == pytest.approx(-2.0)
+
+
+def test_wrong_theta_shape_is_rejected():
+    model = exmc.compile(seed_ir())
+    with pytest.raises(ValueError, match="dim=2"):
+        model.logp_and_grad(np.zeros(3))
+    with pytest.raises(ValueError, match="shape"):
+        model.logp_and_grad(np.zeros((2, 2, 2)))
+    with pytest.raises(KeyError, match="sigma"):
+        model.to_unconstrained({"mu": 1.0})
