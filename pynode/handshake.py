@@ -187,10 +187,12 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
 
 def _peer_address(sock: socket.socket) -> str:
     try:
-        host, port = sock.getpeername()[:2]
-        return f"{host}:{port}"
+        address = sock.getpeername()
     except OSError:
         return "an unknown address"
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return repr(address)
 
 
 class _deadline:

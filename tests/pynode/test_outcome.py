@@ -1,0 +1,74 @@
+"""Running shipped calls and rebuilding their outcomes (no network)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pynode import outcome, transport
+from pynode.errors import EncodeError, RemoteError
+
+
+def run(fn, *args, **kwargs):
+    data, buffers = transport.dumps((fn, args, kwargs))
+    status, (rdata, rbuffers) = outcome.run_call("remote@127.0.0.9", data, buffers)
+    return outcome.unpack("remote@127.0.0.9", status, rdata, rbuffers)
+
+
+def test_value_round_trips() -> None:
+    assert run(lambda a, b=0: a * 10 + b, 4, b=2) == 42
+
+
+def test_module_function_string_is_resolved_on_the_node() -> None:
+    assert run("math:hypot", 3, 4) == 5.0
+    assert run("os.path:join", "a", "b") == "a/b"
+
+
+def test_remote_value_error_arrives_as_itself_with_node_and_traceback() -> None:
+    def fail() -> None:
+        raise ValueError("bad sigma")
+
+    with pytest.raises(ValueError, match="bad sigma") as info:
+        run(fail)
+    note = "\n".join(info.value.__notes__)
+    assert "remote@127.0.0.9" in note and "in fail" in note and "Traceback" in note
+
+
+class Unpicklable(Exception):
+    def __init__(self) -> None:
+        super().__init__("holds a lock")
+        self.lock = threading.Lock()
+
+
+def test_exception_that_cannot_be_rebuilt_becomes_remote_error() -> None:
+    def fail() -> None:
+        raise Unpicklable()
+
+    with pytest.raises(RemoteError, match="holds a lock") as info:
+        run(fail)
+    assert info.value.node == "remote@127.0.0.9"
+    assert info.value.type_name.endswith("Unpicklable")
+    assert "in fail" in info.value.remote_traceback
+
+
+@pytest.mark.parametrize(
+    "spec, error, message",
+    [
+        ("no_such_module_xyz:f", ModuleNotFoundError, "no module 'no_such_module_xyz' on node remote@127.0.0.9"),
+        ("math:no_such_function", AttributeError, "no function 'math:no_such_function' on node"),
+        ("math:pi", TypeError, "is not callable"),
+        ("just-a-string", TypeError, "module:function"),
+    ],
+)
+def test_bad_function_references_give_clear_errors(spec: str, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        run(spec)
+
+
+def test_unpicklable_result_raises_encode_error_naming_the_function() -> None:
+    def make_lock():
+        return threading.Lock()
+
+    with pytest.raises(EncodeError, match="make_lock"):
+        run(make_lock)

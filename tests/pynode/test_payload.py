@@ -1,0 +1,83 @@
+"""Payload encoding and the attachment-carrying channel."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from pynode import transport
+
+
+def test_closure_capturing_an_array_travels_by_value() -> None:
+    offset = np.arange(5.0)
+    fn = lambda x: x + offset  # noqa: E731
+    data, buffers = transport.dumps(fn)
+    rebuilt = transport.loads(data, buffers)
+    np.testing.assert_array_equal(rebuilt(1.0), offset + 1.0)
+
+
+def test_large_arrays_go_out_of_band_without_copy_small_ones_in_band() -> None:
+    big = np.ones(transport.OOB_THRESHOLD // 8 * 4)
+    small = np.ones(16)
+    data, buffers = transport.dumps((big, small))
+    assert len(buffers) == 1
+    assert len(data) < 2048  # the big array's bytes are not inside the pickle
+    assert np.shares_memory(np.frombuffer(buffers[0], dtype=big.dtype), big)
+
+
+def test_received_buffers_are_used_in_place_and_writable() -> None:
+    big = np.arange(transport.OOB_THRESHOLD, dtype=np.float64)
+    data, buffers = transport.dumps(big)
+    received = tuple(bytearray(b) for b in buffers)  # what the channel hands over
+    rebuilt = transport.loads(data, received)
+    np.testing.assert_array_equal(rebuilt, big)
+    assert np.shares_memory(rebuilt, np.frombuffer(received[0], dtype=np.float64))
+    rebuilt[0] = -1.0  # writable
+    assert big[0] == 0.0
+
+
+def test_unpicklable_object_raises_at_dumps() -> None:
+    with pytest.raises((TypeError, pickle.PicklingError)):
+        transport.dumps(threading.Lock())
+
+
+@pytest.fixture
+def channels():
+    left, right = socket.socketpair()
+    a, b = transport._Channel(transport._Stream(left)), transport._Channel(transport._Stream(right))
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_channel_carries_frames_with_their_attachments_in_order(channels) -> None:
+    sender, receiver = channels
+    big = np.arange(300_000, dtype=np.int64)
+    received: list[tuple[bytes, tuple[bytearray, ...]]] = []
+
+    def read() -> None:
+        for _ in range(2):
+            frame = bytes(receiver.recv())
+            received.append((frame, receiver.take_attachments()))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    sender.send(b"first", (memoryview(big).cast("B"), b"tail"))
+    sender.send(b"second")
+    reader.join(10)
+    (f1, att1), (f2, att2) = received
+    assert f1 == b"first" and f2 == b"second"
+    assert np.array_equal(np.frombuffer(att1[0], dtype=np.int64), big) and bytes(att1[1]) == b"tail"
+    assert att2 == ()
+    assert receiver.take_attachments() == ()  # taken once
+
+
+def test_channel_refuses_compressed_frames(channels) -> None:
+    sender, receiver = channels
+    sender.stream.write(sender.FRAME_HEADER.pack(3, 1) + b"abc\n")
+    with pytest.raises(EOFError, match="kind 1"):
+        receiver.recv()
