@@ -8,7 +8,8 @@ from Stan/PyMC: the "log" transform has ``forward = exp`` and ``inverse = log``.
 For ``x`` unconstrained and ``y = forward(x)`` the model's density on the unconstrained scale is
 ``logp(y) + log|det dy/dx|``. :meth:`Transform.forward_and_log_det_grads` returns everything the model
 needs for that in one pass: ``y``, the elementwise log-Jacobian, and ``g_x = J^T g_y + d(sum logdet)/dx``
-where ``g_y`` is ``d logp / d y``.
+where ``g_y`` is ``d logp / d y``; :meth:`Transform.backward` gives the same ``g_x`` for a reverse
+pass that already holds ``y`` (cheaper than repeating the forward pass).
 
 Elementwise transforms (``event_ndim == 0``) keep shapes; :class:`StickBreaking` maps the last axis
 ``K-1 -> K`` and its log-Jacobian has the shape of the leading axes.
@@ -64,6 +65,11 @@ class Transform:
         """``(y, logdet, g_x)`` with ``g_x = J^T g_y + d(sum logdet)/dx`` (see module doc)."""
         raise NotImplementedError
 
+    def backward(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
+        """The ``g_x`` of :meth:`forward_and_log_det_grads` when ``y = forward(x)`` is already known
+        (a reverse pass after a forward pass): cheaper for the elementwise transforms."""
+        return self.forward_and_log_det_grads(x, g_y)[2]
+
     def unconstrained_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of the unconstrained point for a constrained value of ``shape``."""
         return tuple(shape)
@@ -88,6 +94,9 @@ class Identity(Transform):
         x = as_float(x)
         return x, np.zeros(x.shape), np.broadcast_to(as_float(g_y), x.shape).copy()
 
+    def backward(self, x, y, g_y):
+        return np.broadcast_to(as_float(g_y), np.shape(x)).copy()
+
 
 @dataclass(frozen=True)
 class LowerBound(Transform):
@@ -110,6 +119,9 @@ class LowerBound(Transform):
         ex = np.exp(x)
         return self.lower + ex, x.copy(), g_y * ex + 1.0
 
+    def backward(self, x, y, g_y):
+        return g_y * np.exp(x) + 1.0  # not y - lower: that cancels when lower is large
+
 
 @dataclass(frozen=True)
 class Log(LowerBound):
@@ -127,6 +139,9 @@ class Log(LowerBound):
         x = as_float(x)
         y = np.exp(x)
         return y, x.copy(), g_y * y + 1.0
+
+    def backward(self, x, y, g_y):
+        return g_y * y + 1.0
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,9 @@ class UpperBound(Transform):
         x = as_float(x)
         ex = np.exp(x)
         return self.upper - ex, x.copy(), 1.0 - g_y * ex
+
+    def backward(self, x, y, g_y):
+        return 1.0 - g_y * np.exp(x)
 
 
 @dataclass(frozen=True)
@@ -192,6 +210,10 @@ class Interval(Transform):
         g_x = g_y * (self._width * s * (1.0 - s)) + (1.0 - 2.0 * s)
         return y, logdet, g_x
 
+    def backward(self, x, y, g_y):
+        s = sigmoid(x)
+        return g_y * (self._width * s * (1.0 - s)) + (1.0 - 2.0 * s)
+
 
 @dataclass(frozen=True)
 class Logit(Interval):
@@ -215,6 +237,9 @@ class Logit(Interval):
         s = sigmoid(x)
         logdet = log_sigmoid(x) + log_sigmoid(-x)
         return s, logdet, g_y * (s * (1.0 - s)) + (1.0 - 2.0 * s)
+
+    def backward(self, x, y, g_y):
+        return g_y * (y * (1.0 - y)) + (1.0 - 2.0 * y)
 
 
 @dataclass(frozen=True)

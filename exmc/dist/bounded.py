@@ -24,9 +24,8 @@ _LOG1MEXP_CUTOFF = -np.log(2.0)
 
 
 def _log1mexp(d: np.ndarray) -> np.ndarray:
-    """``log(1 - exp(d))`` for ``d <= 0``, accurate near 0 and in the tail."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(d > _LOG1MEXP_CUTOFF, np.log(-np.expm1(d)), np.log1p(-np.exp(d)))
+    """``log(1 - exp(d))`` for ``d < 0``, accurate near 0 and in the tail."""
+    return np.where(d > _LOG1MEXP_CUTOFF, np.log(-np.expm1(d)), np.log1p(-np.exp(d)))
 
 
 def _log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:

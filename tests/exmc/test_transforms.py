@@ -147,3 +147,13 @@ def test_resolve_fills_optional_bounds_so_the_default_transform_sees_them():
     family, params = Dist.TruncatedNormal.resolve({"mu": 0.0, "sigma": 1.0, "lower": "a"})
     with pytest.raises(ValueError, match="param 'lower' must be a constant"):
         family.default_transform(mu=np.asarray(0.0), sigma=np.asarray(1.0), upper=np.asarray(params["upper"]))
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE) + ["stick_breaking"])
+def test_backward_equals_the_gradient_of_the_full_pass(name):
+    t = ELEMENTWISE.get(name, transforms.simplex)
+    rng = np.random.default_rng(4)
+    x = _x(rng, (4, 3))
+    g_y = rng.normal(size=t.forward(x).shape)
+    y, _, g_x = t.forward_and_log_det_grads(x, g_y)
+    np.testing.assert_allclose(t.backward(x, y, g_y), g_x, rtol=1e-12, atol=1e-12)
