@@ -161,6 +161,8 @@ class LocalNode:
         peer = str(names.parse(peer))
         with self._lock:
             found = [link for link in self._all_links if link.name == peer]
+            if self._links.get(peer) in found:
+                del self._links[peer]  # new calls dial afresh while the old link winds down
         for link in found:
             link.close()
         return bool(found)

@@ -1,0 +1,212 @@
+"""erpc against real node processes (LocalCluster): calls, errors, timeouts, concurrency,
+multicall, cast, requests, mailboxes, membership, and a peer killed mid-call."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import cloudpickle
+import numpy as np
+import pytest
+
+import pynode
+from pynode import Node, erpc
+from pynode.errors import CallCancelled, EncodeError, ErpcTimeout, NoConnection, RemoteError
+from pynode.testing import LocalCluster
+
+# Functions defined here travel by value: the node processes cannot import this test module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+A = "calls_a@127.0.0.41"
+B = "calls_b@127.0.0.42"
+HIDDEN = "calls_h@127.0.0.42"
+VICTIM = "calls_k@127.0.0.43"
+ME = "calls_test@127.0.0.40"
+NOBODY = "nobody@127.0.0.41"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster([A, B, HIDDEN, VICTIM], hidden=[HIDDEN]) as c:
+        Node.start(ME, cookie=c.cookie)
+        try:
+            yield c
+        finally:
+            Node.stop()
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_call_ships_a_closure_with_a_numpy_array_and_connects_implicitly(cluster: LocalCluster) -> None:
+    Node.disconnect(A)
+    assert wait_until(lambda: A not in Node.list())
+    weights = np.linspace(0.0, 1.0, 200_000)  # large enough to travel out of band
+    result = erpc.call(A, lambda scale: (os.getpid(), weights * scale), 2.0, timeout=30)
+    assert result[0] == cluster.pid(A)
+    np.testing.assert_array_equal(result[1], weights * 2.0)
+    assert A in Node.list()
+
+
+def test_module_function_string(cluster: LocalCluster) -> None:
+    assert erpc.call(A, "os:getpid", timeout=30) == cluster.pid(A)
+
+
+def test_remote_value_error_arrives_as_value_error_with_node_and_traceback(cluster: LocalCluster) -> None:
+    def check_sigma(sigma: float) -> float:
+        if sigma <= 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        return sigma
+
+    with pytest.raises(ValueError, match="sigma must be positive, got -1") as info:
+        erpc.call(A, check_sigma, -1, timeout=30)
+    note = "\n".join(info.value.__notes__)
+    assert A in note and "in check_sigma" in note
+
+
+def test_unrebuildable_remote_exception_becomes_remote_error(cluster: LocalCluster) -> None:
+    def fail() -> None:
+        error = RuntimeError("carries a lock")
+        error.lock = threading.Lock()  # type: ignore[attr-defined]
+        raise error
+
+    with pytest.raises(RemoteError, match="carries a lock") as info:
+        erpc.call(A, fail, timeout=30)
+    assert info.value.node == A and "in fail" in info.value.remote_traceback
+
+
+def test_unknown_function_and_unpicklable_argument_give_clear_errors_and_the_node_keeps_serving(
+    cluster: LocalCluster,
+) -> None:
+    with pytest.raises(ModuleNotFoundError, match=f"no module 'not_a_module' on node {A}"):
+        erpc.call(A, "not_a_module:f", timeout=30)
+    with pytest.raises(AttributeError, match="no function 'os:no_such_fn'"):
+        erpc.call(A, "os:no_such_fn", timeout=30)
+    with pytest.raises(EncodeError, match="cannot be pickled"):
+        erpc.call(A, len, threading.Lock(), timeout=30)
+    assert erpc.call(A, "os:getpid", timeout=30) == cluster.pid(A)
+
+
+def test_timeout_raises_promptly_and_the_remote_call_sees_cancelled(cluster: LocalCluster) -> None:
+    def long_job(reply_to: pynode.Pid) -> None:
+        try:
+            while not pynode.cancelled():
+                time.sleep(0.01)
+        except CallCancelled:
+            pass
+        pynode.send(reply_to, ("stopped", pynode.cancelled()))
+
+    start = time.monotonic()
+    with pytest.raises(ErpcTimeout):
+        erpc.call(A, long_job, pynode.self_pid(), timeout=0.3)
+    assert time.monotonic() - start < 1.0
+    assert pynode.receive(timeout=10) == ("stopped", True)
+
+
+def test_eight_concurrent_half_second_calls_on_one_connection_take_about_half_a_second(
+    cluster: LocalCluster,
+) -> None:
+    erpc.call(B, "os:getpid", timeout=30)  # connected and warm
+    start = time.monotonic()
+    requests = [erpc.send_request(B, time.sleep, 0.5) for _ in range(8)]
+    assert [erpc.receive_response(r, timeout=10) for r in requests] == [None] * 8
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.5, f"8 x 0.5 s took {elapsed:.2f} s: calls were not concurrent"  # serial: 4 s
+
+
+def test_multicall_keeps_node_order_with_errors_in_place(cluster: LocalCluster) -> None:
+    def who() -> str:
+        if pynode.Node.self() == B:
+            raise ValueError("not on b")
+        return pynode.Node.self()
+
+    results = erpc.multicall([A, B, NOBODY, A], who, timeout=30)
+    assert [r[0] for r in results] == ["ok", "error", "error", "ok"]
+    assert results[0][1] == A and results[3][1] == A
+    assert isinstance(results[1][1], ValueError)
+    assert isinstance(results[2][1], NoConnection) and "nobody" in str(results[2][1])
+
+
+def test_cast_returns_at_once_and_runs(cluster: LocalCluster) -> None:
+    def slow_hello(reply_to: pynode.Pid) -> None:
+        time.sleep(1.0)
+        pynode.send(reply_to, "hello from cast")
+
+    start = time.monotonic()
+    assert erpc.cast(A, slow_hello, pynode.self_pid()) is None
+    assert time.monotonic() - start < 0.8  # did not wait for the 1 s function
+    assert pynode.receive(timeout=10) == "hello from cast"
+
+
+def test_send_request_wait_and_check_response(cluster: LocalCluster) -> None:
+    request = erpc.send_request(A, lambda: time.sleep(0.4) or "done")
+    assert erpc.check_response(request) is None
+    assert erpc.wait_response(request, timeout=0.05) is None  # not abandoned
+    assert erpc.wait_response(request, timeout=10) == ("response", "done")
+    assert erpc.receive_response(request, timeout=1) == "done"
+
+
+def test_receive_response_timeout_abandons_and_cancels(cluster: LocalCluster) -> None:
+    def wait_for_cancel(reply_to: pynode.Pid) -> None:
+        try:
+            while not pynode.cancelled():
+                time.sleep(0.01)
+        except CallCancelled:
+            pass
+        pynode.send(reply_to, "request cancelled")
+
+    request = erpc.send_request(A, wait_for_cancel, pynode.self_pid())
+    with pytest.raises(ErpcTimeout):
+        erpc.receive_response(request, timeout=0.2)
+    assert pynode.receive(timeout=10) == "request cancelled"
+
+
+def test_mailboxes_carry_messages_both_ways(cluster: LocalCluster) -> None:
+    def echo_server(reply_to: pynode.Pid) -> str:
+        for step in range(3):
+            pynode.send(reply_to, ("progress", step))
+        pynode.send(reply_to, ("my pid", pynode.self_pid()))
+        return pynode.receive(timeout=10)
+
+    request = erpc.send_request(B, echo_server, pynode.self_pid())
+    assert [pynode.receive(timeout=10) for _ in range(3)] == [("progress", 0), ("progress", 1), ("progress", 2)]
+    tag, remote_pid = pynode.receive(timeout=10)
+    assert tag == "my pid" and remote_pid.node == B
+    pynode.send(remote_pid, "reply from the caller")
+    assert erpc.receive_response(request, timeout=10) == "reply from the caller"
+
+
+def test_node_membership_ping_and_hidden_nodes(cluster: LocalCluster) -> None:
+    assert Node.self() == ME
+    assert Node.ping(A) == "pong"
+    assert Node.ping(NOBODY) == "pang"
+    assert Node.connect(HIDDEN) is True
+    assert HIDDEN in Node.list("hidden") and HIDDEN not in Node.list()
+    assert A in Node.list() and A not in Node.list("hidden")
+    assert set(Node.list("connected")) >= {A, HIDDEN}
+    assert Node.disconnect(HIDDEN) is True
+    assert wait_until(lambda: HIDDEN not in Node.list("connected"))
+    with pytest.raises(ValueError, match="kind"):
+        Node.list("everything")  # type: ignore[arg-type]
+
+
+def test_killed_peer_fails_pending_calls_with_no_connection_at_once(cluster: LocalCluster) -> None:
+    request = erpc.send_request(VICTIM, time.sleep, 60)
+    time.sleep(0.2)  # the call is running there
+    cluster.kill(VICTIM)
+    start = time.monotonic()
+    with pytest.raises(NoConnection, match=VICTIM):
+        erpc.receive_response(request, timeout=30)
+    assert time.monotonic() - start < 2.0
+    with pytest.raises(NoConnection):
+        erpc.call(VICTIM, "os:getpid", timeout=5)
