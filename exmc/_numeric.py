@@ -46,6 +46,9 @@ def minus_inf_below_zero(lp: np.ndarray, value: np.ndarray) -> np.ndarray:
     sampler's inner loop): ``copysign(inf, value + 0.0)`` is ``+inf`` on the support (``+ 0.0`` turns
     ``-0.0`` into ``+0.0``) and ``-inf`` below it, and ``minimum`` keeps ``lp`` or takes ``-inf``.
     """
+    if getattr(value, "ndim", 0) == 0 and getattr(lp, "ndim", 0) == 0:
+        # numpy scalars: a Python branch is ~50x cheaper than two ufunc calls
+        return lp if value >= 0 else -np.inf
     return np.minimum(lp, np.copysign(np.inf, value + 0.0))
 
 
@@ -55,4 +58,6 @@ def nan_to_minus_inf(lp: np.ndarray) -> np.ndarray:
     Densities written with ``log(value)`` are nan outside their support (and when a computed
     parameter leaves its domain); the sampler must see ``-inf`` there, i.e. a rejected point.
     """
+    if getattr(lp, "ndim", 0) == 0:
+        return lp if lp == lp else -np.inf  # nan is the only value not equal to itself
     return np.fmax(lp, -np.inf)
