@@ -23,6 +23,9 @@ __all__ = ["LOG_2PI", "HALF_LOG_2PI", "LOG_PI", "softplus", "log_sigmoid", "sigm
 
 sigmoid = expit
 
+#: -inf as a numpy scalar (it has ``.shape``, like every other lp a family returns).
+_MINUS_INF = np.float64(-np.inf)
+
 
 def softplus(x: np.ndarray) -> np.ndarray:
     """``log(1 + exp(x))`` without overflow for large ``x`` or underflow for very negative ``x``."""
@@ -48,7 +51,7 @@ def minus_inf_below_zero(lp: np.ndarray, value: np.ndarray) -> np.ndarray:
     """
     if getattr(value, "ndim", 0) == 0 and getattr(lp, "ndim", 0) == 0:
         # numpy scalars: a Python branch is ~50x cheaper than two ufunc calls
-        return lp if value >= 0 else -np.inf
+        return lp if value >= 0 else _MINUS_INF
     return np.minimum(lp, np.copysign(np.inf, value + 0.0))
 
 
@@ -59,5 +62,5 @@ def nan_to_minus_inf(lp: np.ndarray) -> np.ndarray:
     parameter leaves its domain); the sampler must see ``-inf`` there, i.e. a rejected point.
     """
     if getattr(lp, "ndim", 0) == 0:
-        return lp if lp == lp else -np.inf  # nan is the only value not equal to itself
+        return lp if lp == lp else _MINUS_INF  # nan is the only value not equal to itself
     return np.fmax(lp, -np.inf)
