@@ -83,6 +83,11 @@ class CustomFamily(Distribution):
             return (value > 0) & (value < 1)
         return np.isfinite(value)
 
+    def logp(self, value, **params):
+        """The user's ``logp`` alone (no gradient call)."""
+        self._require_resolved()
+        return as_float(self.logp_fn(value, **params))
+
     def logp_and_grads(self, value, **params):
         self._require_resolved()
         lp = as_float(self.logp_fn(value, **params))

@@ -302,3 +302,24 @@ def test_lognormal_alias_and_unknown_name():
     assert Dist.LogNormal is Dist.Lognormal
     with pytest.raises(AttributeError, match="'Normall'.*known: .*Normal"):
         Dist.Normall
+
+
+@pytest.mark.parametrize("family_name, value", [
+    ("Flat", np.array([-3.0, 0.5, 40.0])), ("HalfFlat", np.array([0.1, 2.0])), ("Uniform01", np.array([0.2, 0.9])),
+])
+def test_improper_and_unit_uniform_gradients(family_name, value):
+    check_gradients(getattr(Dist, family_name), value, {})
+
+
+@pytest.mark.parametrize("family_name, params, median, iqr", [
+    ("Cauchy", {"loc": 1.0, "scale": 2.0}, 1.0, 4.0),
+    ("HalfCauchy", {"scale": 2.0}, 2.0, 2.0 * (np.tan(3 * np.pi / 8) - np.tan(np.pi / 8))),
+])
+def test_heavy_tailed_samples_by_quantiles(family_name, params, median, iqr):
+    # No moments: compare the median (standard error ~ 1 / (2 f(m) sqrt(n))) and the IQR.
+    draws = getattr(Dist, family_name).sample(np.random.default_rng(12), (N_DRAWS,), **{k: np.asarray(v) for k, v in params.items()})
+    lp_median = getattr(Dist, family_name).logp(np.asarray(median), **{k: np.asarray(v) for k, v in params.items()})
+    se = 1.0 / (2.0 * np.exp(lp_median) * np.sqrt(N_DRAWS))
+    assert abs(np.median(draws) - median) < 5 * se
+    q1, q3 = np.quantile(draws, [0.25, 0.75])
+    assert q3 - q1 == pytest.approx(iqr, rel=0.05)
