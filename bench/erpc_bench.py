@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cloudpickle
@@ -74,7 +74,6 @@ class Result:
     p99_us: float
     calls_per_s: float
     big_ms: float
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -175,9 +174,21 @@ class Run(rpyc.Service):
 
 server = ThreadedServer(Run, hostname=sys.argv[1], port=int(sys.argv[2]),
                         protocol_config={"sync_request_timeout": 300})
-print("ready", flush=True)
+print("ready", flush=True)  # bound; it listens once start() runs
 server.start()
 """
+
+
+def _connect_with_retry(connect: Callable[[], object], timeout: float = 30.0) -> object:
+    """rpyc's server binds in its constructor but listens only in start(): retry until it does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return connect()
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def bench_rpyc(mode: Mode) -> Result:
@@ -189,7 +200,7 @@ def bench_rpyc(mode: Mode) -> Result:
     )
     try:
         assert server.stdout.readline().strip() == "ready"
-        conn = rpyc.connect(HOST_RPYC, port, config={"sync_request_timeout": 300})
+        conn = _connect_with_retry(lambda: rpyc.connect(HOST_RPYC, port, config={"sync_request_timeout": 300}))
         run = conn.root.run
 
         def call(fn: Callable[..., object], *args: object) -> object:
@@ -320,7 +331,7 @@ def report(results: dict[str, Result | None], mode: Mode, copy_ms: float) -> lis
     for (key, baseline), limit in TARGETS.items():
         base = results.get(baseline)
         if base is None:
-            print(f"  {key} <= {limit}x {baseline}: not measured ({baseline} unavailable)")
+            print(f"  {key} <= {limit}x {baseline}: not measured (no {baseline} figures in this run)")
             continue
         ratio = getattr(pynode, key) / getattr(base, key)
         ok = ratio <= limit

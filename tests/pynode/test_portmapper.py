@@ -4,6 +4,7 @@ interoperation with a real ``epmd`` (when Debian's erlang-base is installed)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import struct
@@ -212,6 +213,10 @@ def test_daemon_survives_its_starter_and_concurrent_starts_spawn_one():
         # Every starter has exited; the daemon still answers and registers names.
         with pm.register(HOST, "late", 9, mapper_port=port):
             assert pm.names(HOST, mapper_port=port) == [("late", 9)]
+        # It leads a session of its own (like `epmd -daemon`): no terminal hang-up reaches it.
+        log_text = pm.daemon_paths(HOST, port)[1].read_text()
+        daemon_pid = int(re.search(rf" (\d+) \S+: port mapper listening on {HOST}:{port}", log_text)[1])
+        assert os.getsid(daemon_pid) == daemon_pid != os.getsid(0)
         assert pm.ensure_running(HOST, port) is False
     finally:
         pm.kill(HOST, mapper_port=port)
