@@ -110,8 +110,8 @@ def seed_case(rng: np.random.Generator) -> Case:
                 lambda v: np.array([v["mu"], np.log(v["sigma"])]), values, ("mu", "sigma"))
 
 
-def per_call_seconds(fn: Callable[[], object], min_time: float, repeats: int) -> float:
-    """Best over ``repeats`` of the mean time per call, each repeat lasting about ``min_time``."""
+def _calls_for(fn: Callable[[], object], min_time: float) -> int:
+    """How many calls of ``fn`` take about ``min_time`` seconds."""
     fn()
     calls = 1
     while True:
@@ -120,15 +120,25 @@ def per_call_seconds(fn: Callable[[], object], min_time: float, repeats: int) ->
             fn()
         elapsed = time.perf_counter() - start
         if elapsed >= min_time / 4 or calls >= 1 << 20:
-            break
+            return max(1, int(calls * (min_time / max(elapsed, 1e-9))))
         calls *= 4
-    calls = max(1, int(calls * (min_time / max(elapsed, 1e-9))))
-    best = np.inf
+
+
+def per_call_seconds(fns: dict[str, Callable[[], object]], min_time: float, repeats: int) -> dict[str, float]:
+    """Best mean time per call of each function over ``repeats`` rounds.
+
+    The functions are timed in interleaved rounds (a, b, c, a, b, c, ...) so that load from other
+    processes on a shared machine hits all of them alike; the minimum over rounds is the estimate
+    least disturbed by that load.
+    """
+    calls = {name: _calls_for(fn, min_time) for name, fn in fns.items()}
+    best = {name: np.inf for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / calls[name])
     return best
 
 
@@ -155,12 +165,14 @@ def run_case(case: Case, min_time: float, repeats: int, profile: bool) -> dict[s
     thetas = np.stack([model.to_unconstrained(v) for v in case.values])
     ftheta = case.floor_theta(case.values[0])
     fthetas = np.stack([case.floor_theta(v) for v in case.values])
-    t = {
-        "exmc": per_call_seconds(lambda: model.logp_and_grad(theta), min_time, repeats),
-        "floor": per_call_seconds(lambda: case.floor(ftheta), min_time, repeats),
-        "exmc_batched": per_call_seconds(lambda: model.logp_and_grad(thetas), min_time, repeats) / N_CHAINS,
-        "floor_batched": per_call_seconds(lambda: case.floor(fthetas), min_time, repeats) / N_CHAINS,
-    }
+    t = per_call_seconds({
+        "exmc": lambda: model.logp_and_grad(theta),
+        "floor": lambda: case.floor(ftheta),
+        "exmc_batched": lambda: model.logp_and_grad(thetas),
+        "floor_batched": lambda: case.floor(fthetas),
+    }, min_time, repeats)
+    t["exmc_batched"] /= N_CHAINS
+    t["floor_batched"] /= N_CHAINS
     if profile:
         profiler = cProfile.Profile()
         profiler.enable()
@@ -177,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke mode: short timings, targets not enforced")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of exmc's logp_and_grad")
     args = parser.parse_args(argv)
-    min_time, repeats = (0.02, 2) if args.quick else (0.3, 5)
+    min_time, repeats = (0.02, 2) if args.quick else (0.1, 15)
 
     rng = np.random.default_rng(LOGISTIC_SEED)
     cases = [logistic_case(rng), seed_case(rng)]

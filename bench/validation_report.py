@@ -3,8 +3,10 @@ draws to ``docs/validation.md`` (criteria: :mod:`exmc.models.validation`).
 
     python bench/validation_report.py                    # all ports (long: minutes per model)
     python bench/validation_report.py earnings- kidiq-   # only posteriors whose name starts so
+    python bench/validation_report.py --skip diamonds    # all but the slowest
     python bench/validation_report.py --quick            # smoke: 2 chains x (200 + 200), not written
 
+A run over a subset replaces that subset's rows of an existing report and keeps the others.
 Exit status 1 when any posterior fails (or, with ``--quick``, only when something crashes).
 """
 from __future__ import annotations
@@ -40,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prefixes", nargs="*", help="only posteriors whose name starts with one of these")
     parser.add_argument("--quick", action="store_true", help="smoke mode: short runs, no file written")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--skip", action="append", default=[], metavar="PREFIX",
+                        help="leave out posteriors whose name starts with PREFIX (repeatable)")
+    parser.add_argument("--output", type=Path, default=OUTPUT,
+                        help="the report; rows of posteriors not run this time are kept")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not posteriordb.available():
@@ -48,8 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     names = [n for n in posteriordb.list_posteriors()
              if posteriordb.load_posterior(n).model_name in MODELS
-             and (not args.prefixes or n.startswith(tuple(args.prefixes)))]
+             and (not args.prefixes or n.startswith(tuple(args.prefixes)))
+             and not n.startswith(tuple(args.skip))]
     size = QUICK if args.quick else FULL
+    header = HEADER.format(date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                           machine=f"{platform.machine()}, Python {platform.python_version()}",
+                           chains=size["num_chains"], warmup=size["num_warmup"],
+                           samples=size["num_samples"], seed=SEED)
     checks = []
     for name in names:
         posterior = posteriordb.load_posterior(name)
@@ -58,18 +68,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:48s} {'pass' if check.ok else 'FAIL'} {check.seconds:7.1f} s  "
               + "; ".join(check.failures()[:2]), flush=True)
         checks.append(check)
-    table = validation.markdown_table(checks)
+        if not args.quick:  # rewritten after every posterior: a long run interrupted keeps its rows
+            _write(args.output, header, checks, len(names))
     if args.quick:
-        print(table)
+        print(validation.markdown_table(checks))
         return 0
-    header = HEADER.format(date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                           machine=f"{platform.machine()}, Python {platform.python_version()}",
-                           chains=size["num_chains"], warmup=size["num_warmup"],
-                           samples=size["num_samples"], seed=SEED)
-    passed = sum(c.ok for c in checks)
-    args.output.write_text(header + f"{passed} of {len(checks)} posteriors pass.\n\n" + table + "\n")
     print(f"wrote {args.output}")
-    return 0 if passed == len(checks) else 1
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def _previous_rows(output: Path) -> dict[str, str]:
+    """Table rows of an earlier report, by posterior: a run over a subset replaces only its rows."""
+    if not output.is_file():
+        return {}
+    rows = {}
+    for line in output.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) > 1 and cells[1] in ("pass", "FAIL"):
+            rows[cells[0]] = line
+    return rows
+
+
+def _write(output: Path, header: str, checks: list, total: int) -> None:
+    rows = _previous_rows(output)
+    table = validation.markdown_table(checks).splitlines()
+    for check, line in zip(checks, table[2:]):
+        rows[check.posterior] = line
+    passed = sum("| pass |" in line for line in rows.values())
+    pending = "" if len(checks) == total else f" (this run: {total - len(checks)} still to go)"
+    output.write_text(header + f"{passed} of {len(rows)} posteriors pass{pending}.\n\n"
+                      + "\n".join(table[:2] + [rows[k] for k in sorted(rows)]) + "\n")
 
 
 if __name__ == "__main__":
