@@ -59,7 +59,7 @@ def test_start_prints_one_ready_line_and_stops_cleanly_on_signal(sig):
     assert portmapper.port_please("127.0.0.42", "clistart") is None
 
 
-def test_preload_imports_modules_and_runs_their_hook_before_ready(tmp_path):
+def test_preload_hook_runs_before_ready_and_flags_reach_the_node(tmp_path):
     marker = tmp_path / "hook-ran"
     (tmp_path / "warmme.py").write_text(
         textwrap.dedent(
@@ -71,13 +71,16 @@ def test_preload_imports_modules_and_runs_their_hook_before_ready(tmp_path):
         )
     )
     (tmp_path / "plainmod.py").write_text("VALUE = 1\n")
+    port = free_port("127.0.0.42")
     proc = spawn_start(
-        "clipre@127.0.0.42", "--preload", "warmme", "--preload", "plainmod",
-        env={"PYTHONPATH": str(tmp_path)},
+        "clipre@127.0.0.42", "--preload", "warmme", "--preload", "plainmod", "--hidden",
+        "--port", str(port), env={"PYTHONPATH": str(tmp_path)},
     )
     try:
-        assert proc.stdout.readline().startswith("pynode: clipre@127.0.0.42 ready on")
+        assert proc.stdout.readline() == f"pynode: clipre@127.0.0.42 ready on 127.0.0.42:{port}\n"
         assert marker.read_text() == "clipre@127.0.0.42"  # the hook ran before the ready line
+        info = portmapper.node_info("127.0.0.42", "clipre")
+        assert info is not None and info.hidden and info.port == port
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
