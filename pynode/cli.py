@@ -35,7 +35,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from pynode import cluster_cli, names, portmapper
+import pynode
+from pynode import Node, cluster_cli, erpc, names, portmapper
 from pynode.errors import PynodeError
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,6 @@ def preload(modules: Sequence[str]) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from pynode.node import Node
-
     node = names.parse(args.name)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -166,8 +165,6 @@ def _local_name(target_host: str) -> str:
 
 
 def _ping(args: argparse.Namespace) -> int:
-    from pynode.node import Node
-
     target = names.parse(args.node)
     Node.start(_local_name(target.host), cookie=_cookie(args), hidden=True)
     try:
@@ -189,8 +186,6 @@ def _names(args: argparse.Namespace) -> int:
 
 def _call(args: argparse.Namespace) -> int:
     from pynode import erpc
-    from pynode.node import Node
-
     target = names.parse(args.node)
     try:
         call_args = json.loads(args.args)
@@ -220,8 +215,6 @@ def _call(args: argparse.Namespace) -> int:
 def _shell(args: argparse.Namespace) -> int:
     import pynode
     from pynode import erpc
-    from pynode.node import Node
-
     with contextlib.suppress(ImportError):  # line editing where this build has readline
         import readline  # noqa: F401
 

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from pynode import cluster_config, portmapper
-from pynode.node import Node
+from pynode import Node
 from pynode.testing import LocalCluster, NodeStartError, free_port, wait_until
 
 A, B = "tta@127.0.0.31", "ttb@127.0.0.32"
