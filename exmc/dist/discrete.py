@@ -124,14 +124,15 @@ class NegativeBinomialFamily(Distribution):
     def logp_and_grads(self, value, **params):
         mu, alpha = params["mu"], params["alpha"]
         log_total = np.log(alpha + mu)
-        log_alpha = np.log(alpha)
+        # log(alpha / (alpha + mu)) as -log1p(mu/alpha): exact for large alpha, where it is multiplied by alpha
+        log_ratio = -np.log1p(mu / alpha)
         k_alpha = value + alpha
         lp = (gammaln(k_alpha) - gammaln(alpha) - gammaln(value + 1.0)
-              + alpha * (log_alpha - log_total) + xlogy(value, mu) - value * log_total)
+              + alpha * log_ratio + xlogy(value, mu) - value * log_total)
         inv_total = 1.0 / (alpha + mu)
         return lp, {
             "mu": value / mu - k_alpha * inv_total,
-            "alpha": digamma(k_alpha) - digamma(alpha) + log_alpha - log_total + (mu - value) * inv_total,
+            "alpha": digamma(k_alpha) - digamma(alpha) + log_ratio + (mu - value) * inv_total,
         }
 
     def sample(self, rng, size, shape=None, **params):

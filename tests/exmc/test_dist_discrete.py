@@ -145,3 +145,12 @@ def test_sample_moments(name, params, mean, var):
     assert abs(draws.mean() - mean) < 5 * np.sqrt(var / N_DRAWS)
     assert draws.var() == pytest.approx(var, rel=0.1)
     assert getattr(Dist, name).in_support(draws.astype(float), **{k: np.asarray(v) for k, v in params.items()}).all()
+
+
+def test_negative_binomial_with_large_alpha():
+    # Near the Poisson limit alpha * log(alpha/(alpha+mu)) is computed as -alpha*log1p(mu/alpha).
+    k, mu = np.arange(12.0), np.asarray(3.5)
+    for alpha in (1e3, 1e6):
+        lp = Dist.NegativeBinomial.logp(k, mu=mu, alpha=np.asarray(alpha))
+        np.testing.assert_allclose(lp, stats.nbinom.logpmf(k, alpha, alpha / (alpha + 3.5)), rtol=0, atol=1e-8)
+    assert np.all(np.abs(lp - stats.poisson.logpmf(k, 3.5)) < 1e-4)
