@@ -145,8 +145,11 @@ class LocalCluster:
         """Start every node and wait for all ready lines (and pings, if asked).
 
         Raises :class:`NodeStartError` naming the node and quoting its stderr when one exits or
-        stays silent for ``ready_timeout`` seconds; the whole cluster is stopped first.
+        stays silent for ``ready_timeout`` seconds; the whole cluster is stopped first. Raises
+        RuntimeError when the cluster is already started.
         """
+        if self._log_dir is not None:
+            raise RuntimeError(f"{self!r} is already started; stop() it first")
         self._log_dir = Path(tempfile.mkdtemp(prefix="pynode-cluster-"))
         _LIVE.add(self)
         try:

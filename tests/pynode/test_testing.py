@@ -69,6 +69,8 @@ def test_failing_node_reports_its_stderr_and_leaves_nothing_running():
 
 def test_kill_and_restart_one_node():
     with LocalCluster([A, B]) as cluster:
+        with pytest.raises(RuntimeError, match="already started"):
+            cluster.start()
         old_pid = cluster.pid(A)
         cluster.kill(A)
         assert not cluster.alive(A) and not pid_running(old_pid)
