@@ -300,7 +300,7 @@ class StickBreaking(Transform):
         w = g_y * y  # d(sum g_y*y)/d(log y_k)
         # sum_{k>m} w_k for m = 0..K-2 (includes the remainder piece K-1)
         tail = np.flip(np.cumsum(np.flip(w, axis=-1), axis=-1), axis=-1)[..., 1:]
-        g_chain = w[..., :-1] * (1.0 - z) - z * tail
+        g_chain = w[..., :-1] * np.exp(log_1mz) - z * tail  # exp(log(1-z)): exact where z is near 1
         # d logdet/du_m = (1 - z_m) - z_m - z_m * (number of later pieces k < K-1 that include log(1-z_m))
         later = np.arange(km1 - 1, -1, -1, dtype=np.float64)
         g_logdet = 1.0 - z * (2.0 + later)
