@@ -93,7 +93,7 @@ class Sampler:
             workers = max_workers or pool_module.default_workers(num_chains)
             if workers < 1:
                 raise ValueError(f"max_workers must be positive, got {max_workers!r}")
-            traces = pool_module.get_pool(workers).run(model, seeds, options, workers, progress, should_stop)
+            traces = pool_module.get_pool().run(model, seeds, options, workers, progress, should_stop)
         elif parallel is False:
             model = load_model(model)
             traces = []

@@ -102,11 +102,22 @@ class WorkerPool:
         return [w.pid for w in self._workers]
 
     def grow(self, size: int) -> None:
+        """Replace workers that died while idle (e.g. killed from outside) and start new ones
+        until there are at least ``size``."""
+        alive = []
+        for worker in self._workers:
+            if worker.process.poll() is None:
+                alive.append(worker)
+            else:
+                logger.warning("idle chain worker %d had exited (code %s); replacing it",
+                               worker.pid, worker.process.returncode)
+                worker.stop()
+        self._workers = alive
         while len(self._workers) < size:
             self._workers.append(_Worker())
 
     def shutdown(self) -> None:
-        """Terminate and reap every worker (idempotent)."""
+        """Terminate and reap every worker (idempotent; the pool can grow again afterwards)."""
         workers, self._workers = self._workers, []
         for worker in workers:
             worker.stop()
@@ -200,30 +211,27 @@ def default_workers(num_chains: int | None = None) -> int:
     return cores if num_chains is None else max(1, min(num_chains, cores))
 
 
-def get_pool(size: int) -> WorkerPool:
-    """The process-wide warm pool, created (after a shutdown or abort, re-created) on demand."""
+def get_pool() -> WorkerPool:
+    """The process-wide pool (one object for the process's life; its workers start on demand and
+    are re-created after a shutdown or an aborted run)."""
     global _pool
     with _pool_guard:
-        if _pool is None or _pool.size == 0:
-            _pool = WorkerPool(size)
+        if _pool is None:
+            _pool = WorkerPool(0)
         return _pool
 
 
 def start_pool(max_workers: int | None = None) -> WorkerPool:
-    """Start the warm pool ahead of the first run (``max_workers`` defaults to the core count)."""
-    size = max_workers or default_workers()
-    pool = get_pool(size)
-    pool.grow(size)
+    """Start the warm pool's workers ahead of the first run (default: one per core)."""
+    pool = get_pool()
+    pool.grow(max_workers or default_workers())
     return pool
 
 
 def shutdown_pool() -> None:
-    """Terminate the warm pool's workers; the next run starts a new pool."""
-    global _pool
-    with _pool_guard:
-        pool, _pool = _pool, None
-    if pool is not None:
-        pool.shutdown()
+    """Terminate the pool's workers; the next run starts new ones."""
+    if _pool is not None:
+        _pool.shutdown()
 
 
 def __pynode_preload__() -> None:

@@ -117,7 +117,9 @@ def nuts_transition_steps(
             q1, p1, lp1, g1, v1 = yield from leapfrog_steps(velocity, edge[0], edge[1], edge[3], eps)
             edge = (q1, p1, lp1, g1)
             n_leapfrog += 1
-            h = hamiltonian(lp1, p1, v1)
+            h = -lp1 + 0.5 * float(p1.dot(v1))  # hamiltonian(), inlined: this is the hot path
+            if h != h:
+                h = math.inf
             if h - h0 > max_delta_h:
                 divergent = True
             log_w = h0 - h

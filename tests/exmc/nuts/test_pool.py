@@ -45,10 +45,10 @@ def test_pool_draws_equal_sequential_draws_for_any_worker_count():
 
 def test_pool_stays_warm_and_preload_hook_starts_it():
     __pynode_preload__()
-    pids = pool_module.get_pool(1).pids()
+    pids = pool_module.get_pool().pids()
     assert pids and all(psutil.pid_exists(pid) for pid in pids)
     Sampler.sample_chains(isotropic(1), 2, max_workers=2, **FAST)
-    assert set(pids) <= set(pool_module.get_pool(1).pids())  # same processes serve the next call
+    assert set(pids) <= set(pool_module.get_pool().pids())  # same processes serve the next call
 
 
 def test_progress_events_arrive_in_the_calling_thread_throttled():
@@ -68,6 +68,15 @@ def test_progress_events_arrive_in_the_calling_thread_throttled():
         assert {e.phase for e in mine} <= {"warmup", "sampling"}
         assert len(mine) <= elapsed / 0.1 + 2  # ≤ ~10 events per second per chain
         assert all(e.step_size > 0 for e in mine)
+
+
+def test_a_worker_killed_while_idle_is_replaced():
+    Sampler.start_pool(2)
+    victim = pool_module.get_pool().pids()[0]
+    psutil.Process(victim).kill()
+    psutil.Process(victim).wait(10)
+    chains = Sampler.sample_chains(isotropic(1), 2, max_workers=2, **FAST)
+    assert len(chains) == 2 and victim not in pool_module.get_pool().pids()
 
 
 def test_closures_travel_to_workers():
@@ -102,7 +111,7 @@ def test_chain_exceptions_propagate_with_the_chain_noted():
 
 def test_should_stop_terminates_every_worker():
     Sampler.start_pool(2)
-    pids = pool_module.get_pool(2).pids()
+    pids = pool_module.get_pool().pids()
     deadline = time.monotonic() + 1.0
     with pytest.raises(InterruptedError):
         Sampler.sample_chains(isotropic(2), 2, num_samples=10**6, num_warmup=1000, max_workers=2,
@@ -113,7 +122,7 @@ def test_should_stop_terminates_every_worker():
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
 def test_asynchronous_exception_in_waiting_thread_terminates_workers(exc_type):
     Sampler.start_pool(2)
-    pids = pool_module.get_pool(2).pids()
+    pids = pool_module.get_pool().pids()
     started, outcome = threading.Event(), {}
 
     def call():
