@@ -11,7 +11,8 @@ Gradient shapes: every gradient a family returns has exactly the broadcast shape
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,33 @@ _TRANSFORM_BY_SUPPORT = {
     "unit": transforms.logit,
     "simplex": transforms.simplex,
 }
+
+
+class FrozenMapping(Mapping):
+    """A read-only, hashable mapping (families are frozen dataclasses and must stay hashable)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] = ()) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+    def __reduce__(self):
+        return FrozenMapping, (self._data,)
 
 
 @dataclass(frozen=True)
@@ -57,6 +85,13 @@ class Distribution:
     event_ndim: int = 0
     param_event_ndim: Mapping[str, int] = field(default_factory=dict)
     integer_params: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # dict arguments become hashable read-only mappings, so families can be dict keys / set members
+        for name in ("optional", "param_event_ndim"):
+            value = getattr(self, name)
+            if not isinstance(value, FrozenMapping):
+                object.__setattr__(self, name, FrozenMapping(value))
 
     def __reduce_ex__(self, protocol):
         # The registered families pickle by name, so ``family is Dist.Normal`` survives a round trip

@@ -292,6 +292,15 @@ def test_improper_families_have_zero_logp_and_no_draws():
         Dist.HalfFlat.sample(np.random.default_rng(0), (2,))
 
 
+def test_families_are_hashable_and_read_only():
+    assert len({Dist.Normal, Dist.Normal, Dist.TruncatedNormal}) == 2
+    assert Dist.TruncatedNormal.optional["lower"] == -np.inf
+    with pytest.raises(TypeError):
+        Dist.TruncatedNormal.optional["lower"] = 0.0
+    with pytest.raises(AttributeError, match="read-only"):
+        Dist.Normal2 = Dist.Normal
+
+
 def test_families_pickle_by_name():
     for name in ("Normal", "Gamma", "TruncatedNormal", "Bernoulli"):
         family = getattr(Dist, name)
