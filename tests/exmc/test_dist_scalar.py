@@ -332,3 +332,17 @@ def test_heavy_tailed_samples_by_quantiles(family_name, params, median, iqr):
     assert abs(np.median(draws) - median) < 5 * se
     q1, q3 = np.quantile(draws, [0.25, 0.75])
     assert q3 - q1 == pytest.approx(iqr, rel=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(ALL_CASES))
+def test_many_random_points_against_scipy_and_finite_differences(case):
+    # The default run checks 8 parameter draws per family; this one checks 200 (and 20 for gradients).
+    family_name, maker, ref = ALL_CASES[case]
+    family = getattr(Dist, family_name)
+    rng = np.random.default_rng(100 + zlib.crc32(case.encode()))
+    for trial in range(200):
+        value, params = maker(rng)
+        np.testing.assert_allclose(family.logp(value, **params), ref(value, params), rtol=1e-9, atol=1e-9, err_msg=case)
+        if trial < 20:
+            check_gradients(family, value, params)
