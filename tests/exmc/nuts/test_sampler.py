@@ -106,3 +106,13 @@ def test_should_stop_interrupts_a_chain():
     calls = iter(range(10**6))
     with pytest.raises(InterruptedError, match="chain 0"):
         Sampler.sample(isotropic(1), num_samples=1000, num_warmup=1000, should_stop=lambda: next(calls) > 5)
+
+
+def test_chains_survive_pickling_for_the_trip_back_to_a_notebook():
+    import pickle
+
+    chains = Sampler.sample_chains(isotropic(1), 2, num_samples=20, num_warmup=20, parallel=False)
+    copy = pickle.loads(pickle.dumps(chains))
+    assert type(copy).__name__ == "Chains" and len(copy) == 2
+    np.testing.assert_array_equal(copy[1]["x"], chains[1]["x"])
+    assert copy[1].info["chain"] == 1 and copy.summary().rows == ["x[0]", "x_sq[0]"]
