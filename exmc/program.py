@@ -39,6 +39,10 @@ __all__ = ["Program", "FreeRV", "build_program", "reduce_to"]
 #: Fixed slots of the value list: the chain count (batched only), theta and the gradient output.
 THETA, OUT, FIRST_SLOT = 0, 1, 2
 
+#: ``np.add.reduce`` is ``ndarray.sum`` without its Python-level wrapper (measurably cheaper on the
+#: small arrays of the hot path).
+_sum = np.add.reduce
+
 _PLANS: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[Any, tuple[int, ...]]] = {}
 
 
@@ -66,7 +70,7 @@ def reduce_to(g: Any, shape: tuple[int, ...]) -> np.ndarray:
     if full is not None:
         g = np.broadcast_to(g, full)
     if axes:
-        g = g.sum(axis=axes)
+        g = _sum(g, axes)
     return g.reshape(shape) if reshape else g
 
 
@@ -141,10 +145,18 @@ class Program:
         return v
 
 
+def _fast_constant(value: Any) -> Any:
+    """A 0-d float array as a numpy scalar: arithmetic on ``np.float64`` costs a fraction of that on
+    0-d arrays, with the same IEEE semantics (division by zero gives inf, not an exception)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype == np.float64:
+        return value[()]
+    return value
+
+
 def _chain_sum(lp: Any, axes: tuple[int, ...], ndim: int) -> Any:
     """Sum an elementwise log-density over everything but the chain axis."""
     if lp.ndim == ndim:
-        return lp.sum(axis=axes) if axes else lp
+        return _sum(lp, axes) if axes else lp
     lp = np.asarray(lp)
     return lp.reshape(lp.shape[0], -1).sum(axis=1) if lp.ndim else lp
 
@@ -171,7 +183,7 @@ class _Builder:
                 self.varying.add(node.name)
 
     def _slot(self, value: Any = None) -> int:
-        self.template.append(value)
+        self.template.append(_fast_constant(value))
         return len(self.template) - 1
 
     # --- inputs ----------------------------------------------------------------------------------
@@ -241,8 +253,8 @@ class _Builder:
                 return 0.0
             logdet = transform.log_det_jacobian(u)
             if batched:
-                return logdet.sum(axis=axes) if axes else logdet
-            return logdet.sum() if scalar_free is False else logdet
+                return _sum(logdet, axes) if axes else logdet
+            return logdet if scalar_free else _sum(logdet, None)
 
         def reverse(v, gs):
             write(v[OUT], transform.forward_and_log_det_grads(v[tape], gs[slot])[2])
@@ -259,16 +271,13 @@ class _Builder:
         if obs is not None and obs.censored is not None:
             logp_and_grads = censored_family(node.name, obs, family)
         event_ndims = getattr(family, "param_event_ndim", {}) or {}
-        integer = set(getattr(family, "integer_params", ()) or ())
         base: dict[str, Any] = {}
         varying: list[tuple[str, int, tuple | None]] = []
         for key, value in params.items():
             if is_ref(value) and value in self.varying:
-                if key in integer:
-                    continue  # rejected by the analysis; unreachable
                 varying.append((key, self.slots[value], self._pad(value, batch_ndim + event_ndims.get(key, 0))))
             else:
-                base[key] = self.a.value_of(value) if is_ref(value) else value
+                base[key] = _fast_constant(self.a.value_of(value) if is_ref(value) else value)
         value_slot = self.slots[node.name] if node.name in self.varying else None
         const_value = self.a.consts.get(node.name)
         if value_slot is None and not varying:
@@ -277,11 +286,16 @@ class _Builder:
             self.lp_const += float(np.sum(lp))
             return None, None
         tape = self._slot()
-        batched = self.batched
         axes = tuple(range(1, 1 + batch_ndim))
         ndim = 1 + batch_ndim
-
-        scalar = not batched and batch_ndim == 0
+        inputs = [(key, slot, pad is not None, self._first(slot)) for key, slot, pad in varying]
+        if value_slot is not None:
+            inputs.append(("value", value_slot, False, self._first(value_slot)))
+        if not self.batched:
+            static = [(key, slot, self.a.shapes[params[key] if key != "value" else node.name], first)
+                      for key, slot, _, first in inputs]
+            return self._single_term(logp_and_grads, base, varying, value_slot, const_value, batch_ndim == 0,
+                                     static, tape)
 
         def forward(v):
             kw = dict(base)
@@ -291,25 +305,7 @@ class _Builder:
             value = const_value if value_slot is None else v[value_slot]
             lp, grads = logp_and_grads(value, **kw)
             v[tape] = (kw, grads, value)
-            if batched:
-                return _chain_sum(lp, axes, ndim)
-            return lp if scalar else lp.sum()
-
-        # Reverse: parameters in the order given, then the value.
-        inputs = [(key, slot, pad is not None, self._first(slot)) for key, slot, pad in varying]
-        if value_slot is not None:
-            inputs.append(("value", value_slot, False, self._first(value_slot)))
-        if not batched:
-            # Single evaluation: every shape is static.
-            static = [(key, slot, self.a.shapes[params[key] if key != "value" else node.name], first)
-                      for key, slot, _, first in inputs]
-
-            def reverse(v, gs):
-                grads = v[tape][1]
-                for key, slot, shape, first in static:
-                    g = reduce_to(grads[key], shape)
-                    gs[slot] = g if first else gs[slot] + g
-            return forward, reverse
+            return _chain_sum(lp, axes, ndim)
 
         def reverse(v, gs):
             kw, grads, value = v[tape]
@@ -318,6 +314,42 @@ class _Builder:
                 g = reduce_to(grads[key], np.shape(x))
                 if padded:
                     g = g.reshape(np.shape(v[slot]))
+                gs[slot] = g if first else gs[slot] + g
+        return forward, reverse
+
+    @staticmethod
+    def _single_term(logp_and_grads, base, varying, value_slot, const_value, scalar, static, tape):
+        """Unbatched term closures, specialised for the common cases (a prior whose parameters
+        are constants; a likelihood with one varying parameter) to keep per-call overhead low."""
+        if not varying:
+            def forward(v):
+                lp, grads = logp_and_grads(v[value_slot], **base)
+                v[tape] = grads
+                return lp if scalar else _sum(lp, None)
+        else:
+            items = [(key, slot) for key, slot, _ in varying]
+
+            def forward(v):
+                kw = base.copy()
+                for key, slot in items:
+                    kw[key] = v[slot]
+                lp, grads = logp_and_grads(const_value if value_slot is None else v[value_slot], **kw)
+                v[tape] = grads
+                return lp if scalar else _sum(lp, None)
+        if len(static) == 1:
+            key, slot, shape, first = static[0]
+            if first:
+                def reverse(v, gs):
+                    gs[slot] = reduce_to(v[tape][key], shape)
+            else:
+                def reverse(v, gs):
+                    gs[slot] = gs[slot] + reduce_to(v[tape][key], shape)
+            return forward, reverse
+
+        def reverse(v, gs):
+            grads = v[tape]
+            for key, slot, shape, first in static:
+                g = reduce_to(grads[key], shape)
                 gs[slot] = g if first else gs[slot] + g
         return forward, reverse
 
@@ -334,7 +366,7 @@ class _Builder:
             if is_ref(value) and value in self.varying:
                 specs.append((self.slots[value], self._pad(value, ndim), None))
             else:
-                specs.append((None, None, self.a.value_of(value) if is_ref(value) else value))
+                specs.append((None, None, _fast_constant(self.a.value_of(value) if is_ref(value) else value)))
         (mu_slot, mu_pad, mu_const), (sigma_slot, sigma_pad, sigma_const) = specs
         tape = self._slot()
         batched = self.batched
@@ -350,7 +382,7 @@ class _Builder:
             v[slot] = mu + sigma * z
             v[tape] = (z, mu, sigma)
             zz = z * z
-            return -0.5 * (zz.sum(axis=axes) if batched and axes else zz if batched else zz.sum())
+            return -0.5 * (_sum(zz, axes) if batched and axes else zz if batched else _sum(zz, None))
 
         has_grad = slot in self.seen  # consumers were built before (reverse order)
         mu_first = self._first(mu_slot) if (mu_slot is not None and has_grad) else False
@@ -387,7 +419,7 @@ class _Builder:
                 pad = self._pad(arg, out_ndim) if op.elementwise else None
                 specs.append((self.slots[arg], pad, None))
             else:
-                specs.append((None, None, self.a.value_of(arg)))
+                specs.append((None, None, _fast_constant(self.a.value_of(arg))))
         shapes = [self.a.shape_of(arg) for arg in node.args]
         batched_flags = [self.batched and s[0] is not None for s in specs]
         needs = [s[0] is not None for s in specs]
