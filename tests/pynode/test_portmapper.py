@@ -3,6 +3,7 @@ interoperation with a real ``epmd`` (when Debian's erlang-base is installed)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -224,10 +225,24 @@ def test_daemon_survives_its_starter_and_concurrent_starts_spawn_one():
 
 
 def test_daemon_that_cannot_bind_reports_its_log():
-    with socket.create_server((HOST, 0)) as squatter:  # listens but never answers
+    with socket.create_server((HOST, 0)) as squatter:  # holds the port, hangs up on everyone
         port = squatter.getsockname()[1]
-        with pytest.raises(PortMapperError, match=rf"{HOST}:{port}.*(?s:.*)cannot listen"):
-            pm.ensure_running(HOST, port, timeout=10)
+        done = threading.Event()
+
+        def hang_up() -> None:
+            squatter.settimeout(0.05)
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    squatter.accept()[0].close()
+
+        thread = threading.Thread(target=hang_up)
+        thread.start()
+        try:
+            with pytest.raises(PortMapperError, match=rf"{HOST}:{port}.*(?s:.*)cannot listen"):
+                pm.ensure_running(HOST, port, timeout=10)
+        finally:
+            done.set()
+            thread.join()
 
 
 def test_serve_exits_3_when_the_port_is_taken():
