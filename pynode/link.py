@@ -1,9 +1,14 @@
 """One authenticated connection to a peer node: pending calls out, running calls in.
 
-Both ends of a connection serve it from a background thread (:func:`pynode.transport.serve`),
-which sees EOF as soon as the peer dies; every call still waiting on that connection then fails
-with ``NoConnection`` at once, and the calls the peer was running here are cancelled. The wire
-protocol is in :mod:`pynode.protocol`.
+Reader threads serve each end of a connection. One of them always blocks reading the socket, so
+EOF is seen as soon as the peer dies: every call still waiting on that connection then fails with
+``NoConnection`` at once, and the calls the peer was running here are cancelled.
+
+An incoming call runs in the reader thread that read it (no hand-off to a worker on the call's
+critical path); before it starts, that thread makes sure another reader is available (waking an
+idle one or starting a new thread), so the connection keeps being read and calls run
+concurrently. At most MAX_IDLE_READERS idle readers are kept per connection. The wire protocol is
+in :mod:`pynode.protocol`.
 """
 
 from __future__ import annotations
@@ -18,13 +23,21 @@ import rpyc
 
 from pynode import outcome, protocol, transport
 from pynode.errors import ErpcError, NoConnection
-from pynode.execution import CallContext
+from pynode.execution import CallContext, execute
 from pynode.handshake import PeerInfo
 
 if TYPE_CHECKING:
     from pynode.node import LocalNode
 
 log = logging.getLogger(__name__)
+
+# Idle reader threads kept per connection after a burst of concurrent calls (each idle one is a
+# blocked thread; one suffices to keep reading, a second absorbs the next call's start-up).
+MAX_IDLE_READERS = 2
+# Node.ping's round trip: a call of a builtin that exists on every node.
+_PING_CALL = transport.dumps(("builtins:int", (), {}))
+
+_reader = threading.local()
 
 
 class Pending:
@@ -68,6 +81,7 @@ class Link:
         self._lock = threading.Lock()
         self._pending: dict[int, Pending] = {}
         self._running: dict[int, CallContext] = {}
+        self._idle_readers = 0
 
     def __repr__(self) -> str:
         return f"<Link {self.node.name} -> {self.name}{' closed' if self.closed else ''}>"
@@ -128,9 +142,13 @@ class Link:
         """Send a message to mailbox ``mailbox_id`` of the peer. Raises NoConnection."""
         self._oneway(protocol.HANDLE_DELIVER, (mailbox_id, data), buffers)
 
-    def ping(self, timeout: float) -> None:
-        """rpyc's echo round trip. Raises NoConnection, TimeoutError or rpyc's PingError."""
-        self._conn().ping(timeout=timeout)
+    def ping(self, timeout: float) -> bool:
+        """A trivial call's round trip within ``timeout`` seconds. Raises NoConnection."""
+        seq, pending = self.call(*_PING_CALL)
+        if not pending.wait(timeout):
+            self.cancel(seq)
+            return False
+        return pending.error is None and pending.status == outcome.OK
 
     def close(self) -> None:
         """Shut the socket down: the serving threads on both ends see EOF and clean up."""
@@ -160,6 +178,48 @@ class Link:
         conn.link = self
         self.conn = conn
 
+    def run_reader(self) -> None:
+        """Serve the connection in this thread until it closes (the connection's first reader)."""
+        with self._lock:
+            self._idle_readers += 1
+        self._read(owner=True)
+
+    def _spawn_reader(self) -> None:
+        threading.Thread(target=self._read, args=(False,), name=f"link-{self.name}-reader", daemon=True).start()
+
+    def _read(self, owner: bool) -> None:
+        conn = self._conn()
+        _reader.retire = False
+        while not conn.closed:
+            try:
+                conn.serve_frame()
+            except EOFError:
+                break
+            except Exception as exc:  # brine/struct errors: garbage after the handshake
+                log.warning("dropped the connection with %s: undecodable data (%s: %s)", self.name, type(exc).__name__, exc)
+                self.close()
+                break
+            if _reader.retire and not owner:
+                return
+        conn.close()  # idempotent; runs on_disconnect once
+
+    def _run_here(self, ctx: CallContext, run: Callable[[], Callable[[], None] | None]) -> None:
+        """Run a call in this reader thread, another reader taking over the socket meanwhile."""
+        with self._lock:
+            self._idle_readers -= 1
+            spawn = self._idle_readers == 0
+            if spawn:
+                self._idle_readers += 1  # counted now, so concurrent calls do not spawn twice
+        if spawn:
+            self._spawn_reader()
+        try:
+            execute(ctx, run)
+        finally:
+            with self._lock:
+                _reader.retire = self._idle_readers >= MAX_IDLE_READERS
+                if not _reader.retire:
+                    self._idle_readers += 1
+
     def start_call(self, seq: int, data: bytes, buffers: transport.Buffers) -> None:
         ctx = CallContext(f"call {seq} from {self.name}")
         with self._lock:
@@ -173,7 +233,7 @@ class Link:
                     self._running.pop(seq, None)
             return lambda: self._reply(seq, status, payload)
 
-        self.node.workers.submit(ctx, run)
+        self._run_here(ctx, run)
 
     def _reply(self, seq: int, status: int, payload: transport.Payload) -> None:
         try:
@@ -193,7 +253,7 @@ class Link:
             if status != outcome.OK:
                 log.warning("cast from %s failed: %s", self.name, outcome.describe(payload))
 
-        self.node.workers.submit(CallContext(f"cast from {self.name}"), run)
+        self._run_here(CallContext(f"cast from {self.name}"), run)
 
     def disconnected(self) -> None:
         """The connection is gone: fail waiting calls, cancel the calls the peer was running here."""

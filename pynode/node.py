@@ -11,13 +11,13 @@ its peers only in ``Node.list("hidden")`` and they see it only there, as in Erla
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from typing import Literal
 
 from pynode import cookie as cookies
 from pynode import handshake, names, portmapper, runtime, transport
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
-from pynode.execution import WorkerPool
 from pynode.handshake import PeerInfo
 from pynode.link import Link, NodeService
 from pynode.mailbox import Registry
@@ -42,7 +42,6 @@ class LocalNode:
         self.host = parsed.host
         self.cookie = cookie
         self.hidden = hidden
-        self.workers = WorkerPool(parsed.alive)
         self.mailboxes = Registry(self.name)
         self._cookies: dict[str, str] = {}
         self._links: dict[str, Link] = {}
@@ -119,17 +118,19 @@ class LocalNode:
             sock.close()
             raise NoConnection(f"cannot connect to {name}: {exc}") from exc
         link = Link(self, sock, info)
-        conn = transport.wrap(sock, NodeService(link), info)
+        transport.wrap(sock, NodeService(link), info)
         self._register(link)
-        threading.Thread(target=transport.serve, args=(conn, name), name=f"link-{name}", daemon=True).start()
+        threading.Thread(target=link.run_reader, name=f"link-{name}", daemon=True).start()
         log.info("%s connected to %s", self.name, name)
         return link
 
-    def _accepted(self, peer: PeerInfo, sock: object) -> NodeService:
-        link = Link(self, sock, peer)  # type: ignore[arg-type]
+    def _accepted(self, sock: socket.socket, peer: PeerInfo) -> None:
+        """Serve an accepted, authenticated connection in this (the listener's) thread."""
+        link = Link(self, sock, peer)
+        transport.wrap(sock, NodeService(link), peer)
         self._register(link)
         log.info("%s accepted a connection from %s", self.name, peer.name)
-        return NodeService(link)
+        link.run_reader()
 
     def _register(self, link: Link) -> None:
         with self._lock:
@@ -169,14 +170,12 @@ class LocalNode:
 
     def ping(self, peer: str) -> bool:
         try:
-            self.link_to(peer).ping(PING_TIMEOUT)
-            return True
-        except (NoConnection, EOFError, OSError, TimeoutError) as exc:
+            if self.link_to(peer).ping(PING_TIMEOUT):
+                return True
+            log.info("ping %s: pang (no answer within %s s)", peer, PING_TIMEOUT)
+        except NoConnection as exc:
             log.info("ping %s: pang (%s)", peer, exc)
-            return False
-        except Exception as exc:  # rpyc PingError and teardown races
-            log.info("ping %s: pang (%s: %s)", peer, type(exc).__name__, exc)
-            return False
+        return False
 
     def deliver_local(self, mailbox_id: int, data: bytes, buffers: transport.Buffers) -> None:
         self.mailboxes.deliver_encoded(mailbox_id, data, buffers)
@@ -188,7 +187,6 @@ class LocalNode:
             links = list(self._all_links)
         for link in links:
             link.close()
-        self.workers.stop()
         log.info("node %s stopped", self.name)
 
 

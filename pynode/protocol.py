@@ -14,8 +14,7 @@ point rpyc offers as ``Service._protocol``):
 ``data`` is a pickle; its out-of-band buffers travel as attachment frames just before the frame
 that uses them (:class:`pynode.transport._Channel`), never through brine. Arguments are only ints
 and ``bytes`` (brine values, never netrefs); anything else is refused before it reaches pickle.
-Of rpyc's own requests only PING and CLOSE are served: no attribute access, no netrefs, no rpyc
-pickling.
+Of rpyc's own requests only CLOSE is served: no attribute access, no netrefs, no rpyc pickling.
 """
 
 from __future__ import annotations
@@ -41,8 +40,8 @@ HANDLE_CANCEL = 65
 HANDLE_CAST = 66
 HANDLE_DELIVER = 67
 _PYNODE_HANDLERS = frozenset({HANDLE_CALL, HANDLE_CANCEL, HANDLE_CAST, HANDLE_DELIVER})
-# rpyc's own requests we still serve: Node.ping uses PING, Connection.close sends CLOSE.
-_RPYC_HANDLERS = frozenset({consts.HANDLE_PING, consts.HANDLE_CLOSE})
+# rpyc's own requests we still serve: Connection.close sends CLOSE.
+_RPYC_HANDLERS = frozenset({consts.HANDLE_CLOSE})
 
 ReplyCallback = Callable[[bool, Any], None]
 """rpyc's reply callback: ``(is_exception, value)``."""
@@ -103,6 +102,26 @@ class ErpcConnection(rpyc.Connection):
             self._channel.send(data, attachments)
 
     # --- serving ------------------------------------------------------------------------------
+
+    def serve_frame(self) -> None:
+        """Read one frame and dispatch it in this thread (a CALL runs to completion here; the
+        receive lock is released before it starts, so another thread reads meanwhile).
+
+        Unlike rpyc's ``serve`` there is no ``select`` before the read: reader threads block in
+        ``recv`` and nothing else reads. Raises EOFError when the connection is gone, and
+        whatever rpyc raises for an undecodable frame.
+        """
+        self._recvlock.acquire()
+        try:
+            data = self._channel.recv()
+        except BaseException:
+            self._recvlock.release()
+            raise
+        try:
+            self._dispatch(data)  # releases the receive lock
+        finally:
+            with self._recv_event:  # wake threads inside rpyc's own serve() (Connection.close)
+                self._recv_event.notify_all()
 
     def _dispatch_request(self, seq: int, raw_args: Any) -> None:
         handler, boxed = raw_args

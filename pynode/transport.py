@@ -203,18 +203,19 @@ def wrap(sock: socket.socket, service: rpyc.Service, peer: PeerInfo) -> rpyc.Con
     return service._connect(_Channel(_Stream(sock)), config)
 
 
-ServiceFactory = Callable[[PeerInfo, socket.socket], rpyc.Service]
-"""Builds the service for one authenticated connection (from the peer and its socket)."""
+ConnectionHandler = Callable[[socket.socket, PeerInfo], None]
+"""Takes over an authenticated socket and serves it until the connection closes."""
 
 
 class Listener(ThreadedServer):
     """rpyc's threaded server with the pynode handshake as its authenticator.
 
     Each accepted socket gets its own thread: the handshake runs there (so a slow or hostile peer
-    holds up nobody else), then the thread serves the connection until it closes.
+    holds up nobody else), then ``handler`` serves the connection in that thread until it closes;
+    rpyc closes the socket afterwards.
     """
 
-    def __init__(self, host: str, port: int, authenticator: Authenticator, service_for: ServiceFactory) -> None:
+    def __init__(self, host: str, port: int, authenticator: Authenticator, handler: ConnectionHandler) -> None:
         super().__init__(
             rpyc.VoidService,
             hostname=host,
@@ -223,19 +224,8 @@ class Listener(ThreadedServer):
             protocol_config=PROTOCOL_CONFIG,
             logger=log,
         )
-        self._service_for = service_for
+        self._handler = handler
 
     def _serve_client(self, sock: socket.socket, credentials: PeerInfo) -> None:
         tune(sock)
-        conn = wrap(sock, self._service_for(credentials, sock), credentials)
-        serve(conn, credentials.name)
-
-
-def serve(conn: rpyc.Connection, peer: str) -> None:
-    """Serve ``conn`` until it closes. A peer that sends bytes rpyc cannot decode is dropped (and
-    logged); the node keeps serving everyone else."""
-    try:
-        conn.serve_all()
-    except Exception as exc:  # brine/struct errors from garbage after the handshake
-        log.warning("dropped the connection with %s: undecodable data (%s: %s)", peer, type(exc).__name__, exc)
-        conn.close()
+        self._handler(sock, credentials)
