@@ -104,14 +104,15 @@ class Program:
     values_phase1: list[Callable]
     values: list[Callable]
 
+    def __post_init__(self) -> None:
+        self._steps = self.phase1 + self.forward
+
     def run(self, theta: np.ndarray) -> tuple[Any, np.ndarray]:
         """Log-density and gradient at ``theta`` (the hot path)."""
         v = self.template.copy()
         v[THETA] = theta
         lp = self.lp_const
-        for step in self.phase1:
-            lp = lp + step(v)
-        for step in self.forward:
+        for step in self._steps:
             contribution = step(v)
             if contribution is not None:
                 lp = lp + contribution
@@ -126,9 +127,7 @@ class Program:
         v = self.template.copy()
         v[THETA] = theta
         lp = self.lp_const
-        for step in self.phase1:
-            lp = lp + step(v)
-        for step in self.forward:
+        for step in self._steps:
             contribution = step(v)
             if contribution is not None:
                 lp = lp + contribution
@@ -235,7 +234,6 @@ class _Builder:
         if isinstance(transform, transforms.Identity):
             def forward(v):
                 v[slot] = get(v[THETA])
-                return 0.0
 
             def reverse(v, gs):
                 write(v[OUT], gs[slot])
@@ -250,14 +248,19 @@ class _Builder:
             v[tape] = u
             v[slot] = transform.forward(u)
             if not with_logdet:
-                return 0.0
+                return None
             logdet = transform.log_det_jacobian(u)
             if batched:
                 return _sum(logdet, axes) if axes else logdet
             return logdet if scalar_free else _sum(logdet, None)
 
-        def reverse(v, gs):
-            write(v[OUT], transform.forward_and_log_det_grads(v[tape], gs[slot])[2])
+        backward = getattr(transform, "backward", None)
+        if backward is None:  # a user transform with only the base contract
+            def reverse(v, gs):
+                write(v[OUT], transform.forward_and_log_det_grads(v[tape], gs[slot])[2])
+        else:
+            def reverse(v, gs):
+                write(v[OUT], backward(v[tape], v[slot], gs[slot]))
         return forward, reverse
 
     # --- terms: logp of an rv (prior of a free rv, likelihood of an observed one) -----------------
@@ -311,9 +314,9 @@ class _Builder:
             kw, grads, value = v[tape]
             for key, slot, padded, first in inputs:
                 x = value if key == "value" else kw[key]
-                g = reduce_to(grads[key], np.shape(x))
+                g = reduce_to(grads[key], x.shape)
                 if padded:
-                    g = g.reshape(np.shape(v[slot]))
+                    g = g.reshape(v[slot].shape)
                 gs[slot] = g if first else gs[slot] + g
         return forward, reverse
 
@@ -438,14 +441,24 @@ class _Builder:
                   if s is not None and has_grad]
         vjp = kernel.vjp
 
-        def reverse(v, gs):
-            args = v[tape]
-            grads = vjp(gs[slot], v[slot], *args)
-            for i, s, padded, first in inputs:
-                g = reduce_to(grads[i], np.shape(args[i]))
-                if padded:
-                    g = g.reshape(np.shape(v[s]))
-                gs[s] = g if first else gs[s] + g
+        if not self.batched:
+            static = [(i, s, shapes[i], first) for i, s, _, first in inputs]
+
+            def reverse(v, gs):
+                args = v[tape]
+                grads = vjp(gs[slot], v[slot], *args)
+                for i, s, shape, first in static:
+                    g = reduce_to(grads[i], shape)
+                    gs[s] = g if first else gs[s] + g
+        else:
+            def reverse(v, gs):
+                args = v[tape]
+                grads = vjp(gs[slot], v[slot], *args)
+                for i, s, padded, first in inputs:
+                    g = reduce_to(grads[i], args[i].shape)
+                    if padded:
+                        g = g.reshape(v[s].shape)
+                    gs[s] = g if first else gs[s] + g
         return forward, reverse if has_grad else None
 
     # --- assembly --------------------------------------------------------------------------------
