@@ -74,6 +74,45 @@ def censored_ir():
     return Builder.obs(ir, "y_obs", "y", y, censored=(-1.0, 2.0)), y
 
 
+def mixture_ir():
+    y = np.array([-1.2, -0.8, -1.0, 2.1, 1.8, 2.4, -0.9])
+    ir = Builder.rv(Builder.new_ir(), "m0", Dist.Normal, {"mu": -1.0, "sigma": 2.0})
+    ir = Builder.rv(ir, "m1", Dist.Normal, {"mu": 1.0, "sigma": 2.0})
+    ir = Builder.rv(ir, "w", Dist.Dirichlet, {"alpha": np.ones(2)})
+    ir = Builder.rv(ir, "s", Dist.HalfNormal, {"sigma": 1.0})
+    components = [(Dist.Normal, {"mu": "m0", "sigma": "s"}), (Dist.Normal, {"mu": "m1", "sigma": "s"})]
+    ir = Builder.rv(ir, "y", Dist.Mixture, {"weights": "w", "components": components})
+    return Builder.obs(ir, "y_obs", "y", y)
+
+
+def multivariate_ir():
+    ir = Builder.rv(Builder.new_ir(), "mu", Dist.Normal, {"mu": 0.0, "sigma": 1.0}, shape=3)
+    ir = Builder.rv(ir, "x", Dist.MvNormal, {"mu": "mu", "cov": np.eye(3) * 2 + 0.5})
+    ir = Builder.rv(ir, "s", Dist.HalfNormal, {"sigma": 1.0})
+    return Builder.rv(ir, "walk", Dist.GaussianRandomWalk, {"sigma": "s", "init_sigma": 1.0}, shape=6)
+
+
+def ops_chain_ir():
+    """Many ops in one model, a scalar rv meeting vectors and matrices, values used several times."""
+    ir = Builder.rv(Builder.new_ir(), "a", Dist.Normal, {"mu": 0.0, "sigma": 1.0})
+    ir = Builder.rv(ir, "s", Dist.HalfNormal, {"sigma": 1.0})
+    ir = Builder.rv(ir, "u", Dist.Uniform, {"lower": -1.0, "upper": 2.0}, shape=3)
+    ir = Builder.rv(ir, "M", Dist.Normal, {"mu": 0.0, "sigma": 1.0}, shape=(2, 3))
+    ir = Builder.det(ir, "c", "cumsum", ["u"])
+    ir = Builder.det(ir, "st", "stack", ["c", "u"], axis=1)          # (3, 2)
+    ir = Builder.det(ir, "Mst", "matmul", ["M", "st"])                # (2, 2)
+    ir = Builder.det(ir, "flat", "concat", ["Mst", np.ones((1, 2))])  # (3, 2)
+    ir = Builder.det(ir, "tot", "sum", ["flat"], axis=0)              # (2,)
+    ir = Builder.det(ir, "sig", "sigmoid", ["tot"])
+    ir = Builder.det(ir, "p", "pow", ["s", 1.5])
+    ir = Builder.det(ir, "mean", "affine", ["a", "p", "sig"])
+    ir = Builder.det(ir, "sd", "softplus", ["s"])
+    ir = Builder.det(ir, "sd2", "add", ["sd", "p"])
+    ir = Builder.det(ir, "m2", "tanh", ["mean"])
+    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "m2", "sigma": "sd2"})
+    return Builder.obs(ir, "y_obs", "y", np.array([[0.2, -0.4], [0.5, 0.1], [0.0, 0.3]]))
+
+
 def central_differences(model, theta):
     grad = np.zeros_like(theta)
     for i in range(theta.size):
@@ -99,6 +138,9 @@ MODELS = {
     "hierarchical_ncp_auto": lambda: exmc.compile(hierarchical_ir()[0], ncp="auto"),
     "dirichlet": lambda: exmc.compile(dirichlet_ir()),
     "censored": lambda: exmc.compile(censored_ir()[0]),
+    "mixture": lambda: exmc.compile(mixture_ir()),
+    "multivariate": lambda: exmc.compile(multivariate_ir()),
+    "ops_chain": lambda: exmc.compile(ops_chain_ir()),
 }
 
 
