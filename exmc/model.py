@@ -79,6 +79,7 @@ class Model:
         self.free_names = [(f.name, f.shape) for f in self._free]
         self.det_names = [(n.name, self._analysis.shapes[n.name]) for n in self._analysis.order if n.kind == "det"]
         self._single = build_program(self._analysis, self._free, batched=False)
+        self._single_shape = (self.dim,)
         self._batched: Program | None = None
         logger.debug("compiled model: dim=%d, free=%s", self.dim, self.free_names)
 
@@ -110,7 +111,11 @@ class Model:
         Raises ``ValueError`` for a wrong shape. Outside the support the log-density is ``-inf``
         or NaN (the sampler treats both as divergent); numpy warnings are not suppressed here.
         """
-        theta = np.asarray(theta, dtype=np.float64)
+        if type(theta) is not np.ndarray or theta.dtype != np.float64:
+            theta = np.asarray(theta, dtype=np.float64)
+        if theta.shape == self._single_shape:  # the sampler's hot path: no further checks
+            lp, grad = self._single.run(theta)
+            return float(lp), grad
         program = self._program(theta)
         lp, grad = program.run(theta)
         if program.batched:
