@@ -27,8 +27,7 @@ import numpy as np
 from exmc.errors import ValidationError
 
 __all__ = [
-    "RV", "Obs", "Det", "Data", "IR", "Node", "is_ref", "as_constant", "references",
-    "check_structure", "NONCENTERED",
+    "RV", "Obs", "Det", "Data", "IR", "Node", "is_ref", "as_constant", "check_structure", "NONCENTERED",
 ]
 
 #: The only reparametrisation eXMC knows: ``x = mu + sigma * z`` with ``z ~ Normal(0, 1)``.
@@ -186,11 +185,6 @@ class IR:
     def observations(self) -> dict[str, Obs]:
         """rv name -> its observation."""
         return {node.rv: node for node in self.nodes if isinstance(node, Obs)}
-
-
-def references(node: Node) -> list[tuple[str, str]]:
-    """``(field, name)`` pairs of the nodes ``node`` depends on."""
-    return list(node.inputs())
 
 
 def check_structure(ir: IR) -> list[Node]:

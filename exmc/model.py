@@ -141,8 +141,7 @@ class Model:
 
         Raises ``KeyError`` naming a missing free rv and ``ValueError`` for a wrong shape.
         """
-        first = self._free[0] if self._free else None
-        if first is None:
+        if not self._free:
             return np.zeros(0)
         lead = self._lead_shape(values)
         theta = np.zeros(lead + (self.dim,))
