@@ -83,8 +83,8 @@ class Predictive:
         """``n`` joint draws from the prior of every rv (observed ones included: the prior
         predictive) and every det, each of shape ``(n,) + shape``.
 
-        Raises ``ValidationError`` for a malformed IR, ``ValueError`` when ``n < 1``, and
-        ``NotImplementedError`` for a family without draws (``Flat``, ``HalfFlat``).
+        Raises ``ValidationError`` for a malformed IR, ``ValueError`` when ``n < 1`` and (from the
+        family) for a family without draws (``Flat``, ``HalfFlat``, ``Custom`` without ``sample``).
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")

@@ -67,6 +67,19 @@ def test_dependency_cycle_is_named():
         exmc.compile(ir)
 
 
+def test_self_reference_is_a_cycle():
+    ir = Builder.rv(Builder.new_ir(), "x", Dist.Normal, {"mu": "x", "sigma": 1.0})
+    with raises("x", "param 'mu'", "dependency cycle 'x' -> 'x'"):
+        exmc.compile(ir)
+
+
+def test_support_bounds_depending_on_a_free_rv_have_no_transform():
+    ir = Builder.rv(Builder.new_ir(), "hi", Dist.HalfNormal, {"sigma": 1.0})
+    ir = Builder.rv(ir, "u", Dist.Uniform, {"lower": 0.0, "upper": "hi"})
+    with raises("u", "transform", "upper"):
+        exmc.compile(ir)
+
+
 def test_duplicate_name():
     with raises("mu", "name", "duplicate", "rv"):
         Builder.data(seed_ir(), "mu", [1.0])
