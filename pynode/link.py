@@ -188,7 +188,12 @@ class Link:
         threading.Thread(target=self._read, args=(False,), name=f"link-{self.name}-reader", daemon=True).start()
 
     def _read(self, owner: bool) -> None:
-        conn = self._conn()
+        """Reader loop. The owner (the connection's first reader) stays until the connection
+        closes; spare readers also leave when they are surplus after running a call."""
+        conn = self.conn
+        if conn is None:
+            return
+        _reader.owner = owner
         _reader.retire = False
         while not conn.closed:
             try:
@@ -199,7 +204,7 @@ class Link:
                 log.warning("dropped the connection with %s: undecodable data (%s: %s)", self.name, type(exc).__name__, exc)
                 self.close()
                 break
-            if _reader.retire and not owner:
+            if _reader.retire:
                 return
         conn.close()  # idempotent; runs on_disconnect once
 
@@ -216,9 +221,10 @@ class Link:
             execute(ctx, run)
         finally:
             with self._lock:
-                _reader.retire = self._idle_readers >= MAX_IDLE_READERS
-                if not _reader.retire:
+                retire = not getattr(_reader, "owner", False) and self._idle_readers >= MAX_IDLE_READERS
+                if not retire:
                     self._idle_readers += 1
+            _reader.retire = retire
 
     def start_call(self, seq: int, data: bytes, buffers: transport.Buffers) -> None:
         ctx = CallContext(f"call {seq} from {self.name}")

@@ -16,6 +16,7 @@ import pytest
 import pynode
 from pynode import Node, erpc
 from pynode.errors import CallCancelled, EncodeError, ErpcTimeout, NoConnection, RemoteError
+from pynode.link import MAX_IDLE_READERS
 from pynode.testing import LocalCluster
 
 # Functions defined here travel by value: the node processes cannot import this test module.
@@ -122,6 +123,35 @@ def test_eight_concurrent_half_second_calls_on_one_connection_take_about_half_a_
     assert [erpc.receive_response(r, timeout=10) for r in requests] == [None] * 8
     elapsed = time.monotonic() - start
     assert elapsed < 1.5, f"8 x 0.5 s took {elapsed:.2f} s: calls were not concurrent"  # serial: 4 s
+
+
+def test_reader_threads_do_not_accumulate_after_bursts(cluster: LocalCluster) -> None:
+    def burst() -> None:
+        requests = [erpc.send_request(B, time.sleep, 0.2) for _ in range(8)]
+        for r in requests:
+            erpc.receive_response(r, timeout=10)
+
+    baseline = erpc.call(B, "threading:active_count", timeout=10)
+    for _ in range(3):
+        burst()
+        # the 8 threads that ran calls retire (just after sending their results), but for
+        # MAX_IDLE_READERS spare readers
+        bound = baseline + MAX_IDLE_READERS
+        assert wait_until(lambda: erpc.call(B, "threading:active_count", timeout=10) <= bound, 3.0)
+
+
+def test_large_array_costs_a_small_multiple_of_a_memory_copy(cluster: LocalCluster) -> None:
+    big = np.random.default_rng(0).standard_normal(8 * 2**20)  # 64 MiB
+    erpc.call(A, "os:getpid", timeout=30)
+    copy_start = time.perf_counter()
+    big.copy()  # into fresh memory, page faults included, as the receiver does
+    copy_time = time.perf_counter() - copy_start
+    start = time.perf_counter()
+    total = erpc.call(A, lambda a: float(a.sum()), big, timeout=60)
+    elapsed = time.perf_counter() - start
+    assert total == pytest.approx(float(big.sum()))
+    # no zlib, no quadratic slicing, no pickle-inline copies: a handful of copies' worth at most
+    assert elapsed < max(20 * copy_time, 1.0), f"{elapsed:.3f} s vs one copy {copy_time:.3f} s"
 
 
 def test_multicall_keeps_node_order_with_errors_in_place(cluster: LocalCluster) -> None:
