@@ -79,14 +79,9 @@ def _remote_sampler_fn(caller: Any, token: str) -> Callable[..., Any]:
         import pynode as remote_pynode
 
         def forward(event: Any) -> None:
-            if dataclasses.is_dataclass(event):
-                fields = dataclasses.asdict(event)
-            elif isinstance(event, dict):
-                fields = dict(event)
-            else:
-                fields = dict(vars(event))
+            # exmc's ProgressEvent travels as a plain dict: the wire format stays ours.
             try:
-                remote_pynode.send(caller, (PROGRESS_TAG, token, fields))
+                remote_pynode.send(caller, (PROGRESS_TAG, token, dataclasses.asdict(event)))
             except Exception:  # noqa: BLE001 - progress must never break the sampling
                 remote_logging.getLogger("livebook_client.remote").warning(
                     "progress message to %r failed", caller, exc_info=True)
@@ -173,8 +168,9 @@ class Session:
         else:
             display = progress
         completed = False
+        others: list[Any] = []
         try:
-            result = self._await(request, token, display, timeout)
+            result = self._await(request, token, display, others, timeout)
             completed = True
             return result
         except BaseException:
@@ -183,24 +179,27 @@ class Session:
         finally:
             if display is not None:
                 display.close(completed=completed)
+            for message in others:  # back into the mailbox, in their order
+                pynode.send(caller, message)
 
     def _await(self, request: Any, token: str, display: ProgressDisplay | None,
-               timeout: float | None) -> Any:
+               others: list[Any], timeout: float | None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            response = erpc.wait_response(request, timeout=0 if display else POLL_SECONDS)
+            response = erpc.wait_response(request, timeout=0 if display is not None else POLL_SECONDS)
             if response is not None:
-                self._drain(token, display, wait=0)
+                self._drain(token, display, others, wait=0)
                 return response[1]
             if deadline is not None and time.monotonic() >= deadline:
                 raise ErpcTimeout(f"sampling on {self.node} did not finish within {timeout} s")
             if display is not None:
-                self._drain(token, display, wait=POLL_SECONDS)
+                self._drain(token, display, others, wait=POLL_SECONDS)
 
     @staticmethod
-    def _drain(token: str, display: ProgressDisplay | None, wait: float) -> None:
-        """Feed this request's progress messages to ``display``; other messages are logged and
-        dropped. Waits at most ``wait`` seconds for the first one."""
+    def _drain(token: str, display: ProgressDisplay | None, others: list[Any], wait: float) -> None:
+        """Feed this request's progress messages to ``display``, waiting at most ``wait`` seconds
+        for the first one. Progress of earlier, abandoned requests is dropped; any other message
+        goes to ``others`` (the caller puts it back in the mailbox)."""
         if display is None:
             return
         while True:
@@ -213,7 +212,7 @@ class Session:
                 if message[1] == token:
                     display.update(ChainProgress.from_event(message[2]))
                 continue
-            logger.debug("dropping unexpected mailbox message %r", message)
+            others.append(message)
 
     @staticmethod
     def _abandon(request: Any) -> None:

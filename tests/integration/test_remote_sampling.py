@@ -14,11 +14,13 @@ import time
 import numpy as np
 import psutil
 import pytest
-from IPython.testing.globalipapp import get_ipython
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
 
 import exmc
 from livebook_client import AttachError, IncompatibleNode, attach
 from livebook_client.demo import seed_model
+import pynode
 from pynode import Node
 from pynode.errors import NoConnection
 from pynode.testing import LocalCluster, wait_until
@@ -44,7 +46,10 @@ def cluster():
 def session(cluster):
     Node.start(CLIENT, cookie=cluster.cookie, hidden=True)
     try:
-        yield attach(COMPUTE)
+        session = attach(COMPUTE)
+        # Warm the node's chain pool, so that timings below are of sampling, not of pool start.
+        session.sample(seed_model(), chains=2, num_samples=10, num_warmup=10, progress=False)
+        yield session
     finally:
         Node.stop()
 
@@ -93,6 +98,13 @@ def gone(processes: list[psutil.Process]) -> bool:
     return True
 
 
+
+def ipython_shell() -> InteractiveShell:
+    """The headless IPython shell, its history in memory (tests run with a temporary HOME)."""
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    return InteractiveShell.instance(config=config)
+
 def test_attach_reports_the_node_and_its_exmc(session, cluster):
     assert session.node == COMPUTE
     assert session.versions["exmc"] == exmc.__version__
@@ -101,10 +113,12 @@ def test_attach_reports_the_node_and_its_exmc(session, cluster):
 
 def test_progress_arrives_during_sampling_not_after(session):
     recorder = Recorder()
+    pynode.send(pynode.self_pid(), "not progress")
     started = time.monotonic()
     chains = session.sample(seed_model(), chains=2, num_samples=1500, num_warmup=1000,
                             progress=recorder)
     finished = time.monotonic()
+    assert pynode.receive(timeout=1) == "not progress"  # other mail survives the sampling
     assert len(chains) == 2 and recorder.completed is True
     assert chains[0]["mu"].shape == (1500,) and chains[1]["sigma"].min() > 0
     times = [at for at, _ in recorder.updates]
@@ -142,7 +156,7 @@ def test_ctrl_c_cancels_remote_sampling_and_the_node_keeps_serving(session, clus
 
 
 def test_remote_cell_magic_runs_on_the_node(session, cluster):
-    shell = get_ipython()
+    shell = ipython_shell()
     shell.extension_manager.load_extension("livebook_client")
     shell.user_ns["data"] = np.arange(4)
     attached = shell.run_line_magic("attach", COMPUTE)
