@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Program", "FreeRV", "build_program", "reduce_to"]
 
-#: Fixed slots of the value list: the chain count (batched only), theta and the gradient output.
-THETA, OUT, FIRST_SLOT = 0, 1, 2
+#: Fixed slots of the value list: theta and the gradient output array.
+THETA, OUT = 0, 1
 
 #: ``np.add.reduce`` is ``ndarray.sum`` without its Python-level wrapper (measurably cheaper on the
 #: small arrays of the hot path).
