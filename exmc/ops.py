@@ -336,16 +336,32 @@ def _matmul_kernel(shapes, batched, needs, options) -> Kernel:
 
 
 def _matmul_plain(a_ndim: int, b_ndim: int, needs) -> Kernel:
-    """Neither argument carries a chain axis: numpy's own vector/matrix rules."""
+    """Neither argument carries a chain axis: numpy's own vector/matrix rules.
+
+    With ``out = a @ b`` and upstream gradient ``g`` (shape of ``out``):
+    ``grad_a = g b^T`` and ``grad_b = a^T g``, where a vector operand is read as a row (``a``) or a
+    column (``b``) and the outer products below are those matrix products written for vectors.
+    """
+    def grad_a(g, a, b):
+        if a_ndim == 1 and b_ndim == 1:
+            return g * b  # out is the scalar a.b
+        if b_ndim == 1:
+            return np.outer(g, b)  # (N,K) @ (K,) -> (N,)
+        if a_ndim == 1:
+            return b @ g  # (K,) @ (K,M) -> (M,)
+        return g @ b.T
+
+    def grad_b(g, a, b):
+        if a_ndim == 1 and b_ndim == 1:
+            return g * a
+        if b_ndim == 1:
+            return g @ a  # (N,K) @ (K,) -> (N,): a^T g
+        if a_ndim == 1:
+            return np.outer(a, g)
+        return a.T @ g
+
     def vjp(g, out, a, b):
-        ga = gb = None
-        if needs[0]:
-            ga = g * b if b_ndim == 1 and a_ndim == 1 else (np.outer(g, b) if b_ndim == 1 else
-                                                            (b @ g if a_ndim == 1 else g @ b.T))
-        if needs[1]:
-            gb = g * a if a_ndim == 1 and b_ndim == 1 else (g @ a if b_ndim == 1 else
-                                                            (np.outer(a, g) if a_ndim == 1 else a.T @ g))
-        return ga, gb
+        return (grad_a(g, a, b) if needs[0] else None, grad_b(g, a, b) if needs[1] else None)
     return Kernel(np.matmul, vjp)
 
 
