@@ -16,6 +16,8 @@ _EXPORTS = {
     "compile": ("exmc.model", "compile"),
     "Predictive": ("exmc.predictive", "Predictive"),
     "NUTS": ("exmc.nuts", None),
+    # `pynode start --preload exmc` calls this to start the sampler pool ahead of the first call.
+    "__pynode_preload__": ("exmc.nuts.pool", "__pynode_preload__"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
