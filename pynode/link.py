@@ -41,31 +41,43 @@ _reader = threading.local()
 
 
 class Pending:
-    """A call waiting for its result: set once by the serving thread, awaited by the caller."""
+    """A call waiting for its result: set once by a reader thread, awaited by the caller.
 
-    __slots__ = ("_event", "status", "data", "buffers", "error")
+    A pre-acquired lock rather than an Event: releasing and acquiring one lock is the cheapest
+    wake-up Python offers, and this is on every call's critical path.
+    """
+
+    __slots__ = ("_ready", "_claimed", "status", "data", "buffers", "error")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._ready = threading.Lock()
+        self._ready.acquire()
+        self._claimed = threading.Lock()  # the first resolve/fail wins; later ones are ignored
         self.status = 0
         self.data = b""
         self.buffers: transport.Buffers = ()
         self.error: BaseException | None = None
 
     def resolve(self, status: int, data: bytes, buffers: transport.Buffers) -> None:
-        self.status, self.data, self.buffers = status, data, buffers
-        self._event.set()
+        if self._claimed.acquire(False):
+            self.status, self.data, self.buffers = status, data, buffers
+            self._ready.release()
 
     def fail(self, error: BaseException) -> None:
-        self.error = error
-        self._event.set()
+        if self._claimed.acquire(False):
+            self.error = error
+            self._ready.release()
 
     def wait(self, timeout: float | None) -> bool:
-        return self._event.wait(timeout)
+        """True once resolved or failed; False when ``timeout`` seconds pass first."""
+        if self._ready.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            self._ready.release()  # stay readable for later waits
+            return True
+        return False
 
     @property
     def done(self) -> bool:
-        return self._event.is_set()
+        return self._claimed.locked() and not self._ready.locked()
 
 
 class Link:

@@ -36,6 +36,11 @@ PICKLE_PROTOCOL = 5  # PEP 574: out-of-band buffers
 # Buffers smaller than this stay inside the pickle: below ~64 kB the bookkeeping of a separate
 # argument costs more than copying the bytes.
 OOB_THRESHOLD = 64 * 1024
+# TCP keepalive: first probe after 15 s of silence, then every 5 s, give up after 9 missed probes:
+# a silent dead peer is declared gone after about 60 s, Erlang's default net_ticktime.
+KEEPALIVE_IDLE = 15
+KEEPALIVE_INTERVAL = 5
+KEEPALIVE_PROBES = 9
 # Frame kind (the header byte rpyc uses for its compression flag) of an out-of-band buffer.
 ATTACHMENT = 2
 # Frames up to this size are written with one send call (header and body concatenated); larger
@@ -66,6 +71,10 @@ PROTOCOL_CONFIG: dict[str, Any] = {
 
 # --- payloads ----------------------------------------------------------------------------------
 
+# Values the C pickler handles exactly as cloudpickle would (nothing to pickle by value), so they
+# skip cloudpickle's per-object Python hook: the common results of remote calls.
+_PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
+
 Buffers = tuple[memoryview | bytearray | bytes, ...]
 """Out-of-band pickle buffers: memoryviews of the sender's arrays, bytearrays at the receiver."""
 Payload = tuple[bytes, Buffers]
@@ -78,6 +87,8 @@ def dumps(obj: object) -> Payload:
     Raises whatever cloudpickle raises for an unpicklable object (``TypeError``,
     ``pickle.PicklingError``...).
     """
+    if type(obj) in _PLAIN_TYPES:  # pickled by reference identically by pickle and cloudpickle
+        return pickle.dumps(obj, protocol=PICKLE_PROTOCOL), ()
     buffers: list[memoryview] = []
 
     def out_of_band(buf: pickle.PickleBuffer) -> bool:
@@ -186,8 +197,15 @@ class _Channel(Channel):
 
 
 def tune(sock: socket.socket) -> None:
-    """Disable Nagle's algorithm: calls are small request/response pairs."""
+    """Disable Nagle's algorithm (calls are small request/response pairs) and enable TCP
+    keepalive, so a peer that vanishes without closing (power loss, partition) is noticed and its
+    pending calls fail, like Erlang's net_ticktime does for distribution connections."""
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; elsewhere the OS defaults apply
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
 
 
 def dial(host: str, port: int, timeout: float) -> socket.socket:

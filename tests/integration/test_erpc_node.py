@@ -83,3 +83,12 @@ def test_a_taken_name_is_refused_and_stop_fails_pending_calls(
     with pytest.raises(NoConnection):
         erpc.receive_response(request, timeout=30)
     assert time.monotonic() - start < 2.0
+
+
+def test_a_node_can_call_itself_and_ping_itself() -> None:
+    import os
+
+    Node.start(ME, cookie="c")
+    assert erpc.call(ME, lambda x: (x * 2, os.getpid()), 21, timeout=10) == (42, os.getpid())
+    assert Node.ping(ME) == "pong"
+    assert ME not in Node.list("connected")
