@@ -22,7 +22,7 @@ from livebook_client import AttachError, IncompatibleNode, attach
 from livebook_client.demo import seed_model
 import pynode
 from pynode import Node
-from pynode.errors import NoConnection
+from pynode.errors import ErpcTimeout, NoConnection
 from pynode.testing import LocalCluster, wait_until
 
 COMPUTE = "exmc@127.0.0.54"
@@ -153,6 +153,14 @@ def test_ctrl_c_cancels_remote_sampling_and_the_node_keeps_serving(session, clus
     assert busy_descendants(node_pid) == []
     chains = session.sample(seed_model(), chains=2, num_samples=200, num_warmup=200, progress=False)
     assert len(chains) == 2
+
+
+def test_sampling_timeout_raises_promptly_and_stops_the_chains(session, cluster):
+    started = time.monotonic()
+    with pytest.raises(ErpcTimeout, match=f"sampling on {COMPUTE} did not finish within 1.5 s"):
+        session.sample(seed_model(), progress=Recorder(), timeout=1.5, **ENDLESS)
+    assert time.monotonic() - started < 3.0
+    assert wait_until(lambda: busy_descendants(cluster.pid(COMPUTE)) == [], timeout=5)
 
 
 def test_remote_cell_magic_runs_on_the_node(session, cluster):
