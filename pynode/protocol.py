@@ -89,13 +89,26 @@ class ErpcConnection(rpyc.Connection):
         """The out-of-band buffers of the frame the calling thread is dispatching."""
         return self._channel.take_attachments()
 
+    def _box(self, obj: Any) -> Any:
+        """Only brine values cross a pynode connection: never a reference to a local object."""
+        if not brine.dumpable(obj):
+            raise ProtocolViolation(f"pynode sends only brine values, not {type(obj).__name__}")
+        return consts.LABEL_VALUE, obj
+
+    def _unbox(self, package: Any) -> Any:
+        """Refuse object references (netrefs) from the peer: only plain values are accepted."""
+        label, value = package
+        if label != consts.LABEL_VALUE:
+            raise ProtocolViolation("pynode connections carry no object references")
+        return value
+
     def _send(self, msg: int, seq: int, args: Any, attachments: Buffers = ()) -> None:
         """rpyc's ``_send``, writing ``attachments`` before the frame, synchronously.
 
         rpyc queues frames so that a netref finalizer running mid-send cannot deadlock on the send
-        lock; pynode connections never create netrefs (requests are brine values checked before
-        unboxing), so a plain lock suffices, and the caller's buffers are on the wire (or the send
-        failed) when this returns, so they may be reused at once.
+        lock; pynode connections never create netrefs (:meth:`_box`/:meth:`_unbox` refuse them),
+        so a plain lock suffices, and the caller's buffers are on the wire (or the send failed)
+        when this returns, so they may be reused at once.
         """
         data = brine.I1.pack(msg) + brine.dump((seq, args))
         with self._sendlock:
