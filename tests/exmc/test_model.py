@@ -279,6 +279,15 @@ def test_censoring_of_other_families_matches_scipy_and_has_exact_gradients(famil
     assert_gradient_exact(model, model.to_unconstrained(values))
 
 
+def test_one_sided_truncation_keeps_its_infinite_default_bound():
+    ir = Builder.rv(Builder.new_ir(), "x", Dist.TruncatedNormal, {"mu": 0.5, "sigma": 1.5, "lower": 0.0})
+    model = exmc.compile(ir)
+    value = 1.2
+    expected = stats.truncnorm((0.0 - 0.5) / 1.5, np.inf, loc=0.5, scale=1.5).logpdf(value)
+    assert model.logp({"x": value}) == pytest.approx(expected, rel=1e-12)
+    assert_gradient_exact(model, model.to_unconstrained({"x": value}))
+
+
 def test_to_constrained_includes_every_det_even_unused_ones():
     ir = Builder.det(seed_ir(), "mu_sq", "square", ["mu"])
     ir = Builder.det(ir, "const", "exp", [np.array([0.0, 1.0])])
