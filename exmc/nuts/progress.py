@@ -12,7 +12,9 @@ PROGRESS_INTERVAL = 0.1
 @dataclass(frozen=True)
 class ProgressEvent:
     """One chain's progress. ``iteration`` counts warmup and sampling iterations done (1-based);
-    ``phase`` is ``"warmup"`` or ``"sampling"``; ``done`` marks the chain's last event."""
+    ``phase`` is ``"warmup"`` or ``"sampling"``; ``divergences`` counts the divergent transitions
+    of the current phase so far (warmup ones are expected and not counted against sampling);
+    ``done`` marks the chain's last event."""
 
     chain: int
     iteration: int

@@ -91,8 +91,12 @@ def run_chain(
     report: Callable[[int, int, int, str, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Trace:
-    """Sample one chain, evaluating the log-density directly (see :func:`chain_steps`)."""
-    return drive(chain_steps(model, chain, seed, options, report, should_stop), model.logp_and_grad)
+    """Sample one chain, evaluating the log-density directly (see :func:`chain_steps`).
+
+    Floating-point warnings of the model (overflow far out in a divergent trajectory) are silenced:
+    their consequences, non-finite energies, are handled as divergences."""
+    with np.errstate(all="ignore"):
+        return drive(chain_steps(model, chain, seed, options, report, should_stop), model.logp_and_grad)
 
 
 def chain_steps(
@@ -113,7 +117,7 @@ def chain_steps(
     A generator: every leapfrog position of every trajectory is yielded and its guarded
     ``(lp, grad)`` is expected back (``integrator.drive`` answers at once; the vectorized driver
     batches the requests of all chains). Initialization and the step-size heuristic, a handful of
-    evaluations, call ``model.logp_and_grad`` directly.
+    evaluations, call ``model.logp_and_grad`` directly. Drivers set ``np.errstate``.
 
     Raises :class:`~exmc.nuts.errors.InitializationError` when no finite initial point exists,
     :class:`~exmc.nuts.errors.SamplerError` when adaptation overflows. Model exceptions inside
@@ -122,54 +126,53 @@ def chain_steps(
     rng = np.random.default_rng(seed)
     logp_and_grad = model.logp_and_grad
     total = options.num_warmup + options.num_samples
-    with np.errstate(all="ignore"):
-        q, lp, grad = initial_point(model, rng, options.init_values, chain)
-        metric = unit_metric(model.dim, options.dense_mass)
-        step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, DEFAULT_INITIAL_STEP_SIZE, rng)
-        warmup = _Warmup(model, options)
-        divergences = 0
+    q, lp, grad = initial_point(model, rng, options.init_values, chain)
+    metric = unit_metric(model.dim, options.dense_mass)
+    step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, DEFAULT_INITIAL_STEP_SIZE, rng)
+    warmup = _Warmup(model, options)
+    divergences = 0
 
-        def tick(iteration: int, phase: str) -> None:
-            if should_stop is not None and should_stop():
-                raise InterruptedError(f"chain {chain} stopped at iteration {iteration}")
-            if report is not None:
-                report(chain, iteration, total, phase, divergences, step_size)
+    def tick(iteration: int, phase: str) -> None:
+        if should_stop is not None and should_stop():
+            raise InterruptedError(f"chain {chain} stopped at iteration {iteration}")
+        if report is not None:
+            report(chain, iteration, total, phase, divergences, step_size)
 
-        start = time.perf_counter()
-        for i in range(options.num_warmup):
-            t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
-            q, lp, grad = t.q, t.lp, t.grad
-            divergences += t.divergent
-            step_size, inverse = warmup.adapt(t.accept_prob, q)
-            if inverse is not None:
-                metric = DenseMetric(inverse) if options.dense_mass else DiagonalMetric(inverse)
-                step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, step_size, rng)
-                warmup.dual.mu = math.log(10.0 * step_size)
-                warmup.dual.restart()
-            tick(i + 1, "warmup")
-        if options.num_warmup:
-            step_size = warmup.dual.final()
-        warmup_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(options.num_warmup):
+        t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+        q, lp, grad = t.q, t.lp, t.grad
+        divergences += t.divergent
+        step_size, inverse = warmup.adapt(t.accept_prob, q)
+        if inverse is not None:
+            metric = DenseMetric(inverse) if options.dense_mass else DiagonalMetric(inverse)
+            step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, step_size, rng)
+            warmup.dual.mu = math.log(10.0 * step_size)
+            warmup.dual.restart()
+        tick(i + 1, "warmup")
+    if options.num_warmup:
+        step_size = warmup.dual.final()
+    warmup_seconds = time.perf_counter() - start
 
-        start = time.perf_counter()
-        n = options.num_samples
-        positions = np.empty((n, model.dim))
-        stats = {name: np.empty(n, dtype=dtype) for name, dtype in STAT_DTYPES.items()}
-        divergences = 0
-        for i in range(n):
-            t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
-            q, lp, grad = t.q, t.lp, t.grad
-            positions[i] = q
-            stats["lp"][i] = lp
-            stats["accept_prob"][i] = t.accept_prob
-            stats["step_size"][i] = step_size
-            stats["tree_depth"][i] = t.tree_depth
-            stats["n_steps"][i] = t.n_steps
-            stats["divergent"][i] = t.divergent
-            stats["energy"][i] = t.energy
-            divergences += t.divergent
-            tick(options.num_warmup + i + 1, "sampling")
-        sampling_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    n = options.num_samples
+    positions = np.empty((n, model.dim))
+    stats = {name: np.empty(n, dtype=dtype) for name, dtype in STAT_DTYPES.items()}
+    divergences = 0
+    for i in range(n):
+        t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+        q, lp, grad = t.q, t.lp, t.grad
+        positions[i] = q
+        stats["lp"][i] = lp
+        stats["accept_prob"][i] = t.accept_prob
+        stats["step_size"][i] = step_size
+        stats["tree_depth"][i] = t.tree_depth
+        stats["n_steps"][i] = t.n_steps
+        stats["divergent"][i] = t.divergent
+        stats["energy"][i] = t.energy
+        divergences += t.divergent
+        tick(options.num_warmup + i + 1, "sampling")
+    sampling_seconds = time.perf_counter() - start
 
     draws = {name: np.asarray(value) for name, value in model.to_constrained(positions).items()}
     info = {
