@@ -1,8 +1,8 @@
 """Compile an analysed IR into flat forward and reverse step lists (the model's hot path).
 
 The model's log-density is evaluated by a *program*: a list of forward steps and a list of reverse
-steps, each a closure specialised at compile time (slots, paddings, reducers and constants
-resolved, no name lookups or checks left). Values live in a plain list ``v`` indexed by slot; the
+steps, each a closure specialised at compile time (slots, paddings, shapes and constants resolved:
+no IR lookups, shape inference or validation is left for the hot path). Values live in a plain list ``v`` indexed by slot; the
 reverse pass accumulates gradients in a list ``gs`` of the same length, where each slot's first
 contribution (known at compile time) is assigned and later ones added, so no zero arrays are
 allocated. Nodes that do not influence the log-density (dets only reported with the draws) are
