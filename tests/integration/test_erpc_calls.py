@@ -125,6 +125,19 @@ def test_eight_concurrent_half_second_calls_on_one_connection_take_about_half_a_
     assert elapsed < 1.5, f"8 x 0.5 s took {elapsed:.2f} s: calls were not concurrent"  # serial: 4 s
 
 
+def test_remote_function_can_call_back_into_the_waiting_caller(cluster: LocalCluster) -> None:
+    """A -> ME while ME waits on A, and A -> B -> ME: no deadlock, results flow back."""
+
+    def caller_pid() -> int:
+        return os.getpid()
+
+    def call_back(me: str) -> tuple[int, int]:
+        via_b = erpc.call(B, lambda: erpc.call(me, caller_pid, timeout=10), timeout=20)
+        return erpc.call(me, caller_pid, timeout=10), via_b
+
+    assert erpc.call(A, call_back, ME, timeout=30) == (os.getpid(), os.getpid())
+
+
 def test_reader_threads_do_not_accumulate_after_bursts(cluster: LocalCluster) -> None:
     def burst() -> None:
         requests = [erpc.send_request(B, time.sleep, 0.2) for _ in range(8)]
