@@ -167,6 +167,30 @@ def test_large_array_costs_a_small_multiple_of_a_memory_copy(cluster: LocalClust
     assert elapsed < max(20 * copy_time, 1.0), f"{elapsed:.3f} s vs one copy {copy_time:.3f} s"
 
 
+def test_concurrent_callers_with_mixed_payloads_get_their_own_results(cluster: LocalCluster) -> None:
+    """Frames and their out-of-band attachments never interleave across threads."""
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(10):
+                n = int(rng.choice([1, 100, 50_000, 300_000]))  # in band and out of band
+                x = rng.standard_normal(n)
+                y = erpc.call(A, lambda v, s: (v * 2.0, s), x, seed, timeout=30)
+                assert y[1] == seed
+                np.testing.assert_array_equal(y[0], x * 2.0)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+
+
 def test_multicall_keeps_node_order_with_errors_in_place(cluster: LocalCluster) -> None:
     def who() -> str:
         if pynode.Node.self() == B:
