@@ -20,7 +20,7 @@ def _check(chains, name, mean, sd, index=()):
 
 
 def _sample(ir, **kwargs):
-    options = dict(num_samples=1000, num_warmup=500, seed=1)
+    options = dict(num_samples=500, num_warmup=300, seed=1)
     options.update(kwargs)
     chains = Sampler.sample_chains(ir, 4, **options)
     assert sum(t.divergences for t in chains) == 0
