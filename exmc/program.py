@@ -152,6 +152,16 @@ def _fast_constant(value: Any) -> Any:
     return value
 
 
+def _value_only(logp_and_value_grad: Callable) -> Callable:
+    """Adapt a family's optional ``logp_and_value_grad(value, **params) -> (lp, g_value)`` (used for
+    priors whose parameters are all constant: no parameter gradients are computed) to the shape of
+    ``logp_and_grads``."""
+    def logp_and_grads(value, **params):
+        lp, g_value = logp_and_value_grad(value, **params)
+        return lp, {"value": g_value}
+    return logp_and_grads
+
+
 def _chain_sum(lp: Any, axes: tuple[int, ...], ndim: int) -> Any:
     """Sum an elementwise log-density over everything but the chain axis."""
     if lp.ndim == ndim:
@@ -283,6 +293,9 @@ class _Builder:
                 base[key] = _fast_constant(self.a.value_of(value) if is_ref(value) else value)
         value_slot = self.slots[node.name] if node.name in self.varying else None
         const_value = self.a.consts.get(node.name)
+        value_only = getattr(family, "logp_and_value_grad", None)
+        if value_only is not None and value_slot is not None and not varying:
+            logp_and_grads = _value_only(value_only)
         if value_slot is None and not varying:
             with np.errstate(all="ignore"):
                 lp, _ = logp_and_grads(const_value, **base)

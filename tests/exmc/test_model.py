@@ -338,6 +338,38 @@ def test_one_sided_truncation_keeps_its_infinite_default_bound():
     assert_gradient_exact(model, model.to_unconstrained({"x": value}))
 
 
+def test_optional_value_only_hook_is_used_for_constant_parameter_priors():
+    from dataclasses import dataclass
+
+    from exmc.dist.continuous import NormalFamily
+
+    calls = []
+
+    @dataclass(frozen=True)
+    class CountingNormal(NormalFamily):
+        def logp_and_value_grad(self, value, **params):
+            calls.append(np.shape(value))
+            lp, grads = self.logp_and_grads(value, **params)
+            return lp, grads["value"]
+
+    counting = CountingNormal(name="CountingNormal", params=("mu", "sigma"))
+
+    def build(family):
+        ir = Builder.rv(Builder.new_ir(), "beta", family, {"mu": 0.5, "sigma": 2.0}, shape=3)
+        ir = Builder.rv(ir, "s", Dist.HalfNormal, {"sigma": 1.0})
+        ir = Builder.rv(ir, "y", family, {"mu": "beta", "sigma": "s"})
+        return exmc.compile(Builder.obs(ir, "y_obs", "y", np.array([0.1, 0.4, -0.3])))
+
+    hooked, plain = build(counting), build(Dist.Normal)
+    theta = RNG.normal(size=4)
+    lp, grad = hooked.logp_and_grad(theta)
+    assert calls == [(3,)]  # the prior only: the likelihood has random parameters
+    assert lp == pytest.approx(plain.logp_and_grad(theta)[0], rel=1e-14)
+    np.testing.assert_allclose(grad, plain.logp_and_grad(theta)[1], rtol=1e-14)
+    thetas = RNG.normal(size=(2, 4))
+    np.testing.assert_allclose(hooked.logp_and_grad(thetas)[1], plain.logp_and_grad(thetas)[1], rtol=1e-14)
+
+
 def test_to_constrained_includes_every_det_even_unused_ones():
     ir = Builder.det(seed_ir(), "mu_sq", "square", ["mu"])
     ir = Builder.det(ir, "const", "exp", [np.array([0.0, 1.0])])
