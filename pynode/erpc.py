@@ -37,6 +37,8 @@ from pynode.runtime import current
 log = logging.getLogger(__name__)
 
 Fn = Callable[..., Any] | str
+"""A function to run remotely: any picklable callable, or ``"module:function"``."""
+
 
 class Request:
     """A call in flight, from :func:`send_request`. Its response can be read any number of times."""
