@@ -139,11 +139,14 @@ def nuts_transition_steps(
         if lw_final > log_w or uniform() < math.exp(lw_final - log_w):
             proposal = proposal_final
         rho = rho_init + rho_final
-        persist = (
-            _no_u_turn(v_beg, v_end, rho)
-            and _no_u_turn(v_beg, v_final_beg, rho_init + p_final_beg)
-            and _no_u_turn(v_init_end, v_end, rho_final + p_init_end)
-        )
+        persist = _no_u_turn(v_beg, v_end, rho)
+        # Across the halves; when both halves are single states these two checks repeat the
+        # first one exactly (same sums, same end velocities), so they are skipped.
+        if persist and depth > 1:
+            persist = (
+                _no_u_turn(v_beg, v_final_beg, rho_init + p_final_beg)
+                and _no_u_turn(v_init_end, v_end, rho_final + p_init_end)
+            )
         return (persist, log_w, rho, v_beg, v_end, p_beg, p_end, proposal)
 
     fwd_end = bck_end = edge
