@@ -373,12 +373,12 @@ class _Builder:
 
     def _noncentered(self, f: FreeRV, lp_program: bool) -> tuple[Callable, Callable]:
         node = f.node
-        params = dict(node.params)
+        node_params = dict(node.params)
         slot, get, write = self.slots[node.name], self._getter(f), self._writer(f)
         ndim = len(f.shape)
         specs = []
         for key in ("mu", "sigma"):
-            value = params[key]
+            value = node_params[key]
             if is_ref(value) and value in self.varying:
                 specs.append((self.slots[value], self._pad(value, ndim), None))
             else:
@@ -390,36 +390,66 @@ class _Builder:
         if lp_program:
             self.lp_const -= HALF_LOG_2PI * int(np.prod(f.shape))
 
-        def forward(v):
-            z = get(v[THETA])
-            mu = mu_const if mu_slot is None else (v[mu_slot] if mu_pad is None else v[mu_slot][mu_pad])
-            sigma = sigma_const if sigma_slot is None else (
-                v[sigma_slot] if sigma_pad is None else v[sigma_slot][sigma_pad])
-            v[slot] = mu + sigma * z
-            v[tape] = (z, mu, sigma)
-            zz = z * z
-            return -0.5 * (_sum(zz, axes) if batched and axes else zz if batched else _sum(zz, None))
-
         has_grad = slot in self.seen  # consumers were built before (reverse order)
         mu_first = self._first(mu_slot) if (mu_slot is not None and has_grad) else False
         sigma_first = self._first(sigma_slot) if (sigma_slot is not None and has_grad) else False
 
+        def mu_sigma(v):
+            mu = mu_const if mu_slot is None else (v[mu_slot] if mu_pad is None else v[mu_slot][mu_pad])
+            sigma = sigma_const if sigma_slot is None else (
+                v[sigma_slot] if sigma_pad is None else v[sigma_slot][sigma_pad])
+            return mu, sigma
+
+        if not batched:
+            # Static shapes; np.vdot gives sum(z*z) and sum(g*z) in one call each.
+            mu_shape, sigma_shape = (self.a.shape_of(node_params[k]) for k in ("mu", "sigma"))
+
+            def forward(v):
+                z = get(v[THETA])
+                mu, sigma = mu_sigma(v)
+                v[slot] = mu + sigma * z
+                v[tape] = (z, sigma)
+                return -0.5 * np.vdot(z, z)
+
+            def reverse(v, gs):
+                z, sigma = v[tape]
+                if not has_grad:
+                    write(v[OUT], -z)
+                    return
+                g = gs[slot]
+                write(v[OUT], sigma * g - z)
+                if mu_slot is not None:
+                    gm = reduce_to(g, mu_shape)
+                    gs[mu_slot] = gm if mu_first else gs[mu_slot] + gm
+                if sigma_slot is not None:
+                    gsig = np.vdot(g, z) if sigma_shape == () else reduce_to(g * z, sigma_shape)
+                    gs[sigma_slot] = gsig if sigma_first else gs[sigma_slot] + gsig
+            return forward, reverse
+
+        def forward(v):
+            z = get(v[THETA])
+            mu, sigma = mu_sigma(v)
+            v[slot] = mu + sigma * z
+            v[tape] = (z, mu, sigma)
+            zz = z * z
+            return -0.5 * (_sum(zz, axes) if axes else zz)
+
         def reverse(v, gs):
             z, mu, sigma = v[tape]
-            g = gs[slot] if has_grad else None
-            if g is None:
+            if not has_grad:
                 write(v[OUT], -z)
                 return
+            g = gs[slot]
             write(v[OUT], sigma * g - z)
             if mu_slot is not None:
                 gm = reduce_to(g, np.shape(mu))
                 if mu_pad is not None:
-                    gm = gm.reshape(np.shape(v[mu_slot]))
+                    gm = gm.reshape(v[mu_slot].shape)
                 gs[mu_slot] = gm if mu_first else gs[mu_slot] + gm
             if sigma_slot is not None:
                 gsig = reduce_to(g * z, np.shape(sigma))
                 if sigma_pad is not None:
-                    gsig = gsig.reshape(np.shape(v[sigma_slot]))
+                    gsig = gsig.reshape(v[sigma_slot].shape)
                 gs[sigma_slot] = gsig if sigma_first else gs[sigma_slot] + gsig
         return forward, reverse
 

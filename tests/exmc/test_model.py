@@ -113,6 +113,16 @@ def ops_chain_ir():
     return Builder.obs(ir, "y_obs", "y", np.array([[0.2, -0.4], [0.5, 0.1], [0.0, 0.3]]))
 
 
+def noncentered_corner_cases_ir():
+    """A noncentered rv nothing depends on, and one with constant mu and sigma."""
+    ir = Builder.rv(Builder.new_ir(), "m", Dist.Normal, {"mu": 0.0, "sigma": 1.0})
+    ir = Builder.rv(ir, "s", Dist.HalfNormal, {"sigma": 1.0})
+    ir = Builder.rv(ir, "lonely", Dist.Normal, {"mu": "m", "sigma": "s"}, shape=3, reparam="noncentered")
+    ir = Builder.rv(ir, "fixed", Dist.Normal, {"mu": 1.0, "sigma": 2.0}, shape=2, reparam="noncentered")
+    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "fixed", "sigma": "s"})
+    return Builder.obs(ir, "y_obs", "y", np.array([0.5, 1.5]))
+
+
 def central_differences(model, theta):
     grad = np.zeros_like(theta)
     for i in range(theta.size):
@@ -141,6 +151,7 @@ MODELS = {
     "mixture": lambda: exmc.compile(mixture_ir()),
     "multivariate": lambda: exmc.compile(multivariate_ir()),
     "ops_chain": lambda: exmc.compile(ops_chain_ir()),
+    "noncentered_corners": lambda: exmc.compile(noncentered_corner_cases_ir()),
 }
 
 
