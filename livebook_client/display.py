@@ -12,14 +12,21 @@ exist; empty chains raise ``ValueError``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 logger = logging.getLogger(__name__)
+
+#: What the helpers accept: exmc's ``Chains`` (a list of ``Trace`` mappings) or any sequence of
+#: mappings name → array ``(num_samples, *shape)``.
+Draws = Sequence[Mapping[str, Any]]
 
 # Scalar elements drawn at most per figure: beyond this a figure is unreadable; the caller can
 # choose the elements with ``var_names``.
@@ -41,14 +48,14 @@ class Element:
     draws: np.ndarray
 
 
-def variable_names(chains: Sequence[Any]) -> list[str]:
+def variable_names(chains: Draws) -> list[str]:
     """The variables recorded in the traces, in trace order."""
     if len(chains) == 0:
         raise ValueError("no chains to display")
     return list(chains[0].keys())
 
 
-def stacked(chains: Sequence[Any], name: str) -> np.ndarray:
+def stacked(chains: Draws, name: str) -> np.ndarray:
     """Draws of ``name`` from every chain as one array ``(num_chains, num_samples, *shape)``."""
     names = variable_names(chains)
     if name not in names:
@@ -56,7 +63,7 @@ def stacked(chains: Sequence[Any], name: str) -> np.ndarray:
     return np.stack([np.asarray(trace[name]) for trace in chains])
 
 
-def elements(chains: Sequence[Any], var_names: Sequence[str] | None = None) -> list[Element]:
+def elements(chains: Draws, var_names: Sequence[str] | None = None) -> list[Element]:
     """Scalar elements of the chosen variables (all by default), ``name[i,j]`` for arrays."""
     chosen: list[Element] = []
     for name in var_names if var_names is not None else variable_names(chains):
@@ -73,13 +80,13 @@ def elements(chains: Sequence[Any], var_names: Sequence[str] | None = None) -> l
     return chosen[:MAX_PLOTTED_ELEMENTS]
 
 
-def chain_means(chains: Sequence[Any], name: str) -> list[float]:
+def chain_means(chains: Draws, name: str) -> list[float]:
     """Posterior mean of a scalar variable in each chain, in chain order."""
     draws = stacked(chains, name)
     return [float(m) for m in draws.reshape(draws.shape[0], -1).mean(axis=1)]
 
 
-def pooled_mean_sd(chains: Sequence[Any], name: str) -> tuple[float, float]:
+def pooled_mean_sd(chains: Draws, name: str) -> tuple[float, float]:
     """Mean and standard deviation of a scalar variable over all chains' draws together."""
     draws = stacked(chains, name).ravel()
     return float(draws.mean()), float(draws.std(ddof=1))
@@ -111,18 +118,15 @@ def _grid(samples: np.ndarray) -> np.ndarray:
     return np.linspace(low - pad, high + pad, KDE_POINTS)
 
 
-def _save(figure: Any, path: str | Path | None) -> Any:
+def _save(figure: Figure, path: str | Path | None) -> Figure:
     if path is not None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-        FigureCanvasAgg(figure)
-        figure.savefig(path)
+        figure.savefig(path)  # a bare Figure renders with Agg (or the format's own backend)
         logger.info("saved figure to %s", path)
     return figure
 
 
-def plot_trace(chains: Sequence[Any], var_names: Sequence[str] | None = None, *,
-               path: str | Path | None = None) -> Any:
+def plot_trace(chains: Draws, var_names: Sequence[str] | None = None, *,
+               path: str | Path | None = None) -> Figure:
     """ArviZ-style trace plot: per element, each chain's density (left) and draws (right).
 
     Returns the ``matplotlib.figure.Figure``; saves it to ``path`` when given (format from the
@@ -147,8 +151,8 @@ def plot_trace(chains: Sequence[Any], var_names: Sequence[str] | None = None, *,
     return _save(figure, path)
 
 
-def plot_posterior(chains: Sequence[Any], var_names: Sequence[str] | None = None, *,
-                   path: str | Path | None = None) -> Any:
+def plot_posterior(chains: Draws, var_names: Sequence[str] | None = None, *,
+                   path: str | Path | None = None) -> Figure:
     """Posterior density per chain (thin) and pooled (thick), with the pooled mean and 94 % HDI.
 
     Returns the ``matplotlib.figure.Figure``; saves it to ``path`` when given.

@@ -23,7 +23,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pynode
 from pynode import Node, erpc
@@ -32,6 +32,10 @@ from pynode.errors import ErpcTimeout, NoConnection
 
 from .errors import AttachError, IncompatibleNode
 from .progress import ChainProgress, ProgressDisplay, make_progress
+
+if TYPE_CHECKING:
+    from exmc.ir import IR
+    from exmc.nuts.trace import Chains
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +65,7 @@ def _remote_versions_fn() -> Callable[[], dict[str, str]]:
     return remote_versions
 
 
-def _remote_sampler_fn(caller: Any, token: str) -> Callable[..., Any]:
+def _remote_sampler_fn(caller: pynode.Pid | None, token: str) -> Callable[..., Chains]:
     """The function shipped by ``Session.sample``: samples and streams progress to ``caller``.
 
     A failing ``send`` (the caller has gone) is logged on the compute node and never stops the
@@ -71,7 +75,7 @@ def _remote_sampler_fn(caller: Any, token: str) -> Callable[..., Any]:
     exception cannot land.
     """
 
-    def sample_remotely(ir: Any, num_chains: int, options: dict[str, Any]) -> Any:
+    def sample_remotely(ir: IR, num_chains: int, options: dict[str, Any]) -> Chains:
         import dataclasses
         import logging as remote_logging
 
@@ -142,9 +146,9 @@ class Session:
         the remote exception itself)."""
         return erpc.call(self.node, fn, *args, timeout=timeout, **kwargs)
 
-    def sample(self, ir: Any, chains: int = 4, num_samples: int = 1000, num_warmup: int = 500,
+    def sample(self, ir: IR, chains: int = 4, num_samples: int = 1000, num_warmup: int = 500,
                seed: int | None = None, progress: bool | ProgressDisplay = True,
-               timeout: float | None = None, **sampler_options: Any) -> Any:
+               timeout: float | None = None, **sampler_options: Any) -> Chains:
         """Run ``exmc.NUTS.Sampler.sample_chains`` on the attached node and return its ``Chains``.
 
         ``seed=None`` leaves the sampler's default seed; other ``sampler_options``
@@ -182,7 +186,7 @@ class Session:
             for message in others:  # back into the mailbox, in their order
                 pynode.send(caller, message)
 
-    def _await(self, request: Any, token: str, display: ProgressDisplay | None,
+    def _await(self, request: erpc.Request, token: str, display: ProgressDisplay | None,
                others: list[Any], timeout: float | None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -215,7 +219,7 @@ class Session:
             others.append(message)
 
     @staticmethod
-    def _abandon(request: Any) -> None:
+    def _abandon(request: erpc.Request) -> None:
         """Give up on ``request``: pynode then cancels the remote call."""
         try:
             erpc.receive_response(request, timeout=0)
