@@ -85,6 +85,7 @@ class Sampler:
             raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
         options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values)
         seeds = _chain_seeds(seed, num_chains)
+        logger.debug("sampling %d chains (parallel=%r, seed=%r): %s", num_chains, parallel, seed, options)
         if parallel == "vectorized":
             from exmc.nuts.vectorized import run_vectorized
 

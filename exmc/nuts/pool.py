@@ -159,9 +159,8 @@ class WorkerPool:
                 while pending and idle:
                     worker, chain = idle.pop(0), pending.pop(0)
                     send = None if worker.model_key == key else model_bytes
-                    worker.model_key, worker.chain = None, chain  # unknown until the worker confirms
                     worker.conn.send(("run", chain, key, send, seeds[chain], options, progress is not None))
-                    worker.model_key = key
+                    worker.model_key, worker.chain = key, chain
                     busy[worker.conn] = worker
                 for handle in wait(list(busy), timeout=POLL_INTERVAL):
                     worker = busy[handle]

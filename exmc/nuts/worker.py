@@ -14,19 +14,15 @@ when the socket closes (the parent went away), so no worker outlives its parent'
 """
 from __future__ import annotations
 
-import logging
 import signal
-import traceback
 import sys
+import traceback
 from multiprocessing.connection import Connection
 
 import cloudpickle
 
 from exmc.nuts.progress import Throttle
 from exmc.nuts.sampler import load_model, run_chain
-
-logger = logging.getLogger(__name__)
-
 
 def worker_main(conn: Connection) -> None:
     """Serve chain tasks on ``conn`` until it closes."""
