@@ -61,10 +61,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                         help="cluster configuration (default: %(default)s)")
     parser.add_argument("--target", help="compute node (default: the exmc node of the config)")
-    parser.add_argument("--chains", type=int, default=DEFAULT_CHAINS)
-    parser.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="samples per chain")
-    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="warmup iterations per chain")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--chains", type=int, default=DEFAULT_CHAINS,
+                        help="number of chains (default: %(default)s)")
+    parser.add_argument("--draws", type=int, default=DEFAULT_DRAWS,
+                        help="samples per chain (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
+                        help="warmup iterations per chain (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="sampler seed (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
