@@ -68,6 +68,8 @@ class Model:
     """
 
     def __init__(self, ir: IR, ncp: bool | Literal["auto"] = False) -> None:
+        if not isinstance(ir, IR):
+            raise TypeError(f"exmc.compile expects an IR built with exmc.Builder, got {type(ir).__name__}")
         if ncp not in (False, "auto"):
             raise ValueError(f"ncp must be False or 'auto', got {ncp!r}")
         self._source = ir
@@ -221,6 +223,7 @@ def compile(ir: IR, ncp: bool | Literal["auto"] = False) -> Model:  # noqa: A001
     """Validate ``ir`` and compile it (see :class:`Model`). ``ncp="auto"`` reparametrises every
     unobserved Normal whose ``mu`` and ``sigma`` are both references (as eXMC does).
 
-    Raises ``ValidationError`` naming the offending node and field for any malformed model.
+    Raises ``ValidationError`` naming the offending node and field for any malformed model,
+    ``TypeError`` when ``ir`` is not an IR and ``ValueError`` for another ``ncp``.
     """
     return Model(ir, ncp=ncp)

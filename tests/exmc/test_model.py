@@ -421,6 +421,11 @@ def test_custom_family_travels_with_cloudpickle():
     assert lp == pytest.approx(-2.0) and g[0] == pytest.approx(-2.0)
 
 
+def test_compile_rejects_what_is_not_an_ir():
+    with pytest.raises(TypeError, match="expects an IR"):
+        exmc.compile({"mu": 1.0})
+
+
 def test_wrong_theta_shape_is_rejected():
     model = exmc.compile(seed_ir())
     with pytest.raises(ValueError, match="dim=2"):
