@@ -45,8 +45,8 @@ class _Ancestral:
         batched = [is_ref(x) and x in self.drawn for x in node.args]
         if not any(batched):
             return  # a constant det: its value is in the analysis
-        args = [self.arg(x, out_ndim) if (b and op.elementwise) else (self.drawn[x] if b else self.arg(x, 0))
-                for x, b in zip(node.args, batched)]
+        # Elementwise ops need drawn arguments rank-aligned; structural ops take them as they are.
+        args = [self.arg(x, out_ndim if op.elementwise else 0) for x in node.args]
         kernel = op.kernel([self.a.shape_of(x) for x in node.args], batched, [False] * len(args), options)
         out = np.asarray(kernel.forward(*args))
         self.drawn[node.name] = np.array(np.broadcast_to(out, (self.n,) + self.a.shapes[node.name]))
