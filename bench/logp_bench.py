@@ -1,6 +1,6 @@
 """Cost of ``exmc.compile(ir).logp_and_grad`` against a hand-written numpy floor, in the same run.
 
-For each model the floor is the log-density and gradient written by hand with the fewest numpy
+The models are the sampler benchmark's (``bench/bench_models.py``). For each the floor is the log-density and gradient written by hand with the fewest numpy
 calls we know (what a careful person would write for that one model); the ratio exmc/floor is the
 overhead of evaluating a general IR. Targets (issue 3): logistic regression (N=500, K=20) <= 1.5x,
 the seed model (10 observations) <= 3x, and a 4-chain batched call cheaper per chain than one
@@ -15,6 +15,13 @@ gradient exactly), so the comparison is of two implementations of the same funct
 """
 from __future__ import annotations
 
+import os
+
+# One BLAS thread, as in a sampler worker running one chain per core; also makes CPU time (below)
+# the time of this one computation. Must be set before numpy loads OpenBLAS.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import argparse
 import cProfile
 import pstats
@@ -26,18 +33,16 @@ from typing import Callable
 import numpy as np
 from scipy.special import expit
 
+import bench_models  # the sampler benchmark's models: both benchmarks measure the same densities
 import exmc
-from exmc import Builder, Dist
 
 #: Issue 3's targets: exmc time / floor time.
 TARGET_LOGISTIC = 1.5
 TARGET_SEED = 3.0
 #: Chains in the batched comparison (the seed's ``sample_chains(ir, 4, ...)``).
 N_CHAINS = 4
-#: Logistic regression size and data seed (fixed so runs are comparable).
-LOGISTIC_N, LOGISTIC_K, LOGISTIC_SEED = 500, 20, 20240601
-#: The seed model's observations (issue 3).
-SEED_Y = np.array([2.1, 2.5, 1.8, 2.3, 2.7, 1.9, 2.4, 2.2, 2.6, 2.0])
+#: Seed of the evaluation points (the models' data come from ``bench_models``' own fixed seeds).
+POINTS_SEED = 20240601
 
 LogpGrad = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -56,42 +61,27 @@ class Case:
 
 
 def logistic_case(rng: np.random.Generator) -> Case:
-    """``alpha ~ N(0, 5); beta ~ N(0, 1)^K; y ~ Bernoulli(logit = alpha + X beta)``."""
-    N, K = LOGISTIC_N, LOGISTIC_K
-    X = rng.normal(size=(N, K))
-    true_beta = rng.normal(scale=0.5, size=K)
-    y = (rng.uniform(size=N) < expit(0.3 + X @ true_beta)).astype(float)
-
-    ir = Builder.new_ir()
-    ir = Builder.data(ir, "X", X)
-    ir = Builder.rv(ir, "alpha", Dist.Normal, {"mu": 0.0, "sigma": 5.0})
-    ir = Builder.rv(ir, "beta", Dist.Normal, {"mu": 0.0, "sigma": 1.0}, shape=(K,))
-    ir = Builder.det(ir, "Xb", "matmul", ["X", "beta"])
-    ir = Builder.det(ir, "eta", "add", ["alpha", "Xb"])
-    ir = Builder.rv(ir, "y", Dist.Bernoulli, {"logit_p": "eta"})
-    ir = Builder.obs(ir, "y_obs", "y", y)
+    """``bench_models.logistic_ir``: ``alpha, beta ~ N(0, 2.5)``, ``y ~ Bernoulli(logit = alpha + X beta)``."""
+    X, y = bench_models.logistic_data()
+    inv_var = 1.0 / bench_models.LOGISTIC_PRIOR_SCALE ** 2
 
     def floor(theta: np.ndarray):
         alpha, beta = theta[..., 0], theta[..., 1:]
         eta = alpha[..., None] + beta @ X.T
-        lp = (y * eta - np.logaddexp(0.0, eta)).sum(-1) - 0.5 * (beta * beta).sum(-1) - alpha * alpha / 50.0
+        lp = (y * eta - np.logaddexp(0.0, eta)).sum(-1) - 0.5 * inv_var * ((beta * beta).sum(-1) + alpha * alpha)
         r = y - expit(eta)
-        grad = np.concatenate([(r.sum(-1) - alpha / 25.0)[..., None], r @ X - beta], axis=-1)
+        grad = np.concatenate([(r.sum(-1) - inv_var * alpha)[..., None], r @ X - inv_var * beta], axis=-1)
         return lp, grad
 
-    values = [{"alpha": rng.normal(), "beta": rng.normal(scale=0.5, size=K)} for _ in range(N_CHAINS)]
-    return Case("logistic regression (N=500, K=20)", TARGET_LOGISTIC, ir, floor,
-                lambda v: np.concatenate([[v["alpha"]], v["beta"]]), values, ("alpha", "beta"))
+    values = [{"alpha": rng.normal(), "beta": rng.normal(scale=0.5, size=X.shape[1])} for _ in range(N_CHAINS)]
+    return Case(f"logistic regression (N={X.shape[0]}, K={X.shape[1]})", TARGET_LOGISTIC, bench_models.logistic_ir(),
+                floor, lambda v: np.concatenate([[v["alpha"]], v["beta"]]), values, ("alpha", "beta"))
 
 
 def seed_case(rng: np.random.Generator) -> Case:
-    """Issue 3's seed: ``mu ~ N(0, 10); sigma ~ HalfNormal(2); y ~ N(mu, sigma)``, 10 observations."""
-    ir = Builder.new_ir()
-    ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": 10.0})
-    ir = Builder.rv(ir, "sigma", Dist.HalfNormal, {"sigma": 2.0})
-    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigma"})
-    ir = Builder.obs(ir, "y_obs", "y", SEED_Y)
-    n, y = len(SEED_Y), SEED_Y
+    """Issue 3's seed (``bench_models.seed_ir``): ``mu ~ N(0, 10); sigma ~ HalfNormal(2); y ~ N(mu, sigma)``."""
+    y = bench_models.SEED_Y
+    n = len(y)
 
     def floor(theta: np.ndarray):
         mu, log_sigma = theta[..., 0], theta[..., 1]
@@ -106,7 +96,7 @@ def seed_case(rng: np.random.Generator) -> Case:
 
     values = [{"mu": 2.25 + 0.1 * rng.normal(), "sigma": 0.36 * np.exp(0.2 * rng.normal())}
               for _ in range(N_CHAINS)]
-    return Case("seed model (10 obs)", TARGET_SEED, ir, floor,
+    return Case(f"seed model ({n} obs)", TARGET_SEED, bench_models.seed_ir(), floor,
                 lambda v: np.array([v["mu"], np.log(v["sigma"])]), values, ("mu", "sigma"))
 
 
@@ -115,10 +105,10 @@ def _calls_for(fn: Callable[[], object], min_time: float) -> int:
     fn()
     calls = 1
     while True:
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(calls):
             fn()
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
         if elapsed >= min_time / 4 or calls >= 1 << 20:
             return max(1, int(calls * (min_time / max(elapsed, 1e-9))))
         calls *= 4
@@ -127,18 +117,20 @@ def _calls_for(fn: Callable[[], object], min_time: float) -> int:
 def per_call_seconds(fns: dict[str, Callable[[], object]], min_time: float, repeats: int) -> dict[str, float]:
     """Best mean time per call of each function over ``repeats`` rounds.
 
-    The functions are timed in interleaved rounds (a, b, c, a, b, c, ...) so that load from other
-    processes on a shared machine hits all of them alike; the minimum over rounds is the estimate
-    least disturbed by that load.
+    Time is this process's CPU time (``time.process_time``), not wall time: on a shared, loaded
+    machine a wall-clock round also counts the time the process waited for a core. The functions
+    are timed in interleaved rounds (a, b, c, a, b, c, ...) so that what load remains (cache and
+    memory-bandwidth contention) hits all of them alike; the minimum over rounds is the estimate
+    least disturbed by it.
     """
     calls = {name: _calls_for(fn, min_time) for name, fn in fns.items()}
     best = {name: np.inf for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = time.process_time()
             for _ in range(calls[name]):
                 fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / calls[name])
+            best[name] = min(best[name], (time.process_time() - start) / calls[name])
     return best
 
 
@@ -191,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     min_time, repeats = (0.02, 2) if args.quick else (0.1, 15)
 
-    rng = np.random.default_rng(LOGISTIC_SEED)
+    rng = np.random.default_rng(POINTS_SEED)
     cases = [logistic_case(rng), seed_case(rng)]
     print(f"{'model':36s} {'exmc us':>9s} {'floor us':>9s} {'ratio':>6s} {'target':>6s}"
           f" {'exmc/chain x4':>13s} {'batch gain':>10s} {'floor/chain x4':>14s}")
