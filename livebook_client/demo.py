@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -75,7 +76,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, roles: ClusterRoles, out: TextIO) -> None:
     """Tell the story on ``out``. Raises what attaching and sampling raise."""
-    from pynode import Node
+    from pynode import Node, portmapper
 
     from .session import attach, is_loopback
 
@@ -84,6 +85,8 @@ def run(args: argparse.Namespace, roles: ClusterRoles, out: TextIO) -> None:
             print(line, file=out, flush=True)
 
     target = args.target or roles.compute
+    if roles.epmd_port is not None:  # the file's port mapper port, unless PYNODE_EPMD_PORT says otherwise
+        os.environ.setdefault(portmapper.EPMD_PORT_ENV, str(roles.epmd_port))
     Node.start(roles.notebook, cookie=roles.cookie)
     try:
         connected = Node.connect(target)
@@ -96,7 +99,8 @@ def run(args: argparse.Namespace, roles: ClusterRoles, out: TextIO) -> None:
         import exmc
 
         free = [name for name, _shape in exmc.compile(ir).free_names]
-        say(demo_story.model_lines(len(SEED_OBSERVATIONS), free, session.node))
+        observed = sum(obs.value.size for obs in ir.observations().values())
+        say(demo_story.model_lines(observed, free, session.node))
         started = time.perf_counter()
         chains = session.sample(ir, args.chains, num_samples=args.draws, num_warmup=args.warmup,
                                 seed=args.seed, progress=not args.no_progress, timeout=SAMPLE_TIMEOUT)
