@@ -141,3 +141,23 @@ def test_asynchronous_exception_in_waiting_thread_terminates_workers(exc_type):
     assert not thread.is_alive()
     assert isinstance(outcome.get("exc"), exc_type)
     _assert_no_workers_left(pids)
+
+
+def test_workers_exit_when_their_parent_is_killed():
+    import subprocess
+    import sys
+
+    script = ("from exmc.nuts import Sampler, pool; Sampler.start_pool(2); "
+              "print(*pool.get_pool().pids(), flush=True); import time; time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(pids) == 2
+    finally:
+        parent.kill()  # SIGKILL: no atexit, no cleanup code runs in the parent
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(psutil.pid_exists(pid) for pid in pids):
+        time.sleep(0.1)
+    # Orphans are re-parented and reaped by init once they exit on the closed socket.
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
