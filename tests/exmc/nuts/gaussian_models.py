@@ -39,6 +39,27 @@ class Gaussian:
         return np.asarray(values["x"], dtype=float).reshape(self.dim)
 
 
+class LogGamma:
+    """``theta = log(x)``, ``x ~ Gamma(shape, 1)``: a skewed target, ``E[theta] = digamma(shape)``,
+    ``Var[theta] = trigamma(shape)``. Vector of ``dim`` independent copies."""
+
+    def __init__(self, shape: float = 2.5, dim: int = 2) -> None:
+        self.shape = shape
+        self.dim = dim
+        self.free_names = [("theta", (dim,))]
+
+    def logp_and_grad(self, theta):
+        e = np.exp(theta)
+        lp = np.sum(self.shape * theta - e, axis=-1)
+        return (float(lp) if np.ndim(lp) == 0 else lp), self.shape - e
+
+    def to_constrained(self, theta):
+        return {"theta": np.asarray(theta).copy()}
+
+    def to_unconstrained(self, values):
+        return np.asarray(values["theta"], dtype=float).reshape(self.dim)
+
+
 def isotropic(dim: int = 3) -> Gaussian:
     return Gaussian(np.arange(dim, dtype=float), np.eye(dim))
 

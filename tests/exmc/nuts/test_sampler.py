@@ -5,7 +5,7 @@ from arviz_stats.base import array_stats
 
 from exmc.nuts import InitializationError, Sampler
 
-from gaussian_models import Gaussian, isotropic
+from gaussian_models import Gaussian, LogGamma, isotropic
 
 
 def _check_moments(chains, name, mean, sd):
@@ -34,6 +34,20 @@ def test_correlated_gaussian_with_dense_mass():
     np.testing.assert_allclose(inverse, cov, rtol=0.35)  # the adapted metric estimates the covariance
     # With the covariance learnt, trajectories are short (diagonal metric would need ~depth 4).
     assert np.mean([t.stats["tree_depth"].mean() for t in chains]) < 2.5
+
+
+@pytest.mark.parametrize("parallel", [False, "vectorized"])
+def test_skewed_target_moments_and_quantiles(parallel):
+    from scipy import special, stats
+
+    chains = Sampler.sample_chains(LogGamma(2.5, dim=2), 4, num_samples=500, num_warmup=300, seed=21,
+                                   parallel=parallel)
+    _check_moments(chains, "theta", [special.digamma(2.5)] * 2, [np.sqrt(special.polygamma(1, 2.5))] * 2)
+    # The 10 % quantile of theta is log of Gamma(2.5)'s: checks the shape, not only two moments.
+    draws = chains.stacked("theta")[..., 0]
+    q10 = float(np.log(stats.gamma(2.5).ppf(0.1)))
+    mcse = float(array_stats.mcse(draws, method="quantile", prob=0.1))
+    assert abs(np.quantile(draws, 0.1) - q10) <= 4 * mcse
 
 
 def test_diagonal_metric_learns_scales():
