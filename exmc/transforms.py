@@ -19,7 +19,7 @@ arrays broadcasting against the value); a transform depending on sampled paramet
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,12 +42,22 @@ __all__ = [
 ]
 
 
+def _kw(default):
+    """A keyword-only field: ``name`` and ``event_ndim`` come first in every transform's field
+    order, so positional arguments must skip them (``Interval(0.0, 1.0)`` sets the bounds)."""
+    return field(default=default, kw_only=True)
+
+
 @dataclass(frozen=True)
 class Transform:
-    """Base class: a bijection from unconstrained reals to a constrained set (see module doc)."""
+    """Base class: a bijection from unconstrained reals to a constrained set (see module doc).
 
-    name: str = "transform"
-    event_ndim: int = 0
+    ``name`` and ``event_ndim`` are keyword-only; a subclass's own fields (the bounds) are the
+    positional ones.
+    """
+
+    name: str = _kw("transform")
+    event_ndim: int = _kw(0)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Unconstrained ``x`` -> constrained ``y``."""
@@ -79,7 +89,7 @@ class Transform:
 class Identity(Transform):
     """No constraint: ``y = x``, log-Jacobian 0."""
 
-    name: str = "identity"
+    name: str = _kw("identity")
 
     def forward(self, x):
         return as_float(x)
@@ -102,7 +112,7 @@ class Identity(Transform):
 class LowerBound(Transform):
     """``y = lower + exp(x)``, support ``(lower, inf)``; log-Jacobian ``x``."""
 
-    name: str = "lower_bound"
+    name: str = _kw("lower_bound")
     lower: float | np.ndarray = 0.0
 
     def forward(self, x):
@@ -127,7 +137,7 @@ class LowerBound(Transform):
 class Log(LowerBound):
     """The "log" transform for positive support: ``y = exp(x)``, ``x = log(y)``."""
 
-    name: str = "log"
+    name: str = _kw("log")
 
     def forward(self, x):
         return np.exp(x)
@@ -148,7 +158,7 @@ class Log(LowerBound):
 class UpperBound(Transform):
     """``y = upper - exp(x)``, support ``(-inf, upper)``; log-Jacobian ``x``."""
 
-    name: str = "upper_bound"
+    name: str = _kw("upper_bound")
     upper: float | np.ndarray = 0.0
 
     def forward(self, x):
@@ -178,7 +188,7 @@ class Interval(Transform):
     bound is not finite.
     """
 
-    name: str = "interval"
+    name: str = _kw("interval")
     lower: float | np.ndarray = 0.0
     upper: float | np.ndarray = 1.0
 
@@ -219,7 +229,7 @@ class Interval(Transform):
 class Logit(Interval):
     """The "logit" transform for the unit interval: ``y = sigmoid(x)``, ``x = logit(y)``."""
 
-    name: str = "logit"
+    name: str = _kw("logit")
 
     def forward(self, x):
         return sigmoid(x)
@@ -252,8 +262,8 @@ class StickBreaking(Transform):
     log(remaining stick before k)``; gradients come from a reversed cumulative sum.
     """
 
-    name: str = "stick_breaking"
-    event_ndim: int = 1
+    name: str = _kw("stick_breaking")
+    event_ndim: int = _kw(1)
 
     @staticmethod
     def _offsets(km1: int) -> np.ndarray:

@@ -105,6 +105,18 @@ def test_interval_rejects_bad_bounds():
         transforms.simplex.unconstrained_shape((1,))
 
 
+def test_positional_bounds_are_the_bounds():
+    # name and event_ndim are keyword-only: positional arguments go to the bounds.
+    interval = transforms.Interval(2.0, 5.0)
+    assert (interval.name, interval.lower, interval.upper) == ("interval", 2.0, 5.0)
+    assert interval == transforms.Interval(lower=2.0, upper=5.0)
+    np.testing.assert_allclose(interval.forward(np.array([0.0])), [3.5])
+    assert (transforms.LowerBound(1.5).name, transforms.LowerBound(1.5).lower) == ("lower_bound", 1.5)
+    assert (transforms.UpperBound(-1.0).name, transforms.UpperBound(-1.0).upper) == ("upper_bound", -1.0)
+    with pytest.raises(TypeError):
+        transforms.Interval("interval", 0.0, 1.0)  # the old (buggy) field order
+
+
 def test_by_name_and_unknown_name():
     assert transforms.by_name("log") is transforms.log
     with pytest.raises(ValueError, match="unknown transform 'logg'"):
