@@ -1,4 +1,5 @@
-"""The demo notebook executed headless (nbclient) against a real exmc node, outputs checked."""
+"""The demo notebook executed headless (nbclient) against a real exmc node, outputs checked;
+and a Jupyter kernel interrupted while it samples remotely."""
 from __future__ import annotations
 
 import base64
@@ -7,9 +8,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
+from process_watch import gone, wait_for_busy
 
-from pynode.testing import LocalCluster
+from pynode.testing import LocalCluster, wait_until
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "livebook_client" / "notebooks" / "cluster_sampling_demo.ipynb"
 COMPUTE = "exmc@127.0.0.57"
@@ -36,20 +39,29 @@ def cell_after(notebook, source_fragment: str):
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
+def cluster():
     with LocalCluster([COMPUTE], preload=["exmc"]) as cluster:
-        notebook = nbformat.read(NOTEBOOK, as_version=4)
-        workdir = tmp_path_factory.mktemp("notebook")
-        client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
-                                resources={"metadata": {"path": str(workdir)}})
-        env_patch = pytest.MonkeyPatch()
-        env_patch.setenv("LIVEBOOK_TARGET", COMPUTE)
-        env_patch.setenv("PYNODE_COOKIE", cluster.cookie)
-        try:
-            client.execute()
-        finally:
-            env_patch.undo()
-        yield notebook, cluster
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def kernel_env(cluster):
+    """What a kernel needs to find the cluster: the target and the cookie (the port-mapper port
+    comes with the test session's environment)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LIVEBOOK_TARGET", COMPUTE)
+    patch.setenv("PYNODE_COOKIE", cluster.cookie)
+    yield
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def executed(cluster, kernel_env, tmp_path_factory):
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    workdir = tmp_path_factory.mktemp("notebook")
+    NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
+                   resources={"metadata": {"path": str(workdir)}}).execute()
+    return notebook, cluster
 
 
 def test_notebook_verifies_the_cluster(executed):
@@ -103,3 +115,30 @@ def test_plots_are_rendered_images(executed):
         images = [o for o in outputs if "image/png" in o.get("data", {})]
         assert len(images) == 1, f"{fragment} displayed {len(images)} images"
         assert base64.b64decode(images[0].data["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_interrupting_the_sampling_cell_cancels_the_remote_chains(cluster, kernel_env):
+    kernel, client = start_new_kernel(kernel_name="python3")
+    try:
+        setup = client.execute_interactive(
+            "import os, livebook_client\n"
+            "from livebook_client.demo import seed_model\n"
+            "session = livebook_client.attach(os.environ['LIVEBOOK_TARGET'])\n"
+            "session.sample(seed_model(), chains=2, num_samples=10, num_warmup=10)",
+            timeout=CELL_TIMEOUT)
+        assert setup["content"]["status"] == "ok", setup["content"]
+        request = client.execute("session.sample(seed_model(), chains=2, num_samples=10**6, num_warmup=500)")
+        workers = wait_for_busy(cluster.pid(COMPUTE))
+        assert workers, "no busy chain worker was seen under the exmc node"
+        kernel.interrupt_kernel()  # the notebook's "interrupt the kernel" button
+        reply = client.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == request
+        assert (reply["content"]["status"], reply["content"]["ename"]) == ("error", "KeyboardInterrupt")
+        assert wait_until(lambda: gone(workers), timeout=5), f"workers still running: {workers}"
+        again = client.execute_interactive(
+            "assert len(session.sample(seed_model(), chains=2, num_samples=50, num_warmup=50)) == 2",
+            timeout=CELL_TIMEOUT)
+        assert again["content"]["status"] == "ok", again["content"]
+    finally:
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)

@@ -15,12 +15,13 @@ import numpy as np
 import psutil
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from process_watch import busy_descendants, gone, wait_for_busy
 from traitlets.config import Config
 
 import exmc
+import pynode
 from livebook_client import AttachError, IncompatibleNode, attach
 from livebook_client.demo import seed_model
-import pynode
 from pynode import Node
 from pynode.errors import ErpcTimeout, NoConnection
 from pynode.testing import LocalCluster, wait_until
@@ -30,10 +31,6 @@ CLIENT = "livebook_test@127.0.0.53"
 
 # A sampling run that cannot finish during a test: the test interrupts or kills it.
 ENDLESS = dict(chains=2, num_samples=1_000_000, num_warmup=500)
-
-# CPU seconds a chain worker burns in half a second of wall time when it is sampling (it would
-# burn ~0.5; an idle worker burns ~0).
-BUSY_CPU_SECONDS = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -66,37 +63,6 @@ class Recorder:
 
     def close(self, *, completed):
         self.completed = completed
-
-
-def busy_descendants(pid: int) -> list[psutil.Process]:
-    """Processes under ``pid`` that are burning CPU (the chains' workers while they sample)."""
-    processes = psutil.Process(pid).children(recursive=True)
-    before = {}
-    for process in processes:
-        try:
-            before[process] = sum(process.cpu_times()[:2])
-        except psutil.NoSuchProcess:
-            pass
-    time.sleep(0.5)
-    busy = []
-    for process, cpu in before.items():
-        try:
-            if sum(process.cpu_times()[:2]) - cpu > BUSY_CPU_SECONDS:
-                busy.append(process)
-        except psutil.NoSuchProcess:
-            pass
-    return busy
-
-
-def gone(processes: list[psutil.Process]) -> bool:
-    for process in processes:
-        try:
-            if process.status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            pass
-    return True
-
 
 
 def ipython_shell() -> InteractiveShell:
@@ -137,10 +103,7 @@ def test_ctrl_c_cancels_remote_sampling_and_the_node_keeps_serving(session, clus
     workers: list[psutil.Process] = []
 
     def interrupt_once_sampling():
-        for _ in range(40):
-            workers.extend(busy_descendants(node_pid))
-            if workers:
-                break
+        workers.extend(wait_for_busy(node_pid))
         _thread.interrupt_main()  # what Ctrl-C does to the waiting main thread
 
     threading.Thread(target=interrupt_once_sampling, daemon=True).start()
@@ -199,10 +162,7 @@ def test_killed_node_fails_the_sampling_at_once_and_a_restart_serves_again(sessi
     killed_at: list[float] = []
 
     def kill_once_sampling():
-        for _ in range(40):
-            workers.extend(busy_descendants(node_pid))
-            if workers:
-                break
+        workers.extend(wait_for_busy(node_pid))
         killed_at.append(time.monotonic())
         cluster.kill(COMPUTE)
 
