@@ -71,12 +71,19 @@ class Sampler:
         ``parallel``: ``True`` runs chains in the warm process pool (at most ``max_workers`` at a
         time, default ``min(num_chains, cores)``); ``False`` runs them one after another in the
         calling process; ``"vectorized"`` runs them together in the calling process with one
-        batched gradient call per leapfrog step. All three give identical draws for a seed.
+        batched gradient call per leapfrog step. The pool and the sequential mode give identical
+        draws for a seed whatever ``max_workers`` is; the vectorized mode uses the same per-chain
+        random streams, but batched floating-point evaluation may differ in the last bits, so its
+        draws agree in distribution (bit for bit when the model's batched and single evaluations
+        agree exactly).
 
         ``progress(event)`` receives :class:`ProgressEvent`s in the calling process (≤ ~10/s per
         chain). ``should_stop()`` is polled ~10 times a second; when it returns true the run stops
         with ``InterruptedError``. An asynchronous exception or ``KeyboardInterrupt`` in the calling
         thread also stops it; in both cases pool workers are terminated (the pool restarts lazily).
+
+        Concurrent calls from several threads share the pool one run at a time. An exception
+        raised by ``progress`` aborts the run like any other.
 
         Raises ``ValueError`` on bad options, :class:`~exmc.nuts.errors.ChainFailed` naming the
         chain whose worker died, and a chain's own exception (e.g. ``InitializationError``).
