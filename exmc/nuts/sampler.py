@@ -131,6 +131,7 @@ def chain_steps(
     step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, DEFAULT_INITIAL_STEP_SIZE, rng)
     warmup = _Warmup(model, options)
     divergences = 0
+    warmup_steps = 0
 
     def tick(iteration: int, phase: str) -> None:
         if should_stop is not None and should_stop():
@@ -143,6 +144,7 @@ def chain_steps(
         t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
         q, lp, grad = t.q, t.lp, t.grad
         divergences += t.divergent
+        warmup_steps += t.n_steps
         step_size, inverse = warmup.adapt(t.accept_prob, q)
         if inverse is not None:
             metric = DenseMetric(inverse) if options.dense_mass else DiagonalMetric(inverse)
@@ -153,6 +155,7 @@ def chain_steps(
     if options.num_warmup:
         step_size = warmup.dual.final()
     warmup_seconds = time.perf_counter() - start
+    warmup_divergences = divergences
 
     start = time.perf_counter()
     n = options.num_samples
@@ -184,6 +187,8 @@ def chain_steps(
         "warmup_seconds": warmup_seconds,
         "sampling_seconds": sampling_seconds,
         "num_warmup": options.num_warmup,
+        "warmup_steps": warmup_steps,
+        "warmup_divergences": warmup_divergences,
         "max_tree_depth": options.max_tree_depth,
     }
     return Trace(draws, stats, info, unconstrained=positions)

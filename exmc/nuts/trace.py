@@ -26,7 +26,8 @@ class Trace(Mapping):
     Attributes:
         stats: per-draw sampler statistics (keys of ``STAT_DTYPES``), arrays of ``num_samples``.
         info: ``chain``, ``seed``, ``spawn_key``, final ``step_size``, ``inverse_metric``,
-            ``warmup_seconds``, ``sampling_seconds``, ``num_warmup``, ``max_tree_depth``.
+            ``warmup_seconds``, ``sampling_seconds``, ``num_warmup``, ``warmup_steps`` (leapfrog
+            steps spent in warmup), ``warmup_divergences``, ``max_tree_depth``.
         unconstrained: the ``(num_samples, dim)`` draws on the sampler's unconstrained scale.
     """
 

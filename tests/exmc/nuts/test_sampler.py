@@ -64,6 +64,7 @@ def test_trace_layout_and_stats():
     assert all(v.shape == (50,) for v in trace.stats.values())
     assert np.all(trace.stats["step_size"] == trace.info["step_size"])
     assert trace.info["chain"] == 0 and trace.info["warmup_seconds"] > 0
+    assert trace.info["warmup_steps"] >= 30 and trace.info["warmup_divergences"] >= 0
     with pytest.raises(KeyError, match="no variable 'y'"):
         trace["y"]
 
