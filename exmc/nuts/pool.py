@@ -10,6 +10,8 @@ spawn/forkserver, it never re-imports the caller's ``__main__``) and talks over 
 socket pair wrapped in a ``multiprocessing.connection.Connection``. The calling thread multiplexes
 the sockets with ``multiprocessing.connection.wait``: results, progress events and worker deaths
 (end of file on the socket) all arrive in one loop, in the calling process, without extra threads.
+Passing the socket by file descriptor is POSIX-only (Linux, macOS); elsewhere use
+``parallel=False`` or ``"vectorized"``.
 
 Cancellation: the waiting loop wakes every ``POLL_INTERVAL`` seconds, so a ``KeyboardInterrupt`` or
 an asynchronous exception (``PyThreadState_SetAsyncExc``, as pynode raises on a cancelled call) is
