@@ -152,16 +152,6 @@ def _fast_constant(value: Any) -> Any:
     return value
 
 
-def _value_only(logp_and_value_grad: Callable) -> Callable:
-    """Adapt a family's optional ``logp_and_value_grad(value, **params) -> (lp, g_value)`` (used for
-    priors whose parameters are all constant: no parameter gradients are computed) to the shape of
-    ``logp_and_grads``."""
-    def logp_and_grads(value, **params):
-        lp, g_value = logp_and_value_grad(value, **params)
-        return lp, {"value": g_value}
-    return logp_and_grads
-
-
 def _chain_sum(lp: Any, axes: tuple[int, ...], ndim: int) -> Any:
     """Sum an elementwise log-density over everything but the chain axis."""
     if lp.ndim == ndim:
@@ -293,9 +283,15 @@ class _Builder:
                 base[key] = _fast_constant(self.a.value_of(value) if is_ref(value) else value)
         value_slot = self.slots[node.name] if node.name in self.varying else None
         const_value = self.a.consts.get(node.name)
-        value_only = getattr(family, "logp_and_value_grad", None)
-        if value_only is not None and value_slot is not None and not varying:
-            logp_and_grads = _value_only(value_only)
+        if value_slot is not None and not varying:
+            kernel = family.prior_kernel(shape, self.batched, **base)
+            if kernel is not None:
+                return self._prior_term(kernel, value_slot)
+        elif value_slot is None and varying and (obs is None or obs.censored is None):
+            kernel = family.observed_kernel(const_value, tuple((key, self.a.shapes[params[key]]) for key, _, _ in varying),
+                                            self.batched, **base)
+            if kernel is not None:
+                return self._observed_term(kernel, [slot for _, slot, _ in varying])
         if value_slot is None and not varying:
             with np.errstate(all="ignore"):
                 lp, _ = logp_and_grads(const_value, **base)
@@ -331,6 +327,56 @@ class _Builder:
                 if padded:
                     g = g.reshape(v[slot].shape)
                 gs[slot] = g if first else gs[slot] + g
+        return forward, reverse
+
+    def _prior_term(self, kernel: Callable, value_slot: int) -> tuple[Callable, Callable]:
+        """Closures around a family's ``prior_kernel`` (constant parameters: only the value's
+        gradient, the log-density already summed)."""
+        tape, first = self._slot(), self._first(value_slot)
+
+        def forward(v):
+            lp, v[tape] = kernel(v[value_slot])
+            return lp
+
+        if first:
+            def reverse(v, gs):
+                gs[value_slot] = v[tape]
+        else:
+            def reverse(v, gs):
+                gs[value_slot] = gs[value_slot] + v[tape]
+        return forward, reverse
+
+    def _observed_term(self, kernel: Callable, slots: list[int]) -> tuple[Callable, Callable]:
+        """Closures around a family's ``observed_kernel`` (constant data: gradients of the varying
+        parameters only, already of their slots' shapes, so no padding or reduction here)."""
+        tape = self._slot()
+        inputs = [(i, slot, self._first(slot)) for i, slot in enumerate(slots)]
+        if len(slots) == 1:
+            ((_, slot, first),) = inputs
+
+            def forward(v):
+                lp, v[tape] = kernel(v[slot])
+                return lp
+
+            def reverse(v, gs):
+                (g,) = v[tape]
+                gs[slot] = g if first else gs[slot] + g
+            return forward, reverse
+        if len(slots) == 2:
+            slot_a, slot_b = slots
+
+            def forward(v):
+                lp, v[tape] = kernel(v[slot_a], v[slot_b])
+                return lp
+        else:
+            def forward(v):
+                lp, v[tape] = kernel(*[v[slot] for slot in slots])
+                return lp
+
+        def reverse(v, gs):
+            grads = v[tape]
+            for i, slot, first in inputs:
+                gs[slot] = grads[i] if first else gs[slot] + grads[i]
         return forward, reverse
 
     @staticmethod

@@ -146,6 +146,31 @@ class Distribution:
         """
         raise NotImplementedError
 
+    def prior_kernel(self, shape: tuple[int, ...], batched: bool, **params: Any):
+        """Optional compile-time specialisation for a free rv whose parameters are all constants.
+
+        Returns ``None`` (no specialisation: the model calls :meth:`logp_and_grads`) or a function
+        ``kernel(value) -> (lp_total, g_value)``: ``value`` has the rv's ``shape`` (with a leading
+        chain axis when ``batched``), ``lp_total`` is the log-density summed over those ``shape``
+        axes (a scalar, or ``(C,)``) and ``g_value`` its gradient, of the value's shape. Outside the
+        support ``lp_total`` is ``-inf`` as in :meth:`logp_and_grads`. ``params`` are the resolved
+        constants (see :mod:`exmc.dist.kernels` for the helpers).
+        """
+        return None
+
+    def observed_kernel(self, value: np.ndarray, varying: tuple[tuple[str, tuple[int, ...]], ...],
+                        batched: bool, **params: Any):
+        """Optional compile-time specialisation for an uncensored observed rv with constant ``value``.
+
+        ``varying`` lists ``(param name, shape)`` of the parameters that change per call (shapes
+        without the chain axis); ``params`` holds the constant ones. Returns ``None`` (no
+        specialisation) or ``kernel(*args) -> (lp_total, grads)`` where ``args`` are the varying
+        parameters in ``varying``'s order, each with a leading chain axis when ``batched`` (no
+        padding axes), ``lp_total`` is the log-density summed over the value (a scalar, or
+        ``(C,)``) and ``grads`` a tuple of each argument's gradient, of that argument's shape.
+        """
+        return None
+
     def sample(self, rng: np.random.Generator, size: tuple[int, ...] | int | None,
                shape: tuple[int, ...] | None = None, **params: np.ndarray) -> np.ndarray:
         """Draws of shape ``size + broadcast(shape, parameter shapes)``.

@@ -15,6 +15,7 @@ from scipy.special import betaln, digamma, log_ndtr
 from exmc import transforms
 from exmc._numeric import HALF_LOG_2PI, as_float, nan_to_minus_inf
 from exmc.dist.base import Distribution, draw_shape, require, require_finite, require_positive
+from exmc.dist.kernels import constant, log_fns, summed
 
 __all__ = ["Beta", "Uniform", "Uniform01", "TruncatedNormal"]
 
@@ -82,6 +83,17 @@ class BetaFamily(Distribution):
             "alpha": log_x - digamma(alpha) + psi_ab,
             "beta": log_1mx - digamma(beta) + psi_ab,
         }
+
+    def prior_kernel(self, shape, batched, **params):
+        alpha, beta = constant(params["alpha"]), constant(params["beta"])
+        am1, bm1 = alpha - 1.0, beta - 1.0
+        c = constant(-betaln(alpha, beta))
+        log, log1p = log_fns(shape, batched)
+
+        def elementwise(value):
+            lp = nan_to_minus_inf(c + am1 * log(value) + bm1 * log1p(-value))
+            return lp, am1 / value - bm1 / (1.0 - value)
+        return summed(elementwise, shape)
 
     def sample(self, rng, size, shape=None, **params):
         alpha, beta = params["alpha"], params["beta"]

@@ -6,6 +6,7 @@ Normal{mu, sigma} · Cauchy{loc, scale} · StudentT{df, loc, scale} · Laplace{m
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ from scipy.special import digamma, gammaln
 
 from exmc._numeric import HALF_LOG_2PI, LOG_PI, as_float, sigmoid
 from exmc.dist.base import Distribution, draw_shape, require_finite, require_positive
+from exmc.dist.kernels import bind, constant, log_fns, scalar_log, summed
 
 __all__ = ["Normal", "Cauchy", "StudentT", "Laplace", "Logistic", "Flat"]
 
@@ -41,6 +43,44 @@ class NormalFamily(_RealLine):
         d_mu = z * inv_sigma
         return lp, {"value": -d_mu, "mu": d_mu, "sigma": (z2 - 1.0) * inv_sigma}
 
+    def prior_kernel(self, shape, batched, **params):
+        mu, sigma = constant(params["mu"]), constant(params["sigma"])
+        inv_var = 1.0 / (sigma * sigma)
+        c = constant(-np.log(sigma) - HALF_LOG_2PI)
+        centred = np.any(mu != 0.0)
+        if not shape or batched or np.ndim(c):
+            def elementwise(value):
+                d = value - mu if centred else value
+                g = -inv_var * d
+                return c + 0.5 * g * d, g
+            return summed(elementwise, shape)
+        c_total = c * math.prod(shape)
+
+        def kernel(value):  # one vector: the sum of squares is one dot product
+            d = value - mu if centred else value
+            g = -inv_var * d
+            return c_total + 0.5 * np.vdot(g, d), g
+        return kernel
+
+    def observed_kernel(self, value, varying, batched, **params):
+        """iid observations with scalar ``mu`` and ``sigma``: the sum over the data is a function of
+        its count, mean and centred sum of squares (computed once), so a call does no array work."""
+        if any(shape for _, shape in varying) or any(np.ndim(p) for p in params.values()):
+            return None
+        y = as_float(value)
+        n = float(y.size)
+        mean = float(y.mean())
+        centred_ss = float(np.sum((y - mean) ** 2))
+        log = scalar_log if not batched else np.log
+        c = -n * HALF_LOG_2PI
+
+        def full(mu, sigma):
+            d = mean - mu
+            inv_var = 1.0 / (sigma * sigma)
+            q = (centred_ss + n * d * d) * inv_var  # sum((y - mu)^2) / sigma^2
+            return c - n * log(sigma) - 0.5 * q, (n * d * inv_var, (q - n) / sigma)
+        return bind(full, ("mu", "sigma"), [name for name, _ in varying], params)
+
     def sample(self, rng, size, shape=None, **params):
         mu, sigma = params["mu"], params["sigma"]
         return rng.normal(mu, sigma, size=draw_shape(size, shape, mu, sigma))
@@ -63,6 +103,16 @@ class CauchyFamily(_RealLine):
         r = 1.0 / (1.0 + z2)
         d_loc = 2.0 * z * r * inv_scale
         return lp, {"value": -d_loc, "loc": d_loc, "scale": (z2 - 1.0) * r * inv_scale}
+
+    def prior_kernel(self, shape, batched, **params):
+        loc, inv_scale = constant(params["loc"]), constant(1.0 / np.asarray(params["scale"]))
+        c = constant(-LOG_PI + np.log(inv_scale))
+        log1p = log_fns(shape, batched)[1]
+
+        def elementwise(value):
+            z = (value - loc) * inv_scale
+            return c - log1p(z * z), -2.0 * z * inv_scale / (1.0 + z * z)
+        return summed(elementwise, shape)
 
     def sample(self, rng, size, shape=None, **params):
         loc, scale = params["loc"], params["scale"]
@@ -91,6 +141,18 @@ class StudentTFamily(_RealLine):
         d_scale = (r * z2 - 1.0) * inv_scale
         d_df = 0.5 * (digamma(half_dfp1) - digamma(0.5 * df) - 1.0 / df - log1p_term + r * z2 / df)
         return lp, {"value": -d_loc, "loc": d_loc, "scale": d_scale, "df": d_df}
+
+    def prior_kernel(self, shape, batched, **params):
+        df, loc, scale = (constant(params[k]) for k in ("df", "loc", "scale"))
+        inv_scale, inv_df, half_dfp1 = 1.0 / scale, 1.0 / df, 0.5 * (df + 1.0)
+        c = constant(gammaln(half_dfp1) - gammaln(0.5 * df) - 0.5 * np.log(df * np.pi) - np.log(scale))
+        log1p = log_fns(shape, batched)[1]
+
+        def elementwise(value):
+            z = (value - loc) * inv_scale
+            z2 = z * z
+            return c - half_dfp1 * log1p(z2 * inv_df), -(df + 1.0) * z * inv_scale / (df + z2)
+        return summed(elementwise, shape)
 
     def sample(self, rng, size, shape=None, **params):
         df, loc, scale = params["df"], params["loc"], params["scale"]

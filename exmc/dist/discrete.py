@@ -19,6 +19,9 @@ from scipy.special import digamma, gammaln, xlog1py, xlogy
 from exmc._numeric import as_float, sigmoid, softplus
 from exmc.dist.base import Distribution, draw_shape, require, require_finite, require_positive
 
+#: ``ndarray.sum`` without its Python-level wrapper.
+_sum = np.add.reduce
+
 __all__ = ["Bernoulli", "Binomial", "Poisson", "NegativeBinomial"]
 
 
@@ -52,6 +55,20 @@ class BernoulliFamily(Distribution):
         one = value == 1
         lp = np.where(one, np.log(np.where(one, p, 1.0)), np.log1p(-np.where(one, 0.0, p)))
         return lp, {"p": np.where(one, 1.0 / p, -1.0 / (1.0 - p))}
+
+    def observed_kernel(self, value, varying, batched, **params):
+        """A vector of outcomes with one ``logit_p`` each (logistic regression): the whole term in
+        a few array passes. With ``sp = softplus(eta)``, ``lp = y . eta - sum(sp)`` and the
+        gradient ``y - sigmoid(eta) = y - exp(eta - sp)`` reuses ``sp`` instead of a second
+        exponential-and-divide."""
+        y = as_float(value)
+        if params or y.ndim != 1 or tuple(varying) != (("logit_p", y.shape),):
+            return None
+
+        def kernel(eta):
+            sp = np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))
+            return np.dot(eta, y) - _sum(sp, -1), (y - np.exp(eta - sp),)
+        return kernel
 
     def sample(self, rng, size, shape=None, **params):
         p = sigmoid(params["logit_p"]) if "logit_p" in params else as_float(params["p"])

@@ -17,6 +17,7 @@ from scipy.special import digamma, gammaln
 
 from exmc._numeric import HALF_LOG_2PI, as_float, minus_inf_below_zero, nan_to_minus_inf
 from exmc.dist.base import Distribution, draw_shape, require_finite, require_positive
+from exmc.dist.kernels import constant, log_fns, summed
 
 __all__ = ["HalfNormal", "HalfCauchy", "Lognormal", "Exponential", "Gamma", "InverseGamma", "Weibull", "HalfFlat"]
 
@@ -55,6 +56,16 @@ class HalfNormalFamily(_PositiveClosed):
         lp = minus_inf_below_zero(_HALF_LOG_2_OVER_PI - 0.5 * z2 - np.log(sigma), value)
         return lp, {"value": -z * inv_sigma, "sigma": (z2 - 1.0) * inv_sigma}
 
+    def prior_kernel(self, shape, batched, **params):
+        sigma = constant(params["sigma"])
+        inv_var = 1.0 / (sigma * sigma)
+        c = constant(_HALF_LOG_2_OVER_PI - np.log(sigma))
+
+        def elementwise(value):
+            g = -inv_var * value
+            return minus_inf_below_zero(c + 0.5 * g * value, value), g
+        return summed(elementwise, shape)
+
     def sample(self, rng, size, shape=None, **params):
         sigma = params["sigma"]
         return np.abs(rng.normal(0.0, sigma, size=draw_shape(size, shape, sigma)))
@@ -75,6 +86,17 @@ class HalfCauchyFamily(_PositiveClosed):
         lp = minus_inf_below_zero(_LOG_2_OVER_PI - np.log(scale) - np.log1p(z2), value)
         r = inv_scale / (1.0 + z2)
         return lp, {"value": -2.0 * z * r, "scale": (z2 - 1.0) * r}
+
+    def prior_kernel(self, shape, batched, **params):
+        inv_scale = constant(1.0 / np.asarray(params["scale"]))
+        c = constant(_LOG_2_OVER_PI + np.log(inv_scale))
+        log1p = log_fns(shape, batched)[1]
+
+        def elementwise(value):
+            z = value * inv_scale
+            z2 = z * z
+            return minus_inf_below_zero(c - log1p(z2), value), -2.0 * z * inv_scale / (1.0 + z2)
+        return summed(elementwise, shape)
 
     def sample(self, rng, size, shape=None, **params):
         scale = params["scale"]
@@ -99,6 +121,18 @@ class LognormalFamily(_PositiveOpen):
         d_mu = z * inv_sigma
         return lp, {"value": -(d_mu + 1.0) / value, "mu": d_mu, "sigma": (z2 - 1.0) * inv_sigma}
 
+    def prior_kernel(self, shape, batched, **params):
+        mu, sigma = constant(params["mu"]), constant(params["sigma"])
+        inv_var = 1.0 / (sigma * sigma)
+        c = constant(-np.log(sigma) - HALF_LOG_2PI)
+        log = log_fns(shape, batched)[0]
+
+        def elementwise(value):
+            log_x = log(value)
+            d = log_x - mu
+            return nan_to_minus_inf(c - 0.5 * inv_var * d * d - log_x), -(inv_var * d + 1.0) / value
+        return summed(elementwise, shape)
+
     def sample(self, rng, size, shape=None, **params):
         mu, sigma = params["mu"], params["sigma"]
         return rng.lognormal(mu, sigma, size=draw_shape(size, shape, mu, sigma))
@@ -115,6 +149,18 @@ class ExponentialFamily(_PositiveClosed):
         lam = params["lambda"]
         lp = minus_inf_below_zero(np.log(lam) - lam * value, value)
         return lp, {"value": np.zeros(lp.shape) - lam, "lambda": 1.0 / lam - value}
+
+    def prior_kernel(self, shape, batched, **params):
+        lam = constant(params["lambda"])
+        log_lam = constant(np.log(lam))
+        if not shape and not batched:
+            def elementwise(value):
+                return minus_inf_below_zero(log_lam - lam * value, value), -lam
+        else:
+            def elementwise(value):
+                lp = log_lam - lam * value
+                return minus_inf_below_zero(lp, value), np.full(lp.shape, -lam)
+        return summed(elementwise, shape)
 
     def sample(self, rng, size, shape=None, **params):
         lam = params["lambda"]
@@ -138,6 +184,16 @@ class GammaFamily(_PositiveOpen):
             "alpha": log_beta - digamma(alpha) + log_x,
             "beta": alpha / beta - value,
         }
+
+    def prior_kernel(self, shape, batched, **params):
+        alpha, beta = constant(params["alpha"]), constant(params["beta"])
+        am1 = alpha - 1.0
+        c = constant(alpha * np.log(beta) - gammaln(alpha))
+        log = log_fns(shape, batched)[0]
+
+        def elementwise(value):
+            return nan_to_minus_inf(c + am1 * log(value) - beta * value), am1 / value - beta
+        return summed(elementwise, shape)
 
     def sample(self, rng, size, shape=None, **params):
         alpha, beta = params["alpha"], params["beta"]

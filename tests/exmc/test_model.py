@@ -349,7 +349,7 @@ def test_one_sided_truncation_keeps_its_infinite_default_bound():
     assert_gradient_exact(model, model.to_unconstrained({"x": value}))
 
 
-def test_optional_value_only_hook_is_used_for_constant_parameter_priors():
+def test_family_kernels_are_used_and_agree_with_the_generic_path():
     from dataclasses import dataclass
 
     from exmc.dist.continuous import NormalFamily
@@ -358,27 +358,46 @@ def test_optional_value_only_hook_is_used_for_constant_parameter_priors():
 
     @dataclass(frozen=True)
     class CountingNormal(NormalFamily):
-        def logp_and_value_grad(self, value, **params):
-            calls.append(np.shape(value))
-            lp, grads = self.logp_and_grads(value, **params)
-            return lp, grads["value"]
+        def prior_kernel(self, shape, batched, **params):
+            calls.append(("prior", shape, batched))
+            return super().prior_kernel(shape, batched, **params)
 
-    counting = CountingNormal(name="CountingNormal", params=("mu", "sigma"))
+        def observed_kernel(self, value, varying, batched, **params):
+            calls.append(("observed", varying, batched))
+            return super().observed_kernel(value, varying, batched, **params)
+
+    @dataclass(frozen=True)
+    class GenericNormal(NormalFamily):  # no kernels: every term through logp_and_grads
+        def prior_kernel(self, shape, batched, **params):
+            return None
+
+        def observed_kernel(self, value, varying, batched, **params):
+            return None
 
     def build(family):
         ir = Builder.rv(Builder.new_ir(), "beta", family, {"mu": 0.5, "sigma": 2.0}, shape=3)
+        ir = Builder.rv(ir, "m", family, {"mu": 0.0, "sigma": 1.0})
         ir = Builder.rv(ir, "s", Dist.HalfNormal, {"sigma": 1.0})
-        ir = Builder.rv(ir, "y", family, {"mu": "beta", "sigma": "s"})
-        return exmc.compile(Builder.obs(ir, "y_obs", "y", np.array([0.1, 0.4, -0.3])))
+        ir = Builder.rv(ir, "y", family, {"mu": "beta", "sigma": "s"})  # vector mu: no observed kernel
+        ir = Builder.obs(ir, "y_obs", "y", np.array([0.1, 0.4, -0.3]))
+        ir = Builder.rv(ir, "z", family, {"sigma": "s", "mu": "m"})  # scalar params: sufficient statistics
+        return exmc.compile(Builder.obs(ir, "z_obs", "z", np.array([0.3, -0.2, 0.9, 1.4])))
 
-    hooked, plain = build(counting), build(Dist.Normal)
-    theta = RNG.normal(size=4)
+    hooked, plain = build(CountingNormal(name="CountingNormal", params=("mu", "sigma"))), build(
+        GenericNormal(name="GenericNormal", params=("mu", "sigma")))
+    assert sorted(calls) == [("observed", (("mu", (3,)), ("sigma", ())), False),
+                             ("observed", (("sigma", ()), ("mu", ())), False),
+                             ("prior", (), False), ("prior", (3,), False)]
+    theta = RNG.normal(size=5)
     lp, grad = hooked.logp_and_grad(theta)
-    assert calls == [(3,)]  # the prior only: the likelihood has random parameters
-    assert lp == pytest.approx(plain.logp_and_grad(theta)[0], rel=1e-14)
-    np.testing.assert_allclose(grad, plain.logp_and_grad(theta)[1], rtol=1e-14)
-    thetas = RNG.normal(size=(2, 4))
-    np.testing.assert_allclose(hooked.logp_and_grad(thetas)[1], plain.logp_and_grad(thetas)[1], rtol=1e-14)
+    assert lp == pytest.approx(plain.logp_and_grad(theta)[0], rel=1e-13)
+    np.testing.assert_allclose(grad, plain.logp_and_grad(theta)[1], rtol=1e-12)
+    assert_gradient_exact(hooked, theta)
+    thetas = RNG.normal(size=(2, 5))
+    lp, grad = hooked.logp_and_grad(thetas)
+    assert ("prior", (3,), True) in calls and ("observed", (("sigma", ()), ("mu", ())), True) in calls
+    np.testing.assert_allclose(lp, plain.logp_and_grad(thetas)[0], rtol=1e-13)
+    np.testing.assert_allclose(grad, plain.logp_and_grad(thetas)[1], rtol=1e-12)
 
 
 def test_to_constrained_includes_every_det_even_unused_ones():
