@@ -17,10 +17,10 @@ Fairness rules (so that only sampling is timed):
   model is run once before timing (JIT warm-up); the timed second run still re-traces the pmapped
   sampler, which NumPyro does on every ``run`` of a parallel MCMC.
 
-For the logistic model the *sampler overhead* is also printed: per chain, sampling seconds divided by
-(leapfrog steps in sampling × the time of one ``logp_and_grad`` call, timed separately in this
-process). 1.0 means the sampler costs nothing beyond its gradients. On a machine shared with other
-work the single-gradient timing and the chains' timing see different loads: read it with care.
+For the logistic model the *sampler overhead* is also printed: one chain run in this process,
+its CPU seconds divided by (its ``logp_and_grad`` calls × one call's CPU seconds, timed separately at
+the chain's last draw). 1.0 means the sampler costs nothing beyond its gradients. CPU time rather
+than wall time: on a shared machine a chain's wall time also counts other processes' turns.
 
 Usage::
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib.util
 import io
 import logging
 import os
@@ -45,7 +46,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 # NumPyro's parallel chains need one (virtual) device per chain; XLA reads this at JAX import.
 DEFAULT_CHAINS = 4
@@ -70,6 +71,8 @@ TARGET_OVERHEAD = 1.5
 WARM_ITERATIONS = 20
 #: logp_and_grad calls timed per repetition, and repetitions (the minimum is kept, as timeit advises).
 GRAD_CALLS, GRAD_REPEATS = 2000, 5
+#: The model the sampler overhead is measured on (issue 4).
+OVERHEAD_MODEL = "logistic"
 #: ``--quick`` (CI smoke): model, chains and iterations.
 QUICK_MODEL, QUICK_CHAINS, QUICK_ITERATIONS = "seed", 2, 100
 
@@ -90,6 +93,11 @@ class Result:
         return self.min_ess / self.wall
 
 
+def installed(package: str) -> bool:
+    """True when ``package`` can be imported (without importing it)."""
+    return importlib.util.find_spec(package) is not None
+
+
 def min_ess_bulk(draws: dict[str, np.ndarray]) -> float:
     """Minimum ESS-bulk over every scalar element of ``draws`` (name -> ``(chains, draws, *shape)``)."""
     smallest = np.inf
@@ -102,9 +110,8 @@ def min_ess_bulk(draws: dict[str, np.ndarray]) -> float:
 
 
 # --------------------------------------------------------------------------------------- exmc
-def run_exmc(model: bench_models.BenchModel, mode: str, args: argparse.Namespace) -> tuple[Result, Any]:
-    """Time ``sample_chains`` in ``mode`` (``"pool"`` or ``"vectorized"``); returns the result and
-    the chains (the overhead measurement reads their statistics)."""
+def run_exmc(model: bench_models.BenchModel, mode: str, args: argparse.Namespace) -> Result:
+    """Time ``sample_chains`` in ``mode`` (``"pool"`` or ``"vectorized"``)."""
     ir = model.exmc_ir()
     parallel: bool | str = True if mode == "pool" else "vectorized"
     common = dict(parallel=parallel, seed=args.seed)
@@ -116,37 +123,78 @@ def run_exmc(model: bench_models.BenchModel, mode: str, args: argparse.Namespace
     wall = time.perf_counter() - start
     draws = {name: chains.stacked(name) for name in model.params}
     divergences = sum(trace.divergences for trace in chains)
-    return Result(model.name, f"exmc-{mode}", wall, min_ess_bulk(draws), divergences), chains
+    return Result(model.name, f"exmc-{mode}", wall, min_ess_bulk(draws), divergences)
 
 
-def time_gradient(ir) -> float:
-    """Seconds per ``logp_and_grad`` call at a fixed unconstrained point (best of the repeats)."""
-    compiled = exmc.compile(ir)
-    theta = np.random.default_rng(0).uniform(-0.5, 0.5, size=compiled.dim)
+class CountingModel:
+    """A compiled model whose ``logp_and_grad`` counts its calls and the CPU seconds spent in them;
+    every other attribute is the wrapped model's (the sampler accepts any object with the compiled
+    model's interface)."""
+
+    def __init__(self, model) -> None:
+        self._model = model
+        self.calls = 0
+        self.cpu_seconds = 0.0
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def logp_and_grad(self, theta: np.ndarray):
+        start = time.process_time()
+        result = self._model.logp_and_grad(theta)
+        self.cpu_seconds += time.process_time() - start
+        self.calls += 1
+        return result
+
+
+def gradient_cpu_seconds(compiled, theta: np.ndarray) -> float:
+    """CPU seconds per ``logp_and_grad(theta)`` call (best of the repeats, as timeit advises)."""
     compiled.logp_and_grad(theta)
     best = np.inf
     for _ in range(GRAD_REPEATS):
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(GRAD_CALLS):
             compiled.logp_and_grad(theta)
-        best = min(best, (time.perf_counter() - start) / GRAD_CALLS)
+        best = min(best, (time.process_time() - start) / GRAD_CALLS)
     return best
 
 
-def sampler_overhead(chains, t_gradient: float) -> list[float]:
-    """Per chain: sampling seconds / (leapfrog steps while sampling × seconds per gradient)."""
-    return [trace.info["sampling_seconds"] / (int(np.sum(trace.stats["n_steps"])) * t_gradient) for trace in chains]
+@dataclass
+class Overhead:
+    """One chain's cost against its gradients' cost, all in CPU seconds of this process."""
+
+    gradients: int
+    t_gradient: float
+    chain_cpu: float
+    inside_gradient_cpu: float
+
+    @property
+    def ratio(self) -> float:
+        """Issue 4's measure: chain time / (gradient calls × separately timed gradient)."""
+        return self.chain_cpu / (self.gradients * self.t_gradient)
+
+    @property
+    def ratio_inside(self) -> float:
+        """Chain time / time actually spent inside ``logp_and_grad`` during the chain."""
+        return self.chain_cpu / self.inside_gradient_cpu
+
+
+def measure_overhead(model: bench_models.BenchModel, args: argparse.Namespace) -> Overhead:
+    """Run one chain (warmup + draws) in this process and compare its CPU time with its gradients'.
+
+    CPU time of this process, not wall time, because on a shared machine a chain's wall time also
+    counts the time other processes held its core. ``t_gradient`` is timed afterwards at the chain's
+    last draw."""
+    compiled = exmc.compile(model.exmc_ir())
+    counting = CountingModel(compiled)
+    start = time.process_time()
+    trace = exmc.NUTS.Sampler.sample(counting, num_samples=args.draws, num_warmup=args.warmup, seed=args.seed)
+    chain_cpu = time.process_time() - start
+    t_gradient = gradient_cpu_seconds(compiled, np.asarray(trace.unconstrained[-1], dtype=float))
+    return Overhead(counting.calls, t_gradient, chain_cpu, counting.cpu_seconds)
 
 
 # --------------------------------------------------------------------------------------- PyMC
-def pymc_available() -> bool:
-    try:
-        import pymc  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def run_pymc(model: bench_models.BenchModel, args: argparse.Namespace) -> Result:
     """Time ``pm.sample`` after an untimed short run that fills pytensor's compile cache."""
     import pymc as pm
@@ -168,14 +216,6 @@ def run_pymc(model: bench_models.BenchModel, args: argparse.Namespace) -> Result
 
 
 # --------------------------------------------------------------------------------------- NumPyro
-def numpyro_available() -> bool:
-    try:
-        import numpyro  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def run_numpyro(model: bench_models.BenchModel, args: argparse.Namespace) -> Result:
     """Time the second ``MCMC.run`` of a parallel-chain NumPyro NUTS (the first compiles)."""
     import jax
@@ -205,7 +245,7 @@ def format_table(results: Sequence[Result]) -> str:
     for r in results:
         base = baseline.get(r.model)
         ratio = f"{r.ess_per_second / base:.2f}" if base else "–"
-        lines.append(f"| {r.model} | {r.framework} | {r.wall:.2f} | {r.min_ess:.0f} | {r.ess_per_second:.0f} "
+        lines.append(f"| {r.model} | {r.framework} | {r.wall:.2f} | {r.min_ess:.0f} | {r.ess_per_second:.3g} "
                      f"| {r.divergences} | {ratio} |")
     return "\n".join(lines)
 
@@ -217,7 +257,7 @@ def machine_line(args: argparse.Namespace) -> str:
         if module is not None:
             versions.append(f"{name} {module.__version__}")
     return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores visible, {args.cores} used; Python {platform.python_version()}; "
+            f"{os.cpu_count()} cores visible, {args.cores} used, 1-min load average {args.load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end; Python {platform.python_version()}; "
             f"{', '.join(versions)}; {args.chains} chains × ({args.warmup} warmup + {args.draws} draws), seed {args.seed}")
 
 
@@ -270,23 +310,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pymc").setLevel(logging.ERROR)
     args = parse_args(argv)
+    args.load_at_start = os.getloadavg()[0]  # other work on a shared machine skews wall times
     if args.profile:
         print(profile_chain(bench_models.MODELS[args.profile], args))
         return 0
 
     runners: list[tuple[str, Callable[[bench_models.BenchModel], Result]]] = []
-    extras: list[str] = []
     if "exmc" in args.frameworks:
         exmc.NUTS.Sampler.start_pool(args.cores)
         for mode in args.modes:
-            runners.append((f"exmc-{mode}", lambda m, mode=mode: _exmc_with_overhead(m, mode, args, extras)))
+            runners.append((f"exmc-{mode}", lambda m, mode=mode: run_exmc(m, mode, args)))
     if "pymc" in args.frameworks:
-        if pymc_available():
+        if installed("pymc"):
             runners.append(("pymc", lambda m: run_pymc(m, args)))
         else:
             print("PyMC not installed: skipped (pip install pymc)")
     if "numpyro" in args.frameworks:
-        if numpyro_available():
+        if installed("numpyro") and installed("jax"):
             runners.append(("numpyro", lambda m: run_numpyro(m, args)))
         else:
             print("NumPyro not installed: skipped (pip install numpyro jax)")
@@ -298,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = runner(bench_models.MODELS[name])
             results.append(result)
             print(f"    wall {result.wall:.2f}s, min ESS-bulk {result.min_ess:.0f}, "
-                  f"{result.ess_per_second:.0f} ESS/s, {result.divergences} divergences "
+                  f"{result.ess_per_second:.3g} ESS/s, {result.divergences} divergences "
                   + " ".join(result.notes), flush=True)
 
     print()
@@ -308,26 +348,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(f"Target: exmc ESS/s ≥ {TARGET_ESS_RATIO}× PyMC's on every model; "
           f"sampler overhead ≤ {TARGET_OVERHEAD}× (gradients × gradient time) on logistic.")
-    for line in extras:
-        print(line)
+    if "exmc" in args.frameworks and OVERHEAD_MODEL in args.models:
+        o = measure_overhead(bench_models.MODELS[OVERHEAD_MODEL], args)
+        print(f"Sampler overhead ({OVERHEAD_MODEL}, one chain in-process, CPU time): {o.gradients} gradients × "
+              f"{o.t_gradient * 1e6:.1f} µs = {o.gradients * o.t_gradient:.2f} s; chain {o.chain_cpu:.2f} s "
+              f"→ overhead {o.ratio:.2f}× (chain / time inside logp_and_grad: {o.ratio_inside:.2f}×)")
     if "exmc" in args.frameworks:
         exmc.NUTS.Sampler.shutdown_pool()
     return 0
-
-
-def _exmc_with_overhead(model: bench_models.BenchModel, mode: str, args: argparse.Namespace,
-                        extras: list[str]) -> Result:
-    """:func:`run_exmc`, plus the sampler-overhead line for the logistic model in pool mode (in
-    vectorized mode the chains share batched gradient calls, so a per-chain ratio is not defined)."""
-    result, chains = run_exmc(model, mode, args)
-    if model.name == "logistic" and mode == "pool":
-        t_gradient = time_gradient(model.exmc_ir())
-        overhead = sampler_overhead(chains, t_gradient)
-        steps = [int(np.sum(trace.stats["n_steps"])) for trace in chains]
-        extras.append(f"Sampler overhead, logistic, exmc-{mode}: one logp_and_grad {t_gradient * 1e6:.1f} µs; "
-                      f"per chain sampling s / (leapfrog steps × t_grad) = "
-                      + ", ".join(f"{o:.2f} ({n} steps)" for o, n in zip(overhead, steps)))
-    return result
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ import exmc
 BENCH_MODELS_PATH = Path(__file__).resolve().parents[2] / "bench" / "bench_models.py"
 #: Unconstrained points per model, drawn uniform(-HALF_WIDTH, HALF_WIDTH) like Stan's initialisation.
 N_POINTS, HALF_WIDTH = 3, 1.0
+#: Agreement of the two log-densities relative to their size. exmc's StudentT equals scipy's to
+#: 1e-14; PyMC 5.28's differs from scipy by up to ~1e-8 of the total at small ``nu`` (measured).
+LOGP_RTOL = 1e-8
 
 
 def _load_bench_models():
@@ -83,11 +86,12 @@ def test_matches_pymc_twin_up_to_a_constant(compiled):
     # FAST_COMPILE: pytensor's Python implementations, no C compilation (keeps the test fast).
     logp = pm_model.compile_logp(jacobian=True, mode="FAST_COMPILE")
     dlogp = pm_model.compile_dlogp(jacobian=True, mode="FAST_COMPILE")
-    differences = []
+    differences, scale = [], 0.0
     for theta in _points(model.dim, spec.name):
         lp, grad = model.logp_and_grad(theta)
         pm_lp, pm_grad = _pymc_logp_and_grad(pm_model, logp, dlogp, model.free_names, theta)
         differences.append(lp - pm_lp)
+        scale = max(scale, abs(lp))
         np.testing.assert_allclose(grad, pm_grad, rtol=1e-8, atol=1e-8, err_msg=f"{spec.name} gradient at {theta}")
-    np.testing.assert_allclose(differences, differences[0], rtol=0, atol=1e-8 * (1 + abs(differences[0])),
+    np.testing.assert_allclose(differences, differences[0], rtol=0, atol=LOGP_RTOL * (1.0 + scale),
                                err_msg=f"{spec.name}: logp - PyMC logp is not constant")
