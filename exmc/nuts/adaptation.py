@@ -148,5 +148,6 @@ class WelfordCovariance(WelfordVariance):
         """Stan's shrunk estimate ``n/(n+5)·cov + 1e-3·5/(n+5)·I``."""
         n = float(self.n)
         cov = (n / (n + REGULARIZATION_DRAWS)) * self.variance()
-        cov[np.diag_indices(self.dim)] += REGULARIZATION_SCALE * (REGULARIZATION_DRAWS / (n + REGULARIZATION_DRAWS))
+        shrink = REGULARIZATION_SCALE * (REGULARIZATION_DRAWS / (n + REGULARIZATION_DRAWS))
+        cov[np.diag_indices(self.dim)] += shrink
         return 0.5 * (cov + cov.T)  # exact symmetry for the Cholesky factorization

@@ -33,7 +33,9 @@ class Throttle:
         self._interval = interval
         self._last = -float("inf")
 
-    def __call__(self, chain: int, iteration: int, total: int, phase: str, divergences: int, step_size: float) -> None:
+    def __call__(
+        self, chain: int, iteration: int, total: int, phase: str, divergences: int, step_size: float
+    ) -> None:
         now = time.monotonic()
         done = iteration == total
         if done or now - self._last >= self._interval:

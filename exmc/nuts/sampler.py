@@ -17,7 +17,12 @@ from exmc.nuts.adaptation import WelfordCovariance, WelfordVariance, WindowSched
 from exmc.nuts.errors import SamplerError
 from exmc.nuts.init import initial_point
 from exmc.nuts.metric import DenseMetric, DiagonalMetric, unit_metric
-from exmc.nuts.stepsize import DEFAULT_INITIAL_STEP_SIZE, DEFAULT_TARGET_ACCEPT, DualAveraging, find_initial_step_size
+from exmc.nuts.stepsize import (
+    DEFAULT_INITIAL_STEP_SIZE,
+    DEFAULT_TARGET_ACCEPT,
+    DualAveraging,
+    find_initial_step_size,
+)
 from exmc.nuts.trace import STAT_DTYPES, Trace
 from exmc.nuts.integrator import drive
 from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, nuts_transition_steps

@@ -163,13 +163,15 @@ def nuts_transition_steps(
             edge = fwd_end
             rho_bck = rho
             p_bck_fwd, v_bck_fwd = p_fwd_fwd, v_fwd_fwd
-            valid, lw_sub, rho_fwd, v_fwd_bck, v_fwd_fwd, p_fwd_bck, p_fwd_fwd, proposal = yield from build(depth, step_size)
+            subtree = yield from build(depth, step_size)
+            valid, lw_sub, rho_fwd, v_fwd_bck, v_fwd_fwd, p_fwd_bck, p_fwd_fwd, proposal = subtree
             fwd_end = edge
         else:
             edge = bck_end
             rho_fwd = rho
             p_fwd_bck, v_fwd_bck = p_bck_bck, v_bck_bck
-            valid, lw_sub, rho_bck, v_bck_fwd, v_bck_bck, p_bck_fwd, p_bck_bck, proposal = yield from build(depth, -step_size)
+            subtree = yield from build(depth, -step_size)
+            valid, lw_sub, rho_bck, v_bck_fwd, v_bck_bck, p_bck_fwd, p_bck_bck, proposal = subtree
             bck_end = edge
         if not valid:
             break
