@@ -29,7 +29,8 @@ Usage::
     python bench/sampler_bench.py --quick              # CI smoke: seed model, few draws, exmc only
     python bench/sampler_bench.py --profile logistic   # cProfile of one exmc chain in this process
 
-Exit status 0 when the runs completed (targets missed are reported, not failures).
+Exit status 0 when every run completed, 1 when one raised (its traceback is logged, the other runs
+go on); targets missed are reported, not failures.
 """
 from __future__ import annotations
 
@@ -332,10 +333,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("NumPyro not installed: skipped (pip install numpyro jax)")
 
     results: list[Result] = []
+    failures: list[str] = []
     for name in args.models:
         for label, runner in runners:
             print(f"... {name} / {label}", flush=True)
-            result = runner(bench_models.MODELS[name])
+            try:
+                result = runner(bench_models.MODELS[name])
+            except Exception as exc:  # one framework failing on one model must not lose the others' rows
+                logger.exception("%s / %s failed", name, label)
+                failures.append(f"{name} / {label}: {type(exc).__name__}: {exc}")
+                continue
             results.append(result)
             print(f"    wall {result.wall:.2f}s, min ESS-bulk {result.min_ess:.0f}, "
                   f"{result.ess_per_second:.3g} ESS/s, {result.divergences} divergences "
@@ -353,9 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Sampler overhead ({OVERHEAD_MODEL}, one chain in-process, CPU time): {o.gradients} gradients × "
               f"{o.t_gradient * 1e6:.1f} µs = {o.gradients * o.t_gradient:.2f} s; chain {o.chain_cpu:.2f} s "
               f"→ overhead {o.ratio:.2f}× (chain / time inside logp_and_grad: {o.ratio_inside:.2f}×)")
+    for failure in failures:
+        print(f"FAILED {failure}")
     if "exmc" in args.frameworks:
         exmc.NUTS.Sampler.shutdown_pool()
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
