@@ -127,6 +127,7 @@ def sv_ir():
 
 # --------------------------------------------------------------------------------------- PyMC
 def seed_pymc():
+    """PyMC twin of :func:`seed_ir` (raises ``ImportError`` without PyMC)."""
     import pymc as pm
 
     with pm.Model() as model:
@@ -137,6 +138,7 @@ def seed_pymc():
 
 
 def logistic_pymc():
+    """PyMC twin of :func:`logistic_ir` (raises ``ImportError`` without PyMC)."""
     import pymc as pm
 
     X, y = logistic_data()
@@ -148,6 +150,7 @@ def logistic_pymc():
 
 
 def eight_schools_pymc():
+    """PyMC twin of :func:`eight_schools_ir` (raises ``ImportError`` without PyMC)."""
     import pymc as pm
 
     with pm.Model() as model:
@@ -159,6 +162,7 @@ def eight_schools_pymc():
 
 
 def funnel_pymc():
+    """PyMC twin of :func:`funnel_ir` (raises ``ImportError`` without PyMC)."""
     import pymc as pm
 
     with pm.Model() as model:
@@ -168,6 +172,7 @@ def funnel_pymc():
 
 
 def sv_pymc():
+    """PyMC twin of :func:`sv_ir` (raises ``ImportError`` without PyMC)."""
     import pymc as pm
 
     returns = sv_data()
@@ -183,6 +188,7 @@ def sv_pymc():
 
 # --------------------------------------------------------------------------------------- NumPyro
 def seed_numpyro():
+    """NumPyro twin of :func:`seed_ir`: the model function (raises ``ImportError`` without NumPyro)."""
     import numpyro
     import numpyro.distributions as dist
 
@@ -195,6 +201,7 @@ def seed_numpyro():
 
 
 def logistic_numpyro():
+    """NumPyro twin of :func:`logistic_ir`: the model function (raises ``ImportError`` without NumPyro)."""
     import numpyro
     import numpyro.distributions as dist
 
@@ -209,6 +216,7 @@ def logistic_numpyro():
 
 
 def eight_schools_numpyro():
+    """NumPyro twin of :func:`eight_schools_ir`: the model function (raises ``ImportError`` without NumPyro)."""
     import numpyro
     import numpyro.distributions as dist
 
@@ -222,6 +230,7 @@ def eight_schools_numpyro():
 
 
 def funnel_numpyro():
+    """NumPyro twin of :func:`funnel_ir`: the model function (raises ``ImportError`` without NumPyro)."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
@@ -234,6 +243,7 @@ def funnel_numpyro():
 
 
 def sv_numpyro():
+    """NumPyro twin of :func:`sv_ir`: the model function (raises ``ImportError`` without NumPyro)."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist

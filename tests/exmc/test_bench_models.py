@@ -1,6 +1,7 @@
 """The sampler benchmark's models (bench/bench_models.py): each exmc model compiles, has a finite
 log-density and gradient, and — when PyMC is installed — equals its PyMC twin's log-density up to a
 constant, with the same gradient, on PyMC's unconstrained scale (log transforms, Jacobians included).
+The NumPyro twins get the same check behind the ``slow`` marker (eager JAX tracing is slow).
 
 If the twins differed, the benchmark would compare samplers on different posteriors.
 """
@@ -95,3 +96,32 @@ def test_matches_pymc_twin_up_to_a_constant(compiled):
         np.testing.assert_allclose(grad, pm_grad, rtol=1e-8, atol=1e-8, err_msg=f"{spec.name} gradient at {theta}")
     np.testing.assert_allclose(differences, differences[0], rtol=0, atol=LOGP_RTOL * (1.0 + scale),
                                err_msg=f"{spec.name}: logp - PyMC logp is not constant")
+
+
+@pytest.mark.slow  # eager JAX tracing: ~20 s of CPU for the five models
+def test_matches_numpyro_twin_up_to_a_constant(compiled):
+    pytest.importorskip("numpyro")
+    import jax
+    from numpyro.infer.util import potential_energy
+
+    jax.config.update("jax_enable_x64", True)  # compare in float64, as exmc computes
+    spec, model = compiled
+    numpyro_model = spec.numpyro()
+
+    def neg_logp(params):  # NumPyro's potential energy: -logp on the unconstrained scale
+        return potential_energy(numpyro_model, (), {}, params)
+
+    differences = []
+    for theta in _points(model.dim, spec.name):
+        params, offset = {}, 0
+        for name, shape in model.free_names:
+            size = int(np.prod(shape, dtype=int))
+            params[name] = theta[offset:offset + size].reshape(shape)
+            offset += size
+        lp, grad = model.logp_and_grad(theta)
+        grads = jax.grad(neg_logp)(params)
+        np_grad = -np.concatenate([np.ravel(grads[name]) for name, _ in model.free_names])
+        differences.append(lp + float(neg_logp(params)))
+        np.testing.assert_allclose(grad, np_grad, rtol=1e-8, atol=1e-8, err_msg=f"{spec.name} gradient at {theta}")
+    np.testing.assert_allclose(differences, differences[0], rtol=0, atol=1e-10 * (1.0 + abs(lp)),
+                               err_msg=f"{spec.name}: logp - NumPyro logp is not constant")
