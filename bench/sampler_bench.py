@@ -3,7 +3,9 @@
 For each model of :mod:`bench_models` and each framework, the benchmark runs ``--chains`` chains of
 ``--warmup`` + ``--draws`` iterations on ``--cores`` cores and prints the wall time of the sampling
 call, the minimum ESS-bulk over every scalar free parameter (``arviz_stats``, the same estimator for
-every framework), ESS per wall-second, divergences, and exmc's ESS/s over PyMC's.
+every framework), ESS per wall-second, divergences, the gradients spent while sampling (sum of the
+leapfrog steps of the post-warmup iterations) with ESS per 1000 of them — a load-independent
+measure of the sampler's statistical efficiency, separate from its speed — and ESS/s over PyMC's.
 
 Fairness rules (so that only sampling is timed):
 
@@ -87,11 +89,17 @@ class Result:
     wall: float
     min_ess: float
     divergences: int
+    gradients: int  # leapfrog steps (one gradient each) over all chains' *sampling* iterations
     notes: list[str] = field(default_factory=list)
 
     @property
     def ess_per_second(self) -> float:
         return self.min_ess / self.wall
+
+    @property
+    def ess_per_kilo_gradient(self) -> float:
+        """Load-independent sampling efficiency: min ESS-bulk per 1000 gradients while sampling."""
+        return 1000.0 * self.min_ess / self.gradients
 
 
 def installed(package: str) -> bool:
@@ -124,7 +132,8 @@ def run_exmc(model: bench_models.BenchModel, mode: str, args: argparse.Namespace
     wall = time.perf_counter() - start
     draws = {name: chains.stacked(name) for name in model.params}
     divergences = sum(trace.divergences for trace in chains)
-    return Result(model.name, f"exmc-{mode}", wall, min_ess_bulk(draws), divergences)
+    gradients = sum(int(np.sum(trace.stats["n_steps"])) for trace in chains)
+    return Result(model.name, f"exmc-{mode}", wall, min_ess_bulk(draws), divergences, gradients)
 
 
 class CountingModel:
@@ -212,7 +221,8 @@ def run_pymc(model: bench_models.BenchModel, args: argparse.Namespace) -> Result
     draws = {name: idata.posterior[name].values for name in model.params}
     divergences = int(idata.sample_stats["diverging"].values.sum())
     inner = float(idata.posterior.attrs.get("sampling_time", np.nan))
-    return Result(model.name, "pymc", wall, min_ess_bulk(draws), divergences,
+    gradients = int(idata.sample_stats["n_steps"].values.sum())
+    return Result(model.name, "pymc", wall, min_ess_bulk(draws), divergences, gradients,
                   [f"PyMC's own sampling_time {inner:.2f}s"])
 
 
@@ -227,27 +237,31 @@ def run_numpyro(model: bench_models.BenchModel, args: argparse.Namespace) -> Res
                            f"{jax.local_device_count()} (XLA_FLAGS={os.environ.get('XLA_FLAGS')!r})")
     mcmc = MCMC(NUTS(model.numpyro()), num_warmup=args.warmup, num_samples=args.draws, num_chains=args.chains,
                 chain_method="parallel", progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(args.seed + 1))
+    extra_fields = ("diverging", "num_steps")
+    mcmc.run(jax.random.PRNGKey(args.seed + 1), extra_fields=extra_fields)
     start = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(args.seed))
+    mcmc.run(jax.random.PRNGKey(args.seed), extra_fields=extra_fields)
     samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
     wall = time.perf_counter() - start
     draws = {name: np.asarray(samples[name]) for name in model.params}
-    divergences = int(np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"]).sum())
-    return Result(model.name, "numpyro", wall, min_ess_bulk(draws), divergences)
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    divergences = int(np.asarray(extra["diverging"]).sum())
+    gradients = int(np.asarray(extra["num_steps"]).sum())
+    return Result(model.name, "numpyro", wall, min_ess_bulk(draws), divergences, gradients)
 
 
 # --------------------------------------------------------------------------------------- report
 def format_table(results: Sequence[Result]) -> str:
     """A Markdown table; the ratio column is ESS/s over PyMC's on the same model."""
     baseline = {r.model: r.ess_per_second for r in results if r.framework == "pymc"}
-    lines = ["| model | sampler | wall s | min ESS-bulk | ESS/s | divergences | ESS/s ÷ PyMC |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| model | sampler | wall s | min ESS-bulk | ESS/s | divergences | gradients (draws) "
+             "| ESS / 1k gradients | ESS/s ÷ PyMC |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         base = baseline.get(r.model)
         ratio = f"{r.ess_per_second / base:.2f}" if base else "–"
         lines.append(f"| {r.model} | {r.framework} | {r.wall:.2f} | {r.min_ess:.0f} | {r.ess_per_second:.3g} "
-                     f"| {r.divergences} | {ratio} |")
+                     f"| {r.divergences} | {r.gradients} | {r.ess_per_kilo_gradient:.3g} | {ratio} |")
     return "\n".join(lines)
 
 
