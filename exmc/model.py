@@ -121,6 +121,8 @@ class Model:
         program = self._program(theta)
         lp, grad = program.run(theta)
         if program.batched:
+            if type(lp) is np.ndarray and lp.shape == theta.shape[:1]:
+                return lp, grad  # a fresh array: the sum of the terms' contributions
             return np.broadcast_to(lp, theta.shape[:1]).astype(np.float64), grad
         return float(lp), grad
 

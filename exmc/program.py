@@ -238,6 +238,8 @@ class _Builder:
             def reverse(v, gs):
                 write(v[OUT], gs[slot])
             return forward, reverse
+        if type(transform) is transforms.Log:
+            return self._log_phase1(f, get, write, slot, with_logdet)
         tape = self._slot()
         axes = tuple(range(1, 1 + len(f.ushape) - transform.event_ndim))
         batched = self.batched
@@ -263,6 +265,31 @@ class _Builder:
                 write(v[OUT], backward(v[tape], v[slot], gs[slot]))
         return forward, reverse
 
+    def _log_phase1(self, f: FreeRV, get: Callable, write: Callable, slot: int,
+                    with_logdet: bool) -> tuple[Callable, Callable]:
+        """The log transform (positive rvs, the most common), inlined: ``y = exp(u)``, the
+        log-Jacobian is ``u`` itself and the reverse pass is ``g * y + 1``."""
+        exp = np.exp
+        if not with_logdet:
+            def forward(v):
+                v[slot] = exp(get(v[THETA]))
+        elif f.ushape == ():
+            def forward(v):
+                u = get(v[THETA])
+                v[slot] = exp(u)
+                return u
+        else:
+            axes = tuple(range(1, 1 + len(f.ushape))) if self.batched else None
+
+            def forward(v):
+                u = get(v[THETA])
+                v[slot] = exp(u)
+                return _sum(u, axes)
+
+        def reverse(v, gs):
+            write(v[OUT], gs[slot] * v[slot] + 1.0)
+        return forward, reverse
+
     # --- terms: logp of an rv (prior of a free rv, likelihood of an observed one) -----------------
 
     def _term(self, node: RV) -> tuple[Callable | None, Callable | None]:
@@ -284,7 +311,7 @@ class _Builder:
         value_slot = self.slots[node.name] if node.name in self.varying else None
         const_value = self.a.consts.get(node.name)
         if value_slot is not None and not varying:
-            kernel = family.prior_kernel(shape, self.batched, **base)
+            kernel = family.prior_kernel(shape, self.batched, node.transform is None, **base)
             if kernel is not None:
                 return self._prior_term(kernel, value_slot)
         elif value_slot is None and varying and (obs is None or obs.censored is None):

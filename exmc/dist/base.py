@@ -146,14 +146,16 @@ class Distribution:
         """
         raise NotImplementedError
 
-    def prior_kernel(self, shape: tuple[int, ...], batched: bool, **params: Any):
+    def prior_kernel(self, shape: tuple[int, ...], batched: bool, value_in_support: bool, **params: Any):
         """Optional compile-time specialisation for a free rv whose parameters are all constants.
 
         Returns ``None`` (no specialisation: the model calls :meth:`logp_and_grads`) or a function
         ``kernel(value) -> (lp_total, g_value)``: ``value`` has the rv's ``shape`` (with a leading
         chain axis when ``batched``), ``lp_total`` is the log-density summed over those ``shape``
         axes (a scalar, or ``(C,)``) and ``g_value`` its gradient, of the value's shape. Outside the
-        support ``lp_total`` is ``-inf`` as in :meth:`logp_and_grads`. ``params`` are the resolved
+        support ``lp_total`` is ``-inf`` as in :meth:`logp_and_grads`, except that with
+        ``value_in_support`` (the value comes from the family's default transform, whose range is the
+        closure of the support) the kernel may skip that check. ``params`` are the resolved
         constants (see :mod:`exmc.dist.kernels` for the helpers).
         """
         return None

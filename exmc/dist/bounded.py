@@ -84,7 +84,7 @@ class BetaFamily(Distribution):
             "beta": log_1mx - digamma(beta) + psi_ab,
         }
 
-    def prior_kernel(self, shape, batched, **params):
+    def prior_kernel(self, shape, batched, value_in_support, **params):
         alpha, beta = constant(params["alpha"]), constant(params["beta"])
         am1, bm1 = alpha - 1.0, beta - 1.0
         c = constant(-betaln(alpha, beta))

@@ -14,7 +14,7 @@ from scipy.special import digamma, gammaln
 
 from exmc._numeric import HALF_LOG_2PI, LOG_PI, as_float, sigmoid
 from exmc.dist.base import Distribution, draw_shape, require_finite, require_positive
-from exmc.dist.kernels import bind, constant, log_fns, scalar_log, summed
+from exmc.dist.kernels import bind, chainwise, constant, log_fns, scalar_log, summed
 
 __all__ = ["Normal", "Cauchy", "StudentT", "Laplace", "Logistic", "Flat"]
 
@@ -43,7 +43,7 @@ class NormalFamily(_RealLine):
         d_mu = z * inv_sigma
         return lp, {"value": -d_mu, "mu": d_mu, "sigma": (z2 - 1.0) * inv_sigma}
 
-    def prior_kernel(self, shape, batched, **params):
+    def prior_kernel(self, shape, batched, value_in_support, **params):
         mu, sigma = constant(params["mu"]), constant(params["sigma"])
         inv_var = 1.0 / (sigma * sigma)
         c = constant(-np.log(sigma) - HALF_LOG_2PI)
@@ -71,15 +71,22 @@ class NormalFamily(_RealLine):
         n = float(y.size)
         mean = float(y.mean())
         centred_ss = float(np.sum((y - mean) ** 2))
-        log = scalar_log if not batched else np.log
         c = -n * HALF_LOG_2PI
 
-        def full(mu, sigma):
-            d = mean - mu
-            inv_var = 1.0 / (sigma * sigma)
-            q = (centred_ss + n * d * d) * inv_var  # sum((y - mu)^2) / sigma^2
-            return c - n * log(sigma) - 0.5 * q, (n * d * inv_var, (q - n) / sigma)
-        return bind(full, ("mu", "sigma"), [name for name, _ in varying], params)
+        def full_with(log):
+            def full(mu, sigma):
+                inv_sigma = 1.0 / sigma
+                t = (mean - mu) * inv_sigma  # standardised distance of the mean
+                nt = n * t
+                q = centred_ss * (inv_sigma * inv_sigma) + nt * t  # sum((y - mu)^2) / sigma^2
+                return c - n * log(sigma) - 0.5 * q, (nt * inv_sigma, (q - n) * inv_sigma)
+            return full
+
+        names = [name for name, _ in varying]
+        scalar = bind(full_with(scalar_log), ("mu", "sigma"), names, params)
+        if not batched:
+            return scalar
+        return chainwise(scalar, bind(full_with(np.log), ("mu", "sigma"), names, params), len(names))
 
     def sample(self, rng, size, shape=None, **params):
         mu, sigma = params["mu"], params["sigma"]
@@ -104,7 +111,7 @@ class CauchyFamily(_RealLine):
         d_loc = 2.0 * z * r * inv_scale
         return lp, {"value": -d_loc, "loc": d_loc, "scale": (z2 - 1.0) * r * inv_scale}
 
-    def prior_kernel(self, shape, batched, **params):
+    def prior_kernel(self, shape, batched, value_in_support, **params):
         loc, inv_scale = constant(params["loc"]), constant(1.0 / np.asarray(params["scale"]))
         c = constant(-LOG_PI + np.log(inv_scale))
         log1p = log_fns(shape, batched)[1]
@@ -142,7 +149,7 @@ class StudentTFamily(_RealLine):
         d_df = 0.5 * (digamma(half_dfp1) - digamma(0.5 * df) - 1.0 / df - log1p_term + r * z2 / df)
         return lp, {"value": -d_loc, "loc": d_loc, "scale": d_scale, "df": d_df}
 
-    def prior_kernel(self, shape, batched, **params):
+    def prior_kernel(self, shape, batched, value_in_support, **params):
         df, loc, scale = (constant(params[k]) for k in ("df", "loc", "scale"))
         inv_scale, inv_df, half_dfp1 = 1.0 / scale, 1.0 / df, 0.5 * (df + 1.0)
         c = constant(gammaln(half_dfp1) - gammaln(0.5 * df) - 0.5 * np.log(df * np.pi) - np.log(scale))

@@ -15,10 +15,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["constant", "scalar_log", "scalar_log1p", "log_fns", "summed", "bind"]
+__all__ = ["constant", "scalar_log", "scalar_log1p", "log_fns", "summed", "bind", "chainwise",
+           "CHAINWISE_MAX_CHAINS"]
 
 #: ``ndarray.sum`` without its Python-level wrapper.
 _sum = np.add.reduce
+
+#: Up to this many chains, a batched kernel of scalar parameters runs its ``math``-module version
+#: chain by chain (see :func:`chainwise`). Measured with the Normal observed kernel (about 15
+#: operations) on a 2-core box: 2 chains 7 vs 13 us, 4 chains 11 vs 15 us, 8 chains 16 vs 21 us,
+#: 16 chains 22 vs 24 us, 32 chains 39 vs 25 us (chain by chain vs numpy calls on (C,) arrays).
+CHAINWISE_MAX_CHAINS = 8
 
 
 def constant(x: Any) -> float | np.ndarray:
@@ -77,4 +84,26 @@ def bind(full: Callable, order: Sequence[str], names: Sequence[str], params: dic
             values[position] = arg
         lp, grads = full(*values)
         return lp, tuple(grads[p] for p in positions)
+    return kernel
+
+
+def chainwise(scalar_full: Callable, vector_full: Callable, n_grads: int) -> Callable:
+    """A batched kernel of scalar parameters (each argument ``(C,)``) that evaluates
+    ``scalar_full`` (Python floats, ``math`` module) once per chain when there are at most
+    :data:`CHAINWISE_MAX_CHAINS` chains, and ``vector_full`` (numpy on ``(C,)`` arrays) otherwise.
+
+    A numpy call on a tiny array costs ~0.5 us whatever its length, a float operation ~20 ns: for a
+    few chains, a loop of float arithmetic beats a dozen numpy calls. Python floats raise where
+    numpy returns inf/nan (division by zero, overflow); such a call falls back to ``vector_full``,
+    so both give the same results. Both return ``(lp, grads)`` with ``n_grads`` gradients.
+    """
+    def kernel(*args):
+        if len(args[0]) > CHAINWISE_MAX_CHAINS:
+            return vector_full(*args)
+        try:
+            rows = [scalar_full(*values) for values in zip(*[a.tolist() for a in args])]
+        except ArithmeticError:
+            return vector_full(*args)
+        lp = np.array([row[0] for row in rows])
+        return lp, tuple(np.array([row[1][i] for row in rows]) for i in range(n_grads))
     return kernel

@@ -56,14 +56,19 @@ class HalfNormalFamily(_PositiveClosed):
         lp = minus_inf_below_zero(_HALF_LOG_2_OVER_PI - 0.5 * z2 - np.log(sigma), value)
         return lp, {"value": -z * inv_sigma, "sigma": (z2 - 1.0) * inv_sigma}
 
-    def prior_kernel(self, shape, batched, **params):
+    def prior_kernel(self, shape, batched, value_in_support, **params):
         sigma = constant(params["sigma"])
         inv_var = 1.0 / (sigma * sigma)
         c = constant(_HALF_LOG_2_OVER_PI - np.log(sigma))
 
-        def elementwise(value):
-            g = -inv_var * value
-            return minus_inf_below_zero(c + 0.5 * g * value, value), g
+        if value_in_support:  # exp(u) >= 0
+            def elementwise(value):
+                g = -inv_var * value
+                return c + 0.5 * g * value, g
+        else:
+            def elementwise(value):
+                g = -inv_var * value
+                return minus_inf_below_zero(c + 0.5 * g * value, value), g
         return summed(elementwise, shape)
 
     def sample(self, rng, size, shape=None, **params):
@@ -87,7 +92,7 @@ class HalfCauchyFamily(_PositiveClosed):
         r = inv_scale / (1.0 + z2)
         return lp, {"value": -2.0 * z * r, "scale": (z2 - 1.0) * r}
 
-    def prior_kernel(self, shape, batched, **params):
+    def prior_kernel(self, shape, batched, value_in_support, **params):
         inv_scale = constant(1.0 / np.asarray(params["scale"]))
         c = constant(_LOG_2_OVER_PI + np.log(inv_scale))
         log1p = log_fns(shape, batched)[1]
@@ -95,7 +100,8 @@ class HalfCauchyFamily(_PositiveClosed):
         def elementwise(value):
             z = value * inv_scale
             z2 = z * z
-            return minus_inf_below_zero(c - log1p(z2), value), -2.0 * z * inv_scale / (1.0 + z2)
+            lp = c - log1p(z2)
+            return lp if value_in_support else minus_inf_below_zero(lp, value), -2.0 * z * inv_scale / (1.0 + z2)
         return summed(elementwise, shape)
 
     def sample(self, rng, size, shape=None, **params):
@@ -121,7 +127,7 @@ class LognormalFamily(_PositiveOpen):
         d_mu = z * inv_sigma
         return lp, {"value": -(d_mu + 1.0) / value, "mu": d_mu, "sigma": (z2 - 1.0) * inv_sigma}
 
-    def prior_kernel(self, shape, batched, **params):
+    def prior_kernel(self, shape, batched, value_in_support, **params):
         mu, sigma = constant(params["mu"]), constant(params["sigma"])
         inv_var = 1.0 / (sigma * sigma)
         c = constant(-np.log(sigma) - HALF_LOG_2PI)
@@ -150,16 +156,17 @@ class ExponentialFamily(_PositiveClosed):
         lp = minus_inf_below_zero(np.log(lam) - lam * value, value)
         return lp, {"value": np.zeros(lp.shape) - lam, "lambda": 1.0 / lam - value}
 
-    def prior_kernel(self, shape, batched, **params):
+    def prior_kernel(self, shape, batched, value_in_support, **params):
         lam = constant(params["lambda"])
         log_lam = constant(np.log(lam))
         if not shape and not batched:
             def elementwise(value):
-                return minus_inf_below_zero(log_lam - lam * value, value), -lam
+                lp = log_lam - lam * value
+                return lp if value_in_support else minus_inf_below_zero(lp, value), -lam
         else:
             def elementwise(value):
                 lp = log_lam - lam * value
-                return minus_inf_below_zero(lp, value), np.full(lp.shape, -lam)
+                return lp if value_in_support else minus_inf_below_zero(lp, value), np.full(lp.shape, -lam)
         return summed(elementwise, shape)
 
     def sample(self, rng, size, shape=None, **params):
@@ -185,7 +192,7 @@ class GammaFamily(_PositiveOpen):
             "beta": alpha / beta - value,
         }
 
-    def prior_kernel(self, shape, batched, **params):
+    def prior_kernel(self, shape, batched, value_in_support, **params):
         alpha, beta = constant(params["alpha"]), constant(params["beta"])
         am1 = alpha - 1.0
         c = constant(alpha * np.log(beta) - gammaln(alpha))

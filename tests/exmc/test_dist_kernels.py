@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from exmc.dist import Dist
-from exmc.dist.kernels import bind, scalar_log, scalar_log1p
+from exmc.dist.kernels import CHAINWISE_MAX_CHAINS, bind, scalar_log, scalar_log1p
 
 # family name -> (scalar constant params, array constant params broadcasting to (2, 3), value maker)
 PRIORS = {
@@ -44,19 +44,20 @@ def _expected(family, value, params, axes):
 @pytest.mark.parametrize("name", sorted(PRIORS))
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("kind", ["scalar_params", "array_params"])
-def test_prior_kernel_equals_logp_and_grads(name, shape, kind):
+@pytest.mark.parametrize("value_in_support", [False, True])
+def test_prior_kernel_equals_logp_and_grads(name, shape, kind, value_in_support):
     family = getattr(Dist, name)
     scalar_params, array_params, support = PRIORS[name]
     params = scalar_params if kind == "scalar_params" or shape != (2, 3) else array_params
     rng = np.random.default_rng(len(name) + len(shape))
     axes = tuple(range(-len(shape), 0))
     value = _values(rng, support, shape)
-    lp, g = family.prior_kernel(shape, False, **params)(value[()] if not shape else value)
+    lp, g = family.prior_kernel(shape, False, value_in_support, **params)(value[()] if not shape else value)
     expected_lp, expected_g = _expected(family, value, params, axes)
     assert lp == pytest.approx(float(expected_lp), rel=1e-13, abs=1e-13)
     np.testing.assert_allclose(np.broadcast_to(g, value.shape), expected_g, rtol=1e-13, atol=1e-15)
     values = _values(rng, support, (CHAINS,) + shape)
-    lp, g = family.prior_kernel(shape, True, **params)(values)
+    lp, g = family.prior_kernel(shape, True, value_in_support, **params)(values)
     expected_lp, expected_g = _expected(family, values, params, axes)
     assert lp.shape == (CHAINS,) and g.shape == values.shape
     np.testing.assert_allclose(lp, expected_lp, rtol=1e-13)
@@ -72,10 +73,10 @@ def test_prior_kernel_is_minus_inf_outside_the_support(name, outside):
     family = getattr(Dist, name)
     params, _, support = PRIORS[name]
     # a numpy scalar (as the model passes a scalar rv): no exception from the math module
-    assert family.prior_kernel((), False, **params)(np.float64(outside))[0] == -np.inf
+    assert family.prior_kernel((), False, False, **params)(np.float64(outside))[0] == -np.inf
     values = _values(np.random.default_rng(0), support, (CHAINS, 3))
     values[1, 2] = outside
-    lp = family.prior_kernel((3,), True, **params)(values)[0]
+    lp = family.prior_kernel((3,), True, False, **params)(values)[0]
     assert lp[1] == -np.inf and np.all(np.isfinite(np.delete(lp, 1)))
 
 
@@ -141,3 +142,21 @@ def test_bind_passes_constants_and_reorders():
     kernel = bind(full, ("a", "b", "c"), ["c", "a"], {"b": 5})
     assert kernel(7, 1) == (1 + 50 + 700, (3, 1))
     assert bind(full, ("a", "b", "c"), ["a", "b", "c"], {}) is full
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # sigma = 0: numpy's division by zero
+@pytest.mark.parametrize("chains", [3, CHAINWISE_MAX_CHAINS + 5])
+def test_chainwise_and_numpy_paths_of_a_batched_kernel_agree(chains):
+    y = np.array([0.5, 1.5, -0.2])
+    rng = np.random.default_rng(chains)
+    mu, sigma = rng.normal(size=chains), rng.uniform(0.3, 2.0, size=chains)
+    vector = Dist.Normal.observed_kernel(y, (("mu", ()), ("sigma", ())), True)
+    scalar = Dist.Normal.observed_kernel(y, (("mu", ()), ("sigma", ())), False)
+    lp, (g_mu, g_sigma) = vector(mu, sigma)
+    for c in range(chains):
+        expected_lp, (e_mu, e_sigma) = scalar(np.float64(mu[c]), np.float64(sigma[c]))
+        assert (lp[c], g_mu[c], g_sigma[c]) == pytest.approx((expected_lp, e_mu, e_sigma), rel=1e-14)
+    sigma[1] = 0.0  # a float division by zero: the chain-by-chain loop falls back to numpy
+    lp, (g_mu, _) = vector(mu, sigma)
+    assert np.isnan(lp[1]) or lp[1] == -np.inf
+    assert lp[0] == pytest.approx(scalar(np.float64(mu[0]), np.float64(sigma[0]))[0], rel=1e-14)

@@ -358,9 +358,9 @@ def test_family_kernels_are_used_and_agree_with_the_generic_path():
 
     @dataclass(frozen=True)
     class CountingNormal(NormalFamily):
-        def prior_kernel(self, shape, batched, **params):
+        def prior_kernel(self, shape, batched, value_in_support, **params):
             calls.append(("prior", shape, batched))
-            return super().prior_kernel(shape, batched, **params)
+            return super().prior_kernel(shape, batched, value_in_support, **params)
 
         def observed_kernel(self, value, varying, batched, **params):
             calls.append(("observed", varying, batched))
@@ -368,7 +368,7 @@ def test_family_kernels_are_used_and_agree_with_the_generic_path():
 
     @dataclass(frozen=True)
     class GenericNormal(NormalFamily):  # no kernels: every term through logp_and_grads
-        def prior_kernel(self, shape, batched, **params):
+        def prior_kernel(self, shape, batched, value_in_support, **params):
             return None
 
         def observed_kernel(self, value, varying, batched, **params):
