@@ -157,16 +157,34 @@ class CountingModel:
         return result
 
 
-def gradient_cpu_seconds(compiled, theta: np.ndarray) -> float:
-    """CPU seconds per ``logp_and_grad(theta)`` call (best of the repeats, as timeit advises)."""
-    compiled.logp_and_grad(theta)
+def cpu_seconds_per_call(function: Callable[[np.ndarray], object], theta: np.ndarray) -> float:
+    """CPU seconds per ``function(theta)`` call (best of the repeats, as timeit advises)."""
+    function(theta)
     best = np.inf
     for _ in range(GRAD_REPEATS):
         start = time.process_time()
         for _ in range(GRAD_CALLS):
-            compiled.logp_and_grad(theta)
+            function(theta)
         best = min(best, (time.process_time() - start) / GRAD_CALLS)
     return best
+
+
+def gradient_table(names: Sequence[str]) -> str:
+    """Markdown table: CPU µs of one log-density + gradient, exmc's ``logp_and_grad`` against PyMC's
+    compiled ``logp_dlogp_function`` (C backend), at the same unconstrained point."""
+    lines = ["| model | dim | exmc µs | PyMC µs | exmc ÷ PyMC |", "|---|---:|---:|---:|---:|"]
+    for name in names:
+        spec = bench_models.MODELS[name]
+        compiled = exmc.compile(spec.exmc_ir())
+        theta = np.random.default_rng(0).uniform(-0.5, 0.5, size=compiled.dim)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pymc_function = spec.pymc().logp_dlogp_function(ravel_inputs=True)
+        pymc_function.set_extra_values({})
+        ours = cpu_seconds_per_call(compiled.logp_and_grad, theta)
+        theirs = cpu_seconds_per_call(pymc_function, theta)
+        lines.append(f"| {name} | {compiled.dim} | {ours * 1e6:.1f} | {theirs * 1e6:.1f} | {ours / theirs:.2f} |")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -200,7 +218,7 @@ def measure_overhead(model: bench_models.BenchModel, args: argparse.Namespace) -
     start = time.process_time()
     trace = exmc.NUTS.Sampler.sample(counting, num_samples=args.draws, num_warmup=args.warmup, seed=args.seed)
     chain_cpu = time.process_time() - start
-    t_gradient = gradient_cpu_seconds(compiled, np.asarray(trace.unconstrained[-1], dtype=float))
+    t_gradient = cpu_seconds_per_call(compiled.logp_and_grad, np.asarray(trace.unconstrained[-1], dtype=float))
     return Overhead(counting.calls, t_gradient, chain_cpu, counting.cpu_seconds)
 
 
@@ -374,6 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Sampler overhead ({OVERHEAD_MODEL}, one chain in-process, CPU time): {o.gradients} gradients × "
               f"{o.t_gradient * 1e6:.1f} µs = {o.gradients * o.t_gradient:.2f} s; chain {o.chain_cpu:.2f} s "
               f"→ overhead {o.ratio:.2f}× (chain / time inside logp_and_grad: {o.ratio_inside:.2f}×)")
+    if "exmc" in args.frameworks and "pymc" in args.frameworks and installed("pymc"):
+        print()
+        print("One log-density + gradient, CPU time:")
+        print()
+        print(gradient_table(args.models))
     for failure in failures:
         print(f"FAILED {failure}")
     if "exmc" in args.frameworks:
