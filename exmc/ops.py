@@ -23,6 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from scipy.special import expit
 
+from exmc._numeric import softplus
+
 __all__ = ["Op", "Kernel", "OPS", "get"]
 
 Shape = tuple[int, ...]
@@ -98,10 +100,6 @@ def _affine_kernel(shapes, batched, needs, options) -> Kernel:
     def vjp(g, out, a, b, x):
         return (g if need_a else None, g * x if need_b else None, g * b if need_x else None)
     return Kernel(forward, vjp)
-
-
-def _softplus(x):
-    return np.logaddexp(0.0, x)
 
 
 # --- reductions and scans ------------------------------------------------------------------------
@@ -383,7 +381,7 @@ def _ops() -> dict[str, Op]:
         _unary("sqrt", np.sqrt, lambda g, o, x: 0.5 * g / o),
         _unary("square", np.square, lambda g, o, x: 2.0 * g * x),
         _unary("sigmoid", expit, lambda g, o, x: g * o * (1.0 - o)),
-        _unary("softplus", _softplus, lambda g, o, x: g * expit(x)),
+        _unary("softplus", softplus, lambda g, o, x: g * expit(x)),
         _unary("tanh", np.tanh, lambda g, o, x: g * (1.0 - o * o)),
         Op("affine", 3, True, {}, _broadcast_rule, _affine_kernel),
         Op("sum", 1, False, {"axis": None}, _sum_rule, _sum_kernel),

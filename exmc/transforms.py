@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from exmc._numeric import as_float, log_sigmoid, sigmoid
+from exmc._numeric import as_float, log_sigmoid, log_sigmoid_pair, sigmoid
 
 __all__ = [
     "Transform",
@@ -210,13 +210,13 @@ class Interval(Transform):
 
     def log_det_jacobian(self, x):
         x = as_float(x)
-        return self._log_width + log_sigmoid(x) + log_sigmoid(-x)
+        return self._log_width + log_sigmoid_pair(x)
 
     def forward_and_log_det_grads(self, x, g_y):
         x = as_float(x)
         s = sigmoid(x)
         y = self.lower + self._width * s
-        logdet = self._log_width + log_sigmoid(x) + log_sigmoid(-x)
+        logdet = self._log_width + log_sigmoid_pair(x)
         g_x = g_y * (self._width * s * (1.0 - s)) + (1.0 - 2.0 * s)
         return y, logdet, g_x
 
@@ -240,12 +240,12 @@ class Logit(Interval):
 
     def log_det_jacobian(self, x):
         x = as_float(x)
-        return log_sigmoid(x) + log_sigmoid(-x)
+        return log_sigmoid_pair(x)
 
     def forward_and_log_det_grads(self, x, g_y):
         x = as_float(x)
         s = sigmoid(x)
-        logdet = log_sigmoid(x) + log_sigmoid(-x)
+        logdet = log_sigmoid_pair(x)
         return s, logdet, g_y * (s * (1.0 - s)) + (1.0 - 2.0 * s)
 
     def backward(self, x, y, g_y):
