@@ -76,19 +76,26 @@ Outcome = Callable[[], None]
 """What a finished call leaves to do (send its result); run only when the call was not cancelled."""
 
 
-def execute(ctx: CallContext, run: Callable[[], Outcome | None]) -> None:
-    """Run ``run()`` in this thread under ``ctx``, then the outcome it returns unless the call was
-    cancelled meanwhile. ``run`` must catch its own exceptions; CallCancelled never escapes."""
+def execute(ctx: CallContext, run: Callable[[], Outcome | None]) -> Outcome | None:
+    """Run ``run()`` in this thread under ``ctx`` and return the outcome it returned, or None when
+    the call was cancelled meanwhile (its result is dropped). ``run`` must catch its own
+    exceptions; CallCancelled never escapes.
+
+    The caller runs the outcome itself, after its own bookkeeping (a reader thread counts itself
+    available again before it sends the result, see :mod:`pynode.link`). No asynchronous
+    CallCancelled can hit the outcome: one is only ever raised while ``run`` is running.
+    """
     try:
-        _execute(ctx, run)
+        return _execute(ctx, run)
     except CallCancelled:  # delivered just after the function returned: the result is dropped
         log.debug("%s: late cancellation absorbed", ctx.label)
+        return None
 
 
-def _execute(ctx: CallContext, run: Callable[[], Outcome | None]) -> None:
+def _execute(ctx: CallContext, run: Callable[[], Outcome | None]) -> Outcome | None:
     with ctx.lock:
         if ctx.cancelled:
-            return
+            return None
         ctx.thread_id = threading.get_ident()
         ctx.running = True
     _current.ctx = ctx
@@ -104,6 +111,5 @@ def _execute(ctx: CallContext, run: Callable[[], Outcome | None]) -> None:
         _current.ctx = None
     if was_cancelled:
         _checkpoint()  # a CallCancelled set before `running` went False is raised here, not later
-        return
-    if outcome is not None:
-        outcome()
+        return None
+    return outcome

@@ -230,13 +230,18 @@ class Link:
         if spawn:
             self._spawn_reader()
         try:
-            execute(ctx, run)
+            outcome = execute(ctx, run)
         finally:
+            # Counted available again *before* the result goes out: the caller's next request may
+            # be read the moment it is sent, and a reader that found no other available would
+            # start a thread for nothing (one per sequential call, and as many retiring).
             with self._lock:
                 retire = not getattr(_reader, "owner", False) and self._idle_readers >= MAX_IDLE_READERS
                 if not retire:
                     self._idle_readers += 1
             _reader.retire = retire
+        if outcome is not None:
+            outcome()
 
     def start_call(self, seq: int, data: bytes, buffers: transport.Buffers) -> None:
         ctx = CallContext(f"call {seq} from {self.name}")

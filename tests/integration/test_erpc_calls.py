@@ -153,6 +153,20 @@ def test_reader_threads_do_not_accumulate_after_bursts(cluster: LocalCluster) ->
         assert wait_until(lambda: erpc.call(B, "threading:active_count", timeout=10) <= bound, 3.0)
 
 
+def test_sequential_calls_reuse_reader_threads(cluster: LocalCluster) -> None:
+    """Back-to-back calls alternate between the same readers: no thread is started per call."""
+
+    def thread_tag() -> bytes:
+        thread = threading.current_thread()  # a new thread has a new Thread object, hence a new tag
+        if not hasattr(thread, "erpc_test_tag"):
+            thread.erpc_test_tag = os.urandom(8)
+        return thread.erpc_test_tag
+
+    erpc.call(A, thread_tag, timeout=10)  # warm: the connection's spare reader exists
+    tags = {erpc.call(A, thread_tag, timeout=10) for _ in range(200)}
+    assert len(tags) <= MAX_IDLE_READERS, f"200 sequential calls ran on {len(tags)} threads"
+
+
 def test_large_array_costs_a_small_multiple_of_a_memory_copy(cluster: LocalCluster) -> None:
     big = np.random.default_rng(0).standard_normal(8 * 2**20)  # 64 MiB
     erpc.call(A, "os:getpid", timeout=30)

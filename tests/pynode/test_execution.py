@@ -18,15 +18,24 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
     return False
 
 
+def execute_and_finish(ctx: CallContext, run) -> None:
+    """What a reader thread does: run the call, then its outcome when one is returned."""
+    outcome = execute(ctx, run)
+    if outcome is not None:
+        outcome()
+
+
 def start(ctx: CallContext, run) -> threading.Thread:
-    thread = threading.Thread(target=execute, args=(ctx, run), daemon=True)
+    thread = threading.Thread(target=execute_and_finish, args=(ctx, run), daemon=True)
     thread.start()
     return thread
 
 
-def test_outcome_runs_when_not_cancelled() -> None:
+def test_outcome_is_returned_unrun_when_not_cancelled() -> None:
     seen: list[str] = []
-    execute(CallContext("plain"), lambda: lambda: seen.append("outcome sent"))
+    outcome = execute(CallContext("plain"), lambda: lambda: seen.append("outcome sent"))
+    assert seen == []  # the caller decides when to send the result
+    outcome()
     assert seen == ["outcome sent"]
 
 
@@ -70,7 +79,7 @@ def test_cancel_raises_call_cancelled_in_a_busy_python_loop_and_never_escapes() 
 
     def guarded() -> None:
         try:
-            execute(ctx, run)
+            execute_and_finish(ctx, run)
             for _ in range(1000):  # the thread's later Python code is not hit by a stray exception
                 pass
             seen.append("thread continues")
@@ -89,5 +98,5 @@ def test_call_cancelled_before_it_starts_does_not_run() -> None:
     ctx = CallContext("never")
     ctx.cancel()
     ran = threading.Event()
-    execute(ctx, lambda: ran.set())
+    assert execute(ctx, lambda: ran.set()) is None
     assert not ran.is_set()
