@@ -14,7 +14,8 @@ from scipy.special import digamma, gammaln
 
 from exmc._numeric import HALF_LOG_2PI, LOG_PI, as_float, sigmoid
 from exmc.dist.base import Distribution, draw_shape, require_finite, require_positive
-from exmc.dist.kernels import bind, chainwise, constant, log_fns, scalar_log, summed
+from exmc.dist.kernels import constant, log_fns, summed
+from exmc.dist.normal_kernels import normal_observed_kernel
 
 __all__ = ["Normal", "Cauchy", "StudentT", "Laplace", "Logistic", "Flat"]
 
@@ -63,30 +64,7 @@ class NormalFamily(_RealLine):
         return kernel
 
     def observed_kernel(self, value, varying, batched, **params):
-        """iid observations with scalar ``mu`` and ``sigma``: the sum over the data is a function of
-        its count, mean and centred sum of squares (computed once), so a call does no array work."""
-        if any(shape for _, shape in varying) or any(np.ndim(p) for p in params.values()):
-            return None
-        y = as_float(value)
-        n = float(y.size)
-        mean = float(y.mean())
-        centred_ss = float(np.sum((y - mean) ** 2))
-        c = -n * HALF_LOG_2PI
-
-        def full_with(log):
-            def full(mu, sigma):
-                inv_sigma = 1.0 / sigma
-                t = (mean - mu) * inv_sigma  # standardised distance of the mean
-                nt = n * t
-                q = centred_ss * (inv_sigma * inv_sigma) + nt * t  # sum((y - mu)^2) / sigma^2
-                return c - n * log(sigma) - 0.5 * q, (nt * inv_sigma, (q - n) * inv_sigma)
-            return full
-
-        names = [name for name, _ in varying]
-        scalar = bind(full_with(scalar_log), ("mu", "sigma"), names, params)
-        if not batched:
-            return scalar
-        return chainwise(scalar, bind(full_with(np.log), ("mu", "sigma"), names, params), len(names))
+        return normal_observed_kernel(value, varying, batched, params)
 
     def sample(self, rng, size, shape=None, **params):
         mu, sigma = params["mu"], params["sigma"]

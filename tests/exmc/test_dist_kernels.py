@@ -106,8 +106,9 @@ def test_normal_observed_kernel_from_sufficient_statistics(varying):
 
 def test_observed_kernels_decline_what_they_do_not_specialise():
     y = np.array([0.0, 1.0, 1.0])
-    assert Dist.Normal.observed_kernel(y, (("mu", (3,)),), False, sigma=1.0) is None
+    assert Dist.Normal.observed_kernel(y, (("mu", (1,)),), False, sigma=1.0) is None  # mu broadcast along y
     assert Dist.Normal.observed_kernel(y, (("mu", ()),), False, sigma=np.ones(3)) is None
+    assert Dist.Normal.observed_kernel(y, (("sigma", (3,)),), False, mu=0.0) is None  # a scale per entry
     assert Dist.Bernoulli.observed_kernel(y, (("p", (3,)),), False) is None
     assert Dist.Bernoulli.observed_kernel(y, (("logit_p", ()),), False) is None  # broadcasting
     assert Dist.Bernoulli.observed_kernel(np.ones((2, 3)), (("logit_p", (2, 3)),), False) is None
@@ -160,3 +161,37 @@ def test_chainwise_and_numpy_paths_of_a_batched_kernel_agree(chains):
     lp, (g_mu, _) = vector(mu, sigma)
     assert np.isnan(lp[1]) or lp[1] == -np.inf
     assert lp[0] == pytest.approx(scalar(np.float64(mu[0]), np.float64(sigma[0]))[0], rel=1e-14)
+
+
+# Normal observed kernels by parameter shapes: (varying {name: shape}, constants) for data of shape (2, 3)
+NORMAL_CASES = {
+    "iid": ({"mu": (), "sigma": ()}, {}),
+    "iid_constant_sigma": ({"mu": ()}, {"sigma": 0.8}),
+    "constant_mean_array": ({"sigma": ()}, {"mu": np.array([0.1, -0.4, 0.3])}),
+    "regression": ({"mu": (2, 3), "sigma": ()}, {}),
+    "regression_reordered": ({"sigma": (), "mu": (2, 3)}, {}),
+    "constant_scale_array": ({"mu": (2, 3)}, {"sigma": np.array([[0.5], [2.0]])}),
+    "constant_scale": ({"mu": (2, 3)}, {"sigma": 1.7}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NORMAL_CASES))
+def test_normal_observed_kernels_equal_logp_and_grads(case):
+    shapes, consts = NORMAL_CASES[case]
+    rng = np.random.default_rng(len(case))
+    y = rng.normal(size=(2, 3))
+    draw = {"mu": lambda shape: rng.normal(size=shape), "sigma": lambda shape: rng.uniform(0.3, 2.0, size=shape)}
+    varying = tuple(shapes.items())
+    for batched, lead in ((False, ()), (True, (CHAINS,))):
+        kernel = Dist.Normal.observed_kernel(y, varying, batched, **consts)
+        args = [draw[name](lead + shape) for name, shape in varying]
+        lp, grads = kernel(*(a[()] if a.ndim == 0 else a for a in args))
+        full = {**consts, **{name: (a.reshape(a.shape + (1, 1)) if batched and a.ndim == 1 else a)
+                             for (name, _), a in zip(varying, args)}}
+        expected_lp, expected = Dist.Normal.logp_and_grads(y, **full)
+        axes = tuple(range(-2, 0))
+        np.testing.assert_allclose(lp, expected_lp.sum(axis=axes), rtol=1e-12)
+        for (name, shape), a, g in zip(varying, args, grads):
+            assert np.shape(g) == a.shape
+            e = expected[name] if shape else expected[name].sum(axis=axes)
+            np.testing.assert_allclose(g, e, rtol=1e-11, atol=1e-13)
