@@ -64,3 +64,18 @@ def local_cluster() -> Iterator[Callable[..., LocalCluster]]:
     yield make
     for cluster in reversed(clusters):
         cluster.stop()
+
+
+@pytest.fixture
+def ipython_shell() -> Iterator["InteractiveShell"]:
+    """A fresh headless IPython shell (history in memory), discarded after the test so that
+    extensions and magics state never leak from one test into another."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=config)
+    yield shell
+    InteractiveShell.clear_instance()

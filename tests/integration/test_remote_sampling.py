@@ -14,9 +14,7 @@ import time
 import numpy as np
 import psutil
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from process_watch import busy_descendants, gone, wait_for_busy
-from traitlets.config import Config
 
 import exmc
 import pynode
@@ -64,12 +62,6 @@ class Recorder:
     def close(self, *, completed):
         self.completed = completed
 
-
-def ipython_shell() -> InteractiveShell:
-    """The headless IPython shell, its history in memory (tests run with a temporary HOME)."""
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    return InteractiveShell.instance(config=config)
 
 def test_attach_reports_the_node_and_its_exmc(session, cluster):
     assert session.node == COMPUTE
@@ -126,8 +118,8 @@ def test_sampling_timeout_raises_promptly_and_stops_the_chains(session, cluster)
     assert wait_until(lambda: busy_descendants(cluster.pid(COMPUTE)) == [], timeout=5)
 
 
-def test_remote_cell_magic_runs_on_the_node(session, cluster):
-    shell = ipython_shell()
+def test_remote_cell_magic_runs_on_the_node(session, cluster, ipython_shell):
+    shell = ipython_shell
     shell.extension_manager.load_extension("livebook_client")
     shell.user_ns["data"] = np.arange(4)
     attached = shell.run_line_magic("attach", COMPUTE)

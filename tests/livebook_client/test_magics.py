@@ -7,18 +7,10 @@ import cloudpickle
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from livebook_client import magics
 
 
-
-def ipython_shell() -> InteractiveShell:
-    """The headless IPython shell, its history in memory (tests run with a temporary HOME)."""
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    return InteractiveShell.instance(config=config)
 
 def test_split_cell_separates_the_last_expression():
     assert magics.split_cell("x = 1\ny = x + 1\ny * 2\n") == ("x = 1\ny = x + 1", "y * 2")
@@ -52,8 +44,8 @@ def test_remote_cell_function_runs_by_value_and_returns_last_expression():
     assert cloudpickle.loads(cloudpickle.dumps(magics._remote_cell_fn("x = 1", None)))({}) is None
 
 
-def test_magics_need_a_target():
-    shell = ipython_shell()
+def test_magics_need_a_target(ipython_shell):
+    shell = ipython_shell
     shell.extension_manager.load_extension("livebook_client")
     with pytest.raises(UsageError, match="needs a node"):
         shell.run_cell_magic("remote", "", "1 + 1")

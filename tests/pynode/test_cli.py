@@ -179,6 +179,7 @@ def test_shell_is_a_node(target):
 
 
 def test_cluster_up_and_down(tmp_path):
+    # Hosts no other test uses: `up` must find them without a port mapper, so `down` kills the ones it started.
     config = tmp_path / "c.toml"
     config.write_text(
         textwrap.dedent(
@@ -186,12 +187,12 @@ def test_cluster_up_and_down(tmp_path):
             [cluster]
             epmd_port = 4369
             [[node]]
-            name = "notme@127.0.0.43"
+            name = "notme@127.0.0.143"
             start = false
             [[node]]
-            name = "cup1@127.0.0.43"
+            name = "cup1@127.0.0.143"
             [[node]]
-            name = "cup2@127.0.0.44"
+            name = "cup2@127.0.0.144"
             hidden = true
             """
         )
@@ -200,24 +201,24 @@ def test_cluster_up_and_down(tmp_path):
     up = pynode("cluster", "up", str(config), "--state-dir", str(state_dir))
     assert up.returncode == 0, up.stderr
     state = json.loads((state_dir / "state.json").read_text())
-    assert [n["name"] for n in state["nodes"]] == ["cup1@127.0.0.43", "cup2@127.0.0.44"]
+    assert [n["name"] for n in state["nodes"]] == ["cup1@127.0.0.143", "cup2@127.0.0.144"]
     assert state["epmd_port"] == portmapper.epmd_port()  # the environment overrides the file
     for node in state["nodes"]:
         assert f"pynode: {node['name']} up (pid {node['pid']}, port {node['port']}" in up.stdout
         os.kill(node["pid"], 0)  # running, detached from the `up` process that has exited
-    assert pynode("ping", "cup2@127.0.0.44").stdout == "pong\n"
+    assert pynode("ping", "cup2@127.0.0.144").stdout == "pong\n"
 
     again = pynode("cluster", "up", str(config), "--state-dir", str(state_dir))
     assert again.returncode == 1 and "already up" in again.stderr
 
     down = pynode("cluster", "down", str(config), "--state-dir", str(state_dir))
     assert down.returncode == 0, down.stderr
-    assert down.stdout == "pynode: cup1@127.0.0.43 stopped\npynode: cup2@127.0.0.44 stopped\n"
+    assert down.stdout == "pynode: cup1@127.0.0.143 stopped\npynode: cup2@127.0.0.144 stopped\n"
     assert not state_dir.exists()
     # `up` started the port mappers of both (fresh) hosts, so `down` killed them.
-    assert state["started_port_mappers"] == ["127.0.0.43", "127.0.0.44"]
-    assert wait_until(lambda: not portmapper.is_running("127.0.0.43"), timeout=5)
-    assert wait_until(lambda: not portmapper.is_running("127.0.0.44"), timeout=5)
+    assert state["started_port_mappers"] == ["127.0.0.143", "127.0.0.144"]
+    assert wait_until(lambda: not portmapper.is_running("127.0.0.143"), timeout=5)
+    assert wait_until(lambda: not portmapper.is_running("127.0.0.144"), timeout=5)
 
     nothing = pynode("cluster", "down", str(config), "--state-dir", str(state_dir))
     assert nothing.returncode == 1 and "no cluster state" in nothing.stderr
