@@ -209,7 +209,7 @@ class Link:
         _reader.retire = False
         while not conn.closed:
             try:
-                conn.serve_frame()
+                conn.serve_until_request()
             except EOFError:
                 break
             except Exception as exc:  # brine/struct errors: garbage after the handshake

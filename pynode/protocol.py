@@ -5,8 +5,9 @@ A remote call must not hold the connection while it runs, so pynode adds its own
 rpyc's protocol (:class:`ErpcConnection` is the connection class of our service, the extension
 point rpyc offers as ``Service._protocol``):
 
-- ``CALL (data)``: handed to a worker thread; the serving thread returns at once and sends *no*
-  reply. The worker later sends rpyc's ordinary reply for that request's sequence number:
+- ``CALL (data)``: run by the reader thread that read it, once it has handed the socket to another
+  reader (:meth:`ErpcConnection.serve_until_request`); rpyc's automatic reply is not sent. When the
+  call returns, that thread sends rpyc's ordinary reply for the request's sequence number:
   ``(status, data)`` (:mod:`pynode.outcome`). One request and one reply per call, matched by rpyc's
   own sequence number, and any number in flight on one connection.
 - ``CANCEL (seq)``, ``CAST (data)``, ``DELIVER (mailbox_id, data)``: one-way, no reply at all.
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import rpyc
 from rpyc.core import brine, consts
 
+from pynode.readtoken import ReadToken
 from pynode.transport import Buffers
 
 if TYPE_CHECKING:
@@ -55,6 +57,10 @@ class ErpcConnection(rpyc.Connection):
     """An rpyc connection that also speaks pynode's requests (see the module docstring)."""
 
     link: Link | None = None  # set by the service's on_connect, before any request is served
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._token = ReadToken()  # before rpyc's constructor, which runs the service's on_connect
+        super().__init__(*args, **kwargs)
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -114,27 +120,62 @@ class ErpcConnection(rpyc.Connection):
         with self._sendlock:
             self._channel.send(data, attachments)
 
+    def close(self) -> None:
+        """Close the connection without waiting for the peer.
+
+        rpyc's ``close`` sends CLOSE and waits for the reply by reading the connection from the
+        calling thread, next to pynode's reader threads that own the socket (they pass a
+        :class:`~pynode.readtoken.ReadToken`, not rpyc's receive lock). CLOSE is sent one-way
+        instead (the peer closes its end on receipt); a send failure only means the connection
+        is already gone. Runs ``on_disconnect`` once.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._send(consts.MSG_REQUEST, self._get_seq_id(), (consts.HANDLE_CLOSE, self._box(())))
+        except (EOFError, OSError):
+            pass
+        finally:
+            self._cleanup(_anyway=True)
+
     # --- serving ------------------------------------------------------------------------------
 
-    def serve_frame(self) -> None:
-        """Read one frame and dispatch it in this thread (a CALL runs to completion here; the
-        receive lock is released before it starts, so another thread reads meanwhile).
+    def serve_until_request(self) -> None:
+        """Read frames in this thread, dispatching replies, until a request arrives; then hand the
+        socket to another reader and serve the request here (a CALL runs to completion).
 
-        Unlike rpyc's ``serve`` there is no ``select`` before the read: reader threads block in
-        ``recv`` and nothing else reads. Raises EOFError when the connection is gone, and
-        whatever rpyc raises for an undecodable frame.
+        Replies are dispatched without handing the socket over (their callbacks only wake the
+        waiting caller), so a connection that only carries replies back is read by one thread
+        that never wakes another. Unlike rpyc's ``serve`` there is no ``select`` before a read:
+        the reader blocks in ``recv`` and nothing else reads. Raises EOFError when the connection
+        is gone, and whatever rpyc raises for an undecodable frame; in both cases the token is
+        handed on first, so every waiting reader sees the end too.
         """
-        self._recvlock.acquire()
+        token = self._token
+        token.take()
         try:
-            data = self._channel.recv()
+            while True:
+                data = self._channel.recv()
+                if data[0] == consts.MSG_REQUEST:
+                    break
+                self._dispatch_reply(data)
         except BaseException:
-            self._recvlock.release()
+            token.give()
             raise
-        try:
-            self._dispatch(data)  # releases the receive lock
-        finally:
-            with self._recv_event:  # wake threads inside rpyc's own serve() (Connection.close)
-                self._recv_event.notify_all()
+        token.give()
+        seq, args = brine.load(data[1:])
+        self._dispatch_request(seq, args)
+
+    def _dispatch_reply(self, data: memoryview) -> None:
+        msg = data[0]
+        seq, args = brine.load(data[1:])
+        if msg == consts.MSG_REPLY:
+            self._seq_request_callback(msg, seq, False, self._unbox(args))
+        elif msg == consts.MSG_EXCEPTION:
+            self._seq_request_callback(msg, seq, True, self._unbox_exc(args))
+        else:
+            raise ValueError(f"invalid message type: {msg!r}")
 
     def _dispatch_request(self, seq: int, raw_args: Any) -> None:
         handler, boxed = raw_args
