@@ -315,8 +315,8 @@ class _Builder:
             if kernel is not None:
                 return self._prior_term(kernel, value_slot)
         elif value_slot is None and varying and (obs is None or obs.censored is None):
-            kernel = family.observed_kernel(const_value, tuple((key, self.a.shapes[params[key]]) for key, _, _ in varying),
-                                            self.batched, **base)
+            shapes = tuple((key, self.a.shapes[params[key]]) for key, _, _ in varying)
+            kernel = family.observed_kernel(const_value, shapes, self.batched, **base)
             if kernel is not None:
                 return self._observed_term(kernel, [slot for _, slot, _ in varying])
         if value_slot is None and not varying:

@@ -12,17 +12,18 @@ from exmc.dist import Dist
 from exmc.dist.kernels import CHAINWISE_MAX_CHAINS, bind, scalar_log, scalar_log1p
 
 # family name -> (scalar constant params, array constant params broadcasting to (2, 3), value maker)
+ROW, COLUMN = np.array([0.5, -1.0, 2.0]), np.array([[1.0], [3.0]])  # broadcasting to (2, 3) two ways
+SHAPES_ROW = np.array([0.5, 1.0, 4.0])  # positive shape parameters below, at and above 1
 PRIORS = {
-    "Normal": ({"mu": 0.0, "sigma": 2.5}, {"mu": np.array([0.5, -1.0, 2.0]), "sigma": np.array([[1.0], [3.0]])}, "real"),
-    "Cauchy": ({"loc": 0.3, "scale": 2.0}, {"loc": np.array([0.5, -1.0, 2.0]), "scale": np.array([[1.0], [3.0]])}, "real"),
-    "StudentT": ({"df": 4.0, "loc": -0.2, "scale": 1.5},
-                 {"df": np.array([1.0, 5.0, 30.0]), "loc": 0.0, "scale": np.array([[1.0], [3.0]])}, "real"),
+    "Normal": ({"mu": 0.0, "sigma": 2.5}, {"mu": ROW, "sigma": COLUMN}, "real"),
+    "Cauchy": ({"loc": 0.3, "scale": 2.0}, {"loc": ROW, "scale": COLUMN}, "real"),
+    "StudentT": ({"df": 4.0, "loc": -0.2, "scale": 1.5}, {"df": SHAPES_ROW, "loc": 0.0, "scale": COLUMN}, "real"),
     "HalfNormal": ({"sigma": 2.0}, {"sigma": np.array([1.0, 2.0, 0.5])}, "positive"),
-    "HalfCauchy": ({"scale": 5.0}, {"scale": np.array([[1.0], [3.0]])}, "positive"),
-    "Lognormal": ({"mu": 0.5, "sigma": 1.2}, {"mu": np.array([0.5, -1.0, 2.0]), "sigma": 0.7}, "positive"),
+    "HalfCauchy": ({"scale": 5.0}, {"scale": COLUMN}, "positive"),
+    "Lognormal": ({"mu": 0.5, "sigma": 1.2}, {"mu": ROW, "sigma": 0.7}, "positive"),
     "Exponential": ({"lambda": 1.5}, {"lambda": np.array([0.1, 1.0, 10.0])}, "positive"),
-    "Gamma": ({"alpha": 2.0, "beta": 0.5}, {"alpha": np.array([0.5, 1.0, 4.0]), "beta": 2.0}, "positive"),
-    "Beta": ({"alpha": 2.0, "beta": 3.0}, {"alpha": np.array([0.5, 1.0, 4.0]), "beta": np.array([[2.0], [0.7]])}, "unit"),
+    "Gamma": ({"alpha": 2.0, "beta": 0.5}, {"alpha": SHAPES_ROW, "beta": 2.0}, "positive"),
+    "Beta": ({"alpha": 2.0, "beta": 3.0}, {"alpha": SHAPES_ROW, "beta": np.array([[2.0], [0.7]])}, "unit"),
 }
 SHAPES = [(), (3,), (2, 3)]
 CHAINS = 4
