@@ -13,16 +13,17 @@ in :mod:`pynode.protocol`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import rpyc
 
 from pynode import outcome, protocol, transport
-from pynode.errors import ErpcError, NoConnection
+from pynode.errors import NoConnection
 from pynode.execution import CallContext, execute
 from pynode.handshake import PeerInfo
 
@@ -54,11 +55,11 @@ class Pending:
         self._ready.acquire()
         self._claimed = threading.Lock()  # the first resolve/fail wins; later ones are ignored
         self.status = 0
-        self.data = b""
+        self.data: transport.Data = b""
         self.buffers: transport.Buffers = ()
         self.error: BaseException | None = None
 
-    def resolve(self, status: int, data: bytes, buffers: transport.Buffers) -> None:
+    def resolve(self, status: int, data: transport.Data, buffers: transport.Buffers) -> None:
         if self._claimed.acquire(False):
             self.status, self.data, self.buffers = status, data, buffers
             self._ready.release()
@@ -93,6 +94,7 @@ class Link:
         self._lock = threading.Lock()
         self._pending: dict[int, Pending] = {}
         self._running: dict[int, CallContext] = {}
+        self._seqs = itertools.count(1)
         self._idle_readers = 0
 
     def __repr__(self) -> str:
@@ -101,58 +103,55 @@ class Link:
     # --- calls out ----------------------------------------------------------------------------
 
     def call(self, data: bytes, buffers: transport.Buffers) -> tuple[int, Pending]:
-        """Send a call; returns its sequence number and the Pending its reply resolves.
+        """Send a call; returns its sequence number and the Pending its result resolves.
 
         Raises NoConnection when the connection is down or the send fails.
         """
         pending = Pending()
-
-        def on_reply(is_exc: bool, value: Any) -> None:
-            buffers = conn.take_attachments()
-            with self._lock:
-                self._pending.pop(seq, None)
-            if is_exc:
-                pending.fail(ErpcError(f"{self.name} refused the call: {value}"))
-                return
-            try:
-                status, data = protocol.check_reply(value)
-                pending.resolve(status, data, buffers)
-            except protocol.ProtocolViolation as exc:
-                pending.fail(ErpcError(f"malformed reply from {self.name}: {exc}"))
-
+        seq = next(self._seqs)  # atomic under the GIL
         conn = self._conn()
-        seq = conn.new_seq()
         with self._lock:
             if self.closed:
                 raise self._lost()
             self._pending[seq] = pending
         try:
-            conn.send_call(seq, data, buffers, on_reply)
+            conn.send_call(seq, data, buffers)
         except (EOFError, OSError) as exc:
             with self._lock:
                 self._pending.pop(seq, None)
             raise self._lost() from exc
         return seq, pending
 
+    def resolve(self, seq: int, status: int, data: transport.Data, buffers: transport.Buffers) -> None:
+        """The result of call ``seq`` arrived (from the reader thread); a result nobody waits for
+        any more (cancelled call) is dropped."""
+        with self._lock:
+            pending = self._pending.pop(seq, None)
+        if pending is not None:
+            pending.resolve(status, data, buffers)
+
     def cancel(self, seq: int) -> None:
         """Stop waiting for call ``seq`` and tell the peer to cancel it; never raises."""
         with self._lock:
             self._pending.pop(seq, None)
-        conn = self.conn
-        if conn is not None:
-            conn.forget(seq)
         try:
-            self._oneway(protocol.HANDLE_CANCEL, (seq,))
-        except NoConnection:
+            self._conn().send_cancel(seq)
+        except (NoConnection, EOFError, OSError):
             pass
 
     def cast(self, data: bytes, buffers: transport.Buffers) -> None:
         """Send a CAST. Raises NoConnection."""
-        self._oneway(protocol.HANDLE_CAST, (data,), buffers)
+        try:
+            self._conn().send_cast(data, buffers)
+        except (EOFError, OSError) as exc:
+            raise self._lost() from exc
 
     def deliver(self, mailbox_id: int, data: bytes, buffers: transport.Buffers) -> None:
         """Send a message to mailbox ``mailbox_id`` of the peer. Raises NoConnection."""
-        self._oneway(protocol.HANDLE_DELIVER, (mailbox_id, data), buffers)
+        try:
+            self._conn().send_deliver(mailbox_id, data, buffers)
+        except (EOFError, OSError) as exc:
+            raise self._lost() from exc
 
     def ping(self, timeout: float) -> bool:
         """A trivial call's round trip within ``timeout`` seconds. Raises NoConnection."""
@@ -174,12 +173,6 @@ class Link:
         if self.closed or conn is None:
             raise self._lost()
         return conn
-
-    def _oneway(self, handler: int, args: tuple[int | bytes, ...], buffers: transport.Buffers = ()) -> None:
-        try:
-            self._conn().send_oneway(handler, args, buffers)
-        except (EOFError, OSError) as exc:
-            raise self._lost() from exc
 
     def _lost(self) -> NoConnection:
         return NoConnection(f"connection to {self.name} lost")
@@ -243,7 +236,7 @@ class Link:
         if outcome is not None:
             outcome()
 
-    def start_call(self, seq: int, data: bytes, buffers: transport.Buffers) -> None:
+    def start_call(self, seq: int, data: transport.Data, buffers: transport.Buffers) -> None:
         ctx = CallContext(f"call {seq} from {self.name}")
         with self._lock:
             self._running[seq] = ctx
@@ -270,7 +263,7 @@ class Link:
         if ctx is not None:
             ctx.cancel()
 
-    def start_cast(self, data: bytes, buffers: transport.Buffers) -> None:
+    def start_cast(self, data: transport.Data, buffers: transport.Buffers) -> None:
         def run() -> None:
             status, payload = outcome.run_call(self.node.name, data, buffers)
             if status != outcome.OK:

@@ -43,7 +43,7 @@ class _Encoded:
 
     __slots__ = ("data", "buffers")
 
-    def __init__(self, data: bytes, buffers: transport.Buffers) -> None:
+    def __init__(self, data: transport.Data, buffers: transport.Buffers) -> None:
         self.data = data
         self.buffers = buffers
 
@@ -104,7 +104,7 @@ class Registry:
         else:
             box.put(message)
 
-    def deliver_encoded(self, mailbox_id: int, data: bytes, buffers: transport.Buffers) -> None:
+    def deliver_encoded(self, mailbox_id: int, data: transport.Data, buffers: transport.Buffers) -> None:
         self.deliver(mailbox_id, _Encoded(data, buffers))
 
 

@@ -177,7 +177,7 @@ class LocalNode:
             log.info("ping %s: pang (%s)", peer, exc)
         return False
 
-    def deliver_local(self, mailbox_id: int, data: bytes, buffers: transport.Buffers) -> None:
+    def deliver_local(self, mailbox_id: int, data: transport.Data, buffers: transport.Buffers) -> None:
         self.mailboxes.deliver_encoded(mailbox_id, data, buffers)
 
     def stop(self) -> None:

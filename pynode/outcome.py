@@ -29,7 +29,7 @@ ERROR = 1
 Reply = tuple[int, transport.Payload]
 
 
-def run_call(node: str, data: bytes, buffers: transport.Buffers) -> Reply:
+def run_call(node: str, data: transport.Data, buffers: transport.Buffers) -> Reply:
     """Unpickle and run a call payload on this node (``node`` is its name, for messages).
 
     Never raises, except CallCancelled (which the worker pool absorbs): every failure, including
@@ -93,7 +93,7 @@ def encode_error(exc: BaseException) -> transport.Payload:
     return transport.dumps((_type_name(exc), str(exc), tb, pickled))
 
 
-def unpack(node: str, status: int, data: bytes, buffers: transport.Buffers) -> Any:
+def unpack(node: str, status: int, data: transport.Data, buffers: transport.Buffers) -> Any:
     """The value of a reply from ``node``, or raise the remote exception.
 
     A rebuildable exception is raised as itself with a note naming ``node`` and carrying the remote

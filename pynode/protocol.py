@@ -1,99 +1,99 @@
-"""pynode's requests, carried inside rpyc's message protocol.
+"""pynode's messages, carried in rpyc's frames next to rpyc's own.
 
 rpyc serves one request at a time per connection and answers it as soon as its handler returns.
-A remote call must not hold the connection while it runs, so pynode adds its own request codes to
-rpyc's protocol (:class:`ErpcConnection` is the connection class of our service, the extension
-point rpyc offers as ``Service._protocol``):
+A remote call must not hold the connection while it runs, so pynode sends its own messages on an
+rpyc connection (:class:`ErpcConnection` is the connection class of our service, the extension
+point rpyc offers as ``Service._protocol``). A frame's first byte is the message type: rpyc's
+(``consts.MSG_*``, 1-3, followed by brine) or one of pynode's, followed by fixed big-endian fields
+and then the pickle, raw (no brine encoding, no boxing, no copy into a tuple):
 
-- ``CALL (data)``: run by the reader thread that read it, once it has handed the socket to another
-  reader (:meth:`ErpcConnection.serve_until_request`); rpyc's automatic reply is not sent. When the
-  call returns, that thread sends rpyc's ordinary reply for the request's sequence number:
-  ``(status, data)`` (:mod:`pynode.outcome`). One request and one reply per call, matched by rpyc's
-  own sequence number, and any number in flight on one connection.
-- ``CANCEL (seq)``, ``CAST (data)``, ``DELIVER (mailbox_id, data)``: one-way, no reply at all.
+- ``CALL seq:u64 data``: run by the reader thread that read it, once it has handed the socket to
+  another reader (:meth:`ErpcConnection.serve_until_request`). When the call returns, that thread
+  sends ``RESULT seq:u64 status:u8 data`` (:mod:`pynode.outcome`). One CALL and one RESULT per
+  call, matched by ``seq`` (chosen by the caller), any number in flight on one connection.
+- ``CANCEL seq:u64``, ``CAST data``, ``DELIVER mailbox_id:u64 data``: one-way.
 
 ``data`` is a pickle; its out-of-band buffers travel as attachment frames just before the frame
-that uses them (:class:`pynode.transport._Channel`), never through brine. Arguments are only ints
-and ``bytes`` (brine values, never netrefs); anything else is refused before it reaches pickle.
-Of rpyc's own requests only CLOSE is served: no attribute access, no netrefs, no rpyc pickling.
+that uses them (:class:`pynode.transport._Channel`). Fields are fixed-size integers and the rest
+of the frame is bytes, so nothing but a pickle from an authenticated peer ever reaches pickle.
+Of rpyc's own messages only the CLOSE request is served; every other rpyc request is refused with
+an rpyc exception reply: no attribute access, no netrefs, no rpyc pickling. An unknown message
+type or a truncated frame is a protocol violation: the connection is dropped.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Callable
+import struct
 from typing import TYPE_CHECKING, Any
 
 import rpyc
 from rpyc.core import brine, consts
 
 from pynode.readtoken import ReadToken
-from pynode.transport import Buffers
+from pynode.transport import Buffers, Data
 
 if TYPE_CHECKING:
     from pynode.link import Link
 
 log = logging.getLogger(__name__)
 
-# pynode's request codes, above rpyc's (consts.HANDLE_* stop at 20).
-HANDLE_CALL = 64
-HANDLE_CANCEL = 65
-HANDLE_CAST = 66
-HANDLE_DELIVER = 67
-_PYNODE_HANDLERS = frozenset({HANDLE_CALL, HANDLE_CANCEL, HANDLE_CAST, HANDLE_DELIVER})
-# rpyc's own requests we still serve: Connection.close sends CLOSE.
-_RPYC_HANDLERS = frozenset({consts.HANDLE_CLOSE})
+# pynode's message types (rpyc's consts.MSG_REQUEST/REPLY/EXCEPTION are 1-3).
+MSG_CALL = 0x40
+MSG_RESULT = 0x41
+MSG_CANCEL = 0x42
+MSG_CAST = 0x43
+MSG_DELIVER = 0x44
 
-ReplyCallback = Callable[[bool, Any], None]
-"""rpyc's reply callback: ``(is_exception, value)``."""
+_TYPE = struct.Struct("!B")
+_TYPE_ID = struct.Struct("!BQ")  # CALL, CANCEL, DELIVER: a sequence number or a mailbox id
+_TYPE_ID_STATUS = struct.Struct("!BQB")  # RESULT
 
 
 class ProtocolViolation(Exception):
-    """A peer sent a request pynode does not serve or arguments of the wrong types."""
+    """A peer sent a message pynode does not serve or a malformed one."""
 
 
 class ErpcConnection(rpyc.Connection):
-    """An rpyc connection that also speaks pynode's requests (see the module docstring)."""
+    """An rpyc connection that also speaks pynode's messages (see the module docstring)."""
 
-    link: Link | None = None  # set by the service's on_connect, before any request is served
+    link: Link | None = None  # set by the service's on_connect, before any message is served
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._token = ReadToken()  # before rpyc's constructor, which runs the service's on_connect
         super().__init__(*args, **kwargs)
 
-    # --- sending ------------------------------------------------------------------------------
+    # --- sending (each raises EOFError when the connection is closed) ------------------------
 
-    def new_seq(self) -> int:
-        """A fresh request sequence number (for :meth:`send_call`)."""
-        return self._get_seq_id()
-
-    def send_call(self, seq: int, data: bytes, buffers: Buffers, on_reply: ReplyCallback) -> None:
-        """Send CALL number ``seq``; ``on_reply`` runs on the serving thread when the result
-        arrives (it finds the result's buffers with :meth:`take_attachments`). Raises EOFError
-        when the connection is closed."""
-        self._request_callbacks[seq] = on_reply
-        try:
-            self._send(consts.MSG_REQUEST, seq, (HANDLE_CALL, self._box((data,))), buffers)
-        except BaseException:
-            self._request_callbacks.pop(seq, None)
-            raise
-
-    def forget(self, seq: int) -> None:
-        """Drop the reply callback of ``seq`` (a reply arriving later is ignored)."""
-        self._request_callbacks.pop(seq, None)
-
-    def send_oneway(self, handler: int, args: tuple[int | bytes, ...], buffers: Buffers = ()) -> None:
-        """Send CANCEL, CAST or DELIVER. Raises EOFError when the connection is closed."""
-        self._send(consts.MSG_REQUEST, self._get_seq_id(), (handler, self._box(args)), buffers)
+    def send_call(self, seq: int, data: bytes, buffers: Buffers) -> None:
+        self._send_frame(_TYPE_ID.pack(MSG_CALL, seq), data, buffers)
 
     def send_result(self, seq: int, status: int, data: bytes, buffers: Buffers) -> None:
-        """Answer the CALL ``seq``. Raises EOFError when the connection is closed."""
-        self._send(consts.MSG_REPLY, seq, self._box((status, data)), buffers)
+        self._send_frame(_TYPE_ID_STATUS.pack(MSG_RESULT, seq, status), data, buffers)
 
-    def take_attachments(self) -> tuple[bytearray, ...]:
-        """The out-of-band buffers of the frame the calling thread is dispatching."""
-        return self._channel.take_attachments()
+    def send_cancel(self, seq: int) -> None:
+        self._send_frame(_TYPE_ID.pack(MSG_CANCEL, seq))
+
+    def send_cast(self, data: bytes, buffers: Buffers) -> None:
+        self._send_frame(_TYPE.pack(MSG_CAST), data, buffers)
+
+    def send_deliver(self, mailbox_id: int, data: bytes, buffers: Buffers) -> None:
+        self._send_frame(_TYPE_ID.pack(MSG_DELIVER, mailbox_id), data, buffers)
+
+    def _send_frame(self, head: bytes, data: bytes = b"", attachments: Buffers = ()) -> None:
+        """Write ``attachments``, then the frame ``head + data``, synchronously.
+
+        rpyc queues frames so that a netref finalizer running mid-send cannot deadlock on the send
+        lock; pynode connections never create netrefs (:meth:`_box`/:meth:`_unbox` refuse them),
+        so a plain lock suffices, and the caller's buffers are on the wire (or the send failed)
+        when this returns, so they may be reused at once.
+        """
+        with self._sendlock:
+            self._channel.send(head, data, attachments)
+
+    def _send(self, msg: int, seq: int, args: Any) -> None:
+        """rpyc's own messages (CLOSE and refusals), brine-encoded, through :meth:`_send_frame`."""
+        self._send_frame(brine.I1.pack(msg), brine.dump((seq, args)))
 
     def _box(self, obj: Any) -> Any:
         """Only brine values cross a pynode connection: never a reference to a local object."""
@@ -107,18 +107,6 @@ class ErpcConnection(rpyc.Connection):
         if label != consts.LABEL_VALUE:
             raise ProtocolViolation("pynode connections carry no object references")
         return value
-
-    def _send(self, msg: int, seq: int, args: Any, attachments: Buffers = ()) -> None:
-        """rpyc's ``_send``, writing ``attachments`` before the frame, synchronously.
-
-        rpyc queues frames so that a netref finalizer running mid-send cannot deadlock on the send
-        lock; pynode connections never create netrefs (:meth:`_box`/:meth:`_unbox` refuse them),
-        so a plain lock suffices, and the caller's buffers are on the wire (or the send failed)
-        when this returns, so they may be reused at once.
-        """
-        data = brine.I1.pack(msg) + brine.dump((seq, args))
-        with self._sendlock:
-            self._channel.send(data, attachments)
 
     def close(self) -> None:
         """Close the connection without waiting for the peer.
@@ -142,91 +130,61 @@ class ErpcConnection(rpyc.Connection):
     # --- serving ------------------------------------------------------------------------------
 
     def serve_until_request(self) -> None:
-        """Read frames in this thread, dispatching replies, until a request arrives; then hand the
-        socket to another reader and serve the request here (a CALL runs to completion).
+        """Read frames in this thread, dispatching results, until a request arrives; then hand
+        the socket to another reader and serve the request here (a CALL runs to completion).
 
-        Replies are dispatched without handing the socket over (their callbacks only wake the
-        waiting caller), so a connection that only carries replies back is read by one thread
-        that never wakes another. Unlike rpyc's ``serve`` there is no ``select`` before a read:
-        the reader blocks in ``recv`` and nothing else reads. Raises EOFError when the connection
-        is gone, and whatever rpyc raises for an undecodable frame; in both cases the token is
-        handed on first, so every waiting reader sees the end too.
+        Results are dispatched without handing the socket over (they only wake the waiting
+        caller), so a connection that only carries results back is read by one thread that never
+        wakes another. Unlike rpyc's ``serve`` there is no ``select`` before a read: the reader
+        blocks in ``recv`` and nothing else reads. Raises EOFError when the connection is gone,
+        ProtocolViolation for a malformed frame (the caller drops the connection); in both cases
+        the token is handed on first, so every waiting reader sees the end too.
         """
+        link = self.link
+        if link is None:
+            raise ProtocolViolation("connection served before its link was attached")
         token = self._token
         token.take()
         try:
             while True:
-                data = self._channel.recv()
-                if data[0] == consts.MSG_REQUEST:
+                frame, buffers = self._channel.recv_frame()
+                kind = frame[0]
+                if kind != MSG_RESULT:
                     break
-                self._dispatch_reply(data)
+                _, seq, status = _unpack(_TYPE_ID_STATUS, frame)
+                link.resolve(seq, status, frame[_TYPE_ID_STATUS.size :], buffers)
         except BaseException:
             token.give()
             raise
         token.give()
-        seq, args = brine.load(data[1:])
-        self._dispatch_request(seq, args)
-
-    def _dispatch_reply(self, data: memoryview) -> None:
-        msg = data[0]
-        seq, args = brine.load(data[1:])
-        if msg == consts.MSG_REPLY:
-            self._seq_request_callback(msg, seq, False, self._unbox(args))
-        elif msg == consts.MSG_EXCEPTION:
-            self._seq_request_callback(msg, seq, True, self._unbox_exc(args))
+        if kind == MSG_CALL:
+            link.start_call(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
+        elif kind == MSG_CANCEL:
+            link.cancel_running(_unpack(_TYPE_ID, frame)[1])
+        elif kind == MSG_CAST:
+            link.start_cast(frame[_TYPE.size :], buffers)
+        elif kind == MSG_DELIVER:
+            link.node.deliver_local(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
+        elif kind == consts.MSG_REQUEST:
+            seq, args = brine.load(frame[1:])
+            self._dispatch_request(seq, args)
         else:
-            raise ValueError(f"invalid message type: {msg!r}")
+            raise ProtocolViolation(f"unknown message type {kind} from {link.name}")
 
     def _dispatch_request(self, seq: int, raw_args: Any) -> None:
-        handler, boxed = raw_args
-        if handler in _RPYC_HANDLERS:
+        """rpyc's requests: CLOSE is served; anything else is refused with an exception reply."""
+        handler = raw_args[0] if type(raw_args) is tuple and raw_args else None
+        if handler == consts.HANDLE_CLOSE:
             super()._dispatch_request(seq, raw_args)
             return
-        link = self.link
-        buffers = self.take_attachments()
-        try:
-            if handler not in _PYNODE_HANDLERS or link is None:
-                raise ProtocolViolation(f"request code {handler!r} is not served by pynode")
-            args = _check_args(handler, boxed)
-            if handler == HANDLE_CALL:
-                link.start_call(seq, args[0], buffers)
-            elif handler == HANDLE_CANCEL:
-                link.cancel_running(args[0])
-            elif handler == HANDLE_CAST:
-                link.start_cast(args[0], buffers)
-            else:
-                link.node.deliver_local(args[0], args[1], buffers)
-        except Exception as exc:
-            peer = link.name if link is not None else "an unknown peer"
-            log.warning("refused a request from %s: %s", peer, exc)
-            if handler == HANDLE_CALL or handler not in _PYNODE_HANDLERS:
-                self._send(consts.MSG_EXCEPTION, seq, self._box_exc(*sys.exc_info()))
+        peer = self.link.name if self.link is not None else "an unknown peer"
+        exc = ProtocolViolation(f"rpyc request code {handler!r} is not served by pynode")
+        log.warning("refused a request from %s: %s", peer, exc)
+        self._send(consts.MSG_EXCEPTION, seq, self._box_exc(type(exc), exc, None))
 
 
-# Argument types of each request: brine values only.
-_SIGNATURES: dict[int, tuple[type, ...]] = {
-    HANDLE_CALL: (bytes,),
-    HANDLE_CANCEL: (int,),
-    HANDLE_CAST: (bytes,),
-    HANDLE_DELIVER: (int, bytes),
-}
-
-
-def _check_args(handler: int, boxed: Any) -> tuple[Any, ...]:
-    """The arguments of a pynode request, checked *before* rpyc unboxes anything (so no netref is
-    ever created from a peer's request). Raises ProtocolViolation."""
-    if type(boxed) is not tuple or len(boxed) != 2 or boxed[0] != consts.LABEL_VALUE:
-        raise ProtocolViolation("arguments must be plain brine values")
-    args = boxed[1]
-    signature = _SIGNATURES[handler]
-    if type(args) is not tuple or tuple(type(a) for a in args) != signature:
-        names = ", ".join(t.__name__ for t in signature)
-        raise ProtocolViolation(f"request {handler} takes ({names})")
-    return args
-
-
-def check_reply(value: Any) -> tuple[int, bytes]:
-    """Validate a CALL reply ``(status, data)``; raises ProtocolViolation."""
-    if type(value) is not tuple or len(value) != 2 or type(value[0]) is not int or type(value[1]) is not bytes:
-        raise ProtocolViolation("a call reply must be (int, bytes)")
-    return value
+def _unpack(fields: struct.Struct, frame: Data) -> tuple[int, ...]:
+    """The fixed fields at the start of ``frame``. Raises ProtocolViolation when it is shorter."""
+    if len(frame) < fields.size:
+        raise ProtocolViolation(f"truncated frame of type {frame[0]}: {len(frame)} < {fields.size} bytes")
+    return fields.unpack_from(frame)

@@ -1,11 +1,11 @@
 """The wire under pynode: rpyc connections without compression or needless copies, and payloads.
 
-rpyc frames every message (4-byte length, compression flag, the brine-encoded message, ``\\n``).
-Its stock socket stream re-slices ``bytes`` on every 64 kB write (quadratic in the message size)
-and its channel compresses every frame above 3 kB with zlib. pynode keeps the frame format but
-never compresses (array data does not compress and zlib costs more than loopback bandwidth) and
-moves frames with ``sendall``/``recv_into`` on memoryviews, so a large argument is copied only by
-brine's own encoding and decoding.
+rpyc frames every message (4-byte length, compression flag, the message, ``\\n``). Its stock
+socket stream re-slices ``bytes`` on every 64 kB write (quadratic in the message size) and its
+channel compresses every frame above 3 kB with zlib. pynode keeps the frame format but never
+compresses (array data does not compress and zlib costs more than loopback bandwidth) and moves
+frames with ``sendall``/``recv_into`` on memoryviews; pynode's messages carry the pickle raw after
+a few fixed fields (:mod:`pynode.protocol`), so a large in-band pickle is not copied either.
 
 Payloads are ``bytes`` only: :func:`dumps` turns any object (closures and lambdas included, by
 value, via cloudpickle) into a pickle plus the out-of-band buffers of pickle protocol 5 (large
@@ -77,6 +77,8 @@ _PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 Buffers = tuple[memoryview | bytearray | bytes, ...]
 """Out-of-band pickle buffers: memoryviews of the sender's arrays, bytearrays at the receiver."""
+Data = bytes | memoryview
+"""A pickle: ``bytes`` from :func:`dumps`, a view into the received frame at the receiver."""
 Payload = tuple[bytes, Buffers]
 
 
@@ -105,7 +107,7 @@ def dumps(obj: object) -> Payload:
     return data, tuple(buffers)
 
 
-def loads(data: bytes, buffers: Buffers = ()) -> Any:
+def loads(data: Data, buffers: Buffers = ()) -> Any:
     """Unpickle a :func:`dumps` payload; arrays rebuilt from out-of-band buffers use the buffers'
     memory (writable when the buffers are bytearrays, as received ones are)."""
     return pickle.loads(data, buffers=buffers)
@@ -150,17 +152,21 @@ class _Channel(Channel):
     ``ATTACHMENT`` a raw buffer (no brine, no trailing newline) belonging to the next ordinary frame.
     Attachments are written straight from the sender's memory (a numpy array's buffer) and read
     straight into a fresh ``bytearray`` on the receiver, which the unpickled array then uses: no
-    copy on either side beyond the kernel's. The thread that receives a frame finds its attachments
-    with :meth:`take_attachments` (rpyc dispatches a frame on the thread that read it).
+    copy on either side beyond the kernel's. :meth:`recv_frame` returns a frame with its
+    attachments.
     """
 
-    __slots__ = ("_incoming",)
+    __slots__ = ()
 
     def __init__(self, stream: _Stream) -> None:
         super().__init__(stream, compress=False)
-        self._incoming = threading.local()
 
-    def recv(self) -> memoryview:
+    def recv_frame(self) -> tuple[memoryview, tuple[bytearray, ...]]:
+        """The next ordinary frame (a view of its body) and the attachments sent before it.
+
+        Used instead of rpyc's ``recv`` (which pynode connections never call). Raises EOFError
+        when the connection is gone or the peer sends a compressed frame.
+        """
         attachments: list[bytearray] = []
         while True:
             length, kind = self.FRAME_HEADER.unpack(self.stream.read(self.FRAME_HEADER.size))
@@ -170,25 +176,19 @@ class _Channel(Channel):
             if kind != 0:
                 raise EOFError(f"peer sent a frame of kind {kind}; pynode connections never compress")
             frame = self.stream.read(length + len(self.FLUSHER))
-            self._incoming.attachments = tuple(attachments)
-            return memoryview(frame)[:length]
+            return memoryview(frame)[:length], tuple(attachments)
 
-    def take_attachments(self) -> tuple[bytearray, ...]:
-        """The attachments of the frame this thread received last (once)."""
-        attachments = getattr(self._incoming, "attachments", ())
-        self._incoming.attachments = ()
-        return attachments
-
-    def send(self, data: bytes, attachments: Buffers = ()) -> None:
-        """Write ``attachments`` then the frame ``data``. Callers hold the connection's send lock."""
+    def send(self, head: bytes, data: bytes = b"", attachments: Buffers = ()) -> None:
+        """Write ``attachments``, then the frame ``head + data`` (``data`` is not copied when
+        large). Callers hold the connection's send lock."""
         for buf in attachments:
             self.stream.write(self.FRAME_HEADER.pack(memoryview(buf).nbytes, ATTACHMENT))
             self.stream.write(buf)
-        header = self.FRAME_HEADER.pack(len(data), 0)
+        header = self.FRAME_HEADER.pack(len(head) + len(data), 0)
         if len(data) <= SMALL_FRAME:
-            self.stream.write(header + data + self.FLUSHER)
+            self.stream.write(b"".join((header, head, data, self.FLUSHER)))
         else:
-            self.stream.write(header)
+            self.stream.write(header + head)
             self.stream.write(data)
             self.stream.write(self.FLUSHER)
 

@@ -57,27 +57,28 @@ def channels():
 def test_channel_carries_frames_with_their_attachments_in_order(channels) -> None:
     sender, receiver = channels
     big = np.arange(300_000, dtype=np.int64)
+    large_body = bytes(range(256)) * 1000  # above SMALL_FRAME: written without joining
     received: list[tuple[bytes, tuple[bytearray, ...]]] = []
 
     def read() -> None:
-        for _ in range(2):
-            frame = bytes(receiver.recv())
-            received.append((frame, receiver.take_attachments()))
+        for _ in range(3):
+            frame, attachments = receiver.recv_frame()
+            received.append((bytes(frame), attachments))
 
     reader = threading.Thread(target=read)
     reader.start()
-    sender.send(b"first", (memoryview(big).cast("B"), b"tail"))
+    sender.send(b"fi", b"rst", (memoryview(big).cast("B"), b"tail"))
     sender.send(b"second")
+    sender.send(b"head", large_body)
     reader.join(10)
-    (f1, att1), (f2, att2) = received
-    assert f1 == b"first" and f2 == b"second"
+    (f1, att1), (f2, att2), (f3, att3) = received
+    assert f1 == b"first" and f2 == b"second" and f3 == b"head" + large_body
     assert np.array_equal(np.frombuffer(att1[0], dtype=np.int64), big) and bytes(att1[1]) == b"tail"
-    assert att2 == ()
-    assert receiver.take_attachments() == ()  # taken once
+    assert att2 == () and att3 == ()
 
 
 def test_channel_refuses_compressed_frames(channels) -> None:
     sender, receiver = channels
     sender.stream.write(sender.FRAME_HEADER.pack(3, 1) + b"abc\n")
     with pytest.raises(EOFError, match="kind 1"):
-        receiver.recv()
+        receiver.recv_frame()
