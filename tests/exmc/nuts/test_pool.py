@@ -1,5 +1,7 @@
 """The warm process pool: reproducibility, progress, cancellation, worker death, closures."""
 import ctypes
+import subprocess
+import sys
 import threading
 import time
 
@@ -161,3 +163,15 @@ def test_workers_exit_when_their_parent_is_killed():
         time.sleep(0.1)
     # Orphans are re-parented and reaped by init once they exit on the closed socket.
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+
+
+@pytest.mark.parametrize("statement", [
+    "import exmc.nuts.worker",  # what a pool worker runs before it waits for its first task
+    "from exmc.nuts import pool; pool.__pynode_preload__(); pool.shutdown_pool()",  # a node's preload
+])
+def test_start_up_imports_what_the_first_task_needs(statement):
+    # Unpickling and compiling an IR needs the families and the compiler; importing them on the
+    # first task, not at start-up, cost that task seconds on a busy box.
+    code = f"import sys; {statement}; print(sorted(m for m in ('exmc.dist', 'exmc.model') if m not in sys.modules))"
+    missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert missing.stdout.strip() == "[]"
