@@ -318,7 +318,12 @@ class _Builder:
             shapes = tuple((key, self.a.shapes[params[key]]) for key, _, _ in varying)
             kernel = family.observed_kernel(const_value, shapes, self.batched, **base)
             if kernel is not None:
-                return self._observed_term(kernel, [slot for _, slot, _ in varying])
+                return self._kernel_term(kernel, [slot for _, slot, _ in varying])
+        elif value_slot is not None:
+            shapes = tuple((key, self.a.shapes[params[key]]) for key, _, _ in varying)
+            kernel = family.latent_kernel(shape, shapes, self.batched, **base)
+            if kernel is not None:
+                return self._kernel_term(kernel, [value_slot] + [slot for _, slot, _ in varying])
         if value_slot is None and not varying:
             with np.errstate(all="ignore"):
                 lp, _ = logp_and_grads(const_value, **base)
@@ -373,9 +378,10 @@ class _Builder:
                 gs[value_slot] = gs[value_slot] + v[tape]
         return forward, reverse
 
-    def _observed_term(self, kernel: Callable, slots: list[int]) -> tuple[Callable, Callable]:
-        """Closures around a family's ``observed_kernel`` (constant data: gradients of the varying
-        parameters only, already of their slots' shapes, so no padding or reduction here)."""
+    def _kernel_term(self, kernel: Callable, slots: list[int]) -> tuple[Callable, Callable]:
+        """Closures around a family's ``observed_kernel`` or ``latent_kernel``: ``kernel`` takes
+        the values of ``slots`` and returns the summed log-density and one gradient per slot,
+        already of that slot's shape (no padding or reduction here)."""
         tape = self._slot()
         inputs = [(i, slot, self._first(slot)) for i, slot in enumerate(slots)]
         if len(slots) == 1:

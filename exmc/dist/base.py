@@ -173,6 +173,17 @@ class Distribution:
         """
         return None
 
+    def latent_kernel(self, shape: tuple[int, ...], varying: tuple[tuple[str, tuple[int, ...]], ...],
+                      batched: bool, **params: Any):
+        """Optional compile-time specialisation for a free rv (of ``shape``) with some varying
+        parameters, e.g. a hierarchical ``theta ~ Normal(mu, tau)``.
+
+        As :meth:`observed_kernel`, except that the value varies too: ``kernel(value, *args) ->
+        (lp_total, (g_value, *grads))``, ``value`` of ``shape`` (with a leading chain axis when
+        ``batched``). Returns ``None`` when there is no specialisation.
+        """
+        return None
+
     def sample(self, rng: np.random.Generator, size: tuple[int, ...] | int | None,
                shape: tuple[int, ...] | None = None, **params: np.ndarray) -> np.ndarray:
         """Draws of shape ``size + broadcast(shape, parameter shapes)``.

@@ -15,7 +15,7 @@ from scipy.special import digamma, gammaln
 from exmc._numeric import HALF_LOG_2PI, LOG_PI, as_float, sigmoid
 from exmc.dist.base import Distribution, draw_shape, require_finite, require_positive
 from exmc.dist.kernels import constant, log_fns, summed
-from exmc.dist.normal_kernels import normal_observed_kernel
+from exmc.dist.normal_kernels import normal_latent_kernel, normal_observed_kernel
 
 __all__ = ["Normal", "Cauchy", "StudentT", "Laplace", "Logistic", "Flat"]
 
@@ -65,6 +65,9 @@ class NormalFamily(_RealLine):
 
     def observed_kernel(self, value, varying, batched, **params):
         return normal_observed_kernel(value, varying, batched, params)
+
+    def latent_kernel(self, shape, varying, batched, **params):
+        return normal_latent_kernel(shape, varying, batched, params)
 
     def sample(self, rng, size, shape=None, **params):
         mu, sigma = params["mu"], params["sigma"]

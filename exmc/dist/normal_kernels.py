@@ -9,6 +9,9 @@ hierarchical models, written with as few array passes as the parameter shapes al
 - ``mu`` constant and a scalar ``sigma``: the sum of squares is a constant.
 Other shapes (a varying ``sigma`` per entry, a ``mu`` broadcast along the data) are declined
 (``None``), and the model uses ``logp_and_grads``.
+
+The latent kernel covers a free vector with scalar ``mu`` and ``sigma`` (varying or constant): the
+centred hierarchical prior ``theta ~ Normal(mu, tau)`` and Neal's funnel.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import numpy as np
 from exmc._numeric import HALF_LOG_2PI, as_float
 from exmc.dist.kernels import bind, chainwise, scalar_log
 
-__all__ = ["normal_observed_kernel"]
+__all__ = ["normal_observed_kernel", "normal_latent_kernel"]
 
 _ORDER = ("mu", "sigma")
 #: ``ndarray.sum`` without its Python-level wrapper.
@@ -130,3 +133,40 @@ def _residual(y: np.ndarray, batched: bool) -> Callable:
         q = _sum(r * r, axes) * inv_var
         return c - n * np.log(sigma) - 0.5 * q, (r * inv_var[pad], (q - n) * inv_sigma)
     return batched_full
+
+
+def normal_latent_kernel(shape: tuple[int, ...], varying: tuple[tuple[str, tuple[int, ...]], ...], batched: bool,
+                         params: dict[str, Any]) -> Callable | None:
+    """``value ~ Normal(mu, sigma)`` for a free ``value`` of ``shape`` with scalar ``mu`` and
+    ``sigma`` (at least one varying), or ``None`` for other parameter shapes."""
+    if not shape or any(s != () for _, s in varying) or any(np.ndim(p) for p in params.values()):
+        return None
+    n = float(np.prod(shape))
+    c = -n * HALF_LOG_2PI
+    names = ["value"] + [name for name, _ in varying]
+    order = ("value",) + _ORDER
+    if not batched:
+        def full(value, mu, sigma):
+            r = value - mu
+            inv_sigma = 1.0 / sigma
+            inv_var = inv_sigma * inv_sigma
+            q = np.vdot(r, r) * inv_var
+            g_value = r * -inv_var
+            return (c - n * scalar_log(sigma) - 0.5 * q,
+                    (g_value, inv_var * _sum(r, None), (q - n) * inv_sigma))
+        return bind(full, order, names, params)
+    axes = tuple(range(-len(shape), 0))
+    pad = (slice(None),) + (None,) * len(shape)
+
+    def padded(x):  # a varying (C,) parameter against the (C,) + shape value; constants stay
+        return x[pad] if isinstance(x, np.ndarray) else x
+
+    def batched_full(value, mu, sigma):
+        r = value - padded(mu)
+        inv_sigma = 1.0 / sigma
+        inv_var = inv_sigma * inv_sigma
+        q = _sum(r * r, axes) * inv_var
+        g_value = r * padded(-inv_var)
+        return (c - n * np.log(sigma) - 0.5 * q,
+                (g_value, inv_var * _sum(r, axes), (q - n) * inv_sigma))
+    return bind(batched_full, order, names, params)

@@ -196,3 +196,29 @@ def test_normal_observed_kernels_equal_logp_and_grads(case):
             assert np.shape(g) == a.shape
             e = expected[name] if shape else expected[name].sum(axis=axes)
             np.testing.assert_allclose(g, e, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("varying, consts", [
+    (("mu", "sigma"), {}), (("sigma", "mu"), {}), (("mu",), {"sigma": 1.3}), (("sigma",), {"mu": 0.0}),
+], ids=["both", "both_reordered", "mu", "sigma"])
+def test_normal_latent_kernel_equals_logp_and_grads(varying, consts):
+    shape = (2, 3)
+    rng = np.random.default_rng(len(varying))
+    for batched, lead in ((False, ()), (True, (CHAINS,))):
+        kernel = Dist.Normal.latent_kernel(shape, tuple((name, ()) for name in varying), batched, **consts)
+        value = rng.normal(size=lead + shape)
+        args = {"mu": rng.normal(size=lead), "sigma": rng.uniform(0.3, 2.0, size=lead)}
+        lp, grads = kernel(value, *(args[name][()] if not batched else args[name] for name in varying))
+        full = {**consts, **{name: args[name].reshape(lead + (1, 1)) for name in varying}}
+        expected_lp, expected = Dist.Normal.logp_and_grads(value, **full)
+        np.testing.assert_allclose(lp, expected_lp.sum(axis=(-2, -1)), rtol=1e-12)
+        np.testing.assert_allclose(grads[0], expected["value"], rtol=1e-12)
+        for name, g in zip(varying, grads[1:]):
+            assert np.shape(g) == lead
+            np.testing.assert_allclose(g, expected[name].sum(axis=(-2, -1)), rtol=1e-11, atol=1e-13)
+
+
+def test_normal_latent_kernel_declines_scalar_values_and_vector_parameters():
+    assert Dist.Normal.latent_kernel((), (("mu", ()),), False, sigma=1.0) is None
+    assert Dist.Normal.latent_kernel((3,), (("mu", (3,)),), False, sigma=1.0) is None
+    assert Dist.Normal.latent_kernel((3,), (("mu", ()),), False, sigma=np.ones(3)) is None
