@@ -130,15 +130,17 @@ class ErpcConnection(rpyc.Connection):
     # --- serving ------------------------------------------------------------------------------
 
     def serve_until_request(self) -> None:
-        """Read frames in this thread, dispatching results, until a request arrives; then hand
-        the socket to another reader and serve the request here (a CALL runs to completion).
+        """Read frames in this thread until a request that runs code arrives; then hand the socket
+        to another reader and serve that request here (a CALL runs to completion).
 
-        Results are dispatched without handing the socket over (they only wake the waiting
-        caller), so a connection that only carries results back is read by one thread that never
-        wakes another. Unlike rpyc's ``serve`` there is no ``select`` before a read: the reader
-        blocks in ``recv`` and nothing else reads. Raises EOFError when the connection is gone,
-        ProtocolViolation for a malformed frame (the caller drops the connection); in both cases
-        the token is handed on first, so every waiting reader sees the end too.
+        RESULT, DELIVER and CANCEL are dispatched without handing the socket over: they only wake
+        a waiting caller, queue a message or flag a call, so a connection that carries no calls
+        is read by one thread that never wakes another, and messages are queued in the order
+        they were sent (as Erlang keeps the order of messages between two processes). Unlike
+        rpyc's ``serve`` there is no ``select`` before a read: the reader blocks in ``recv`` and
+        nothing else reads. Raises EOFError when the connection is gone, ProtocolViolation for a
+        malformed frame (the caller drops the connection); in both cases the token is handed on
+        first, so every waiting reader sees the end too.
         """
         link = self.link
         if link is None:
@@ -149,22 +151,23 @@ class ErpcConnection(rpyc.Connection):
             while True:
                 frame, buffers = self._channel.recv_frame()
                 kind = frame[0]
-                if kind != MSG_RESULT:
+                if kind == MSG_RESULT:
+                    _, seq, status = _unpack(_TYPE_ID_STATUS, frame)
+                    link.resolve(seq, status, frame[_TYPE_ID_STATUS.size :], buffers)
+                elif kind == MSG_DELIVER:
+                    link.node.deliver_local(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
+                elif kind == MSG_CANCEL:
+                    link.cancel_running(_unpack(_TYPE_ID, frame)[1])
+                else:
                     break
-                _, seq, status = _unpack(_TYPE_ID_STATUS, frame)
-                link.resolve(seq, status, frame[_TYPE_ID_STATUS.size :], buffers)
         except BaseException:
             token.give()
             raise
         token.give()
         if kind == MSG_CALL:
             link.start_call(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
-        elif kind == MSG_CANCEL:
-            link.cancel_running(_unpack(_TYPE_ID, frame)[1])
         elif kind == MSG_CAST:
             link.start_cast(frame[_TYPE.size :], buffers)
-        elif kind == MSG_DELIVER:
-            link.node.deliver_local(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
         elif kind == consts.MSG_REQUEST:
             seq, args = brine.load(frame[1:])
             self._dispatch_request(seq, args)

@@ -65,16 +65,22 @@ def test_no_object_reference_is_ever_boxed_or_unboxed(pair) -> None:
     assert conn._unbox(conn._box((1, b"x"))) == (1, b"x")
 
 
-def test_results_are_dispatched_while_reading_on_until_a_request(pair) -> None:
+def test_results_messages_and_cancels_are_dispatched_in_order_until_a_call(pair) -> None:
     sender, receiver = pair
     sender.send_result(7, 1, b"result", (b"attached",))
-    sender.send_result(2**64 - 1, 0, b"", ())
+    sender.send_deliver(12, b"message 1", ())
     sender.send_cancel(9)
-    receiver.serve_until_request()  # returns after the CANCEL, the first request
+    sender.send_deliver(12, b"message 2", ())
+    sender.send_result(2**64 - 1, 0, b"", ())
+    sender.send_cast(b"pickle", ())
+    receiver.serve_until_request()  # returns after the CAST, the first request that runs code
     assert receiver.link.seen == [
         ("resolve", 7, 1, b"result", (bytearray(b"attached"),)),
-        ("resolve", 2**64 - 1, 0, b"", ()),
+        ("deliver", 12, b"message 1", ()),
         ("cancel", 9),
+        ("deliver", 12, b"message 2", ()),
+        ("resolve", 2**64 - 1, 0, b"", ()),
+        ("cast", b"pickle", ()),
     ]
 
 
@@ -83,10 +89,9 @@ def test_results_are_dispatched_while_reading_on_until_a_request(pair) -> None:
     [
         (lambda c: c.send_call(3, b"pickle", (b"oob",)), ("call", 3, b"pickle", (bytearray(b"oob"),))),
         (lambda c: c.send_cast(b"pickle", ()), ("cast", b"pickle", ())),
-        (lambda c: c.send_deliver(12, b"message", ()), ("deliver", 12, b"message", ())),
     ],
 )
-def test_each_request_is_dispatched_with_its_fields(pair, send, expected) -> None:
+def test_each_request_that_runs_code_is_dispatched_with_its_fields(pair, send, expected) -> None:
     sender, receiver = pair
     send(sender)
     receiver.serve_until_request()
@@ -107,12 +112,12 @@ def test_malformed_frames_are_protocol_violations_and_hand_the_socket_on(pair, f
     sender._send_frame(frame)
     with pytest.raises(protocol.ProtocolViolation, match=match):
         receiver.serve_until_request()
-    sender.send_cancel(1)
+    sender.send_cast(b"after", ())
     reader = threading.Thread(target=receiver.serve_until_request, daemon=True)
     reader.start()
     reader.join(5)
     assert not reader.is_alive(), "the read token was not handed on after the violation"
-    assert receiver.link.seen == [("cancel", 1)]
+    assert receiver.link.seen == [("cast", b"after", ())]
 
 
 def test_rpyc_requests_other_than_close_are_refused_with_an_exception_reply(pair) -> None:
