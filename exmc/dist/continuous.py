@@ -16,6 +16,7 @@ from exmc._numeric import HALF_LOG_2PI, LOG_PI, as_float, sigmoid
 from exmc.dist.base import Distribution, draw_shape, require_finite, require_positive
 from exmc.dist.kernels import constant, log_fns, summed
 from exmc.dist.normal_kernels import normal_latent_kernel, normal_observed_kernel
+from exmc.dist.studentt_kernels import studentt_observed_kernel
 
 __all__ = ["Normal", "Cauchy", "StudentT", "Laplace", "Logistic", "Flat"]
 
@@ -129,6 +130,9 @@ class StudentTFamily(_RealLine):
         d_scale = (r * z2 - 1.0) * inv_scale
         d_df = 0.5 * (digamma(half_dfp1) - digamma(0.5 * df) - 1.0 / df - log1p_term + r * z2 / df)
         return lp, {"value": -d_loc, "loc": d_loc, "scale": d_scale, "df": d_df}
+
+    def observed_kernel(self, value, varying, batched, **params):
+        return studentt_observed_kernel(value, varying, batched, params)
 
     def prior_kernel(self, shape, batched, value_in_support, **params):
         df, loc, scale = (constant(params[k]) for k in ("df", "loc", "scale"))

@@ -222,3 +222,42 @@ def test_normal_latent_kernel_declines_scalar_values_and_vector_parameters():
     assert Dist.Normal.latent_kernel((), (("mu", ()),), False, sigma=1.0) is None
     assert Dist.Normal.latent_kernel((3,), (("mu", (3,)),), False, sigma=1.0) is None
     assert Dist.Normal.latent_kernel((3,), (("mu", ()),), False, sigma=np.ones(3)) is None
+
+
+# StudentT observed kernels: (varying {name: shape}, constants) for data of shape (2, 3)
+STUDENTT_CASES = {
+    "stochastic_volatility": ({"df": (), "scale": (2, 3)}, {"loc": 0.0}),
+    "all_scalar": ({"df": (), "loc": (), "scale": ()}, {}),
+    "regression": ({"loc": (2, 3), "scale": ()}, {"df": 4.0}),
+    "df_only": ({"df": ()}, {"loc": np.array([0.5, -1.0, 0.0]), "scale": np.array([[1.0], [2.5]])}),
+    "reordered": ({"scale": (2, 3), "loc": (), "df": ()}, {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STUDENTT_CASES))
+def test_studentt_observed_kernels_equal_logp_and_grads(case):
+    shapes, consts = STUDENTT_CASES[case]
+    rng = np.random.default_rng(len(case))
+    y = 2.0 * rng.standard_t(3.0, size=(2, 3))
+    draw = {"df": lambda s: rng.uniform(0.5, 20.0, size=s), "loc": lambda s: rng.normal(size=s),
+            "scale": lambda s: rng.uniform(0.3, 3.0, size=s)}
+    varying = tuple(shapes.items())
+    for batched, lead in ((False, ()), (True, (CHAINS,))):
+        kernel = Dist.StudentT.observed_kernel(y, varying, batched, **consts)
+        args = [draw[name](lead + shape) for name, shape in varying]
+        lp, grads = kernel(*(a[()] if a.ndim == 0 else a for a in args))
+        full = {**consts, **{name: (a.reshape(a.shape + (1, 1)) if batched and a.ndim == 1 else a)
+                             for (name, _), a in zip(varying, args)}}
+        expected_lp, expected = Dist.StudentT.logp_and_grads(y, **full)
+        np.testing.assert_allclose(lp, expected_lp.sum(axis=(-2, -1)), rtol=1e-12)
+        for (name, shape), a, g in zip(varying, args, grads):
+            assert np.shape(g) == a.shape
+            e = expected[name] if shape else expected[name].sum(axis=(-2, -1))
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_studentt_observed_kernel_declines_a_df_per_entry_and_scalar_data():
+    y = np.array([0.5, -1.0, 2.0])
+    assert Dist.StudentT.observed_kernel(y, (("df", (3,)),), False, loc=0.0, scale=1.0) is None
+    assert Dist.StudentT.observed_kernel(y, (("loc", ()),), False, df=np.ones(3), scale=1.0) is None
+    assert Dist.StudentT.observed_kernel(np.array(0.5), (("loc", ()),), False, df=3.0, scale=1.0) is None
