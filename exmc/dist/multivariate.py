@@ -14,6 +14,10 @@ from scipy.special import digamma, gammaln
 
 from exmc._numeric import HALF_LOG_2PI, LOG_2PI, as_float
 from exmc.dist.base import Distribution, require, require_finite, require_positive, size_tuple
+from exmc.dist.kernels import scalar_log
+
+#: ``ndarray.sum`` without its Python-level wrapper.
+_sum = np.add.reduce
 
 __all__ = ["MvNormal", "GaussianRandomWalk", "Dirichlet"]
 
@@ -127,6 +131,39 @@ class GaussianRandomWalkFamily(Distribution):
             "sigma": np.broadcast_to((sum_sq - steps) / sigma, batch).copy(),
             "init_sigma": np.broadcast_to((z0 * z0 - 1.0) * inv_init, batch).copy(),
         }
+
+    def latent_kernel(self, shape, varying, batched, **params):
+        """One walk (``shape == (T,)``, T >= 2) with scalar ``sigma`` and ``init_sigma`` (at least
+        one varying): one difference, one dot product, the value gradient assembled in place."""
+        if len(shape) != 1 or shape[0] < 2 or any(s != () for _, s in varying) or any(
+                np.ndim(p) for p in params.values()):
+            return None
+        steps = float(shape[0] - 1)
+        c = -(steps + 1.0) * HALF_LOG_2PI
+        names = [name for name, _ in varying]
+        fixed = {name: float(value) for name, value in params.items()}
+        log = scalar_log if not batched else np.log
+        pad = (slice(None), None) if batched else ()
+
+        def kernel(value, *given):
+            args = dict(zip(names, given))
+            sigma = args["sigma"] if "sigma" in args else fixed["sigma"]
+            init_sigma = args["init_sigma"] if "init_sigma" in args else fixed["init_sigma"]
+            x0 = value[..., 0]
+            diff = value[..., 1:] - value[..., :-1]
+            inv_sigma, inv_init = 1.0 / sigma, 1.0 / init_sigma
+            inv_var = inv_sigma * inv_sigma
+            q = (np.vdot(diff, diff) if not batched else _sum(diff * diff, -1)) * inv_var
+            z0 = x0 * inv_init
+            lp = c - 0.5 * z0 * z0 - log(init_sigma) - steps * log(sigma) - 0.5 * q
+            g_diff = diff * (-inv_var[pad] if isinstance(inv_var, np.ndarray) else -inv_var)
+            g_value = np.empty(value.shape)  # d lp / d x_k = g_diff[k-1] - g_diff[k], plus the start
+            np.subtract(g_diff[..., :-1], g_diff[..., 1:], out=g_value[..., 1:-1])
+            g_value[..., 0] = -g_diff[..., 0] - z0 * inv_init
+            g_value[..., -1] = g_diff[..., -1]
+            grads = {"sigma": (q - steps) * inv_sigma, "init_sigma": (z0 * z0 - 1.0) * inv_init}
+            return lp, (g_value,) + tuple(grads[name] for name in names)
+        return kernel
 
     def sample(self, rng, size, shape=None, **params):
         if not shape:

@@ -261,3 +261,29 @@ def test_studentt_observed_kernel_declines_a_df_per_entry_and_scalar_data():
     assert Dist.StudentT.observed_kernel(y, (("df", (3,)),), False, loc=0.0, scale=1.0) is None
     assert Dist.StudentT.observed_kernel(y, (("loc", ()),), False, df=np.ones(3), scale=1.0) is None
     assert Dist.StudentT.observed_kernel(np.array(0.5), (("loc", ()),), False, df=3.0, scale=1.0) is None
+
+
+@pytest.mark.parametrize("varying, consts", [
+    (("sigma",), {"init_sigma": 100.0}), (("init_sigma", "sigma"), {}), (("init_sigma",), {"sigma": 0.3}),
+], ids=["sigma", "both", "init_sigma"])
+@pytest.mark.parametrize("length", [2, 7])
+def test_random_walk_latent_kernel_equals_logp_and_grads(varying, consts, length):
+    rng = np.random.default_rng(length)
+    family = Dist.GaussianRandomWalk
+    for batched, lead in ((False, ()), (True, (CHAINS,))):
+        kernel = family.latent_kernel((length,), tuple((name, ()) for name in varying), batched, **consts)
+        value = np.cumsum(rng.normal(size=lead + (length,)), axis=-1)
+        args = {name: rng.uniform(0.2, 3.0, size=lead) for name in varying}
+        lp, grads = kernel(value, *(args[name][()] if not batched else args[name] for name in varying))
+        expected_lp, expected = family.logp_and_grads(value, **consts, **args)
+        np.testing.assert_allclose(lp, expected_lp, rtol=1e-12)
+        np.testing.assert_allclose(grads[0], expected["value"], rtol=1e-12, atol=1e-14)
+        for name, g in zip(varying, grads[1:]):
+            assert np.shape(g) == lead
+            np.testing.assert_allclose(g, expected[name], rtol=1e-12)
+
+
+def test_random_walk_latent_kernel_declines_batches_of_walks_and_vector_scales():
+    assert Dist.GaussianRandomWalk.latent_kernel((2, 5), (("sigma", ()),), False, init_sigma=1.0) is None
+    assert Dist.GaussianRandomWalk.latent_kernel((5,), (("sigma", (5,)),), False, init_sigma=1.0) is None
+    assert Dist.GaussianRandomWalk.latent_kernel((1,), (("sigma", ()),), False, init_sigma=1.0) is None
