@@ -14,6 +14,11 @@ of shape ``(C,) + core`` is padded to ``(C, 1, ..., 1) + core`` where it meets a
 rank, so numpy broadcasting lines up the core axes; the padding axes are summed away again when
 gradients flow back.
 
+A term (the log-density of one rv) uses its family's compile-time kernel when the family has one
+for that term's shape of constants and varying inputs (``prior_kernel``, ``observed_kernel``,
+``latent_kernel``: see :class:`exmc.dist.base.Distribution`); otherwise it calls
+``logp_and_grads`` and reduces each gradient to its input's shape.
+
 Failure modes: numpy floating-point warnings (overflow, invalid) are not suppressed here; a log-
 density outside a family's support is ``-inf`` and its gradient unspecified (the sampler treats
 non-finite values as divergences).

@@ -1,7 +1,7 @@
 """Helpers for the families' compile-time kernels (the model compiler's performance hooks).
 
 A family may specialise its log-density to one term of a model, once, at compile time (see
-:meth:`exmc.dist.base.Distribution.prior_kernel` and :meth:`~exmc.dist.base.Distribution.observed_kernel`):
+``prior_kernel``, ``observed_kernel`` and ``latent_kernel`` on :class:`exmc.dist.base.Distribution`):
 constants are folded (``log sigma + log(2 pi)/2`` for a constant ``sigma``), the log-density comes
 back already summed over the rv's entries (a scalar, or ``(C,)`` for C chains), and only the
 gradients the model reads are computed. Scalar work is done on Python floats with the ``math``
