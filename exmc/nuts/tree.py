@@ -17,16 +17,26 @@ invisible when each half has an even number of states. A leapfrog step whose ene
 stops. ``accept_prob`` is the mean of ``min(1, exp(H0 - H))`` over every leapfrog step taken,
 including those of rejected subtrees (what step-size adaptation targets).
 
+Why the subtree builder is a loop, not Stan's recursion: Stan's ``build_tree(depth)`` builds the
+first half, then the second, then merges them, and any failure returns straight to the top. That
+is a post-order walk over the leaves, so :func:`_subtree` takes the leaves in order and, after leaf
+``i``, merges the two newest subtrees once for every trailing one bit of ``i`` (leaf 3 closes the
+depth-1 pair ``2,3`` and then the depth-2 subtree ``0..3``). The merges, their random draws and
+their order are Stan's exactly; what the loop saves is the Python cost of the recursion, since every
+log-density request of a generator is passed up through each enclosing ``yield from``. Bit-for-bit
+agreement with the recursive transcription is tested.
+
 All arrays are treated as immutable, so states are shared between tree nodes without copies.
 """
 from __future__ import annotations
 
 import math
-from typing import Generator, NamedTuple
+from functools import lru_cache
+from typing import Callable, Generator, NamedTuple
 
 import numpy as np
 
-from exmc.nuts.integrator import LogpAndGrad, drive, hamiltonian, leapfrog_steps
+from exmc.nuts.integrator import LogpAndGrad, drive, hamiltonian
 
 # Stan's base_nuts default ``max_deltaH_``: an energy error above this marks a divergence.
 MAX_DELTA_H = 1000.0
@@ -34,6 +44,7 @@ MAX_DELTA_H = 1000.0
 DEFAULT_MAX_TREE_DEPTH = 10
 
 _NEG_INF = -math.inf
+_INF = math.inf
 
 
 class Transition(NamedTuple):
@@ -81,6 +92,93 @@ def nuts_transition(
     return drive(steps, logp_and_grad)
 
 
+@lru_cache(maxsize=4)
+def _step_arrays(step_size: float, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(step, half)``: ``|step_size|`` and ``|step_size| / 2`` as read-only ``(dim,)`` arrays.
+
+    Arrays because numpy multiplies two small arrays faster than an array by a Python float (the
+    scalar operand's type resolution costs ~0.5 µs a call); each product is the same IEEE
+    multiplication either way. Cached: after warmup the step size no longer changes.
+    """
+    step = np.full(dim, step_size)
+    half = np.full(dim, 0.5 * step_size)
+    step.flags.writeable = half.flags.writeable = False
+    return step, half
+
+
+def _subtree(
+    velocity: Callable[[np.ndarray], np.ndarray],
+    uniform: Callable[[], float],
+    advance: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    step: np.ndarray,
+    half: np.ndarray,
+    edge: tuple,
+    depth: int,
+    h0: float,
+    max_delta_h: float,
+    sum_metro_prob: float,
+) -> Generator[np.ndarray, tuple[float, np.ndarray], tuple]:
+    """Stan's ``build_tree(depth)`` from the trajectory end ``edge = (q, p, grad, half * grad)``:
+    ``2**depth`` leapfrog steps, merged bottom-up as they come (see the module notes).
+
+    The direction of time is ``advance``: ``np.add`` forward, ``np.subtract`` backward, with the
+    positive ``step`` and ``half`` arrays of :func:`_step_arrays` (``x + (-s) * y`` and
+    ``x - s * y`` are the same IEEE operation, so this is Stan's leapfrog with a signed step size).
+    ``half * grad`` of one leaf's end is the next leaf's first half kick, so it is carried along
+    rather than recomputed.
+
+    Yields each new position and expects its guarded ``(lp, grad)``. ``sum_metro_prob`` is the
+    transition's running sum of acceptance probabilities, continued leaf by leaf (a separate
+    subtree sum would round differently). Returns ``(valid, n_steps, sum_metro_prob, divergent,
+    new_edge, node)`` with ``node = (log_w, rho, v_beg, v_end, p_beg, p_end, proposal)`` and
+    ``proposal = (q, p, lp, grad, v)``; when ``valid`` is false (a divergence or a U-turn inside)
+    only the counters and ``divergent`` are meaningful.
+    """
+    exp = math.exp
+    q, p, g, half_g = edge
+    stack: list[tuple] = []
+    for leaf in range(1 << depth):
+        # Leapfrog (Stan's expl_leapfrog; see integrator.leapfrog_steps), inlined: the hot path.
+        p_half = advance(p, half_g)
+        q = advance(q, step * velocity(p_half))
+        lp, g = yield q
+        half_g = half * g
+        p = advance(p_half, half_g)
+        v = velocity(p)
+        h = -lp + 0.5 * float(p.dot(v))
+        if h != h:
+            h = _INF
+        log_w = h0 - h
+        sum_metro_prob += 1.0 if log_w > 0.0 else exp(log_w)
+        if h - h0 > max_delta_h:
+            return False, leaf + 1, sum_metro_prob, True, None, None
+        node = (log_w, p, v, v, p, p, (q, p, lp, g, v))
+        level = 1
+        closed = leaf + 1
+        while not closed & 1:  # this leaf completes a subtree of depth `level`: merge its halves
+            lw_init, rho_init, v_beg, v_init_end, p_beg, p_init_end, proposal = stack.pop()
+            lw_final, rho_final, v_final_beg, v_end, p_final_beg, p_end, proposal_final = node
+            log_w = _log_sum_exp(lw_init, lw_final)
+            if lw_final > log_w or uniform() < exp(lw_final - log_w):
+                proposal = proposal_final
+            rho = rho_init + rho_final
+            persist = _no_u_turn(v_beg, v_end, rho)
+            # Across the halves; when both halves are single states these two checks repeat the
+            # first one exactly (same sums, same end velocities), so they are skipped.
+            if persist and level > 1:
+                persist = (
+                    _no_u_turn(v_beg, v_final_beg, rho_init + p_final_beg)
+                    and _no_u_turn(v_init_end, v_end, rho_final + p_init_end)
+                )
+            if not persist:
+                return False, leaf + 1, sum_metro_prob, False, None, None
+            node = (log_w, rho, v_beg, v_end, p_beg, p_end, proposal)
+            level += 1
+            closed >>= 1
+        stack.append(node)
+    return True, 1 << depth, sum_metro_prob, False, (q, p, g, half_g), stack[0]
+
+
 def nuts_transition_steps(
     metric,
     q: np.ndarray,
@@ -103,53 +201,12 @@ def nuts_transition_steps(
     p0 = metric.sample_momentum(rng)
     v0 = velocity(p0)
     h0 = hamiltonian(lp, p0, v0)
+    step, half = _step_arrays(step_size, p0.shape[-1])
 
-    # The moving end of the trajectory during a build: (q, p, lp, grad).
-    edge = (q, p0, lp, grad)
     n_leapfrog = 0
     sum_metro_prob = 0.0
     divergent = False
-
-    def build(depth: int, eps: float):
-        """Returns (valid, log_weight, rho, v_beg, v_end, p_beg, p_end, proposal)."""
-        nonlocal edge, n_leapfrog, sum_metro_prob, divergent
-        if depth == 0:
-            q1, p1, lp1, g1, v1 = yield from leapfrog_steps(velocity, edge[0], edge[1], edge[3], eps)
-            edge = (q1, p1, lp1, g1)
-            n_leapfrog += 1
-            h = -lp1 + 0.5 * float(p1.dot(v1))  # hamiltonian(), inlined: this is the hot path
-            if h != h:
-                h = math.inf
-            if h - h0 > max_delta_h:
-                divergent = True
-            log_w = h0 - h
-            sum_metro_prob += 1.0 if log_w > 0.0 else math.exp(log_w)
-            return (not divergent, log_w, p1, v1, v1, p1, p1, (q1, p1, lp1, g1, v1))
-
-        init = yield from build(depth - 1, eps)
-        if not init[0]:
-            return init
-        final = yield from build(depth - 1, eps)
-        if not final[0]:
-            return final
-        _, lw_init, rho_init, v_beg, v_init_end, p_beg, p_init_end, proposal = init
-        _, lw_final, rho_final, v_final_beg, v_end, p_final_beg, p_end, proposal_final = final
-
-        log_w = _log_sum_exp(lw_init, lw_final)
-        if lw_final > log_w or uniform() < math.exp(lw_final - log_w):
-            proposal = proposal_final
-        rho = rho_init + rho_final
-        persist = _no_u_turn(v_beg, v_end, rho)
-        # Across the halves; when both halves are single states these two checks repeat the
-        # first one exactly (same sums, same end velocities), so they are skipped.
-        if persist and depth > 1:
-            persist = (
-                _no_u_turn(v_beg, v_final_beg, rho_init + p_final_beg)
-                and _no_u_turn(v_init_end, v_end, rho_final + p_init_end)
-            )
-        return (persist, log_w, rho, v_beg, v_end, p_beg, p_end, proposal)
-
-    fwd_end = bck_end = edge
+    fwd_end = bck_end = (q, p0, grad, half * grad)
     # Momenta / velocities at both ends of the forward and backward parts of the trajectory.
     p_fwd_fwd = p_fwd_bck = p_bck_fwd = p_bck_bck = p0
     v_fwd_fwd = v_fwd_bck = v_bck_fwd = v_bck_bck = v0
@@ -160,21 +217,29 @@ def nuts_transition_steps(
 
     while depth < max_depth:
         if uniform() > 0.5:
-            edge = fwd_end
+            subtree = yield from _subtree(
+                velocity, uniform, np.add, step, half, fwd_end, depth, h0, max_delta_h, sum_metro_prob
+            )
+            valid, n, sum_metro_prob, divergent, edge, node = subtree
+            n_leapfrog += n
+            if not valid:
+                break
+            fwd_end = edge
             rho_bck = rho
             p_bck_fwd, v_bck_fwd = p_fwd_fwd, v_fwd_fwd
-            subtree = yield from build(depth, step_size)
-            valid, lw_sub, rho_fwd, v_fwd_bck, v_fwd_fwd, p_fwd_bck, p_fwd_fwd, proposal = subtree
-            fwd_end = edge
+            lw_sub, rho_fwd, v_fwd_bck, v_fwd_fwd, p_fwd_bck, p_fwd_fwd, proposal = node
         else:
-            edge = bck_end
+            subtree = yield from _subtree(
+                velocity, uniform, np.subtract, step, half, bck_end, depth, h0, max_delta_h, sum_metro_prob
+            )
+            valid, n, sum_metro_prob, divergent, edge, node = subtree
+            n_leapfrog += n
+            if not valid:
+                break
+            bck_end = edge
             rho_fwd = rho
             p_fwd_bck, v_fwd_bck = p_bck_bck, v_bck_bck
-            subtree = yield from build(depth, -step_size)
-            valid, lw_sub, rho_bck, v_bck_fwd, v_bck_bck, p_bck_fwd, p_bck_bck, proposal = subtree
-            bck_end = edge
-        if not valid:
-            break
+            lw_sub, rho_bck, v_bck_fwd, v_bck_bck, p_bck_fwd, p_bck_bck, proposal = node
         depth += 1
         if lw_sub > log_sum_weight or uniform() < math.exp(lw_sub - log_sum_weight):
             sample = proposal

@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 
 from exmc.nuts import tree
-from exmc.nuts.metric import DiagonalMetric
+from exmc.nuts.metric import DenseMetric, DiagonalMetric
 from exmc.nuts.tree import nuts_transition
 
-from gaussian_models import Failing, Gaussian
+import reference_tree
+from gaussian_models import Failing, Gaussian, LogGamma
 
 
 def _run(model, step_size, n=200, max_depth=10, seed=0):
@@ -60,3 +61,37 @@ def test_energy_of_the_draw_is_reported():
     for t in _run(model, 0.5, n=20):
         assert t.energy >= -t.lp  # kinetic energy is non-negative
         assert t.lp == pytest.approx(model.logp_and_grad(t.q)[0])
+
+
+def _transitions(transition, model, metric, step_size, max_depth, n=60, seed=11):
+    rng = np.random.default_rng(seed)
+    q = np.linspace(-0.4, 0.5, model.dim)
+    lp, g = model.logp_and_grad(q)
+    out = []
+    for _ in range(n):
+        t = transition(model.logp_and_grad, metric, q, lp, g, step_size, rng, max_depth)
+        q, lp, g = t.q, t.lp, t.grad
+        out.append(t)
+    return out
+
+
+@pytest.mark.parametrize("case", ["diag", "dense", "skewed", "failing", "divergent", "shallow"])
+def test_iterative_tree_is_the_recursive_transcription_of_stan_bit_for_bit(case):
+    model, metric, step_size, max_depth = {
+        "diag": (Gaussian([0.5, -1.0, 2.0], np.diag([1.0, 4.0, 0.25])), DiagonalMetric(np.array([1.0, 3.0, 0.5])), 0.4, 10),
+        "dense": (Gaussian([0.0, 1.0], [[1.0, 0.8], [0.8, 2.0]]), DenseMetric(np.array([[1.0, 0.7], [0.7, 2.0]])), 0.3, 10),
+        "skewed": (LogGamma(1.5, dim=4), DiagonalMetric(np.ones(4)), 0.7, 10),
+        "failing": (Failing(threshold=0.8), DiagonalMetric(np.ones(1)), 0.5, 10),
+        "divergent": (Gaussian([0.0, 0.0], np.eye(2)), DiagonalMetric(np.ones(2)), 3.5, 10),
+        "shallow": (Gaussian([0.0, 0.0], np.eye(2)), DiagonalMetric(np.ones(2)), 0.05, 3),
+    }[case]
+    fast = _transitions(nuts_transition, model, metric, step_size, max_depth)
+    slow = _transitions(reference_tree.nuts_transition, model, metric, step_size, max_depth)
+    depths = {t.tree_depth for t in fast}
+    assert len(depths) > 1 or case in ("shallow", "divergent")  # the comparison covers several tree shapes
+    for a, b in zip(fast, slow):
+        assert np.array_equal(a.q, b.q) and np.array_equal(a.grad, b.grad)
+        assert (a.lp, a.accept_prob, a.tree_depth, a.n_steps, a.divergent, a.energy) == (
+            b.lp, b.accept_prob, b.tree_depth, b.n_steps, b.divergent, b.energy)
+    if case in ("failing", "divergent"):
+        assert any(t.divergent for t in fast)
