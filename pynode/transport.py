@@ -15,10 +15,12 @@ called on connections that passed :mod:`pynode.handshake`.
 
 from __future__ import annotations
 
+import io
 import logging
 import pickle
 import socket
-import threading
+import types
+from collections import ChainMap
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +30,7 @@ from rpyc.core.channel import Channel
 from rpyc.core.stream import SocketStream
 from rpyc.utils.server import ThreadedServer
 
+from pynode import codecache
 from pynode.handshake import Authenticator, PeerInfo
 
 log = logging.getLogger(__name__)
@@ -82,9 +85,16 @@ Data = bytes | memoryview
 Payload = tuple[bytes, Buffers]
 
 
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, with code objects pickled once per code object (:mod:`pynode.codecache`)."""
+
+    dispatch_table = ChainMap({types.CodeType: codecache.reduce_code}, cloudpickle.Pickler.dispatch_table)
+
+
 def dumps(obj: object) -> Payload:
-    """Pickle ``obj`` (cloudpickle, protocol 5); contiguous buffers of at least OOB_THRESHOLD bytes
-    are returned out of band, as memoryviews of the original objects (no copy).
+    """Pickle ``obj`` (cloudpickle, protocol 5, code objects cached by :mod:`pynode.codecache`);
+    contiguous buffers of at least OOB_THRESHOLD bytes are returned out of band, as memoryviews of
+    the original objects (no copy).
 
     Raises whatever cloudpickle raises for an unpicklable object (``TypeError``,
     ``pickle.PicklingError``...).
@@ -103,7 +113,9 @@ def dumps(obj: object) -> Payload:
         buffers.append(view)
         return False
 
-    data = cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL, buffer_callback=out_of_band)
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=PICKLE_PROTOCOL, buffer_callback=out_of_band).dump(obj)
+        data = file.getvalue()
     return data, tuple(buffers)
 
 
