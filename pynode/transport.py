@@ -85,10 +85,34 @@ Data = bytes | memoryview
 Payload = tuple[bytes, Buffers]
 
 
+# Module-level functions that pickled closures refer to (cloudpickle's reconstructors, looked up
+# by name so that a cloudpickle release without one only loses the shortcut, and
+# pynode.codecache's): cloudpickle's own check for each (a module lookup and an attribute walk)
+# ends in "pickle by reference" every time, so it is skipped. Their ids are stable: they live as
+# long as their modules.
+_REFERENCED_FUNCTIONS = frozenset(
+    id(f)
+    for f in (
+        *(
+            getattr(cloudpickle.cloudpickle, name, None)
+            for name in ("_make_function", "_function_setstate", "_make_empty_cell", "_make_cell", "subimport")
+        ),
+        codecache.load_code,
+    )
+    if f is not None
+)
+
+
 class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, with code objects pickled once per code object (:mod:`pynode.codecache`)."""
+    """cloudpickle, with code objects pickled once per code object (:mod:`pynode.codecache`) and
+    cloudpickle's helper functions pickled by reference without looking them up first."""
 
     dispatch_table = ChainMap({types.CodeType: codecache.reduce_code}, cloudpickle.Pickler.dispatch_table)
+
+    def reducer_override(self, obj: Any) -> Any:
+        if id(obj) in _REFERENCED_FUNCTIONS:
+            return NotImplemented  # the C pickler saves it as a global, as cloudpickle would
+        return super().reducer_override(obj)
 
 
 def dumps(obj: object) -> Payload:

@@ -6,6 +6,7 @@ import pickle
 import socket
 import threading
 
+import cloudpickle
 import numpy as np
 import pytest
 
@@ -18,6 +19,24 @@ def test_closure_capturing_an_array_travels_by_value() -> None:
     data, buffers = transport.dumps(fn)
     rebuilt = transport.loads(data, buffers)
     np.testing.assert_array_equal(rebuilt(1.0), offset + 1.0)
+
+
+def test_only_the_shipped_function_is_checked_for_pickling_by_reference(monkeypatch) -> None:
+    """cloudpickle's reconstructors in the pickle are saved by reference without the lookup."""
+    checked: list[object] = []
+    original = cloudpickle.cloudpickle._should_pickle_by_reference
+
+    def spy(obj, name=None):
+        checked.append(obj)
+        return original(obj, name)
+
+    offset = [2.0]
+    fn = lambda x: x + offset[0]  # noqa: E731  (a closure: cells, _make_function, _function_setstate)
+    transport.dumps(fn)  # its code object is pickled (and cached) now
+    monkeypatch.setattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", spy)
+    rebuilt = transport.loads(*transport.dumps((fn, (), {})))
+    assert checked == [fn]
+    assert rebuilt[0](1.0) == 3.0
 
 
 def test_large_arrays_go_out_of_band_without_copy_small_ones_in_band() -> None:
