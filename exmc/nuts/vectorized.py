@@ -71,7 +71,8 @@ def run_vectorized(
                 results[c] = stop.value
         while requests:
             active = list(requests)
-            lps, grads = batched_logp_and_grad(model, np.stack([requests[c] for c in active]))
+            # np.array stacks equal-length rows like np.stack at a fraction of its Python overhead.
+            lps, grads = batched_logp_and_grad(model, np.array([requests[c] for c in active]))
             for row, c in enumerate(active):
                 try:
                     requests[c] = chains[c].send((lps[row], grads[row]))
