@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import mmap
 import pickle
 import socket
 import types
@@ -49,6 +50,11 @@ ATTACHMENT = 2
 # Frames up to this size are written with one send call (header and body concatenated); larger
 # ones are written in three pieces to avoid copying the body.
 SMALL_FRAME = 64 * 1024
+# Attachments of at least this size (the x86-64 transparent huge page) are received into memory
+# advised to use huge pages. Loopback, 100 MiB: 210-260 ms into a bytearray (zero-filled first,
+# then 25,600 page faults), 90-115 ms into such a mapping.
+HUGE_BUFFER = 2 * 1024 * 1024
+_HUGE_PAGES = hasattr(mmap, "MADV_HUGEPAGE") and hasattr(mmap, "MAP_ANONYMOUS")  # Linux
 
 # rpyc configuration for every pynode connection: no attribute of anything is reachable (pynode's
 # requests do not use rpyc's attribute protocol, see pynode.protocol), nothing is pickled by rpyc,
@@ -78,8 +84,9 @@ PROTOCOL_CONFIG: dict[str, Any] = {
 # skip cloudpickle's per-object Python hook: the common results of remote calls.
 _PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
 
-Buffers = tuple[memoryview | bytearray | bytes, ...]
-"""Out-of-band pickle buffers: memoryviews of the sender's arrays, bytearrays at the receiver."""
+Buffers = tuple[memoryview | bytearray | bytes | mmap.mmap, ...]
+"""Out-of-band pickle buffers: memoryviews of the sender's arrays, fresh writable memory
+(bytearrays, or anonymous mappings for large ones) at the receiver."""
 Data = bytes | memoryview
 """A pickle: ``bytes`` from :func:`dumps`, a view into the received frame at the receiver."""
 Payload = tuple[bytes, Buffers]
@@ -145,7 +152,7 @@ def dumps(obj: object) -> Payload:
 
 def loads(data: Data, buffers: Buffers = ()) -> Any:
     """Unpickle a :func:`dumps` payload; arrays rebuilt from out-of-band buffers use the buffers'
-    memory (writable when the buffers are bytearrays, as received ones are)."""
+    memory (writable: received buffers are fresh writable memory)."""
     return pickle.loads(data, buffers=buffers)
 
 
@@ -158,8 +165,25 @@ class _Stream(SocketStream):
     __slots__ = ()
 
     def read(self, count: int) -> bytearray:
+        """``count`` bytes into a fresh bytearray. Raises EOFError when the connection ends."""
         buf = bytearray(count)
-        view = memoryview(buf)
+        self._fill(memoryview(buf))
+        return buf
+
+    def read_attachment(self, count: int) -> bytearray | mmap.mmap:
+        """``count`` bytes into fresh writable memory: a bytearray, or for HUGE_BUFFER bytes and
+        more an anonymous private mapping advised to use transparent huge pages (a bytearray is
+        zero-filled before the data is written into it, and faults its memory in 4 KiB pages).
+        Raises EOFError when the connection ends."""
+        if count < HUGE_BUFFER or not _HUGE_PAGES:
+            return self.read(count)
+        buf = mmap.mmap(-1, count, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        buf.madvise(mmap.MADV_HUGEPAGE)
+        self._fill(memoryview(buf))
+        return buf
+
+    def _fill(self, view: memoryview) -> None:
+        count = view.nbytes
         got = 0
         while got < count:
             try:
@@ -171,7 +195,6 @@ class _Stream(SocketStream):
                 self.close()
                 raise EOFError("connection closed by peer")
             got += n
-        return buf
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         try:
@@ -187,7 +210,7 @@ class _Channel(Channel):
     The header's compression byte tells frame kinds apart: ``0`` is an ordinary rpyc frame,
     ``ATTACHMENT`` a raw buffer (no brine, no trailing newline) belonging to the next ordinary frame.
     Attachments are written straight from the sender's memory (a numpy array's buffer) and read
-    straight into a fresh ``bytearray`` on the receiver, which the unpickled array then uses: no
+    straight into fresh memory on the receiver, which the unpickled array then uses: no
     copy on either side beyond the kernel's. :meth:`recv_frame` returns a frame with its
     attachments.
     """
@@ -197,17 +220,17 @@ class _Channel(Channel):
     def __init__(self, stream: _Stream) -> None:
         super().__init__(stream, compress=False)
 
-    def recv_frame(self) -> tuple[memoryview, tuple[bytearray, ...]]:
+    def recv_frame(self) -> tuple[memoryview, Buffers]:
         """The next ordinary frame (a view of its body) and the attachments sent before it.
 
         Used instead of rpyc's ``recv`` (which pynode connections never call). Raises EOFError
         when the connection is gone or the peer sends a compressed frame.
         """
-        attachments: list[bytearray] = []
+        attachments: list[bytearray | mmap.mmap] = []
         while True:
             length, kind = self.FRAME_HEADER.unpack(self.stream.read(self.FRAME_HEADER.size))
             if kind == ATTACHMENT:
-                attachments.append(self.stream.read(length))
+                attachments.append(self.stream.read_attachment(length))
                 continue
             if kind != 0:
                 raise EOFError(f"peer sent a frame of kind {kind}; pynode connections never compress")

@@ -94,6 +94,10 @@ def test_channel_carries_frames_with_their_attachments_in_order(channels) -> Non
     assert f1 == b"first" and f2 == b"second" and f3 == b"head" + large_body
     assert np.array_equal(np.frombuffer(att1[0], dtype=np.int64), big) and bytes(att1[1]) == b"tail"
     assert att2 == () and att3 == ()
+    received_big = pickle.loads(pickle.dumps(big, protocol=5, buffer_callback=lambda b: False), buffers=[att1[0]])
+    received_big[0] = -1  # received memory is writable, whatever kind it is
+    assert received_big[0] == -1 and np.array_equal(received_big[1:], big[1:])
+    assert memoryview(att1[0]).nbytes == big.nbytes >= transport.HUGE_BUFFER  # the large-buffer path
 
 
 def test_channel_refuses_compressed_frames(channels) -> None:
