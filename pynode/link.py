@@ -44,30 +44,32 @@ _reader = threading.local()
 class Pending:
     """A call waiting for its result: set once by a reader thread, awaited by the caller.
 
-    A pre-acquired lock rather than an Event: releasing and acquiring one lock is the cheapest
-    wake-up Python offers, and this is on every call's critical path.
+    Resolved or failed exactly once, by the thread that removed it from its link's table of
+    pending calls under the link's lock (a result, a disconnection), so it needs no lock of its
+    own for that. A pre-acquired lock rather than an Event signals it: releasing and acquiring one
+    lock is the cheapest wake-up Python offers, and this is on every call's critical path.
     """
 
-    __slots__ = ("_ready", "_claimed", "status", "data", "buffers", "error")
+    __slots__ = ("_ready", "done", "status", "data", "buffers", "error")
 
     def __init__(self) -> None:
         self._ready = threading.Lock()
         self._ready.acquire()
-        self._claimed = threading.Lock()  # the first resolve/fail wins; later ones are ignored
+        self.done = False
         self.status = 0
         self.data: transport.Data = b""
         self.buffers: transport.Buffers = ()
         self.error: BaseException | None = None
 
     def resolve(self, status: int, data: transport.Data, buffers: transport.Buffers) -> None:
-        if self._claimed.acquire(False):
-            self.status, self.data, self.buffers = status, data, buffers
-            self._ready.release()
+        self.status, self.data, self.buffers = status, data, buffers
+        self.done = True
+        self._ready.release()
 
     def fail(self, error: BaseException) -> None:
-        if self._claimed.acquire(False):
-            self.error = error
-            self._ready.release()
+        self.error = error
+        self.done = True
+        self._ready.release()
 
     def wait(self, timeout: float | None) -> bool:
         """True once resolved or failed; False when ``timeout`` seconds pass first."""
@@ -75,10 +77,6 @@ class Pending:
             self._ready.release()  # stay readable for later waits
             return True
         return False
-
-    @property
-    def done(self) -> bool:
-        return self._claimed.locked() and not self._ready.locked()
 
 
 class Link:
