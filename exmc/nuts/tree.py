@@ -94,14 +94,17 @@ def nuts_transition(
 
 @lru_cache(maxsize=4)
 def _step_arrays(step_size: float, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(step, half)``: ``|step_size|`` and ``|step_size| / 2`` as read-only ``(dim,)`` arrays.
+    """``(step, half)``: ``step_size`` and ``step_size / 2`` as read-only ``(dim,)`` arrays.
 
     Arrays because numpy multiplies two small arrays faster than an array by a Python float (the
     scalar operand's type resolution costs ~0.5 µs a call); each product is the same IEEE
-    multiplication either way. Cached: after warmup the step size no longer changes.
+    multiplication either way. Cached: after warmup the step size no longer changes. Filled with
+    ``ndarray.fill`` because ``np.full`` is a Python wrapper three times slower (~1.5 µs for both
+    arrays), paid on every warmup iteration.
     """
-    step = np.full(dim, step_size)
-    half = np.full(dim, 0.5 * step_size)
+    step, half = np.empty(dim), np.empty(dim)
+    step.fill(step_size)
+    half.fill(0.5 * step_size)
     step.flags.writeable = half.flags.writeable = False
     return step, half
 
