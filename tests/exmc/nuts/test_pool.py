@@ -167,11 +167,13 @@ def test_workers_exit_when_their_parent_is_killed():
 
 @pytest.mark.parametrize("statement", [
     "import exmc.nuts.worker",  # what a pool worker runs before it waits for its first task
-    "from exmc.nuts import pool; pool.__pynode_preload__(); pool.shutdown_pool()",  # a node's preload
+    # a node's preload
+    "from exmc.nuts import pool; pool.__pynode_preload__(); pool.shutdown_pool()",
 ])
 def test_start_up_imports_what_the_first_task_needs(statement):
     # Unpickling and compiling an IR needs the families and the compiler; importing them on the
     # first task, not at start-up, cost that task seconds on a busy box.
-    code = f"import sys; {statement}; print(sorted(m for m in ('exmc.dist', 'exmc.model') if m not in sys.modules))"
-    missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    code = f"import sys; {statement}; print([m for m in ('exmc.dist', 'exmc.model') if m not in sys.modules])"
+    missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             check=True)
     assert missing.stdout.strip() == "[]"

@@ -78,8 +78,10 @@ def _transitions(transition, model, metric, step_size, max_depth, n=60, seed=11)
 @pytest.mark.parametrize("case", ["diag", "dense", "skewed", "failing", "divergent", "shallow"])
 def test_iterative_tree_is_the_recursive_transcription_of_stan_bit_for_bit(case):
     model, metric, step_size, max_depth = {
-        "diag": (Gaussian([0.5, -1.0, 2.0], np.diag([1.0, 4.0, 0.25])), DiagonalMetric(np.array([1.0, 3.0, 0.5])), 0.4, 10),
-        "dense": (Gaussian([0.0, 1.0], [[1.0, 0.8], [0.8, 2.0]]), DenseMetric(np.array([[1.0, 0.7], [0.7, 2.0]])), 0.3, 10),
+        "diag": (Gaussian([0.5, -1.0, 2.0], np.diag([1.0, 4.0, 0.25])),
+                 DiagonalMetric(np.array([1.0, 3.0, 0.5])), 0.4, 10),
+        "dense": (Gaussian([0.0, 1.0], [[1.0, 0.8], [0.8, 2.0]]),
+                  DenseMetric(np.array([[1.0, 0.7], [0.7, 2.0]])), 0.3, 10),
         "skewed": (LogGamma(1.5, dim=4), DiagonalMetric(np.ones(4)), 0.7, 10),
         "failing": (Failing(threshold=0.8), DiagonalMetric(np.ones(1)), 0.5, 10),
         "divergent": (Gaussian([0.0, 0.0], np.eye(2)), DiagonalMetric(np.ones(2)), 3.5, 10),
