@@ -27,10 +27,17 @@ def _element_names(name: str, shape: tuple[int, ...]) -> list[str]:
     return [f"{name}[{','.join(map(str, idx))}]" for idx in itertools.product(*map(range, shape))]
 
 
-def _flatten(chains: Sequence) -> tuple[list[str], np.ndarray]:
-    """Rows ``name[i,j]`` and a ``(rows, chains, draws)`` array of every scalar element."""
+def _flatten(chains: Sequence, var_names: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """Rows ``name[i,j]`` and a ``(rows, chains, draws)`` array of every scalar element of the
+    variables ``var_names`` (all of them when ``None``). Raises ``KeyError`` naming an unknown one."""
+    available = list(chains[0])
+    if var_names is None:
+        var_names = available
+    unknown = [v for v in var_names if v not in available]
+    if unknown:
+        raise KeyError(f"no variable {unknown[0]!r} in these chains (variables: {', '.join(available)})")
     names, blocks = [], []
-    for var in chains[0]:
+    for var in var_names:
         stacked = np.stack([np.asarray(trace[var], dtype=float) for trace in chains])  # (C, N, *shape)
         shape = stacked.shape[2:]
         names += _element_names(var, shape)
@@ -93,17 +100,19 @@ class Summary:
         return f'<table class="exmc-summary"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
-def summary(chains: Sequence, hdi_prob: float = 0.94) -> Summary:
-    """Summarize every scalar element of every variable of ``chains`` (a list of traces).
+def summary(chains: Sequence, hdi_prob: float = 0.94, var_names: Sequence[str] | None = None) -> Summary:
+    """Summarize every scalar element of the variables ``var_names`` (default: every free rv and
+    deterministic) of ``chains`` (a list of traces).
 
-    Raises ``ValueError`` when ``chains`` is empty or ``hdi_prob`` is outside (0, 1). Diagnostics
+    Raises ``ValueError`` when ``chains`` is empty or ``hdi_prob`` is outside (0, 1), and
+    ``KeyError`` naming a variable the chains do not have. Diagnostics
     needing several draws come back NaN for very short chains (as ArviZ returns them).
     """
     if not chains:
         raise ValueError("summary needs at least one chain")
     if not 0 < hdi_prob < 1:
         raise ValueError(f"hdi_prob must lie in (0, 1), got {hdi_prob}")
-    rows, ary = _flatten(chains)  # (rows, C, N)
+    rows, ary = _flatten(chains, var_names)  # (rows, C, N)
     pooled = ary.reshape(ary.shape[0], -1)
     hdi = array_stats.hdi(pooled, hdi_prob, axis=-1)
     values = np.column_stack([

@@ -1,7 +1,7 @@
 """Sampling results: one chain's :class:`Trace` and the :class:`Chains` of a run."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Iterator
 
 import numpy as np
@@ -71,10 +71,10 @@ class Chains(list):
     ``to_arviz()`` an ArviZ ``DataTree`` (needs ``arviz-base``).
     """
 
-    def summary(self, hdi_prob: float = 0.94):
+    def summary(self, hdi_prob: float = 0.94, var_names: Sequence[str] | None = None):
         from exmc.diagnostics import summary
 
-        return summary(self, hdi_prob=hdi_prob)
+        return summary(self, hdi_prob=hdi_prob, var_names=var_names)
 
     def warnings(self) -> list[str]:
         from exmc.diagnostics import warnings

@@ -56,6 +56,16 @@ def test_summary_renders_as_text_and_html():
     assert html.count("<tr>") == 4 and "ess_bulk" in html
 
 
+def test_summary_of_chosen_variables():
+    chains = _fake_chains(np.random.default_rng(0).normal(size=(2, 100)))
+    whole = chains.summary()
+    chosen = chains.summary(var_names=["b"])
+    assert chosen.rows == ["b[0]", "b[1]"]
+    np.testing.assert_array_equal(chosen.values, whole.values[1:])
+    with pytest.raises(KeyError, match="'c'.*variables: a, b"):
+        chains.summary(var_names=["c"])
+
+
 def test_warnings_report_each_problem():
     rng = np.random.default_rng(3)
     draws = rng.normal(size=(2, 200))
