@@ -57,6 +57,32 @@ def _bound_transform(family: str, params) -> transforms.Transform:
     raise ValueError(f"{family}: bounds mix finite and infinite entries elementwise; give transform= explicitly")
 
 
+def _require_ordered_bounds(params) -> None:
+    """Raise ``ValueError`` naming ``upper`` when both bounds are constants and ``upper <= lower``."""
+    if "lower" in params and "upper" in params:
+        lower = as_float(params["lower"])
+        require(params, "upper", lambda u: u > lower, "> lower")
+
+
+class _BetweenBounds(Distribution):
+    """Support check and default transform shared by families on ``[lower, upper]`` given as params.
+
+    ``in_support`` checks only the bounds it receives (a non-constant bound is omitted);
+    ``default_transform`` raises ``ValueError`` naming a bound that is not constant.
+    """
+
+    def in_support(self, value, **params):
+        ok = np.isfinite(value)
+        if "lower" in params:
+            ok = ok & (value >= params["lower"])
+        if "upper" in params:
+            ok = ok & (value <= params["upper"])
+        return ok
+
+    def default_transform(self, **params):
+        return _bound_transform(self.name, params)
+
+
 @dataclass(frozen=True)
 class BetaFamily(Distribution):
     """Beta{alpha, beta}: ``(alpha-1) log x + (beta-1) log(1-x) - log B(alpha, beta)`` on (0, 1).
@@ -101,22 +127,12 @@ class BetaFamily(Distribution):
 
 
 @dataclass(frozen=True)
-class UniformFamily(Distribution):
+class UniformFamily(_BetweenBounds):
     """Uniform{lower, upper}: ``-log(upper - lower)`` on ``[lower, upper]``."""
 
     def check_params(self, params):
         require_finite(params, "lower", "upper")
-        if "lower" in params and "upper" in params:
-            lower = as_float(params["lower"])
-            require(params, "upper", lambda u: u > lower, "> lower")
-
-    def in_support(self, value, **params):
-        ok = np.isfinite(value)
-        if "lower" in params:
-            ok = ok & (value >= params["lower"])
-        if "upper" in params:
-            ok = ok & (value <= params["upper"])
-        return ok
+        _require_ordered_bounds(params)
 
     def logp_and_grads(self, value, **params):
         lower, upper = params["lower"], params["upper"]
@@ -129,9 +145,6 @@ class UniformFamily(Distribution):
     def sample(self, rng, size, shape=None, **params):
         lower, upper = params["lower"], params["upper"]
         return rng.uniform(lower, upper, size=draw_shape(size, shape, lower, upper))
-
-    def default_transform(self, **params):
-        return _bound_transform(self.name, params)
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,7 @@ class Uniform01Family(Distribution):
 
 
 @dataclass(frozen=True)
-class TruncatedNormalFamily(Distribution):
+class TruncatedNormalFamily(_BetweenBounds):
     """TruncatedNormal{mu, sigma, lower=-inf, upper=inf}: the normal density divided by its mass
     ``Phi(b) - Phi(a)`` on ``[lower, upper]`` (``a, b`` the standardised bounds).
 
@@ -165,17 +178,7 @@ class TruncatedNormalFamily(Distribution):
         require_positive(params, "sigma")
         for name in ("lower", "upper"):
             require(params, name, lambda v: ~np.isnan(v), "a number (+-inf allowed), not nan")
-        if "lower" in params and "upper" in params:
-            lower = as_float(params["lower"])
-            require(params, "upper", lambda u: u > lower, "> lower")
-
-    def in_support(self, value, **params):
-        ok = np.isfinite(value)
-        if "lower" in params:
-            ok = ok & (value >= params["lower"])
-        if "upper" in params:
-            ok = ok & (value <= params["upper"])
-        return ok
+        _require_ordered_bounds(params)
 
     def logp_and_grads(self, value, **params):
         mu, sigma = params["mu"], params["sigma"]
@@ -214,9 +217,6 @@ class TruncatedNormalFamily(Distribution):
         shape = draw_shape(size, shape, mu, sigma, lower, upper)
         return truncnorm.rvs((lower - mu) / sigma, (upper - mu) / sigma, loc=mu, scale=sigma,
                              size=shape, random_state=rng)
-
-    def default_transform(self, **params):
-        return _bound_transform(self.name, params)
 
 
 Beta = BetaFamily(name="Beta", params=("alpha", "beta"), support="unit")
