@@ -38,7 +38,7 @@ import numpy as np
 
 from exmc.nuts.errors import ChainFailed
 from exmc.nuts.progress import ProgressEvent
-from exmc.nuts.sampler import SamplerOptions
+from exmc.nuts.sampler import SamplerOptions, preload_model_modules
 from exmc.nuts.trace import Trace
 
 logger = logging.getLogger(__name__)
@@ -241,8 +241,7 @@ def __pynode_preload__() -> None:
     compiled, so the first remote call does not pay for those imports (about a second on a busy
     2-core box)."""
     start_pool()
-    import exmc.dist  # noqa: F401
-    import exmc.model  # noqa: F401
+    preload_model_modules()
 
 
 atexit.register(shutdown_pool)

@@ -21,14 +21,11 @@ from multiprocessing.connection import Connection
 
 import cloudpickle
 
-# What unpickling and compiling an IR needs (the families, the compiler with its ops and
-# scipy.special) is imported here, at start-up, which the pool does ahead of time (``start_pool``,
-# node preload), rather than on the first task: on a busy 2-core box that is 0.5-2 s of the first
-# call's wall time.
-import exmc.dist  # noqa: F401
-import exmc.model  # noqa: F401
 from exmc.nuts.progress import Throttle
-from exmc.nuts.sampler import load_model, run_chain
+from exmc.nuts.sampler import load_model, preload_model_modules, run_chain
+
+# At start-up, which the pool does ahead of time (``start_pool``, node preload), not on the first task.
+preload_model_modules()
 
 
 def worker_main(conn: Connection) -> None:
