@@ -11,16 +11,7 @@ import exmc
 from exmc import Builder, Dist
 from exmc import transforms
 from exmc.ir import IR, RV, Data, Det, Obs
-
-Y = np.array([2.1, 2.5, 1.8, 2.3, 2.7, 1.9, 2.4, 2.2, 2.6, 2.0])
-
-
-def seed_ir():
-    ir = Builder.new_ir()
-    ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": 10.0})
-    ir = Builder.rv(ir, "sigma", Dist.HalfNormal, {"sigma": 2.0})
-    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigma"})
-    return Builder.obs(ir, "y_obs", "y", Y)
+from seed_model import SEED_Y, seed_ir
 
 
 def test_each_call_returns_a_new_ir_and_leaves_the_old_one_alone():
@@ -38,7 +29,7 @@ def test_seed_ir_structure():
     y = ir.get("y")
     assert y.param("mu") == "mu" and y.param("sigma") == "sigma"
     assert ir.get("y_obs").rv == "y"
-    np.testing.assert_array_equal(ir.get("y_obs").value, Y)
+    np.testing.assert_array_equal(ir.get("y_obs").value, SEED_Y)
 
 
 def test_nodes_are_frozen_and_arrays_read_only():
@@ -129,7 +120,7 @@ def test_validate_runs_whole_model_checks():
 def test_nodes_may_be_added_before_what_they_reference():
     ir = Builder.new_ir()
     ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": 1.0})
-    ir = Builder.obs(ir, "y_obs", "y", Y)
+    ir = Builder.obs(ir, "y_obs", "y", SEED_Y)
     ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": 10.0})
     model = exmc.compile(ir)
     assert model.free_names == [("mu", ())]

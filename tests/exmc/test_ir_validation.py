@@ -9,16 +9,7 @@ import pytest
 import exmc
 from exmc import Builder, Dist, ValidationError
 from exmc.ir import check_structure
-
-Y = np.array([2.1, 2.5, 1.8, 2.3, 2.7, 1.9, 2.4, 2.2, 2.6, 2.0])
-
-
-def seed_ir(sigma_ref: str = "sigma"):
-    ir = Builder.new_ir()
-    ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": 10.0})
-    ir = Builder.rv(ir, "sigma", Dist.HalfNormal, {"sigma": 2.0})
-    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": sigma_ref})
-    return Builder.obs(ir, "y_obs", "y", Y)
+from seed_model import SEED_Y, seed_ir
 
 
 def raises(match_node: str, match_field: str, *fragments: str):
@@ -189,14 +180,14 @@ def test_obs_of_a_non_rv_node():
 
 def test_rv_observed_twice_at_build_time():
     with raises("y_obs2", "rv", "already observed", "'y_obs'"):
-        Builder.obs(seed_ir(), "y_obs2", "y", Y)
+        Builder.obs(seed_ir(), "y_obs2", "y", SEED_Y)
 
 
 def test_rv_observed_twice_in_a_hand_made_ir():
     from exmc.ir import IR, Obs
 
     ir = seed_ir()
-    ir = IR(ir.nodes + (Obs("again", "y", Y),))
+    ir = IR(ir.nodes + (Obs("again", "y", SEED_Y),))
     with raises("again", "rv", "already observed"):
         check_structure(ir)
 

@@ -5,16 +5,7 @@ import numpy as np
 import pytest
 
 from exmc import Builder, Dist, Predictive, ValidationError
-
-Y = np.array([2.1, 2.5, 1.8, 2.3, 2.7, 1.9, 2.4, 2.2, 2.6, 2.0])
-
-
-def seed_ir():
-    ir = Builder.new_ir()
-    ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": 10.0})
-    ir = Builder.rv(ir, "sigma", Dist.HalfNormal, {"sigma": 2.0})
-    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigma"})
-    return Builder.obs(ir, "y_obs", "y", Y)
+from seed_model import seed_ir
 
 
 def regression_ir():
