@@ -10,17 +10,22 @@ import reference_tree
 from gaussian_models import Failing, Gaussian, LogGamma
 
 
-def _run(model, step_size, n=200, max_depth=10, seed=0):
+def _transitions(transition, model, metric, q, step_size, max_depth, n, seed):
+    """``n`` successive transitions of ``transition`` (ours or the reference) from ``q``."""
     rng = np.random.default_rng(seed)
-    metric = DiagonalMetric(np.ones(model.dim))
-    q = np.full(model.dim, 0.3)
     lp, g = model.logp_and_grad(q)
     out = []
     for _ in range(n):
-        t = nuts_transition(model.logp_and_grad, metric, q, lp, g, step_size, rng, max_depth)
+        t = transition(model.logp_and_grad, metric, q, lp, g, step_size, rng, max_depth)
         q, lp, g = t.q, t.lp, t.grad
         out.append(t)
     return out
+
+
+def _run(model, step_size, n=200, max_depth=10, seed=0):
+    """Our transitions from 0.3 in every coordinate, with a unit diagonal metric."""
+    metric = DiagonalMetric(np.ones(model.dim))
+    return _transitions(nuts_transition, model, metric, np.full(model.dim, 0.3), step_size, max_depth, n, seed)
 
 
 def test_huge_step_size_diverges_on_the_first_step():
@@ -63,18 +68,6 @@ def test_energy_of_the_draw_is_reported():
         assert t.lp == pytest.approx(model.logp_and_grad(t.q)[0])
 
 
-def _transitions(transition, model, metric, step_size, max_depth, n=60, seed=11):
-    rng = np.random.default_rng(seed)
-    q = np.linspace(-0.4, 0.5, model.dim)
-    lp, g = model.logp_and_grad(q)
-    out = []
-    for _ in range(n):
-        t = transition(model.logp_and_grad, metric, q, lp, g, step_size, rng, max_depth)
-        q, lp, g = t.q, t.lp, t.grad
-        out.append(t)
-    return out
-
-
 @pytest.mark.parametrize("case", ["diag", "dense", "skewed", "failing", "divergent", "shallow"])
 def test_iterative_tree_is_the_recursive_transcription_of_stan_bit_for_bit(case):
     model, metric, step_size, max_depth = {
@@ -87,8 +80,9 @@ def test_iterative_tree_is_the_recursive_transcription_of_stan_bit_for_bit(case)
         "divergent": (Gaussian([0.0, 0.0], np.eye(2)), DiagonalMetric(np.ones(2)), 3.5, 10),
         "shallow": (Gaussian([0.0, 0.0], np.eye(2)), DiagonalMetric(np.ones(2)), 0.05, 3),
     }[case]
-    fast = _transitions(nuts_transition, model, metric, step_size, max_depth)
-    slow = _transitions(reference_tree.nuts_transition, model, metric, step_size, max_depth)
+    q = np.linspace(-0.4, 0.5, model.dim)
+    fast = _transitions(nuts_transition, model, metric, q, step_size, max_depth, n=60, seed=11)
+    slow = _transitions(reference_tree.nuts_transition, model, metric, q, step_size, max_depth, n=60, seed=11)
     depths = {t.tree_depth for t in fast}
     assert len(depths) > 1 or case in ("shallow", "divergent")  # the comparison covers several tree shapes
     for a, b in zip(fast, slow):
