@@ -219,26 +219,21 @@ def nuts_transition_steps(
     depth = 0
 
     while depth < max_depth:
-        if uniform() > 0.5:
-            subtree = yield from _subtree(
-                velocity, uniform, np.add, step, half, fwd_end, depth, h0, max_delta_h, sum_metro_prob
-            )
-            valid, n, sum_metro_prob, divergent, edge, node = subtree
-            n_leapfrog += n
-            if not valid:
-                break
+        forward = uniform() > 0.5
+        subtree = yield from _subtree(
+            velocity, uniform, np.add if forward else np.subtract, step, half, fwd_end if forward else bck_end,
+            depth, h0, max_delta_h, sum_metro_prob,
+        )
+        valid, n, sum_metro_prob, divergent, edge, node = subtree
+        n_leapfrog += n
+        if not valid:
+            break
+        if forward:
             fwd_end = edge
             rho_bck = rho
             p_bck_fwd, v_bck_fwd = p_fwd_fwd, v_fwd_fwd
             lw_sub, rho_fwd, v_fwd_bck, v_fwd_fwd, p_fwd_bck, p_fwd_fwd, proposal = node
         else:
-            subtree = yield from _subtree(
-                velocity, uniform, np.subtract, step, half, bck_end, depth, h0, max_delta_h, sum_metro_prob
-            )
-            valid, n, sum_metro_prob, divergent, edge, node = subtree
-            n_leapfrog += n
-            if not valid:
-                break
             bck_end = edge
             rho_fwd = rho
             p_fwd_bck, v_fwd_bck = p_bck_bck, v_bck_bck
