@@ -18,7 +18,6 @@ RHAT_THRESHOLD = 1.01        # Vehtari et al. (2021)
 ESS_THRESHOLD = 400          # 100 per chain for 4 chains (Vehtari et al. 2021)
 EBFMI_THRESHOLD = 0.3        # Betancourt (2016), as Stan's diagnose
 TAIL_ESS_PROB = (0.05, 0.95)  # ArviZ's tail-ESS quantiles
-COLUMNS = ("mean", "sd", "hdi_lo", "hdi_hi", "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat")
 
 
 def _element_names(name: str, shape: tuple[int, ...]) -> list[str]:
@@ -71,6 +70,7 @@ class Summary:
         return len(self.rows)
 
     def to_dict(self) -> dict[str, dict[str, float]]:
+        """Every row as ``{row: {column: value}}`` (plain floats: JSON- and pickle-friendly)."""
         return {row: self[row] for row in self.rows}
 
     def _cells(self) -> list[list[str]]:

@@ -56,6 +56,14 @@ def test_summary_renders_as_text_and_html():
     assert html.count("<tr>") == 4 and "ess_bulk" in html
 
 
+def test_summary_to_dict_holds_every_row_and_column():
+    table = summary(_fake_chains(np.random.default_rng(0).normal(size=(2, 100))))
+    as_dict = table.to_dict()
+    assert list(as_dict) == ["a", "b[0]", "b[1]"]
+    assert list(as_dict["b[1]"]) == table.columns
+    assert as_dict["b[1]"]["mean"] == table.values[2, 0] and type(as_dict["b[1]"]["mean"]) is float
+
+
 def test_summary_of_chosen_variables():
     chains = _fake_chains(np.random.default_rng(0).normal(size=(2, 100)))
     whole = chains.summary()
