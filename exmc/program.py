@@ -128,7 +128,10 @@ class Program:
         return lp, v[OUT]
 
     def logp(self, theta: np.ndarray) -> Any:
-        """Log-density only (no reverse pass)."""
+        """Log-density only (no reverse pass).
+
+        Repeats :meth:`run`'s forward loop rather than sharing a helper with it: ``run`` is called
+        once per leapfrog step, and a helper would add a Python call there."""
         v = self.template.copy()
         v[THETA] = theta
         lp = self.lp_const
@@ -315,20 +318,20 @@ class _Builder:
                 base[key] = _fast_constant(self.a.value_of(value) if is_ref(value) else value)
         value_slot = self.slots[node.name] if node.name in self.varying else None
         const_value = self.a.consts.get(node.name)
+        varying_shapes = tuple((key, self.a.shapes[params[key]]) for key, _, _ in varying)
+        varying_slots = [slot for _, slot, _ in varying]
         if value_slot is not None and not varying:
             kernel = family.prior_kernel(shape, self.batched, node.transform is None, **base)
             if kernel is not None:
                 return self._prior_term(kernel, value_slot)
         elif value_slot is None and varying and (obs is None or obs.censored is None):
-            shapes = tuple((key, self.a.shapes[params[key]]) for key, _, _ in varying)
-            kernel = family.observed_kernel(const_value, shapes, self.batched, **base)
+            kernel = family.observed_kernel(const_value, varying_shapes, self.batched, **base)
             if kernel is not None:
-                return self._kernel_term(kernel, [slot for _, slot, _ in varying])
+                return self._kernel_term(kernel, varying_slots)
         elif value_slot is not None:
-            shapes = tuple((key, self.a.shapes[params[key]]) for key, _, _ in varying)
-            kernel = family.latent_kernel(shape, shapes, self.batched, **base)
+            kernel = family.latent_kernel(shape, varying_shapes, self.batched, **base)
             if kernel is not None:
-                return self._kernel_term(kernel, [value_slot] + [slot for _, slot, _ in varying])
+                return self._kernel_term(kernel, [value_slot] + varying_slots)
         if value_slot is None and not varying:
             with np.errstate(all="ignore"):
                 lp, _ = logp_and_grads(const_value, **base)
