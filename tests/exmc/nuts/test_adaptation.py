@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from exmc.nuts import sampler
 from exmc.nuts.adaptation import WelfordCovariance, WelfordVariance, WindowSchedule, adaptation_windows
 from exmc.nuts.metric import DiagonalMetric
 from exmc.nuts.stepsize import DualAveraging, StepSizeError, find_initial_step_size
@@ -99,3 +100,50 @@ def test_initial_step_size_heuristic_rejects_improper_posterior():
     metric = DiagonalMetric(np.ones(1))
     with pytest.raises(StepSizeError, match="improper"):
         find_initial_step_size(flat, metric, np.zeros(1), 0.0, np.zeros(1), 1.0, np.random.default_rng(0))
+
+
+def test_warmup_replays_stans_adapter_sequence(monkeypatch):
+    """Stan's adapt_diag_e_nuts: every warmup transition feeds dual averaging; at each window end
+    init_stepsize restarts from the latest step size, mu becomes log(10 ε) and the averaging restarts;
+    sampling uses exp(x_bar) of the averaging restarted at the last window end."""
+    events = []
+
+    class SpyDual(DualAveraging):
+        def update(self, accept_stat):
+            eps = super().update(accept_stat)
+            events.append(("update", accept_stat, eps))
+            return eps
+
+        def restart(self):
+            events.append(("restart", self.mu))
+            super().restart()
+
+    def spy_heuristic(logp_and_grad, metric, q, lp, grad, step_size, rng):
+        eps = find_initial_step_size(logp_and_grad, metric, q, lp, grad, step_size, rng)
+        events.append(("heuristic", step_size, eps))
+        return eps
+
+    monkeypatch.setattr(sampler, "DualAveraging", SpyDual)
+    monkeypatch.setattr(sampler, "find_initial_step_size", spy_heuristic)
+    num_warmup = 300
+    options = sampler.SamplerOptions(num_warmup=num_warmup, num_samples=5)
+    trace = sampler.run_chain(Gaussian([0.0, 1.0], np.diag([0.04, 9.0])), 0, np.random.SeedSequence(3), options)
+
+    window_ends = [last for _, last in adaptation_windows(num_warmup)]
+    assert window_ends == [99, 149, 249]
+    assert events[0] == ("heuristic", 1.0, events[0][2])  # Stan's first init_stepsize starts at 1
+    updates = [e for e in events if e[0] == "update"]
+    assert len(updates) == num_warmup
+    for end in window_ends:  # right after the update of iteration `end`: heuristic, new mu, restart
+        at = events.index(updates[end])
+        heuristic, restart = events[at + 1], events[at + 2]
+        assert heuristic[0] == "heuristic" and heuristic[1] == updates[end][2]
+        assert restart == ("restart", math.log(10.0 * heuristic[2]))
+    # The step size of the draws: the averaged iterate of the last 50 (term buffer) updates.
+    last_restart = events[-51]
+    assert last_restart[0] == "restart"
+    replay = DualAveraging(last_restart[1], target=0.8)
+    for _, accept_stat, _ in updates[-50:]:
+        replay.update(accept_stat)
+    assert trace.info["step_size"] == replay.final()
+    assert np.all(trace.stats["step_size"] == replay.final())
