@@ -53,6 +53,20 @@ def test_pool_stays_warm_and_preload_hook_starts_it():
     assert set(pids) <= set(pool_module.get_pool().pids())  # same processes serve the next call
 
 
+def test_workers_run_single_threaded_blas_unless_the_user_chose(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    pool_module.shutdown_pool()
+    __pynode_preload__()
+    try:
+        for pid in pool_module.get_pool().pids():
+            environ = psutil.Process(pid).environ()
+            assert environ["OPENBLAS_NUM_THREADS"] == "1"
+            assert environ["OMP_NUM_THREADS"] == "3"
+    finally:
+        pool_module.shutdown_pool()
+
+
 def test_progress_events_arrive_in_the_calling_thread_throttled():
     events, threads = [], set()
 
