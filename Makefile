@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test validate demo bench clean
+.PHONY: install test validate validation-report demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ test: $(STAMP)
 
 validate: $(STAMP)
 	$(PY) -m pytest -q -m 'validate or slow' -p no:cacheprovider
+
+# Re-samples every posteriordb port and rewrites docs/validation.md (1-2 hours on 2 cores).
+validation-report: $(STAMP)
+	$(PY) bench/validation_report.py
 
 # Starts exmc@127.0.0.14 from the config (a separate process, exmc preloaded, pool warm), runs the
 # seed demo as livebook@127.0.0.13, and stops the cluster also on failure or Ctrl-C.
