@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test validate validation-report demo bench clean
+.PHONY: install test validate validation-report demo bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ bench: $(STAMP)
 	$(PY) bench/logp_bench.py
 	$(PY) bench/sampler_bench.py
 	$(PY) bench/demo_bench.py
+
+# CI's smoke run of every benchmark: tiny sizes, exmc/pynode only, checks that they still run.
+bench-smoke: $(STAMP)
+	$(PY) bench/erpc_bench.py --quick --no-beam
+	$(PY) bench/logp_bench.py --quick
+	$(PY) bench/sampler_bench.py --quick
+	$(PY) bench/demo_bench.py --smoke
 
 clean:
 	rm -rf $(VENV) build *.egg-info
