@@ -139,7 +139,7 @@ def warnings(chains: Sequence) -> list[str]:
     """Human-readable problems: divergences, R-hat > 1.01, ESS < 400, tree-depth saturation,
     E-BFMI < 0.3. An empty list means none was found."""
     found = []
-    divergent = [int(np.sum(t.stats["divergent"])) for t in chains]
+    divergent = [t.divergences for t in chains]
     total = sum(t.num_samples for t in chains)
     if sum(divergent):
         per_chain = ", ".join(f"chain {i}: {n}" for i, n in enumerate(divergent) if n)
