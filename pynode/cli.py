@@ -37,17 +37,13 @@ from typing import Any
 
 import pynode
 from pynode import Node, cluster_cli, erpc, names, portmapper
-from pynode.errors import PynodeError
+from pynode.errors import CliError, PynodeError
 
 log = logging.getLogger(__name__)
 
 PRELOAD_HOOK = "__pynode_preload__"
 LOG_LEVEL_ENV = "PYNODE_LOG_LEVEL"
 DEFAULT_CALL_TIMEOUT = 60.0  # seconds; erpc.call's default in the issue
-
-
-class CliError(PynodeError):
-    """A command failed in a way the user can fix; printed as one ``pynode: error:`` line."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

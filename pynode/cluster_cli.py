@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from pynode import cluster_config, names, portmapper
-from pynode.errors import PynodeError
+from pynode.errors import ClusterStateError
 from pynode.launch import STOP_GRACE, NodeProcess
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,6 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 READY_TIMEOUT = 120.0  # seconds for `up`: preload hooks (exmc's warm pool) may take a while
 POLL = 0.05  # seconds between checks that a stopped node has exited
-
-
-class ClusterStateError(PynodeError):
-    """``up`` on a cluster that is already up, or ``down`` with no record of one."""
 
 
 def default_state_dir(config_path: Path) -> Path:
@@ -56,7 +52,7 @@ def up(config: cluster_config.ClusterConfig, state_dir: Path, ready_timeout: flo
     """Start the cluster's nodes detached; returns the recorded state (see the module docstring).
 
     Raises :class:`ClusterStateError` when ``state_dir`` records nodes that still run, and
-    :class:`pynode.launch.NodeStartError` (after stopping the nodes already started) when a node
+    :class:`pynode.errors.NodeStartError` (after stopping the nodes already started) when a node
     does not come up.
     """
     state_file = state_dir / STATE_FILE

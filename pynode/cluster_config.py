@@ -25,16 +25,12 @@ from typing import Any
 
 from pynode import cookie as cookie_mod
 from pynode import names
-from pynode.errors import BadNodeName, PynodeError
+from pynode.errors import BadNodeName, ClusterConfigError
 from pynode.launch import NodeSpec
 from pynode.portmapper import EPMD_PORT_ENV, epmd_port
 
 _CLUSTER_KEYS = {"epmd_port", "cookie_file"}
 _NODE_KEYS = {"name", "hidden", "preload", "port", "start"}
-
-
-class ClusterConfigError(PynodeError, ValueError):
-    """A cluster file is missing, is not TOML, or has an unknown key or a bad value."""
 
 
 @dataclass(frozen=True)

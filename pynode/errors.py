@@ -78,3 +78,19 @@ class EncodeError(ErpcError, TypeError):
 
 class ReceiveTimeout(PynodeError, TimeoutError):
     """``pynode.receive`` found no message within its timeout."""
+
+
+class NodeStartError(PynodeError):
+    """A node process exited or stayed silent instead of printing its ready line."""
+
+
+class ClusterConfigError(PynodeError, ValueError):
+    """A cluster file is missing, is not TOML, or has an unknown key or a bad value."""
+
+
+class ClusterStateError(PynodeError):
+    """``pynode cluster up`` on a cluster that is already up, or ``down`` with no record of one."""
+
+
+class CliError(PynodeError):
+    """A command failed in a way the user can fix; printed as one ``pynode: error:`` line."""

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pynode.errors import PynodeError
+from pynode.errors import NodeStartError
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,6 @@ STDERR_TAIL_LINES = 30  # lines of a node's stderr quoted when it fails to start
 # prctl(2) option: deliver a signal to this process when its parent thread dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-
-class NodeStartError(PynodeError):
-    """A node process exited or stayed silent instead of printing its ready line."""
 
 
 @dataclass(frozen=True)
