@@ -20,9 +20,6 @@ from exmc.ir import Obs
 
 __all__ = ["censored_family", "SUPPORTED"]
 
-Tail = Callable[..., tuple[np.ndarray, dict[str, np.ndarray]]]
-
-
 def _normal_tails(z, dz_dparams: dict[str, Any]) -> tuple[tuple, tuple]:
     """log F and log S of a standard normal at ``z``, with the chain rule through ``z``."""
     log_phi = -0.5 * z * z - HALF_LOG_2PI
@@ -82,44 +79,46 @@ SUPPORTED: dict[str, Callable] = {
 }
 
 
-def _tails(rv_name: str, obs: Obs, family) -> tuple[Tail, Tail]:
+def _tails(rv_name: str, obs: Obs, family, has_left: bool, has_right: bool) -> Callable[..., tuple]:
+    """``function(c, **params) -> ((log F, grads) or None, (log S, grads) or None)``: both tails at
+    one bound array, the family's own CDF/survival (only the sides in use) before this table."""
     own_cdf, own_sf = getattr(family, "logcdf_and_grads", None), getattr(family, "logsf_and_grads", None)
     if own_cdf is not None and own_sf is not None:
-        return own_cdf, own_sf
+        return lambda c, **p: (own_cdf(c, **p) if has_left else None, own_sf(c, **p) if has_right else None)
     table = SUPPORTED.get(family.name)
     if table is None:
         raise ValidationError("obs", obs.name, "censored",
                               f"censoring is not supported for rv {rv_name!r} of family {family.name} "
                               f"(supported: {', '.join(sorted(SUPPORTED))})")
-    return (lambda c, **p: table(c, **p)[0]), (lambda c, **p: table(c, **p)[1])
+    return table
 
 
 def censored_family(rv_name: str, obs: Obs, family) -> Callable[..., tuple[np.ndarray, dict[str, np.ndarray]]]:
     """A ``logp_and_grads(value, **params)`` for ``obs``'s censored data under ``family``.
 
-    The censoring masks and bound arrays are fixed here (the observed value is constant), so the
-    returned function does one density evaluation plus one CDF and/or survival evaluation per
-    call. Raises ``ValidationError`` naming the obs when the family has no CDF support here.
+    The censoring masks and bound array are fixed here (the observed value is constant), so the
+    returned function does one density evaluation plus one CDF/survival evaluation per call (the
+    bounds are disjoint: ``lower < upper``). Raises ``ValidationError`` naming the obs when the
+    family has no CDF support here.
     """
     lower, upper = obs.censored
     value = obs.value
     left = np.broadcast_to(value <= lower, value.shape)
     right = np.broadcast_to(value >= upper, value.shape)
-    log_cdf, log_sf = _tails(rv_name, obs, family)
-    if not left.any() and not right.any():
-        return family.logp_and_grads
-    # Bounds where censored, the observed value elsewhere (keeps the unused branch finite).
-    at_lower = np.where(left, lower, value)
-    at_upper = np.where(right, upper, value)
     has_left, has_right = bool(left.any()), bool(right.any())
+    tails = _tails(rv_name, obs, family, has_left, has_right)
+    if not has_left and not has_right:
+        return family.logp_and_grads
+    # The bound where censored, the observed value elsewhere (keeps the unused entries finite).
+    bound = np.where(left, lower, np.where(right, upper, value))
     density = family.logp_and_grads
 
     def logp_and_grads(observed: np.ndarray, **params: np.ndarray):
         lp, grads = density(observed, **params)
-        for active, mask, bound, tail in ((has_left, left, at_lower, log_cdf), (has_right, right, at_upper, log_sf)):
+        for active, mask, tail in zip((has_left, has_right), (left, right), tails(bound, **params)):
             if not active:
                 continue
-            tail_lp, tail_grads = tail(bound, **params)
+            tail_lp, tail_grads = tail
             lp = np.where(mask, tail_lp, lp)
             grads = {key: g if key == "value" else np.where(mask, tail_grads[key], g) for key, g in grads.items()}
         return lp, grads
