@@ -93,14 +93,12 @@ def pooled_mean_sd(chains: Draws, name: str) -> tuple[float, float]:
 
 
 def hdi(samples: np.ndarray, prob: float = HDI_PROB) -> tuple[float, float]:
-    """Narrowest interval holding ``prob`` of the samples (the highest-density interval)."""
-    ordered = np.sort(np.asarray(samples).ravel())
-    width = int(np.floor(prob * len(ordered)))
-    if width == 0 or width >= len(ordered):
-        return float(ordered[0]), float(ordered[-1])
-    spans = ordered[width:] - ordered[: len(ordered) - width]
-    start = int(np.argmin(spans))
-    return float(ordered[start]), float(ordered[start + width])
+    """Narrowest interval holding ``prob`` of the samples (the highest-density interval), by
+    ``arviz_stats``, the implementation behind :func:`exmc.diagnostics.summary`'s HDI columns."""
+    from arviz_stats.base import array_stats  # seconds to import: only when a posterior is plotted
+
+    low, high = array_stats.hdi(np.asarray(samples, dtype=float).ravel(), prob)
+    return float(low), float(high)
 
 
 def _density(samples: np.ndarray, grid: np.ndarray) -> np.ndarray:
