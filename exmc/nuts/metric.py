@@ -18,8 +18,6 @@ class DiagonalMetric:
     Raises ``ValueError`` naming the problem when ``inv_diag`` has a non-positive or non-finite entry.
     """
 
-    dense = False
-
     def __init__(self, inv_diag: np.ndarray) -> None:
         inv_diag = np.array(inv_diag, dtype=float)
         if inv_diag.ndim != 1:
@@ -45,8 +43,6 @@ class DenseMetric:
     Momenta are drawn as ``p = L⁻ᵀ z`` with ``M⁻¹ = L Lᵀ`` (Cholesky), whose covariance is ``M``.
     Raises ``ValueError`` when ``inverse`` is not square, symmetric and positive definite.
     """
-
-    dense = True
 
     def __init__(self, inverse: np.ndarray) -> None:
         inverse = np.array(inverse, dtype=float)

@@ -58,7 +58,6 @@ class _Warmup:
         self.schedule = WindowSchedule(options.num_warmup)
         estimator = WelfordCovariance if options.dense_mass else WelfordVariance
         self.estimator = estimator(model.dim)
-        self.dense = options.dense_mass
         # Stan sets mu = log(10 * stepsize) from the *user's* initial step size before the heuristic
         # runs (services/sample/hmc_nuts_*_adapt.hpp), and from the heuristic's result after each
         # metric update (adapt_*_nuts.hpp).
