@@ -25,7 +25,7 @@ from exmc.ir import IR, NONCENTERED, RV, Data, Det, Node, Obs, check_structure, 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Analysis", "analyse", "apply_auto_noncentered", "resolved_family", "check_constant_params"]
+__all__ = ["Analysis", "analyse", "apply_auto_noncentered", "check_constant_params"]
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,6 @@ class Analysis:
     def shape_of(self, arg: Any) -> tuple[int, ...]:
         """Shape of an argument (reference or constant)."""
         return self.shapes[arg] if is_ref(arg) else tuple(np.shape(arg))
-
-
-def resolved_family(node: RV) -> tuple[Any, dict[str, Any]]:
-    """``node.family_and_params()`` with failures reported as ``ValidationError`` on the rv."""
-    try:
-        return node.family_and_params()
-    except ValueError as exc:
-        raise ValidationError("rv", node.name, "params", str(exc)) from None
 
 
 def check_constant_params(name: str, family, constants: dict[str, Any]) -> None:
@@ -131,7 +123,7 @@ def analyse(ir: IR) -> Analysis:
         elif isinstance(node, Det):
             _analyse_det(node, analysis)
         elif isinstance(node, RV):
-            families[node.name] = resolved_family(node)
+            families[node.name] = node.family_and_params()
             _analyse_rv(node, analysis)
         elif isinstance(node, Obs):
             shapes[node.name] = shapes[node.rv]

@@ -87,10 +87,14 @@ class RV:
     kind = "rv"
 
     def family_and_params(self) -> tuple[Any, dict[str, Any]]:
-        """The concrete family and its flat parameters (``ValueError`` from ``resolve`` passes up)."""
+        """The concrete family and its flat parameters; a ``ValueError`` from ``resolve`` is raised
+        as a ``ValidationError`` on this rv's params."""
         if self.resolved is not None:
             return self.resolved[0], dict(self.resolved[1])
-        return self.dist.resolve(dict(self.params))
+        try:
+            return self.dist.resolve(dict(self.params))
+        except ValueError as exc:
+            raise ValidationError("rv", self.name, "params", str(exc)) from None
 
     def param(self, name: str) -> Any:
         """The value of parameter ``name`` (``KeyError`` when absent)."""
@@ -101,10 +105,7 @@ class RV:
 
     def inputs(self) -> Iterator[tuple[str, str]]:
         """``(field, referenced_name)`` for each reference among the (flat) parameters."""
-        try:
-            _, params = self.family_and_params()
-        except ValueError as exc:
-            raise ValidationError("rv", self.name, "params", str(exc)) from None
+        _, params = self.family_and_params()
         for key, value in params.items():
             if is_ref(value):
                 yield f"param {key!r}", value
