@@ -181,7 +181,6 @@ def _names(args: argparse.Namespace) -> int:
 
 
 def _call(args: argparse.Namespace) -> int:
-    from pynode import erpc
     target = names.parse(args.node)
     try:
         call_args = json.loads(args.args)
@@ -209,8 +208,6 @@ def _call(args: argparse.Namespace) -> int:
 
 
 def _shell(args: argparse.Namespace) -> int:
-    import pynode
-    from pynode import erpc
     with contextlib.suppress(ImportError):  # line editing where this build has readline
         import readline  # noqa: F401
 
