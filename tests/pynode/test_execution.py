@@ -9,15 +9,6 @@ from pynode.errors import CallCancelled
 from pynode.execution import CallContext, cancelled, execute
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
-
-
 def execute_and_finish(ctx: CallContext, run) -> None:
     """What a reader thread does: run the call, then its outcome when one is returned."""
     outcome = execute(ctx, run)
