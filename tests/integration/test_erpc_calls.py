@@ -17,7 +17,7 @@ import pynode
 from pynode import Node, erpc
 from pynode.errors import CallCancelled, EncodeError, ErpcTimeout, NoConnection, RemoteError
 from pynode.link import MAX_IDLE_READERS
-from pynode.testing import LocalCluster
+from pynode.testing import LocalCluster, wait_until
 
 # Functions defined here travel by value: the node processes cannot import this test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -40,18 +40,19 @@ def cluster() -> Iterator[LocalCluster]:
             Node.stop()
 
 
-def wait_until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
+def spin_until_cancelled() -> None:
+    """What a long remote job does: poll ``pynode.cancelled()`` until its caller gives up, and
+    stop quietly on the asynchronous CallCancelled too (whichever comes first)."""
+    try:
+        while not pynode.cancelled():
+            time.sleep(0.01)
+    except CallCancelled:
+        pass
 
 
 def test_call_ships_a_closure_with_a_numpy_array_and_connects_implicitly(cluster: LocalCluster) -> None:
     Node.disconnect(A)
-    assert wait_until(lambda: A not in Node.list())
+    assert wait_until(lambda: A not in Node.list(), timeout=5.0)
     weights = np.linspace(0.0, 1.0, 200_000)  # large enough to travel out of band
     result = erpc.call(A, lambda scale: (os.getpid(), weights * scale), 2.0, timeout=30)
     assert result[0] == cluster.pid(A)
@@ -100,11 +101,7 @@ def test_unknown_function_and_unpicklable_argument_give_clear_errors_and_the_nod
 
 def test_timeout_raises_promptly_and_the_remote_call_sees_cancelled(cluster: LocalCluster) -> None:
     def long_job(reply_to: pynode.Pid) -> None:
-        try:
-            while not pynode.cancelled():
-                time.sleep(0.01)
-        except CallCancelled:
-            pass
+        spin_until_cancelled()
         pynode.send(reply_to, ("stopped", pynode.cancelled()))
 
     start = time.monotonic()
@@ -150,7 +147,7 @@ def test_reader_threads_do_not_accumulate_after_bursts(cluster: LocalCluster) ->
         # the 8 threads that ran calls retire (just after sending their results), but for
         # MAX_IDLE_READERS spare readers
         bound = baseline + MAX_IDLE_READERS
-        assert wait_until(lambda: erpc.call(B, "threading:active_count", timeout=10) <= bound, 3.0)
+        assert wait_until(lambda: erpc.call(B, "threading:active_count", timeout=10) <= bound, timeout=3.0)
 
 
 def test_sequential_calls_reuse_reader_threads(cluster: LocalCluster) -> None:
@@ -239,11 +236,7 @@ def test_send_request_wait_and_check_response(cluster: LocalCluster) -> None:
 
 def test_receive_response_timeout_abandons_and_cancels(cluster: LocalCluster) -> None:
     def wait_for_cancel(reply_to: pynode.Pid) -> None:
-        try:
-            while not pynode.cancelled():
-                time.sleep(0.01)
-        except CallCancelled:
-            pass
+        spin_until_cancelled()
         pynode.send(reply_to, "request cancelled")
 
     request = erpc.send_request(A, wait_for_cancel, pynode.self_pid())
@@ -276,7 +269,7 @@ def test_node_membership_ping_and_hidden_nodes(cluster: LocalCluster) -> None:
     assert A in Node.list() and A not in Node.list("hidden")
     assert set(Node.list("connected")) >= {A, HIDDEN}
     assert Node.disconnect(HIDDEN) is True
-    assert wait_until(lambda: HIDDEN not in Node.list("connected"))
+    assert wait_until(lambda: HIDDEN not in Node.list("connected"), timeout=5.0)
     with pytest.raises(ValueError, match="kind"):
         Node.list("everything")  # type: ignore[arg-type]
 
