@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from pathlib import Path
 
 import cloudpickle
 import numpy as np
+
+from pynode.testing import free_port
 
 MIB = 1 << 20
 CONCURRENT_CALLERS = 8  # issue 2: "throughput with 8 concurrent callers"
@@ -132,12 +133,6 @@ def memcpy_ms(nbytes: int, reps: int = 5) -> float:
         times.append(time.perf_counter() - t0)
         del dst
     return statistics.median(times) * 1e3
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 # --- pynode ---------------------------------------------------------------------------------------
