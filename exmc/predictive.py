@@ -36,7 +36,7 @@ class _Ancestral:
             x = self.drawn[value]
             pad = target_ndim - (x.ndim - 1)
             return x.reshape(x.shape[:1] + (1,) * pad + x.shape[1:]) if pad > 0 else x
-        return self.a.value_of(value) if is_ref(value) else value
+        return self.a.value_of(value)
 
     def det(self, node: Det) -> None:
         op = ops.get(node.op)

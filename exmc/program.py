@@ -315,7 +315,7 @@ class _Builder:
             if is_ref(value) and value in self.varying:
                 varying.append((key, self.slots[value], self._pad(value, batch_ndim + event_ndims.get(key, 0))))
             else:
-                base[key] = _fast_constant(self.a.value_of(value) if is_ref(value) else value)
+                base[key] = _fast_constant(self.a.value_of(value))
         value_slot = self.slots[node.name] if node.name in self.varying else None
         const_value = self.a.consts.get(node.name)
         varying_shapes = tuple((key, self.a.shapes[params[key]]) for key, _, _ in varying)
@@ -469,7 +469,7 @@ class _Builder:
             if is_ref(value) and value in self.varying:
                 specs.append((self.slots[value], self._pad(value, ndim), None))
             else:
-                specs.append((None, None, _fast_constant(self.a.value_of(value) if is_ref(value) else value)))
+                specs.append((None, None, _fast_constant(self.a.value_of(value))))
         (mu_slot, mu_pad, mu_const), (sigma_slot, sigma_pad, sigma_const) = specs
         tape = self._slot()
         batched = self.batched
