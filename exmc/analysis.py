@@ -59,6 +59,13 @@ class Analysis:
         """Shape of an argument (reference or constant)."""
         return self.shapes[arg] if is_ref(arg) else tuple(np.shape(arg))
 
+    def constant_params(self, rv_name: str) -> dict[str, Any]:
+        """The parameters of rv ``rv_name`` whose value is fixed (constants and references to
+        constant nodes), by name, with their values."""
+        _, params = self.families[rv_name]
+        values = {key: self.value_of(value) for key, value in params.items()}
+        return {key: value for key, value in values.items() if value is not None}
+
 
 def check_constant_params(name: str, family, constants: dict[str, Any]) -> None:
     """Check the constant parameters of rv ``name`` against their domains.
@@ -223,17 +230,15 @@ def _analyse_rv(node: RV, analysis: Analysis) -> None:
         if key in integer and is_ref(value) and analysis.value_of(value) is None:
             raise ValidationError("rv", node.name, f"param {key!r}",
                                   f"{family.name}'s {key!r} must be constant integer data, not the random {value!r}")
-    check_constant_params(node.name, family, {k: analysis.value_of(v) for k, v in params.items()
-                                              if analysis.value_of(v) is not None})
+    check_constant_params(node.name, family, analysis.constant_params(node.name))
     obs = analysis.observations.get(node.name)
     if obs is not None:
         analysis.consts[node.name] = obs.value
 
 
 def _check_support(obs: Obs, analysis: Analysis) -> None:
-    family, params = analysis.families[obs.rv]
-    constant = {k: analysis.value_of(v) for k, v in params.items()}
-    constant = {k: v for k, v in constant.items() if v is not None}
+    family, _ = analysis.families[obs.rv]
+    constant = analysis.constant_params(obs.rv)
     with np.errstate(all="ignore"):
         inside = np.broadcast_to(np.asarray(family.in_support(obs.value, **constant), dtype=bool), obs.value.shape)
     if not inside.all():

@@ -45,14 +45,9 @@ def _layout(analysis: Analysis) -> list[FreeRV]:
 
 
 def _default_transform(node: RV, analysis: Analysis):
-    family, params = analysis.families[node.name]
-    constants = {}
-    for key, value in params.items():
-        constant = analysis.value_of(value)
-        if constant is not None:
-            constants[key] = constant
+    family, _ = analysis.families[node.name]
     try:
-        return family.default_transform(**constants)
+        return family.default_transform(**analysis.constant_params(node.name))
     except ValueError as exc:
         raise ValidationError("rv", node.name, "transform", str(exc)) from None
 
