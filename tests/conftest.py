@@ -16,10 +16,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pynode.testing import LocalCluster, free_port, kill_portmappers
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 _SAVED: dict[str, str | None] = {}
 _SESSION_HOME: list[str] = []
