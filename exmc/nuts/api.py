@@ -43,12 +43,14 @@ class Sampler:
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Trace:
-        """One chain in the calling process. Its draws equal chain 0 of ``sample_chains`` with the
-        same seed. Raises ``ValueError`` on bad options, ``InitializationError``, ``SamplerError``,
+        """One chain in the calling process: ``sample_chains`` with one chain and ``parallel=False``,
+        so its draws equal chain 0 of ``sample_chains`` with the same seed. Raises ``ValueError`` on bad options, ``InitializationError``, ``SamplerError``,
         ``InterruptedError`` when ``should_stop()`` turns true."""
-        options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values)
-        report = Throttle(progress) if progress is not None else None
-        return run_chain(load_model(model), 0, _chain_seeds(seed, 1)[0], options, report, should_stop)
+        chains = Sampler.sample_chains(
+            model, 1, init_values, num_samples, num_warmup, seed, target_accept, max_tree_depth, dense_mass,
+            parallel=False, progress=progress, should_stop=should_stop,
+        )
+        return chains[0]
 
     @staticmethod
     def sample_chains(
