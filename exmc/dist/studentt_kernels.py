@@ -14,14 +14,13 @@ from typing import Any, Callable
 import numpy as np
 from scipy.special import digamma, gammaln
 
-from exmc._numeric import as_float
-from exmc.dist.kernels import scalar_log
+from exmc._numeric import LOG_PI, as_float
+from exmc.dist.kernels import constant, scalar_log
 
 __all__ = ["studentt_observed_kernel"]
 
 #: ``ndarray.sum`` without its Python-level wrapper.
 _sum = np.add.reduce
-_LOG_PI = math.log(math.pi)
 
 
 def _scalar_lgamma(x: float) -> float:
@@ -45,8 +44,7 @@ def studentt_observed_kernel(y: np.ndarray, varying: tuple[tuple[str, tuple[int,
     # A varying scalar parameter carries a (C,) chain axis in the batched program: padded against y.
     lifted = {name: batched and shapes[name] == () for name in shapes}
     names = [name for name, _ in varying]
-    consts = {name: (float(np.asarray(v)) if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64))
-              for name, v in params.items()}
+    consts = {name: constant(v) for name, v in params.items()}
     if "loc" not in shapes:
         y_centred = y - consts["loc"]
     if "scale" not in shapes:
@@ -77,7 +75,7 @@ def studentt_observed_kernel(y: np.ndarray, varying: tuple[tuple[str, tuple[int,
             log_scale_total = n * log(args["scale"])
         else:
             log_scale_total = _sum(np.log(scale), axes)
-        lp = (n * (lgamma(half_dfp1) - lgamma(0.5 * df) - 0.5 * (log(df) + _LOG_PI)) - log_scale_total
+        lp = (n * (lgamma(half_dfp1) - lgamma(0.5 * df) - 0.5 * (log(df) + LOG_PI)) - log_scale_total
               - half_dfp1 * sum_log1p)
         r = (df_y + 1.0) / (df_y + z2)
         rz2 = r * z2
