@@ -51,25 +51,23 @@ def main(argv: list[str] | None = None) -> int:
     if not posteriordb.available():
         print(f"posteriordb not found at {posteriordb.root()} (set {posteriordb.ENV_VAR})", file=sys.stderr)
         return 2
-    names = [n for n in posteriordb.list_posteriors()
-             if posteriordb.load_posterior(n).model_name in MODELS
-             and (not args.prefixes or n.startswith(tuple(args.prefixes)))
-             and not n.startswith(tuple(args.skip))]
+    selected = [n for n in posteriordb.list_posteriors()
+                if (not args.prefixes or n.startswith(tuple(args.prefixes))) and not n.startswith(tuple(args.skip))]
+    posteriors = [p for p in map(posteriordb.load_posterior, selected) if p.model_name in MODELS]
     size = QUICK if args.quick else FULL
     header = HEADER.format(date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                            machine=f"{platform.machine()}, Python {platform.python_version()}",
                            chains=size["num_chains"], warmup=size["num_warmup"],
                            samples=size["num_samples"], seed=SEED)
     checks = []
-    for name in names:
-        posterior = posteriordb.load_posterior(name)
+    for posterior in posteriors:
         check = validation.run(posterior, build(posterior), seed=SEED, **size,
                                **validation.stan_settings(posterior))
-        print(f"{name:48s} {'pass' if check.ok else 'FAIL'} {check.seconds:7.1f} s  "
+        print(f"{posterior.name:48s} {'pass' if check.ok else 'FAIL'} {check.seconds:7.1f} s  "
               + "; ".join(check.failures()[:2]), flush=True)
         checks.append(check)
         if not args.quick:  # rewritten after every posterior: a long run interrupted keeps its rows
-            _write(args.output, header, checks, len(names))
+            _write(args.output, header, checks, len(posteriors))
     if args.quick:
         print(validation.markdown_table(checks))
         return 0
