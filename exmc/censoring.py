@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-from scipy.special import expit, log_ndtr
+from scipy.special import log_ndtr
 
-from exmc._numeric import HALF_LOG_2PI
+from exmc._numeric import HALF_LOG_2PI, log_sigmoid, sigmoid
 from exmc.errors import ValidationError
 from exmc.ir import Obs
 
@@ -53,9 +53,9 @@ def _weibull(c, k, lam):
 def _logistic(c, mu, s):
     z = (c - mu) / s
     dz = {"mu": -1.0 / s, "s": -z / s}
-    up, down = expit(-z), -expit(z)
-    return ((-np.logaddexp(0.0, -z), {p: up * d for p, d in dz.items()}),
-            (-np.logaddexp(0.0, z), {p: down * d for p, d in dz.items()}))
+    up, down = sigmoid(-z), -sigmoid(z)
+    return ((log_sigmoid(z), {p: up * d for p, d in dz.items()}),
+            (log_sigmoid(-z), {p: down * d for p, d in dz.items()}))
 
 
 def _cauchy(c, loc, scale):
