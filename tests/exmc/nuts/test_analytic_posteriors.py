@@ -9,7 +9,7 @@ import exmc
 from exmc import Builder, Dist
 from exmc.nuts import Sampler
 
-SEED_DATA = np.array([2.1, 2.5, 1.8, 2.3, 2.7, 1.9, 2.4, 2.2, 2.6, 2.0])
+from seed_model import SEED_Y, seed_ir
 
 
 def _check(chains, name, mean, sd, index=()):
@@ -68,12 +68,7 @@ def test_correlated_gaussian_dense_mass():
 
 
 def test_seed_model_as_written_in_the_issue():
-    ir = Builder.new_ir()
-    ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": 10.0})
-    ir = Builder.rv(ir, "sigma", Dist.HalfNormal, {"sigma": 2.0})
-    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigma"})
-    ir = Builder.obs(ir, "y_obs", "y", SEED_DATA)
-    chains = exmc.NUTS.Sampler.sample_chains(ir, 4, num_samples=1000, num_warmup=500)
+    chains = exmc.NUTS.Sampler.sample_chains(seed_ir(), 4, num_samples=1000, num_warmup=500)
     assert len(chains) == 4
     assert chains[0]["mu"].shape == (1000,)
     mu, sigma = chains.stacked("mu"), chains.stacked("sigma")
@@ -82,7 +77,7 @@ def test_seed_model_as_written_in_the_issue():
     grid_sigma = np.linspace(0.02, 2.0, 800)
     m, s = np.meshgrid(grid_mu, grid_sigma, indexing="ij")
     logp = (stats.norm.logpdf(m, 0, 10) + stats.halfnorm.logpdf(s, scale=2)
-            + stats.norm.logpdf(SEED_DATA[:, None, None], m, s).sum(axis=0))
+            + stats.norm.logpdf(SEED_Y[:, None, None], m, s).sum(axis=0))
     w = np.exp(logp - logp.max())
     w /= w.sum()
     mu_mean, sigma_mean = (w * m).sum(), (w * s).sum()
