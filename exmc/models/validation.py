@@ -157,7 +157,8 @@ def markdown_table(checks: Sequence[PosteriorCheck]) -> str:
     for c in checks:
         worst_sd = max(c.elements, key=lambda e: abs(e.sd_ratio - 1.0))
         max_z = max(e.z for e in c.elements)
-        failures = "; ".join(c.failures()[:3]) + (" ..." if len(c.failures()) > 3 else "")
+        reasons = c.failures()
+        failures = "; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else "")
         lines.append(f"| {c.posterior} | {'pass' if c.ok else 'FAIL'} | {len(c.elements)} | {max_z:.2f} "
                      f"| {worst_sd.sd_ratio:.3f} ({worst_sd.name}) | {c.divergences} ({c.ref_divergences}) "
                      f"| {c.seconds:.1f} | {failures} |")
