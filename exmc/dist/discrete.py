@@ -80,7 +80,7 @@ class BinomialFamily(Distribution):
     """Binomial{n, p | logit_p}: ``log C(n, k) + k log p + (n-k) log(1-p)``; no gradient for ``n``."""
 
     def check_params(self, params):
-        require(params, "n", lambda v: np.isfinite(v) & (v >= 0) & (np.floor(v) == v), "a non-negative integer")
+        require(params, "n", _is_count, "a non-negative integer")
         _check_probability(params)
 
     def in_support(self, value, **params):
