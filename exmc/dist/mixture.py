@@ -102,6 +102,11 @@ class MixtureFamily(Distribution):
     def _component_params(self, k: int, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {p: params[component_param_name(k, p)] for p in self.components[k][1]}
 
+    def _given_component_params(self, k: int, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Component ``k``'s params among ``params`` (the checks receive constant params only)."""
+        given = ((p, component_param_name(k, p)) for p in self.components[k][1])
+        return {p: params[flat] for p, flat in given if flat in params}
+
     def _require_resolved(self) -> None:
         if not self.components:
             raise ValueError("Dist.Mixture must be resolved first: Mixture.resolve({'weights': ..., 'components': [...]})")
@@ -112,19 +117,17 @@ class MixtureFamily(Distribution):
                 f"an array whose last axis has one weight per component ({len(self.components)})")
         require(params, "weights", lambda w: np.all(w >= 0) & np.all(np.abs(np.sum(w, axis=-1) - 1.0) <= WEIGHTS_ATOL),
                 "non-negative and sum to 1 on its last axis")
-        for k, (family, names) in enumerate(self.components):
-            sub = {p: params[component_param_name(k, p)] for p in names if component_param_name(k, p) in params}
+        for k, (family, _) in enumerate(self.components):
             try:
-                family.check_params(sub)
+                family.check_params(self._given_component_params(k, params))
             except ValueError as exc:
                 raise ValueError(f"param 'components[{k}]' ({family.name}): {exc}") from None
 
     def in_support(self, value, **params):
         self._require_resolved()
         ok = np.zeros(np.shape(value), dtype=bool)
-        for k, (family, names) in enumerate(self.components):
-            sub = {p: params[component_param_name(k, p)] for p in names if component_param_name(k, p) in params}
-            ok |= np.broadcast_to(family.in_support(value, **sub), ok.shape)
+        for k, (family, _) in enumerate(self.components):
+            ok |= np.broadcast_to(family.in_support(value, **self._given_component_params(k, params)), ok.shape)
         return ok
 
     def logp_and_grads(self, value, **params):
