@@ -35,11 +35,12 @@ from exmc import ops, transforms
 from exmc._numeric import HALF_LOG_2PI
 from exmc.analysis import Analysis
 from exmc.censoring import censored_family
+from exmc.dist.base import sum_to_shape
 from exmc.ir import RV, Det, is_ref
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Program", "FreeRV", "build_program", "reduce_to"]
+__all__ = ["Program", "FreeRV", "build_program"]
 
 #: Fixed slots of the value list: theta and the gradient output array.
 THETA, OUT = 0, 1
@@ -47,37 +48,6 @@ THETA, OUT = 0, 1
 #: ``np.add.reduce`` is ``ndarray.sum`` without its Python-level wrapper (measurably cheaper on the
 #: small arrays of the hot path).
 _sum = np.add.reduce
-
-_PLANS: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[Any, tuple[int, ...]]] = {}
-
-
-def reduce_to(g: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum (or broadcast) ``g`` to ``shape`` — the transpose of numpy broadcasting.
-
-    Plans are cached per (input shape, target shape), so after the first call this is a tuple
-    comparison, a dict lookup and one ``sum``.
-    """
-    try:
-        gshape = g.shape
-    except AttributeError:
-        g = np.asarray(g)
-        gshape = g.shape
-    if gshape == shape:
-        return g
-    plan = _PLANS.get((gshape, shape))
-    if plan is None:
-        full = tuple(np.broadcast_shapes(gshape, shape))
-        lead = len(full) - len(shape)
-        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and full[lead + i] != 1)
-        summed = tuple(n for i, n in enumerate(full) if i not in axes)
-        plan = _PLANS[(gshape, shape)] = (full if full != gshape else None, axes, summed != shape)
-    full, axes, reshape = plan
-    if full is not None:
-        g = np.broadcast_to(g, full)
-    if axes:
-        g = _sum(g, axes)
-    return g.reshape(shape) if reshape else g
-
 
 @dataclass(frozen=True)
 class FreeRV:
@@ -363,7 +333,7 @@ class _Builder:
             kw, grads, value = v[tape]
             for key, slot, padded, first in inputs:
                 x = value if key == "value" else kw[key]
-                g = reduce_to(grads[key], x.shape)
+                g = sum_to_shape(grads[key], x.shape)
                 if padded:
                     g = g.reshape(v[slot].shape)
                 gs[slot] = g if first else gs[slot] + g
@@ -443,16 +413,16 @@ class _Builder:
             key, slot, shape, first = static[0]
             if first:
                 def reverse(v, gs):
-                    gs[slot] = reduce_to(v[tape][key], shape)
+                    gs[slot] = sum_to_shape(v[tape][key], shape)
             else:
                 def reverse(v, gs):
-                    gs[slot] = gs[slot] + reduce_to(v[tape][key], shape)
+                    gs[slot] = gs[slot] + sum_to_shape(v[tape][key], shape)
             return forward, reverse
 
         def reverse(v, gs):
             grads = v[tape]
             for key, slot, shape, first in static:
-                g = reduce_to(grads[key], shape)
+                g = sum_to_shape(grads[key], shape)
                 gs[slot] = g if first else gs[slot] + g
         return forward, reverse
 
@@ -506,10 +476,10 @@ class _Builder:
                 g = gs[slot]
                 write(v[OUT], sigma * g - z)
                 if mu_slot is not None:
-                    gm = reduce_to(g, mu_shape)
+                    gm = sum_to_shape(g, mu_shape)
                     gs[mu_slot] = gm if mu_first else gs[mu_slot] + gm
                 if sigma_slot is not None:
-                    gsig = np.vdot(g, z) if sigma_shape == () else reduce_to(g * z, sigma_shape)
+                    gsig = np.vdot(g, z) if sigma_shape == () else sum_to_shape(g * z, sigma_shape)
                     gs[sigma_slot] = gsig if sigma_first else gs[sigma_slot] + gsig
             return forward, reverse
 
@@ -529,12 +499,12 @@ class _Builder:
             g = gs[slot]
             write(v[OUT], sigma * g - z)
             if mu_slot is not None:
-                gm = reduce_to(g, np.shape(mu))
+                gm = sum_to_shape(g, np.shape(mu))
                 if mu_pad is not None:
                     gm = gm.reshape(v[mu_slot].shape)
                 gs[mu_slot] = gm if mu_first else gs[mu_slot] + gm
             if sigma_slot is not None:
-                gsig = reduce_to(g * z, np.shape(sigma))
+                gsig = sum_to_shape(g * z, np.shape(sigma))
                 if sigma_pad is not None:
                     gsig = gsig.reshape(v[sigma_slot].shape)
                 gs[sigma_slot] = gsig if sigma_first else gs[sigma_slot] + gsig
@@ -578,14 +548,14 @@ class _Builder:
                 args = v[tape]
                 grads = vjp(gs[slot], v[slot], *args)
                 for i, s, shape, first in static:
-                    g = reduce_to(grads[i], shape)
+                    g = sum_to_shape(grads[i], shape)
                     gs[s] = g if first else gs[s] + g
         else:
             def reverse(v, gs):
                 args = v[tape]
                 grads = vjp(gs[slot], v[slot], *args)
                 for i, s, padded, first in inputs:
-                    g = reduce_to(grads[i], args[i].shape)
+                    g = sum_to_shape(grads[i], args[i].shape)
                     if padded:
                         g = g.reshape(v[s].shape)
                     gs[s] = g if first else gs[s] + g

@@ -208,18 +208,41 @@ class Distribution:
             raise ValueError(f"{self.name} has support {self.support!r} with no default transform") from None
 
 
-def sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum a broadcast gradient back down to ``shape`` (the inverse of numpy broadcasting)."""
-    grad = np.asarray(grad)
-    if grad.shape == tuple(shape):
+#: ``ndarray.sum`` without its Python-level wrapper.
+_sum = np.add.reduce
+
+#: (gradient shape, target shape) -> (shape to broadcast to first or None, axes to sum, reshape?).
+_PLANS: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[Any, tuple[int, ...], bool]] = {}
+
+
+def sum_to_shape(grad: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum (or broadcast) ``grad`` to ``shape``: the transpose of numpy broadcasting, so a
+    gradient of the broadcast shape becomes the derivative with respect to an input of ``shape``.
+
+    The model compiler calls it on every gradient of every evaluation: plans are cached per
+    (input shape, target shape), so after the first call this is a tuple comparison, a dict lookup
+    and one ``sum``. Raises ``ValueError`` when the shapes do not broadcast.
+    """
+    try:
+        gshape = grad.shape
+    except AttributeError:
+        grad = np.asarray(grad)
+        gshape = grad.shape
+    if gshape == shape:
         return grad
-    extra = grad.ndim - len(shape)
-    if extra > 0:
-        grad = grad.sum(axis=tuple(range(extra)))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    plan = _PLANS.get((gshape, shape))
+    if plan is None:
+        full = tuple(np.broadcast_shapes(gshape, shape))
+        lead = len(full) - len(shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and full[lead + i] != 1)
+        summed = tuple(n for i, n in enumerate(full) if i not in axes)
+        plan = _PLANS[(gshape, shape)] = (full if full != gshape else None, axes, summed != shape)
+    full, axes, reshape = plan
+    if full is not None:
+        grad = np.broadcast_to(grad, full)
     if axes:
-        grad = grad.sum(axis=axes, keepdims=True)
-    return grad.reshape(shape)
+        grad = _sum(grad, axes)
+    return grad.reshape(shape) if reshape else grad
 
 
 def draw_shape(size: tuple[int, ...] | int | None, shape: tuple[int, ...] | None, *arrays: np.ndarray) -> tuple[int, ...]:

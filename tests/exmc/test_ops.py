@@ -7,7 +7,7 @@ from scipy.special import expit
 
 from dist_checks import numerical_gradient
 from exmc import ops
-from exmc.program import reduce_to
+from exmc.dist.base import sum_to_shape
 
 RNG = np.random.default_rng(20261127)
 #: Central differences (dist_checks.numerical_gradient) on O(1) inputs are accurate to ~1e-9; 1e-6
@@ -78,7 +78,7 @@ def test_vjp_matches_central_differences(name, shapes, options, positive, refere
     weights = RNG.normal(size=out.shape)
     grads = kernel.vjp(weights, out, *args)
     for position, (arg, grad) in enumerate(zip(args, grads)):
-        grad = reduce_to(np.asarray(grad), arg.shape)
+        grad = sum_to_shape(np.asarray(grad), arg.shape)
 
         def weighted_total(x, position=position):
             moved = list(args)
@@ -120,8 +120,8 @@ def test_batched_kernel_agrees_with_single(name, shapes, options, positive, refe
         for i, flag in enumerate(batched_flags):
             if not flag:
                 continue
-            got = reduce_to(np.asarray(grads[i]), stacked[i].shape)[c].reshape(shapes[i])
-            np.testing.assert_allclose(got, reduce_to(np.asarray(single_grads[i]), shapes[i]), rtol=1e-10, atol=1e-12)
+            got = sum_to_shape(np.asarray(grads[i]), stacked[i].shape)[c].reshape(shapes[i])
+            np.testing.assert_allclose(got, sum_to_shape(np.asarray(single_grads[i]), shapes[i]), rtol=1e-10, atol=1e-12)
 
 
 def test_index_gather_and_scatter_gradient():
