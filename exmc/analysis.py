@@ -100,7 +100,7 @@ def apply_auto_noncentered(ir: IR) -> IR:
     nodes = []
     for node in ir.nodes:
         if (isinstance(node, RV) and node.reparam is None and node.transform is None
-                and node.name not in observed and getattr(node.dist, "name", None) == "Normal"):
+                and node.name not in observed and node.dist.name == "Normal"):
             params = dict(node.params)
             if is_ref(params.get("mu")) and is_ref(params.get("sigma")):
                 logger.debug("rv %r: applying the noncentered parametrisation (ncp='auto')", node.name)
@@ -183,7 +183,7 @@ def _rv_shape(node: RV, family, params: dict[str, Any], analysis: Analysis) -> t
         return obs.value.shape
     if node.shape is not None:
         return tuple(node.shape)
-    event_ndims = getattr(family, "param_event_ndim", {}) or {}
+    event_ndims = family.param_event_ndim
     event = family.event_ndim
     batch_shapes, event_shape = [], None
     for key, value in params.items():
@@ -211,9 +211,9 @@ def _analyse_rv(node: RV, analysis: Analysis) -> None:
     family, params = analysis.families[node.name]
     shape = _rv_shape(node, family, params, analysis)
     analysis.shapes[node.name] = shape
-    event_ndims = getattr(family, "param_event_ndim", {}) or {}
+    event_ndims = family.param_event_ndim
     batch = shape[:len(shape) - family.event_ndim]
-    integer = set(getattr(family, "integer_params", ()) or ())
+    integer = set(family.integer_params)
     for key, value in params.items():
         if not (is_ref(value) or isinstance(value, np.ndarray)):
             continue

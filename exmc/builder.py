@@ -149,7 +149,7 @@ class Builder:
         except ValueError as exc:
             raise ValidationError("rv", name, "params", str(exc)) from None
         _check_param_names(name, resolved, list(flat))
-        integer = set(getattr(resolved, "integer_params", ()) or ())
+        integer = set(resolved.integer_params)
         stored = {key: value if is_ref(value) else as_constant(value, floating=key not in integer)
                   for key, value in params.items()}
         constants = {key: value if is_ref(value) else as_constant(value, floating=key not in integer)

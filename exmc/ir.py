@@ -224,7 +224,7 @@ def check_structure(ir: IR) -> list[Node]:
 
     for node in ir.nodes:
         if isinstance(node, RV):
-            if getattr(node.dist, "discrete", False) and node.name not in observed:
+            if node.dist.discrete and node.name not in observed:
                 raise ValidationError("rv", node.name, "dist",
                                       f"{node.dist.name} is discrete and the rv is not observed: NUTS cannot "
                                       "sample discrete parameters (observe it or marginalise it out)")

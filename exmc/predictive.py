@@ -55,7 +55,7 @@ class _Ancestral:
         family, params = self.a.families[node.name]
         shape = self.a.shapes[node.name]
         batch = shape[:len(shape) - family.event_ndim]
-        event_ndims = getattr(family, "param_event_ndim", {}) or {}
+        event_ndims = family.param_event_ndim
         aligned = {k: self.arg(v, len(batch) + event_ndims.get(k, 0)) for k, v in params.items()}
         target = (self.n,) + shape
         if any(is_ref(v) and v in self.drawn for v in params.values()):

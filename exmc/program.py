@@ -234,13 +234,10 @@ class _Builder:
                 return _sum(logdet, axes) if axes else logdet
             return logdet if scalar_free else _sum(logdet, None)
 
-        backward = getattr(transform, "backward", None)
-        if backward is None:  # a user transform with only the base contract
-            def reverse(v, gs):
-                write(v[OUT], transform.forward_and_log_det_grads(v[tape], gs[slot])[2])
-        else:
-            def reverse(v, gs):
-                write(v[OUT], backward(v[tape], v[slot], gs[slot]))
+        backward = transform.backward  # every Transform has one (the base class derives it)
+
+        def reverse(v, gs):
+            write(v[OUT], backward(v[tape], v[slot], gs[slot]))
         return forward, reverse
 
     def _log_phase1(self, f: FreeRV, get: Callable, write: Callable, slot: int,
@@ -278,7 +275,7 @@ class _Builder:
         logp_and_grads = family.logp_and_grads
         if obs is not None and obs.censored is not None:
             logp_and_grads = censored_family(node.name, obs, family)
-        event_ndims = getattr(family, "param_event_ndim", {}) or {}
+        event_ndims = family.param_event_ndim
         base: dict[str, Any] = {}
         varying: list[tuple[str, int, tuple | None]] = []
         for key, value in params.items():
