@@ -10,6 +10,7 @@ from scipy import stats
 
 import exmc
 from exmc import Builder, Dist
+from exmc.model import ROWWISE_MAX_CHAINS
 from dist_checks import numerical_gradient
 from seed_model import SEED_Y, seed_ir
 
@@ -146,17 +147,18 @@ def test_whole_model_gradient_matches_central_differences(name):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_batched_evaluation_agrees_with_single(name):
+@pytest.mark.parametrize("chains", [4, ROWWISE_MAX_CHAINS + 1])  # scalar models: float rows, batched program
+def test_batched_evaluation_agrees_with_single(name, chains):
     model = MODELS[name]()
-    thetas = RNG.uniform(-2, 2, size=(4, model.dim))
+    thetas = RNG.uniform(-2, 2, size=(chains, model.dim))
     lp, grad = model.logp_and_grad(thetas)
-    assert lp.shape == (4,) and grad.shape == (4, model.dim)
-    for c in range(4):
+    assert lp.shape == (chains,) and grad.shape == (chains, model.dim)
+    for c in range(chains):
         lp_c, grad_c = model.logp_and_grad(thetas[c])
         assert lp[c] == pytest.approx(lp_c, rel=1e-12, abs=1e-12)
         np.testing.assert_allclose(grad[c], grad_c, rtol=1e-11, atol=1e-12)
     values = model.to_constrained(thetas)
-    for c in range(4):
+    for c in range(chains):
         for key, value in model.to_constrained(thetas[c]).items():
             np.testing.assert_allclose(values[key][c], value, rtol=1e-12)
 
