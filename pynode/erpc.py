@@ -56,7 +56,7 @@ class Request:
         return f"<erpc request {self.req_id} to {self.node} ({state})>"
 
     def _wait(self, timeout: float | None) -> bool:
-        return self._pending.wait(timeout)
+        return self._link.await_result(self._pending, timeout)
 
     def _value(self) -> Any:
         p = self._pending

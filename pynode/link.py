@@ -1,14 +1,25 @@
 """One authenticated connection to a peer node: pending calls out, running calls in.
 
-Reader threads serve each end of a connection. One of them always blocks reading the socket, so
-EOF is seen as soon as the peer dies: every call still waiting on that connection then fails with
-``NoConnection`` at once, and the calls the peer was running here are cancelled.
+Exactly one thread reads the socket at a time: it holds the link's
+:class:`~pynode.readtoken.ReadToken`. Two kinds of threads take turns (leader/follower):
+
+- *callers* waiting for a reply (:meth:`Link.await_result`) read the connection themselves when
+  nobody else does, so a call's reply wakes the very thread that waits for it, as a plain rpyc
+  call does; a caller whose reply another thread reads is woken by that thread. A caller that got
+  its reply hands the token to another waiting caller, if any;
+- *reader threads* read while no caller does, so EOF is seen as soon as the peer dies (every call
+  still waiting then fails with ``NoConnection`` at once, and the calls the peer was running here
+  are cancelled), and incoming calls and messages are served. While callers come and go, reader
+  threads stay out of their way: after reading a reply for a waiting caller they hand the token to
+  the callers, and take it back once no caller has waited for CALLER_GRACE seconds (so a message
+  or a call from the peer that arrives in that gap may wait that long to be read).
 
 An incoming call runs in the reader thread that read it (no hand-off to a worker on the call's
-critical path); before it starts, that thread makes sure another reader is available (waking an
-idle one or starting a new thread), so the connection keeps being read and calls run
-concurrently. At most MAX_IDLE_READERS idle readers are kept per connection. The wire protocol is
-in :mod:`pynode.protocol`.
+critical path); before it starts, that thread passes the token on and makes sure another reader
+is available (waking an idle one or starting a new thread), so the connection keeps being read
+and calls run concurrently. At most MAX_IDLE_READERS idle readers are kept per connection. A call
+read by a caller runs in a thread started for it (the caller must stay free for its own reply).
+The wire protocol is in :mod:`pynode.protocol`.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import itertools
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -26,6 +38,7 @@ from pynode import outcome, protocol, transport
 from pynode.errors import NoConnection
 from pynode.execution import CallContext, execute
 from pynode.handshake import PeerInfo
+from pynode.readtoken import ReadToken
 
 if TYPE_CHECKING:
     from pynode.node import LocalNode
@@ -35,6 +48,10 @@ log = logging.getLogger(__name__)
 # Idle reader threads kept per connection after a burst of concurrent calls (each idle one is a
 # blocked thread; one suffices to keep reading, a second absorbs the next call's start-up).
 MAX_IDLE_READERS = 2
+# How long reader threads leave the socket to callers after the last caller stopped waiting
+# (seconds). Back-to-back calls are far closer than this, so each reads its own reply; a reader
+# that stays out wakes up once per CALLER_GRACE to look, which is cheap at this rate.
+CALLER_GRACE = 0.005
 # Node.ping's round trip: a call of a builtin that exists on every node.
 _PING_CALL = transport.dumps(("builtins:int", (), {}))
 
@@ -42,39 +59,56 @@ _reader = threading.local()
 
 
 class Pending:
-    """A call waiting for its result: set once by a reader thread, awaited by the caller.
+    """A call waiting for its result, and the wake-up of the caller waiting for it.
 
     Resolved or failed exactly once, by the thread that removed it from its link's table of
-    pending calls under the link's lock (a result, a disconnection), so it needs no lock of its
-    own for that. A pre-acquired lock rather than an Event signals it: releasing and acquiring one
-    lock is the cheapest wake-up Python offers, and this is on every call's critical path.
+    pending calls under the link's lock (a result, a disconnection). The caller is *signalled*
+    when that happens or when it is handed the link's read token (``promoted``); signals are
+    raised under the link's lock, so they never race. A pre-acquired lock rather than an Event
+    carries the signal: releasing and acquiring one lock is the cheapest wake-up Python offers.
     """
 
-    __slots__ = ("_ready", "done", "status", "data", "buffers", "error")
+    __slots__ = ("_ready", "_signalled", "done", "promoted", "status", "data", "buffers", "error")
 
     def __init__(self) -> None:
         self._ready = threading.Lock()
         self._ready.acquire()
+        self._signalled = False
         self.done = False
+        self.promoted = False
         self.status = 0
         self.data: transport.Data = b""
         self.buffers: transport.Buffers = ()
         self.error: BaseException | None = None
 
     def resolve(self, status: int, data: transport.Data, buffers: transport.Buffers) -> None:
+        """Under the link's lock."""
         self.status, self.data, self.buffers = status, data, buffers
         self.done = True
-        self._ready.release()
+        self.signal()
 
     def fail(self, error: BaseException) -> None:
+        """Under the link's lock."""
         self.error = error
         self.done = True
-        self._ready.release()
+        self.signal()
+
+    def signal(self) -> None:
+        """Wake the waiting caller (under the link's lock); idempotent until :meth:`rearm`."""
+        if not self._signalled:
+            self._signalled = True
+            self._ready.release()
+
+    def rearm(self) -> None:
+        """Forget a signal that was only a promotion (under the link's lock)."""
+        if self._signalled and not self.done:
+            self._ready.acquire()
+            self._signalled = False
 
     def wait(self, timeout: float | None) -> bool:
-        """True once resolved or failed; False when ``timeout`` seconds pass first."""
+        """True once signalled; False when ``timeout`` seconds pass first."""
         if self._ready.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
-            self._ready.release()  # stay readable for later waits
+            self._ready.release()  # stay signalled for later waits
             return True
         return False
 
@@ -90,10 +124,14 @@ class Link:
         self.conn: protocol.ErpcConnection | None = None
         self.closed = False
         self._lock = threading.Lock()
+        self._token = ReadToken()
         self._pending: dict[int, Pending] = {}
         self._running: dict[int, CallContext] = {}
         self._seqs = itertools.count(1)
         self._idle_readers = 0
+        self._waiting: list[Pending] = []  # callers waiting for a reply without the token, oldest first
+        self._awaiting = 0  # threads inside await_result
+        self._caller_turns = 0  # await_result calls finished: reader threads watch it change
 
     def __repr__(self) -> str:
         return f"<Link {self.node.name} -> {self.name}{' closed' if self.closed else ''}>"
@@ -120,13 +158,103 @@ class Link:
             raise self._lost() from exc
         return seq, pending
 
+    def await_result(self, pending: Pending, timeout: float | None) -> bool:
+        """Wait until ``pending`` is resolved or failed (True) or ``timeout`` seconds pass (False),
+        reading the connection in this thread whenever no other thread does (see the module
+        docstring). Never raises: a lost connection fails ``pending``."""
+        if pending.done:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._awaiting += 1
+            self._waiting.append(pending)
+        try:
+            while not pending.done:
+                if pending.promoted or self._token.try_take():
+                    with self._lock:
+                        self._leave_waiting(pending)
+                        pending.promoted = False
+                        pending.rearm()
+                    self._read_for(pending, deadline)
+                    if pending.done:
+                        break
+                    with self._lock:
+                        self._waiting.append(pending)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                if not pending.wait(left):
+                    return False
+            return True
+        finally:
+            with self._lock:
+                self._awaiting -= 1
+                self._caller_turns += 1
+                self._leave_waiting(pending)
+                handed_over, pending.promoted = pending.promoted, False
+                if handed_over:  # promoted just as this caller gave up: pass the token on
+                    self._pass_token_locked()
+
+    def _leave_waiting(self, pending: Pending) -> None:
+        """Under the lock."""
+        if pending in self._waiting:
+            self._waiting.remove(pending)
+
+    def _read_for(self, pending: Pending, deadline: float | None) -> None:
+        """Read and dispatch messages, holding the token, until ``pending`` is done, ``deadline``
+        passes or the connection ends; then pass the token on. Calls read here run in threads of
+        their own."""
+        conn = self.conn
+        try:
+            while not pending.done and conn is not None and not conn.closed:
+                if deadline is not None and not conn.readable(deadline - time.monotonic()):
+                    break
+                kind, frame, buffers = conn.recv_message()
+                if not conn.dispatch_passive(kind, frame, buffers):
+                    self._run_detached(conn, kind, frame, buffers)
+        except EOFError:
+            if conn is not None:
+                conn.close()  # fails every pending call, this one included
+        except Exception as exc:  # brine/struct errors, protocol violations: garbage on the wire
+            self._drop(exc)
+        finally:
+            self._pass_token()
+
+    def _pass_token(self) -> None:
+        with self._lock:
+            self._pass_token_locked()
+
+    def _pass_token_locked(self) -> None:
+        """Hand the token to the oldest caller still waiting for its reply, else free it (under
+        the lock)."""
+        while self._waiting:
+            waiter = self._waiting.pop(0)
+            if not waiter.done:
+                waiter.promoted = True
+                waiter.signal()
+                return
+        self._token.give()
+
+    def _run_detached(self, conn: protocol.ErpcConnection, kind: int, frame: transport.Data,
+                      buffers: transport.Buffers) -> None:
+        """Serve a request that runs code in a new thread (a caller read it)."""
+
+        def serve() -> None:
+            _reader.detached = True
+            try:
+                conn.run_request(kind, frame, buffers)
+            except Exception as exc:
+                self._drop(exc)
+
+        threading.Thread(target=serve, name=f"link-{self.name}-call", daemon=True).start()
+
     def resolve(self, seq: int, status: int, data: transport.Data, buffers: transport.Buffers) -> None:
-        """The result of call ``seq`` arrived (from the reader thread); a result nobody waits for
-        any more (cancelled call) is dropped."""
+        """The result of call ``seq`` arrived; a result nobody waits for any more (cancelled
+        call) is dropped."""
         with self._lock:
             pending = self._pending.pop(seq, None)
-        if pending is not None:
-            pending.resolve(status, data, buffers)
+            if pending is not None:
+                pending.resolve(status, data, buffers)
 
     def cancel(self, seq: int) -> None:
         """Stop waiting for call ``seq`` and tell the peer to cancel it; never raises."""
@@ -154,7 +282,7 @@ class Link:
     def ping(self, timeout: float) -> bool:
         """A trivial call's round trip within ``timeout`` seconds. Raises NoConnection."""
         seq, pending = self.call(*_PING_CALL)
-        if not pending.wait(timeout):
+        if not self.await_result(pending, timeout):
             self.cancel(seq)
             return False
         return pending.error is None and pending.status == outcome.OK
@@ -175,7 +303,11 @@ class Link:
     def _lost(self) -> NoConnection:
         return NoConnection(f"connection to {self.name} lost")
 
-    # --- calls in (from the serving thread) ---------------------------------------------------
+    def _drop(self, exc: Exception) -> None:
+        log.warning("dropped the connection with %s: undecodable data (%s: %s)", self.name, type(exc).__name__, exc)
+        self.close()
+
+    # --- calls in (reader threads) ------------------------------------------------------------
 
     def attach(self, conn: protocol.ErpcConnection) -> None:
         conn.link = self
@@ -198,21 +330,61 @@ class Link:
             return
         _reader.owner = owner
         _reader.retire = False
+        seen = self._caller_turns
         while not conn.closed:
+            seen = self._stay_out_while_callers_read(seen)
+            self._token.take()
             try:
-                conn.serve_until_request()
+                request = self._read_until_request(conn)
             except EOFError:
                 break
-            except Exception as exc:  # brine/struct errors: garbage after the handshake
-                log.warning("dropped the connection with %s: undecodable data (%s: %s)", self.name, type(exc).__name__, exc)
-                self.close()
+            except Exception as exc:  # brine/struct errors, protocol violations: garbage on the wire
+                self._drop(exc)
+                break
+            if request is None:  # handed the socket to callers
+                seen = -1
+                continue
+            try:
+                conn.run_request(*request)
+            except Exception as exc:
+                self._drop(exc)
                 break
             if _reader.retire:
                 return
         conn.close()  # idempotent; runs on_disconnect once
 
+    def _stay_out_while_callers_read(self, seen: int) -> int:
+        """Sleep while callers wait for replies or have finished waiting within CALLER_GRACE
+        (``seen`` is the count of finished waits this reader last saw; -1 forces one look)."""
+        while True:
+            turns = self._caller_turns
+            if self._awaiting == 0 and turns == seen:
+                return turns
+            seen = turns
+            time.sleep(CALLER_GRACE)
+
+    def _read_until_request(self, conn: protocol.ErpcConnection) -> tuple[int, transport.Data, transport.Buffers] | None:
+        """Holding the token, dispatch messages that run no code until one that does arrives
+        (returned, to run in this thread) or a reply was read while callers wait (None: they
+        get the socket). The token is passed on in every case, exceptions included."""
+        try:
+            while True:
+                kind, frame, buffers = conn.recv_message()
+                if not conn.dispatch_passive(kind, frame, buffers):
+                    return kind, frame, buffers
+                if kind == protocol.MSG_RESULT and self._awaiting:
+                    return None
+        finally:
+            self._pass_token()
+
     def _run_here(self, ctx: CallContext, run: Callable[[], Callable[[], None] | None]) -> None:
-        """Run a call in this reader thread, another reader taking over the socket meanwhile."""
+        """Run a call in this thread. A reader thread first makes sure another reader is available
+        (the token is already passed on); a detached thread (:meth:`_run_detached`) just runs it."""
+        if getattr(_reader, "detached", False):
+            outcome = execute(ctx, run)
+            if outcome is not None:
+                outcome()
+            return
         with self._lock:
             self._idle_readers -= 1
             spawn = self._idle_readers == 0
@@ -275,8 +447,8 @@ class Link:
             self.closed = True
             pending, self._pending = self._pending, {}
             running, self._running = self._running, {}
-        for p in pending.values():
-            p.fail(self._lost())
+            for p in pending.values():
+                p.fail(self._lost())
         for ctx in running.values():
             ctx.cancel()
 

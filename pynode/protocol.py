@@ -7,9 +7,9 @@ point rpyc offers as ``Service._protocol``). A frame's first byte is the message
 (``consts.MSG_*``, 1-3, followed by brine) or one of pynode's, followed by fixed big-endian fields
 and then the pickle, raw (no brine encoding, no boxing, no copy into a tuple):
 
-- ``CALL seq:u64 data``: run by the reader thread that read it, once it has handed the socket to
-  another reader (:meth:`ErpcConnection.serve_until_request`). When the call returns, that thread
-  sends ``RESULT seq:u64 status:u8 data`` (:mod:`pynode.outcome`). One CALL and one RESULT per
+- ``CALL seq:u64 data``: run in a thread of the receiving node that no longer reads the socket
+  (:mod:`pynode.link` decides which; :meth:`ErpcConnection.run_request` runs it). When the call
+  returns, that thread sends ``RESULT seq:u64 status:u8 data`` (:mod:`pynode.outcome`). One CALL and one RESULT per
   call, matched by ``seq`` (chosen by the caller), any number in flight on one connection.
 - ``CANCEL seq:u64``, ``CAST data``, ``DELIVER mailbox_id:u64 data``: one-way.
 
@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import rpyc
 from rpyc.core import brine, consts
 
-from pynode.readtoken import ReadToken
 from pynode.transport import Buffers, Data
 
 if TYPE_CHECKING:
@@ -58,10 +57,6 @@ class ErpcConnection(rpyc.Connection):
     """An rpyc connection that also speaks pynode's messages (see the module docstring)."""
 
     link: Link | None = None  # set by the service's on_connect, before any message is served
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._token = ReadToken()  # before rpyc's constructor, which runs the service's on_connect
-        super().__init__(*args, **kwargs)
 
     # --- sending (each raises EOFError when the connection is closed) ------------------------
 
@@ -127,43 +122,41 @@ class ErpcConnection(rpyc.Connection):
         finally:
             self._cleanup(_anyway=True)
 
-    # --- serving ------------------------------------------------------------------------------
+    # --- serving: only the thread holding the link's read token calls these --------------------
 
-    def serve_until_request(self) -> None:
-        """Read frames in this thread until a request that runs code arrives; then hand the socket
-        to another reader and serve that request here (a CALL runs to completion).
+    def readable(self, timeout: float) -> bool:
+        """True when a message can be read without waiting more than ``timeout`` seconds for its
+        first byte (it may also be the end of the connection, which the read then raises)."""
+        return self._channel.stream.readable(timeout)
 
-        RESULT, DELIVER and CANCEL are dispatched without handing the socket over: they only wake
-        a waiting caller, queue a message or flag a call, so a connection that carries no calls
-        is read by one thread that never wakes another, and messages are queued in the order
-        they were sent (as Erlang keeps the order of messages between two processes). Unlike
-        rpyc's ``serve`` there is no ``select`` before a read: the reader blocks in ``recv`` and
-        nothing else reads. Raises EOFError when the connection is gone, ProtocolViolation for a
-        malformed frame (the caller drops the connection); in both cases the token is handed on
-        first, so every waiting reader sees the end too.
-        """
+    def recv_message(self) -> tuple[int, Data, Buffers]:
+        """The next frame: its message type, the frame itself and its attachments. Raises
+        EOFError when the connection is gone."""
+        frame, buffers = self._channel.recv_frame()
+        return frame[0], frame, buffers
+
+    def dispatch_passive(self, kind: int, frame: Data, buffers: Buffers) -> bool:
+        """Dispatch a message that runs no code: RESULT wakes a waiting caller, DELIVER queues a
+        message (in the order messages were sent, as Erlang keeps the order between two
+        processes), CANCEL flags a running call. False for any other message, which
+        :meth:`run_request` serves. Raises ProtocolViolation for a truncated frame."""
         link = self.link
-        if link is None:
-            raise ProtocolViolation("connection served before its link was attached")
-        token = self._token
-        token.take()
-        try:
-            while True:
-                frame, buffers = self._channel.recv_frame()
-                kind = frame[0]
-                if kind == MSG_RESULT:
-                    _, seq, status = _unpack(_TYPE_ID_STATUS, frame)
-                    link.resolve(seq, status, frame[_TYPE_ID_STATUS.size :], buffers)
-                elif kind == MSG_DELIVER:
-                    link.node.deliver_local(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
-                elif kind == MSG_CANCEL:
-                    link.cancel_running(_unpack(_TYPE_ID, frame)[1])
-                else:
-                    break
-        except BaseException:
-            token.give()
-            raise
-        token.give()
+        if kind == MSG_RESULT:
+            _, seq, status = _unpack(_TYPE_ID_STATUS, frame)
+            link.resolve(seq, status, frame[_TYPE_ID_STATUS.size :], buffers)
+        elif kind == MSG_DELIVER:
+            link.node.deliver_local(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
+        elif kind == MSG_CANCEL:
+            link.cancel_running(_unpack(_TYPE_ID, frame)[1])
+        else:
+            return False
+        return True
+
+    def run_request(self, kind: int, frame: Data, buffers: Buffers) -> None:
+        """Serve a message that runs code, in this thread: a CALL runs to completion and sends its
+        RESULT, a CAST runs, an rpyc request is served (CLOSE) or refused. Raises
+        ProtocolViolation for a truncated frame or an unknown message type."""
+        link = self.link
         if kind == MSG_CALL:
             link.start_call(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
         elif kind == MSG_CAST:

@@ -1,45 +1,71 @@
-"""The right to read a connection's socket, passed between its reader threads through a pipe.
+"""The right to read a connection's socket, passed between the threads that take turns reading it.
 
-Exactly one reader thread of a connection reads at a time; the others wait for the token. When
-the reader hands the socket over (it is about to run a call, :mod:`pynode.link`), it wakes a
-waiting reader by writing one byte to a pipe. ``os.write`` releases the GIL around the system
-call, so the woken thread can take the GIL at once, go back to blocking in ``recv`` and release
-it again. Releasing a ``threading.Lock`` instead wakes the waiter while the GIL is held: on a
-loaded machine the waker is often preempted right there, GIL in hand, and both threads stall
-until it runs again (py-spy showed a serving node spending most of its GIL time on that release).
-Measured on loopback with two alternating readers: 36-40 us per round trip with a Lock, 24-28 us
-with a pipe (17 us for one thread and no hand-over).
+Exactly one thread of a connection reads its socket at a time: a reader thread, or a caller
+reading its own reply (:mod:`pynode.link`). Taking a free token and giving it back when nobody
+waits are plain Python under a short lock (no system call: a caller that reads its own reply
+takes and gives the token on every call). A thread that must block for the token sleeps in a
+``read`` of a pipe, and :meth:`ReadToken.give` wakes exactly one such sleeper by writing one byte.
+``os.read``/``os.write`` release the GIL around the system call, so the woken thread can take
+the GIL at once, go back to blocking in ``recv`` and release it again. Releasing a
+``threading.Lock`` that a sleeper blocks on instead wakes it while the GIL is held: on a loaded
+machine the waker is often preempted right there, GIL in hand, and both threads stall until it
+runs again (py-spy showed a serving node spending most of its GIL time on that release). Measured
+on loopback with two alternating readers: 36-40 us per round trip with a Lock, 24-28 us with a
+pipe (17 us for one thread and no hand-over).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 
 
 class ReadToken:
-    """A one-token semaphore on a pipe: :meth:`take` blocks without the GIL, :meth:`give` wakes
-    one waiter without the GIL.
+    """A one-token semaphore: :meth:`try_take` never blocks, :meth:`take` blocks without the GIL,
+    :meth:`give` wakes one blocked taker (through a pipe) or frees the token.
 
     The pipe's descriptors are closed when the token is garbage (no thread can be blocked on it
     then); closing them earlier could let a late :meth:`give` write into a reused descriptor.
     Raises OSError only when the process runs out of file descriptors (in the constructor).
     """
 
-    __slots__ = ("_read_fd", "_write_fd", "__weakref__")
+    __slots__ = ("_lock", "_free", "_sleepers", "_read_fd", "_write_fd", "__weakref__")
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free = True
+        self._sleepers = 0  # threads blocked (or about to block) in take's read, not yet woken
         self._read_fd, self._write_fd = os.pipe()
         weakref.finalize(self, _close, self._read_fd, self._write_fd)
-        os.write(self._write_fd, b"\0")
+
+    def try_take(self) -> bool:
+        """Take the token if it is free; True when this thread now holds it."""
+        with self._lock:
+            if self._free:
+                self._free = False
+                return True
+            return False
 
     def take(self) -> None:
         """Block until this thread holds the token."""
-        os.read(self._read_fd, 1)
+        with self._lock:
+            if self._free:
+                self._free = False
+                return
+            self._sleepers += 1
+        os.read(self._read_fd, 1)  # the byte of the give that chose a sleeper: the token is ours
 
     def give(self) -> None:
-        """Hand the token to one waiting thread (or to the next :meth:`take`)."""
-        os.write(self._write_fd, b"\0")
+        """Hand the token to one blocked :meth:`take`, or free it when nobody is blocked."""
+        with self._lock:
+            wake = self._sleepers > 0
+            if wake:
+                self._sleepers -= 1
+            else:
+                self._free = True
+        if wake:
+            os.write(self._write_fd, b"\0")
 
 
 def _close(*fds: int) -> None:

@@ -19,6 +19,7 @@ import io
 import logging
 import mmap
 import pickle
+import select
 import socket
 import types
 from collections import ChainMap
@@ -54,6 +55,9 @@ SMALL_FRAME = 64 * 1024
 # advised to use huge pages. Loopback, 100 MiB: 210-260 ms into a bytearray (zero-filled first,
 # then 25,600 page faults), 90-115 ms into such a mapping.
 HUGE_BUFFER = 2 * 1024 * 1024
+# Receive buffer of a connection: holds many small frames (a call, a result, a message: a few
+# hundred bytes) so that each costs one recv; reads of half of it or more bypass it.
+RECV_BUFFER = 64 * 1024
 _HUGE_PAGES = hasattr(mmap, "MADV_HUGEPAGE") and hasattr(mmap, "MAP_ANONYMOUS")  # Linux
 
 # rpyc configuration for every pynode connection: no attribute of anything is reachable (pynode's
@@ -160,14 +164,35 @@ def loads(data: Data, buffers: Buffers = ()) -> Any:
 
 
 class _Stream(SocketStream):
-    """SocketStream moving whole buffers with ``sendall``/``recv_into`` (no per-chunk slicing)."""
+    """SocketStream reading through a receive buffer and moving large buffers with
+    ``sendall``/``recv_into`` (no per-chunk slicing).
 
-    __slots__ = ()
+    One ``recv`` fills the buffer with as much as the kernel has, so a small frame (header and
+    body) costs one system call instead of two; reads of RECV_BUFFER // 2 bytes or more go
+    straight into their destination. Only the thread holding the connection's read token reads
+    (:mod:`pynode.link`), so the buffer needs no lock.
+    """
+
+    __slots__ = ("_rbuf", "_rview", "_rpos", "_rend", "_poller")
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self._rbuf = bytearray(RECV_BUFFER)
+        self._rview = memoryview(self._rbuf)
+        self._rpos = 0  # buffered, unread bytes are _rbuf[_rpos:_rend]
+        self._rend = 0
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
+
+    def readable(self, timeout: float) -> bool:
+        """True when a read would not block for its first byte: data is buffered, or the socket
+        has data (or EOF, or an error) within ``timeout`` seconds."""
+        return self._rend > self._rpos or bool(self._poller.poll(max(timeout, 0.0) * 1000.0))
 
     def read(self, count: int) -> bytearray:
         """``count`` bytes into a fresh bytearray. Raises EOFError when the connection ends."""
         buf = bytearray(count)
-        self._fill(memoryview(buf))
+        self._read_into(memoryview(buf))
         return buf
 
     def read_attachment(self, count: int) -> bytearray | mmap.mmap:
@@ -179,22 +204,46 @@ class _Stream(SocketStream):
             return self.read(count)
         buf = mmap.mmap(-1, count, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         buf.madvise(mmap.MADV_HUGEPAGE)
-        self._fill(memoryview(buf))
+        self._read_into(memoryview(buf))
         return buf
 
-    def _fill(self, view: memoryview) -> None:
+    def _read_into(self, view: memoryview) -> None:
+        """Fill ``view``: buffered bytes first, then large remainders straight from the socket,
+        small ones through the buffer."""
         count = view.nbytes
+        have = self._rend - self._rpos
+        if have >= count:
+            view[:] = self._rview[self._rpos : self._rpos + count]
+            self._rpos += count
+            return
+        view[:have] = self._rview[self._rpos : self._rend]
+        self._rpos = self._rend = 0
+        missing = count - have
+        if missing >= RECV_BUFFER // 2:
+            self._fill(view[have:])
+            return
+        while self._rend < missing:
+            self._rend += self._recv(self._rview[self._rend :])
+        view[have:] = self._rview[:missing]
+        self._rpos = missing
+
+    def _fill(self, view: memoryview) -> None:
         got = 0
+        count = view.nbytes
         while got < count:
-            try:
-                n = self.sock.recv_into(view[got:])
-            except OSError as exc:
-                self.close()
-                raise EOFError(exc) from exc
-            if n == 0:
-                self.close()
-                raise EOFError("connection closed by peer")
-            got += n
+            got += self._recv(view[got:])
+
+    def _recv(self, view: memoryview) -> int:
+        """One ``recv_into``; raises EOFError (closing the stream) at the end of the connection."""
+        try:
+            n = self.sock.recv_into(view)
+        except OSError as exc:
+            self.close()
+            raise EOFError(exc) from exc
+        if n == 0:
+            self.close()
+            raise EOFError("connection closed by peer")
+        return n
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         try:

@@ -284,3 +284,30 @@ def test_killed_peer_fails_pending_calls_with_no_connection_at_once(cluster: Loc
     assert time.monotonic() - start < 2.0
     with pytest.raises(NoConnection):
         erpc.call(VICTIM, "os:getpid", timeout=5)
+
+
+def test_back_to_back_callers_read_their_own_replies(cluster: LocalCluster, monkeypatch) -> None:
+    """After the first call, a caller's reply is read by the caller itself, not handed over by a
+    reader thread (the thread wake-up a plain rpyc call does not pay); a message sent to this
+    node afterwards is still read once the caller is gone."""
+    from pynode import link as link_module
+
+    resolved_in: list[threading.Thread] = []
+    original = link_module.Link.resolve
+
+    def recording_resolve(self, *args) -> None:
+        resolved_in.append(threading.current_thread())
+        original(self, *args)
+
+    monkeypatch.setattr(link_module.Link, "resolve", recording_resolve)
+    erpc.call(A, "os:getpid", timeout=10)
+    resolved_in.clear()
+    for _ in range(50):
+        erpc.call(A, "os:getpid", timeout=10)
+    own = sum(t is threading.current_thread() for t in resolved_in)
+    assert len(resolved_in) == 50 and own >= 25, f"only {own} of 50 replies were read by their caller"
+
+    me = pynode.self_pid()
+    time.sleep(3 * link_module.CALLER_GRACE)
+    erpc.cast(A, lambda: pynode.send(me, "after the calls"))
+    assert pynode.receive(timeout=5) == "after the calls"

@@ -105,3 +105,26 @@ def test_channel_refuses_compressed_frames(channels) -> None:
     sender.stream.write(sender.FRAME_HEADER.pack(3, 1) + b"abc\n")
     with pytest.raises(EOFError, match="kind 1"):
         receiver.recv_frame()
+
+
+def test_buffered_reads_reassemble_frames_of_every_size_from_arbitrary_chunks(channels) -> None:
+    sender, receiver = channels
+    rng = np.random.default_rng(7)
+    half = transport.RECV_BUFFER // 2
+    sizes = [0, 1, 5, 300, half - 10, half - 1, half, half + 1, transport.RECV_BUFFER, 3 * transport.RECV_BUFFER]
+    sizes += [int(n) for n in rng.integers(0, 2 * transport.RECV_BUFFER, 30)]
+    bodies = [rng.bytes(n) for n in sizes]
+    wire = b"".join(sender.FRAME_HEADER.pack(len(b), 0) + b + sender.FLUSHER for b in bodies)
+    cuts = np.sort(rng.integers(0, len(wire), 60))
+
+    def write_in_chunks() -> None:  # frames split at random points, as TCP may deliver them
+        start = 0
+        for cut in [*cuts, len(wire)]:
+            sender.stream.write(wire[start:cut])
+            start = cut
+
+    writer = threading.Thread(target=write_in_chunks)
+    writer.start()
+    received = [bytes(receiver.recv_frame()[0]) for _ in bodies]
+    writer.join(10)
+    assert received == bodies

@@ -1,10 +1,9 @@
 """pynode's messages inside rpyc frames: encoding, dispatch, refusals and the no-netref rule
-(two connections on a socket pair, no node)."""
+(two connections on a socket pair, no node; :mod:`pynode.link` decides which thread reads)."""
 
 from __future__ import annotations
 
 import socket
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -65,6 +64,16 @@ def test_no_object_reference_is_ever_boxed_or_unboxed(pair) -> None:
     assert conn._unbox(conn._box((1, b"x"))) == (1, b"x")
 
 
+def serve_until_request(conn: protocol.ErpcConnection) -> None:
+    """What a reader thread does: dispatch messages that run no code until one that does, then
+    run that one."""
+    while True:
+        kind, frame, buffers = conn.recv_message()
+        if not conn.dispatch_passive(kind, frame, buffers):
+            conn.run_request(kind, frame, buffers)
+            return
+
+
 def test_results_messages_and_cancels_are_dispatched_in_order_until_a_call(pair) -> None:
     sender, receiver = pair
     sender.send_result(7, 1, b"result", (b"attached",))
@@ -73,7 +82,7 @@ def test_results_messages_and_cancels_are_dispatched_in_order_until_a_call(pair)
     sender.send_deliver(12, b"message 2", ())
     sender.send_result(2**64 - 1, 0, b"", ())
     sender.send_cast(b"pickle", ())
-    receiver.serve_until_request()  # returns after the CAST, the first request that runs code
+    serve_until_request(receiver)  # returns after the CAST, the first request that runs code
     assert receiver.link.seen == [
         ("resolve", 7, 1, b"result", (bytearray(b"attached"),)),
         ("deliver", 12, b"message 1", ()),
@@ -94,7 +103,10 @@ def test_results_messages_and_cancels_are_dispatched_in_order_until_a_call(pair)
 def test_each_request_that_runs_code_is_dispatched_with_its_fields(pair, send, expected) -> None:
     sender, receiver = pair
     send(sender)
-    receiver.serve_until_request()
+    kind, frame, buffers = receiver.recv_message()
+    assert not receiver.dispatch_passive(kind, frame, buffers)
+    assert receiver.link.seen == []
+    receiver.run_request(kind, frame, buffers)
     assert receiver.link.seen == [expected]
 
 
@@ -107,23 +119,30 @@ def test_each_request_that_runs_code_is_dispatched_with_its_fields(pair, send, e
         (bytes([consts.MSG_REPLY]), "unknown message type 2"),  # pynode never asks rpyc for replies
     ],
 )
-def test_malformed_frames_are_protocol_violations_and_hand_the_socket_on(pair, frame, match) -> None:
+def test_malformed_frames_are_protocol_violations(pair, frame, match) -> None:
     sender, receiver = pair
     sender._send_frame(frame)
     with pytest.raises(protocol.ProtocolViolation, match=match):
-        receiver.serve_until_request()
-    sender.send_cast(b"after", ())
-    reader = threading.Thread(target=receiver.serve_until_request, daemon=True)
-    reader.start()
-    reader.join(5)
-    assert not reader.is_alive(), "the read token was not handed on after the violation"
-    assert receiver.link.seen == [("cast", b"after", ())]
+        serve_until_request(receiver)
+
+
+def test_readable_sees_buffered_frames_without_waiting(pair) -> None:
+    sender, receiver = pair
+    assert not receiver.readable(0.01)
+    sender.send_deliver(1, b"a", ())
+    sender.send_deliver(2, b"b", ())
+    assert receiver.readable(1.0)
+    receiver.recv_message()  # one recv brought both frames into the receive buffer
+    assert receiver._channel.stream._rend > receiver._channel.stream._rpos
+    assert receiver.readable(0)
+    assert receiver.recv_message()[1][:9] == bytes([protocol.MSG_DELIVER]) + (2).to_bytes(8, "big")
+    assert not receiver.readable(0)
 
 
 def test_rpyc_requests_other_than_close_are_refused_with_an_exception_reply(pair) -> None:
     sender, receiver = pair
     sender._send(consts.MSG_REQUEST, 5, (consts.HANDLE_GETROOT, sender._box(())))
-    receiver.serve_until_request()
+    serve_until_request(receiver)
     frame, _ = sender._channel.recv_frame()
     assert frame[0] == consts.MSG_EXCEPTION
     assert b"not served by pynode" in bytes(frame)
