@@ -24,13 +24,16 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Model", "compile", "ROWWISE_MAX_CHAINS"]
 
-#: Up to this many chains, a batched call on a model whose free rvs are all scalars runs the
-#: unbatched program once per chain on Python floats (:meth:`exmc.program.Program.run_rows`)
-#: instead of the batched program's numpy calls on ``(C,)`` arrays. Measured on the seed model
-#: (2-core box, us per call, float rows vs batched program): 1 chain 3.7 vs 13.9, 4 chains 9.5 vs
-#: 17.8, 6 chains 14.4 vs 17.4, 8 chains 18.7 vs 19.0, 12 chains 30 vs 21. Both costs grow with the
-#: number of operations in the model, so the crossover moves little from model to model.
-ROWWISE_MAX_CHAINS = 8
+#: Up to this many chains, a batched call on a model whose free rvs are all scalars, and whose
+#: program computes on floats alone, runs the unbatched program once per chain on Python floats
+#: (:meth:`exmc.program.Program.run_rows`) instead of the batched program's numpy calls on ``(C,)``
+#: arrays. Measured on a 2-core box (us per call, float rows vs batched program, best of 9 rounds):
+#: the seed model 4 chains 10.1 vs 16.2, 6 chains 14.8 vs 17.6, 8 chains 21.7 vs 20.5, 10 chains
+#: 24.3 vs 23.3; eight scalar priors and six Normal likelihoods (tests/exmc/test_float_rows.py's
+#: float zoo) 4 chains 48 vs 118, 6 chains 78 vs 132, 8 chains 94 vs 128, 10 chains 135 vs 133.
+#: Both costs grow with the model's number of operations, so the crossover (7-10 chains here)
+#: moves little; 6 keeps a clear gain on both.
+ROWWISE_MAX_CHAINS = 6
 
 
 def _layout(analysis: Analysis) -> list[FreeRV]:
@@ -86,7 +89,8 @@ class Model:
         self._single = build_program(self._analysis, self._free, batched=False)
         self._single_shape = (self.dim,)
         self._batched: Program | None = None
-        # Float rows serve small batches of a model whose free rvs are all scalars (lazily compiled).
+        # Float rows serve small batches of a model whose free rvs are all scalars and whose program
+        # computes on floats alone (compiled and checked at the first small batch).
         self._rows_eligible = self.dim > 0 and all(f.ushape == () for f in self._free)
         self._rows: Program | None = None
         logger.debug("compiled model: dim=%d, free=%s", self.dim, self.free_names)
@@ -112,19 +116,25 @@ class Model:
             raise ValueError(f"theta has {theta.shape[-1]} coordinates, the model has dim={self.dim}")
         return program
 
-    def _compile_float_rows(self) -> Program:
-        self._rows = build_program(self._analysis, self._free, batched=False, float_rows=True)
-        return self._rows
+    def _compile_float_rows(self) -> Program | None:
+        """The float-rows program, or ``None`` (and no further tries) when it would call numpy."""
+        rows = build_program(self._analysis, self._free, batched=False, float_rows=True)
+        if not rows.computes_on_floats(self.dim):
+            self._rows_eligible = False
+            return None
+        self._rows = rows
+        return rows
 
     def logp_and_grad(self, theta: np.ndarray) -> tuple[Any, np.ndarray]:
         """Log-density on the unconstrained scale (Jacobians included) and its gradient.
 
         ``theta`` of shape ``(dim,)`` gives ``(float, (dim,))``; ``(C, dim)`` gives ``((C,), (C, dim))``.
-        Up to :data:`ROWWISE_MAX_CHAINS` chains of a model whose free rvs are all scalars are
-        evaluated row by row on Python floats (same results, fewer numpy calls; see
-        :meth:`exmc.program.Program.run_rows`). Raises ``ValueError`` for a wrong shape. Outside
-        the support the log-density is ``-inf`` or NaN (the sampler treats both as divergent);
-        numpy warnings are not suppressed here.
+        Up to :data:`ROWWISE_MAX_CHAINS` chains of a model whose free rvs are all scalars, and
+        whose program needs no numpy call, are evaluated row by row on Python floats (same
+        results, fewer numpy calls; see :meth:`exmc.program.Program.run_rows`).
+
+        Raises ``ValueError`` for a wrong shape. Outside the support the log-density is ``-inf``
+        or NaN (the sampler treats both as divergent); numpy warnings are not suppressed here.
         """
         if type(theta) is not np.ndarray or theta.dtype != np.float64:
             theta = np.asarray(theta, dtype=np.float64)
@@ -133,10 +143,12 @@ class Model:
             return float(lp), grad
         if (self._rows_eligible and theta.ndim == 2 and theta.shape[1] == self.dim
                 and 0 < theta.shape[0] <= ROWWISE_MAX_CHAINS):
-            try:
-                return (self._rows or self._compile_float_rows()).run_rows(theta)
-            except ArithmeticError:
-                pass  # Python floats raise where numpy gives inf or nan: the batched program does
+            rows = self._rows or self._compile_float_rows()
+            if rows is not None:
+                try:
+                    return rows.run_rows(theta)
+                except ArithmeticError:
+                    pass  # Python floats raise where numpy gives inf or nan: the batched program does
         program = self._program(theta)
         lp, grad = program.run(theta)
         if program.batched:

@@ -105,7 +105,8 @@ class Program:
         """Log-densities ``(C,)`` and gradients ``(C, dim)`` of an unbatched program run once per
         row of ``theta`` (``(C, dim)``, ``C >= 1``), each row a list of Python floats.
 
-        For a model of scalar rvs this beats the batched program over a few chains: every numpy
+        For a model of scalar rvs whose program computes on floats alone (see
+        :meth:`computes_on_floats`) this beats the batched program over a few chains: every numpy
         call of the batched program costs ~0.5 us on a ``(C,)`` array, a float operation ~20 ns
         (see :data:`exmc.model.ROWWISE_MAX_CHAINS`). Raises ``ArithmeticError`` where Python floats
         raise and numpy gives inf or nan (division by zero, overflow); the caller then runs the
@@ -114,22 +115,45 @@ class Program:
         # One value list serves every row: each step writes its slots before any later step of
         # the same row reads them, and the template's constants are never written.
         v = self.template.copy()
-        steps, reverse, lp_const, n = self._steps, self.reverse, self.lp_const, len(v)
         lps, grads = [], []
         for row in theta.tolist():
-            v[THETA] = row
-            lp = lp_const
-            for step in steps:
-                contribution = step(v)
-                if contribution is not None:
-                    lp = lp + contribution
-            out = v[OUT] = [0.0] * len(row)
-            gs = [None] * n
-            for step in reverse:
-                step(v, gs)
+            lp, grad, _ = self._row(v, row)
             lps.append(lp)
-            grads.append(out)
+            grads.append(grad)
         return np.array(lps, dtype=np.float64), np.array(grads, dtype=np.float64)
+
+    def _row(self, v: list, row: list[float]) -> tuple[Any, list, list]:
+        """One row of :meth:`run_rows`: log-density, gradient (a list) and the gradient slots.
+
+        Repeats :meth:`run`'s loops with a list for the gradient instead of an array; a helper
+        shared with ``run`` would add Python calls to the single hot path (see :meth:`logp`)."""
+        v[THETA] = row
+        lp = self.lp_const
+        for step in self._steps:
+            contribution = step(v)
+            if contribution is not None:
+                lp = lp + contribution
+        out = v[OUT] = [0.0] * len(row)
+        gs = [None] * len(v)
+        for step in self.reverse:
+            step(v, gs)
+        return lp, out, gs
+
+    def computes_on_floats(self, dim: int) -> bool:
+        """Whether :meth:`run_rows` computes in Python floats alone, with no numpy call per row.
+
+        Decided by one probe row of ``dim`` zeros: every slot the steps write, every gradient and
+        the log-density must hold Python floats (or tuples of them). A step that calls numpy or
+        scipy leaves a numpy scalar or array behind; the types follow the program's structure, not
+        the point, so one probe decides. ``False`` as well when the probe raises ``ArithmeticError``.
+        """
+        v = self.template.copy()
+        try:
+            lp, out, gs = self._row(v, [0.0] * dim)
+        except ArithmeticError:
+            return False
+        written = [x for x, t in zip(v[OUT + 1:], self.template[OUT + 1:]) if t is None]
+        return all(_is_floats(x) for x in [lp, out, *written, *gs] if x is not None)
 
     def logp(self, theta: np.ndarray) -> Any:
         """Log-density only (no reverse pass).
@@ -154,6 +178,13 @@ class Program:
         for step in self.values:
             step(v)
         return v
+
+
+def _is_floats(x: Any) -> bool:
+    """A Python float, or a list or tuple of them (nested)."""
+    if type(x) is float:
+        return True
+    return type(x) in (list, tuple) and all(_is_floats(item) for item in x)
 
 
 def _fast_constant(value: Any) -> Any:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from exmc._numeric import HALF_LOG_2PI, as_float
-from exmc.dist.kernels import bind, chainwise, scalar_log
+from exmc.dist.kernels import bind, chainwise, constant, scalar_log
 
 __all__ = ["normal_observed_kernel", "normal_latent_kernel"]
 
@@ -52,6 +52,7 @@ def normal_observed_kernel(y: np.ndarray, varying: tuple[tuple[str, tuple[int, .
 
 def _iid(y: np.ndarray, names: list[str], batched: bool, params: dict[str, Any]) -> Callable:
     """Scalar ``mu`` and ``sigma``: sufficient statistics."""
+    params = {name: constant(value) for name, value in params.items()}  # a constant one: a float
     n = float(y.size)
     mean = float(y.mean())
     centred_ss = float(np.sum((y - mean) ** 2))

@@ -1,7 +1,8 @@
-"""Float rows: a batched call over a few chains of a model whose free rvs are all scalars runs the
-unbatched program once per chain on Python floats (``Program.run_rows``). It must compute the same
-function as the batched program and as single evaluations, fall back to the batched program where
-Python floats raise, and not be used where it does not apply."""
+"""Float rows: a batched call over a few chains of a model whose free rvs are all scalars, and whose
+program computes on Python floats alone, runs the unbatched program once per chain on floats
+(``Program.run_rows``). It must compute the same function as the batched program and as single
+evaluations, fall back to the batched program where Python floats raise, and not be used where it
+does not apply (vector rvs, many chains, a program that calls numpy)."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,10 +15,31 @@ from exmc.program import Program, build_program
 from seed_model import seed_ir
 
 
-def scalar_zoo_ir():
-    """Every kind of step a model of scalar rvs can have: identity, log, interval and logit
-    transforms; prior, latent (generic and noncentered), observed (sufficient statistics,
-    censored, discrete) and Custom terms; dets between scalars."""
+def float_zoo_ir():
+    """Scalar rvs whose every step computes on floats: identity and log transforms, the scalar
+    prior kernels of eight families, and Normal likelihoods by sufficient statistics with both
+    parameters varying, a constant mean and a constant scale; ``a`` and ``s`` feed several terms,
+    so their gradients are sums of contributions."""
+    y = np.array([0.3, 1.1, -0.4, 0.9, 2.2])
+    ir = Builder.rv(Builder.new_ir(), "a", Dist.Normal, {"mu": 0.5, "sigma": 3.0})
+    ir = Builder.rv(ir, "c", Dist.Cauchy, {"loc": -0.2, "scale": 2.0})
+    ir = Builder.rv(ir, "t", Dist.StudentT, {"df": 4.0, "loc": 0.1, "scale": 1.5})
+    ir = Builder.rv(ir, "s", Dist.HalfNormal, {"sigma": 2.0})
+    ir = Builder.rv(ir, "h", Dist.HalfCauchy, {"scale": 1.0})
+    ir = Builder.rv(ir, "e", Dist.Exponential, {"lambda": 1.5})
+    ir = Builder.rv(ir, "g", Dist.Gamma, {"alpha": 2.0, "beta": 1.0})
+    ir = Builder.rv(ir, "l", Dist.Lognormal, {"mu": 0.2, "sigma": 0.8})
+    for name, params, data in [("y1", {"mu": "a", "sigma": "s"}, y), ("y2", {"mu": "c", "sigma": "h"}, y[:3]),
+                               ("y3", {"mu": 1.0, "sigma": "g"}, y + 1.0), ("y4", {"mu": "t", "sigma": 0.7}, y[1:]),
+                               ("y5", {"mu": "a", "sigma": "e"}, y[::2]), ("y6", {"mu": "a", "sigma": "l"}, -y)]:
+        ir = Builder.rv(ir, name, Dist.Normal, params)
+        ir = Builder.obs(ir, name + "_obs", name, data)
+    return ir
+
+
+def numpy_zoo_ir():
+    """Scalar rvs with steps that call numpy: interval and logit transforms; generic latent,
+    noncentered, censored, discrete and Custom terms; dets between scalars."""
     def custom_logp(value, loc):
         return -0.5 * (value - loc) ** 2 - 0.25 * (value - loc) ** 4
 
@@ -81,23 +103,34 @@ def _numpy_batched(model, thetas):
     return lp[:len(thetas)], grad[:len(thetas)]
 
 
-@pytest.mark.parametrize("ir", [seed_ir, scalar_zoo_ir], ids=["seed", "scalar_zoo"])
+@pytest.mark.parametrize("ir", [seed_ir, float_zoo_ir, numpy_zoo_ir], ids=["seed", "float_zoo", "numpy_zoo"])
 @pytest.mark.parametrize("chains", [1, 4, ROWWISE_MAX_CHAINS])
-def test_float_rows_equal_the_batched_program_and_single_calls(ir, chains, row_calls):
+def test_small_batches_equal_the_batched_program_and_single_calls(ir, chains, row_calls):
     model = exmc.compile(ir())
     thetas = np.random.default_rng(chains).uniform(-1.5, 1.5, size=(chains, model.dim))
     lp, grad = model.logp_and_grad(thetas)
-    assert row_calls == [(chains, "ok")]  # the float rows served this call
+    # float rows served this call, except where the program calls numpy
+    assert row_calls == ([] if ir is numpy_zoo_ir else [(chains, "ok")])
     assert lp.shape == (chains,) and grad.shape == (chains, model.dim)
     assert lp.dtype == grad.dtype == np.float64
     numpy_lp, numpy_grad = _numpy_batched(model, thetas)
-    assert row_calls == [(chains, "ok")]  # ... and not the padded one
+    assert len(row_calls) <= 1  # not for the padded batch
     np.testing.assert_allclose(lp, numpy_lp, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grad, numpy_grad, rtol=1e-11, atol=1e-12)
     for c in range(chains):
         single_lp, single_grad = model.logp_and_grad(thetas[c])
         assert lp[c] == pytest.approx(single_lp, rel=1e-12, abs=1e-12)
         np.testing.assert_allclose(grad[c], single_grad, rtol=1e-11, atol=1e-12)
+
+
+def test_a_probe_row_tells_float_programs_from_numpy_ones():
+    for ir, expected in ((seed_ir, True), (float_zoo_ir, True), (numpy_zoo_ir, False)):
+        model = exmc.compile(ir())
+        program = build_program(model._analysis, model._free, batched=False, float_rows=True)
+        assert program.computes_on_floats(model.dim) is expected, ir.__name__
+    # the single variant's log transform calls np.exp: its values are numpy scalars
+    model = exmc.compile(seed_ir())
+    assert not model._single.computes_on_floats(model.dim)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow and division by zero
