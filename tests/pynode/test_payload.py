@@ -128,3 +128,25 @@ def test_buffered_reads_reassemble_frames_of_every_size_from_arbitrary_chunks(ch
     received = [bytes(receiver.recv_frame()[0]) for _ in bodies]
     writer.join(10)
     assert received == bodies
+
+
+class _Registered:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def test_cloudpickle_type_reducers_and_later_copyreg_registrations_apply() -> None:
+    import copyreg
+    import logging
+
+    # types plain pickle refuses, which cloudpickle's own reducers handle
+    view = {"a": 1, "b": 2}.keys()
+    logger = logging.getLogger("pynode.test_payload")
+    assert list(transport.loads(*transport.dumps(view))) == ["a", "b"]
+    assert transport.loads(*transport.dumps(logger)) is logger
+    # a reducer registered with copyreg after pynode was imported is used
+    copyreg.pickle(_Registered, lambda obj: (_Registered, (obj.value + 1,)))
+    try:
+        assert transport.loads(*transport.dumps(_Registered(41))).value == 42
+    finally:
+        del copyreg.dispatch_table[_Registered]
