@@ -2,19 +2,24 @@
 
 Three measurements, each taken for every contender in the same run on loopback:
 
-1. latency of a trivial call (p50 and p99 over many sequential round trips);
+1. latency of a trivial call (p50 and p99 over many sequential round trips), in two kinds: a
+   *closure* shipped by value (``lambda: None``; for BEAM a fun, ``fun() -> node() end``, which
+   the caller's shell evaluator ships with its code) and a function named *by reference*
+   (``"builtins:int"``; for raw rpyc ``int``, which cloudpickle pickles by name; for BEAM the MFA
+   ``erlang:node()``). Like is compared with like: shipping code costs what it costs in each
+   system;
 2. throughput with 8 concurrent callers sharing one connection;
-3. the wall time of one call whose argument is a 100 MiB numpy array (a binary for BEAM),
-   next to the time of one in-memory copy of it.
+3. the wall time of one call whose argument is a 100 MiB numpy array (a binary for BEAM; the
+   median of a few calls after an untimed first one), next to the time of one in-memory copy of it.
 
-and printed as ratios against the targets of issue 2: p50 <= 0.8x raw rpyc and <= 1.5x BEAM,
-100 MiB <= 1.2x BEAM.
+and printed as ratios against the targets of issue 2: p50 <= 0.8x raw rpyc and <= 1.5x BEAM (each
+for both kinds of call), 100 MiB <= 1.2x BEAM.
 
 Contenders: pynode (``erpc.call`` of a closure to a ``LocalCluster`` node); raw rpyc (an rpyc
 ``ThreadedServer`` in another process whose one exposed method unpickles a cloudpickled
 ``(fn, args)``, runs it and returns the cloudpickled result: what you would write without pynode);
-BEAM (two ``erl -name`` nodes on loopback, ``erpc:call(Node, erlang, node, [])`` and
-``erpc:call(Node, erlang, byte_size, [Bin])``).
+BEAM (two ``erl -name`` nodes on loopback, ``erpc:call(Node, fun() -> node() end)``,
+``erpc:call(Node, erlang, node, [])`` and ``erpc:call(Node, erlang, byte_size, [Bin])``).
 
 Usage: ``python bench/erpc_bench.py [--quick] [--json FILE] [--check]``. ``--quick`` (CI's smoke
 mode) uses few iterations and a 16 MiB payload; ``--check`` exits 1 when a target is missed.
@@ -46,7 +51,9 @@ MIB = 1 << 20
 CONCURRENT_CALLERS = 8  # issue 2: "throughput with 8 concurrent callers"
 TARGETS = {  # issue 2's targets: (metric, baseline) -> maximal ratio pynode / baseline
     ("p50_us", "rpyc"): 0.8,
+    ("p50_ref_us", "rpyc"): 0.8,
     ("p50_us", "beam"): 1.5,
+    ("p50_ref_us", "beam"): 1.5,
     ("big_ms", "beam"): 1.2,
 }
 HOST_PYNODE = "127.0.0.51"
@@ -71,8 +78,10 @@ QUICK = Mode(latency_calls=300, warmup_calls=50, calls_per_caller=50, big_bytes=
 
 @dataclass
 class Result:
-    p50_us: float
+    p50_us: float  # a closure shipped by value
     p99_us: float
+    p50_ref_us: float  # a function named by reference
+    p99_ref_us: float
     calls_per_s: float
     big_ms: float
 
@@ -82,8 +91,8 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(call: Callable[[], object], big_call: Callable[[np.ndarray], int], mode: Mode) -> Result:
-    """Latency, throughput and big-argument timings of one contender's call functions."""
+def latencies(call: Callable[[], object], mode: Mode) -> tuple[float, float]:
+    """p50 and p99 (microseconds) of ``call()`` over ``mode.latency_calls`` sequential calls."""
     for _ in range(mode.warmup_calls):
         call()
     samples = []
@@ -91,6 +100,15 @@ def measure(call: Callable[[], object], big_call: Callable[[np.ndarray], int], m
         t0 = time.perf_counter()
         call()
         samples.append(time.perf_counter() - t0)
+    return percentile(samples, 0.50) * 1e6, percentile(samples, 0.99) * 1e6
+
+
+def measure(call: Callable[[], object], call_ref: Callable[[], object], big_call: Callable[[np.ndarray], int],
+            mode: Mode) -> Result:
+    """Latency (closure, by reference), throughput (closure) and big-argument timings of one
+    contender's call functions."""
+    p50, p99 = latencies(call, mode)
+    p50_ref, p99_ref = latencies(call_ref, mode)
 
     barrier = threading.Barrier(CONCURRENT_CALLERS + 1)
 
@@ -109,14 +127,17 @@ def measure(call: Callable[[], object], big_call: Callable[[np.ndarray], int], m
     elapsed = time.perf_counter() - t0
 
     big = np.ones(mode.big_bytes // 8)
+    big_call(big)  # untimed: the first large transfer also pays one-time costs (fresh mappings)
     big_times = []
     for _ in range(mode.big_reps):
         t0 = time.perf_counter()
         assert big_call(big) == big.nbytes
         big_times.append(time.perf_counter() - t0)
     return Result(
-        p50_us=percentile(samples, 0.50) * 1e6,
-        p99_us=percentile(samples, 0.99) * 1e6,
+        p50_us=p50,
+        p99_us=p99,
+        p50_ref_us=p50_ref,
+        p99_ref_us=p99_ref,
         calls_per_s=CONCURRENT_CALLERS * mode.calls_per_caller / elapsed,
         big_ms=statistics.median(big_times) * 1e3,
     )
@@ -149,6 +170,7 @@ def bench_pynode(mode: Mode) -> Result:
         try:
             return measure(
                 lambda: erpc.call(target, lambda: None, timeout=30),
+                lambda: erpc.call(target, "builtins:int", timeout=30),
                 lambda arr: erpc.call(target, lambda a: a.nbytes, arr, timeout=120),
                 mode,
             )
@@ -202,7 +224,7 @@ def bench_rpyc(mode: Mode) -> Result:
             return cloudpickle.loads(run(cloudpickle.dumps((fn, args))))
 
         try:
-            return measure(lambda: call(lambda: None), lambda arr: call(lambda a: a.nbytes, arr), mode)
+            return measure(lambda: call(lambda: None), lambda: call(int), lambda arr: call(lambda a: a.nbytes, arr), mode)
         finally:
             conn.close()
     finally:
@@ -227,23 +249,29 @@ Connect = fun Retry(0) -> erlang:halt(2);
           end,
 Connect(200),
 Call = fun() -> erpc:call(Target, erlang, node, []) end,
-[Call() || _ <- lists:seq(1, W)],
-Lat = [begin T0 = erlang:monotonic_time(nanosecond), Call(),
-             erlang:monotonic_time(nanosecond) - T0 end || _ <- lists:seq(1, N)],
-Sorted = lists:sort(Lat),
-P50 = lists:nth(max(1, N div 2), Sorted),
-P99 = lists:nth(max(1, (N * 99) div 100), Sorted),
+CallFun = fun() -> erpc:call(Target, fun() -> node() end) end,
+Latency = fun(F) ->
+    [F() || _ <- lists:seq(1, W)],
+    Lat = [begin T0 = erlang:monotonic_time(nanosecond), F(),
+                 erlang:monotonic_time(nanosecond) - T0 end || _ <- lists:seq(1, N)],
+    Sorted = lists:sort(Lat),
+    {lists:nth(max(1, N div 2), Sorted), lists:nth(max(1, (N * 99) div 100), Sorted)}
+end,
+{P50, P99} = Latency(CallFun),
+{P50Ref, P99Ref} = Latency(Call),
 Self = self(),
 T1 = erlang:monotonic_time(nanosecond),
-Pids = [spawn(fun() -> [Call() || _ <- lists:seq(1, K)], Self ! done end) || _ <- lists:seq(1, 8)],
+Pids = [spawn(fun() -> [CallFun() || _ <- lists:seq(1, K)], Self ! done end) || _ <- lists:seq(1, 8)],
 [receive done -> ok end || _ <- Pids],
 Tput = 8 * K / ((erlang:monotonic_time(nanosecond) - T1) / 1.0e9),
 Bin = binary:copy(<<1>>, Bytes),
+Bytes = erpc:call(Target, erlang, byte_size, [Bin], 300000),
 Big = [begin T0 = erlang:monotonic_time(nanosecond),
              Bytes = erpc:call(Target, erlang, byte_size, [Bin], 300000),
              erlang:monotonic_time(nanosecond) - T0 end || _ <- lists:seq(1, Reps)],
 BigMed = lists:nth((Reps + 1) div 2, lists:sort(Big)),
-io:format("beam p50_ns=~p p99_ns=~p tput=~.3f big_ns=~p~n", [P50, P99, Tput, BigMed]),
+io:format("beam p50_ns=~p p99_ns=~p p50_ref_ns=~p p99_ref_ns=~p tput=~.3f big_ns=~p~n",
+          [P50, P99, P50Ref, P99Ref, Tput, BigMed]),
 erpc:cast(Target, erlang, halt, []),
 erlang:halt(0).
 """
@@ -279,11 +307,14 @@ def bench_beam(mode: Mode) -> Result | None:
             },
             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
         )
-        match = re.search(r"beam p50_ns=(\d+) p99_ns=(\d+) tput=([\d.]+) big_ns=(\d+)", out.stdout)
+        match = re.search(
+            r"beam p50_ns=(\d+) p99_ns=(\d+) p50_ref_ns=(\d+) p99_ref_ns=(\d+) tput=([\d.]+) big_ns=(\d+)", out.stdout
+        )
         if match is None:
             raise RuntimeError(f"BEAM caller failed (exit {out.returncode}): {out.stdout}{out.stderr}")
-        p50, p99, tput, big = match.groups()
-        return Result(p50_us=int(p50) / 1e3, p99_us=int(p99) / 1e3, calls_per_s=float(tput), big_ms=int(big) / 1e6)
+        p50, p99, p50_ref, p99_ref, tput, big = match.groups()
+        return Result(p50_us=int(p50) / 1e3, p99_us=int(p99) / 1e3, p50_ref_us=int(p50_ref) / 1e3,
+                      p99_ref_us=int(p99_ref) / 1e3, calls_per_s=float(tput), big_ms=int(big) / 1e6)
     finally:
         target_proc.kill()
         target_proc.wait()
@@ -301,8 +332,10 @@ def report(results: dict[str, Result | None], mode: Mode, copy_ms: float) -> lis
     names = [n for n, r in results.items() if r is not None]
     size = f"{mode.big_bytes // MIB} MiB"
     rows = [
-        ("p50 latency (us)", "p50_us", "{:.1f}"),
-        ("p99 latency (us)", "p99_us", "{:.1f}"),
+        ("p50 latency, closure (us)", "p50_us", "{:.1f}"),
+        ("p99 latency, closure (us)", "p99_us", "{:.1f}"),
+        ("p50 latency, by reference (us)", "p50_ref_us", "{:.1f}"),
+        ("p99 latency, by reference (us)", "p99_ref_us", "{:.1f}"),
         (f"throughput, {CONCURRENT_CALLERS} callers (calls/s)", "calls_per_s", "{:.0f}"),
         (f"{size} argument (ms)", "big_ms", "{:.1f}"),
     ]

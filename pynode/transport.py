@@ -22,6 +22,7 @@ import mmap
 import pickle
 import select
 import socket
+import struct
 import types
 from collections.abc import Callable
 from typing import Any
@@ -85,8 +86,13 @@ PROTOCOL_CONFIG: dict[str, Any] = {
 # --- payloads ----------------------------------------------------------------------------------
 
 # Values the C pickler handles exactly as cloudpickle would (nothing to pickle by value), so they
-# skip cloudpickle's per-object Python hook: the common results of remote calls.
+# skip cloudpickle's per-object Python hook: the common results of remote calls, and with
+# _CONTAINER_TYPES around them the whole payload of a "module:function" call with plain arguments.
 _PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
+_CONTAINER_TYPES = frozenset({tuple, list, dict})
+# How deep _is_plain looks into containers: a call payload (fn, args, kwargs) holding plain
+# arguments, or a result that is a tuple or list of plain values, is two levels deep.
+PLAIN_DEPTH = 2
 
 Buffers = tuple[memoryview | bytearray | bytes | mmap.mmap, ...]
 """Out-of-band pickle buffers: memoryviews of the sender's arrays, fresh writable memory
@@ -154,7 +160,7 @@ def dumps(obj: object) -> Payload:
     Raises whatever cloudpickle raises for an unpicklable object (``TypeError``,
     ``pickle.PicklingError``...).
     """
-    if type(obj) in _PLAIN_TYPES:  # pickled by reference identically by pickle and cloudpickle
+    if _is_plain(obj, PLAIN_DEPTH):  # pickled identically by pickle and cloudpickle
         return pickle.dumps(obj, protocol=PICKLE_PROTOCOL), ()
     buffers: list[memoryview] = []
 
@@ -172,6 +178,19 @@ def dumps(obj: object) -> Payload:
         _Pickler(file, protocol=PICKLE_PROTOCOL, buffer_callback=out_of_band).dump(obj)
         data = file.getvalue()
     return data, tuple(buffers)
+
+
+def _is_plain(obj: object, depth: int) -> bool:
+    """True when ``obj`` is a plain value, or a tuple, list or dict (string keys) of such values
+    nested at most ``depth`` containers deep."""
+    kind = type(obj)
+    if kind in _PLAIN_TYPES:
+        return True
+    if depth == 0 or kind not in _CONTAINER_TYPES:
+        return False
+    if kind is dict:
+        return all(type(k) is str for k in obj) and all(_is_plain(v, depth - 1) for v in obj.values())
+    return all(_is_plain(item, depth - 1) for item in obj)
 
 
 def loads(data: Data, buffers: Buffers = ()) -> Any:
@@ -247,6 +266,20 @@ class _Stream(SocketStream):
         view[have:] = self._rview[:missing]
         self._rpos = missing
 
+    def unpack(self, fields: struct.Struct) -> tuple[Any, ...]:
+        """Read ``fields.size`` bytes and unpack them, straight from the receive buffer. Raises
+        EOFError when the connection ends."""
+        size = fields.size
+        if self._rend - self._rpos < size:
+            have = self._rend - self._rpos
+            self._rview[:have] = bytes(self._rview[self._rpos : self._rend])
+            self._rpos, self._rend = 0, have
+            while self._rend < size:
+                self._rend += self._recv(self._rview[self._rend :])
+        values = fields.unpack_from(self._rbuf, self._rpos)
+        self._rpos += size
+        return values
+
     def _fill(self, view: memoryview) -> None:
         got = 0
         count = view.nbytes
@@ -297,7 +330,7 @@ class _Channel(Channel):
         """
         attachments: list[bytearray | mmap.mmap] = []
         while True:
-            length, kind = self.FRAME_HEADER.unpack(self.stream.read(self.FRAME_HEADER.size))
+            length, kind = self.stream.unpack(self.FRAME_HEADER)
             if kind == ATTACHMENT:
                 attachments.append(self.stream.read_attachment(length))
                 continue

@@ -150,3 +150,19 @@ def test_cloudpickle_type_reducers_and_later_copyreg_registrations_apply() -> No
         assert transport.loads(*transport.dumps(_Registered(41))).value == 42
     finally:
         del copyreg.dispatch_table[_Registered]
+
+
+def test_plain_payloads_take_the_c_pickler_and_anything_else_cloudpickle(monkeypatch) -> None:
+    plain = ("math:hypot", (3.0, 4.0, None, b"x"), {"scale": 2, "label": "y"})
+    calls: list[object] = []
+    monkeypatch.setattr(transport._Pickler, "dump", lambda self, obj: calls.append(obj) or pickle.Pickler.dump(self, obj))
+    assert transport.loads(*transport.dumps(plain)) == plain
+    assert calls == [], "a payload of plain values went through cloudpickle"
+    # a lambda at any depth, or a container nested deeper than PLAIN_DEPTH, goes by value
+    for payload in [("m:f", (lambda: 3,), {}), ("m:f", (), {"k": lambda: 3}), ("m:f", ([[lambda: 3]],), {})]:
+        rebuilt = transport.loads(*transport.dumps(payload))
+        found = rebuilt[1][0] if rebuilt[1] else rebuilt[2]["k"]
+        while isinstance(found, list):
+            found = found[0]
+        assert found() == 3
+    assert len(calls) == 3
