@@ -275,6 +275,9 @@ class _Builder:
     def _phase1(self, f: FreeRV, with_logdet: bool) -> tuple[Callable, Callable | None]:
         """Forward (value and log-Jacobian) and reverse (chain rule into theta) of a transformed rv."""
         get, write, slot, transform = self._getter(f), self._writer(f), self.slots[f.name], f.transform
+        log = type(transform) is transforms.Log
+        if f.ushape == () and not self.batched and (log or isinstance(transform, transforms.Identity)):
+            return self._scalar_phase1(f.start, slot, log, with_logdet)
         if isinstance(transform, transforms.Identity):
             def forward(v):
                 v[slot] = get(v[THETA])
@@ -282,7 +285,7 @@ class _Builder:
             def reverse(v, gs):
                 write(v[OUT], gs[slot])
             return forward, reverse
-        if type(transform) is transforms.Log:
+        if log:
             return self._log_phase1(f, get, write, slot, with_logdet)
         tape = self._slot()
         axes = tuple(range(1, 1 + len(f.ushape) - transform.event_ndim))
@@ -309,9 +312,8 @@ class _Builder:
     def _log_phase1(self, f: FreeRV, get: Callable, write: Callable, slot: int,
                     with_logdet: bool) -> tuple[Callable, Callable]:
         """The log transform (positive rvs, the most common), inlined: ``y = exp(u)``, the
-        log-Jacobian is ``u`` itself and the reverse pass is ``g * y + 1``. On float rows ``u`` is a
-        Python float and ``math.exp`` keeps it one (raising ``OverflowError`` where numpy gives inf)."""
-        exp = math.exp if self.float_rows else np.exp
+        log-Jacobian is ``u`` itself and the reverse pass is ``g * y + 1``."""
+        exp = np.exp
         if not with_logdet:
             def forward(v):
                 v[slot] = exp(get(v[THETA]))
@@ -330,6 +332,32 @@ class _Builder:
 
         def reverse(v, gs):
             write(v[OUT], gs[slot] * v[slot] + 1.0)
+        return forward, reverse
+
+    def _scalar_phase1(self, a: int, slot: int, log: bool, with_logdet: bool) -> tuple[Callable, Callable]:
+        """Identity or log transform of an unbatched scalar rv at ``theta[a]`` (the hot path of
+        small models): the entry is read and its gradient written in place, without getter and
+        writer calls. On float rows ``u`` is a Python float and ``math.exp`` keeps the value one
+        (raising ``OverflowError`` where numpy gives inf)."""
+        if not log:
+            def forward(v):
+                v[slot] = v[THETA][a]
+
+            def reverse(v, gs):
+                v[OUT][a] = gs[slot]
+            return forward, reverse
+        exp = math.exp if self.float_rows else np.exp
+        if with_logdet:
+            def forward(v):
+                u = v[THETA][a]
+                v[slot] = exp(u)
+                return u
+        else:
+            def forward(v):
+                v[slot] = exp(v[THETA][a])
+
+        def reverse(v, gs):
+            v[OUT][a] = gs[slot] * v[slot] + 1.0
         return forward, reverse
 
     # --- terms: logp of an rv (prior of a free rv, likelihood of an observed one) -----------------
@@ -437,16 +465,22 @@ class _Builder:
                 (g,) = v[tape]
                 gs[slot] = g if first else gs[slot] + g
             return forward, reverse
-        if len(slots) == 2:
-            slot_a, slot_b = slots
+        if len(slots) == 2:  # a likelihood of two varying parameters (mu and sigma): unrolled
+            (_, slot_a, first_a), (_, slot_b, first_b) = inputs
 
             def forward(v):
                 lp, v[tape] = kernel(v[slot_a], v[slot_b])
                 return lp
-        else:
-            def forward(v):
-                lp, v[tape] = kernel(*[v[slot] for slot in slots])
-                return lp
+
+            def reverse(v, gs):
+                g_a, g_b = v[tape]
+                gs[slot_a] = g_a if first_a else gs[slot_a] + g_a
+                gs[slot_b] = g_b if first_b else gs[slot_b] + g_b
+            return forward, reverse
+
+        def forward(v):
+            lp, v[tape] = kernel(*[v[slot] for slot in slots])
+            return lp
 
         def reverse(v, gs):
             grads = v[tape]

@@ -12,14 +12,18 @@ import exmc
 from exmc import Builder, Dist
 from exmc.model import ROWWISE_MAX_CHAINS
 from exmc.program import Program, build_program
+from dist_checks import numerical_gradient
 from seed_model import seed_ir
+
+#: As in test_model: central differences on these O(1)-O(100) log-densities are accurate to ~1e-8.
+RTOL = 1e-6
 
 
 def float_zoo_ir():
     """Scalar rvs whose every step computes on floats: identity and log transforms, the scalar
     prior kernels of eight families, and Normal likelihoods by sufficient statistics with both
-    parameters varying, a constant mean and a constant scale; ``a`` and ``s`` feed several terms,
-    so their gradients are sums of contributions."""
+    parameters varying, a constant mean and a constant scale; ``a``, ``c`` and ``s`` feed several
+    terms as mean or scale, so their gradients are sums of contributions."""
     y = np.array([0.3, 1.1, -0.4, 0.9, 2.2])
     ir = Builder.rv(Builder.new_ir(), "a", Dist.Normal, {"mu": 0.5, "sigma": 3.0})
     ir = Builder.rv(ir, "c", Dist.Cauchy, {"loc": -0.2, "scale": 2.0})
@@ -31,7 +35,8 @@ def float_zoo_ir():
     ir = Builder.rv(ir, "l", Dist.Lognormal, {"mu": 0.2, "sigma": 0.8})
     for name, params, data in [("y1", {"mu": "a", "sigma": "s"}, y), ("y2", {"mu": "c", "sigma": "h"}, y[:3]),
                                ("y3", {"mu": 1.0, "sigma": "g"}, y + 1.0), ("y4", {"mu": "t", "sigma": 0.7}, y[1:]),
-                               ("y5", {"mu": "a", "sigma": "e"}, y[::2]), ("y6", {"mu": "a", "sigma": "l"}, -y)]:
+                               ("y5", {"mu": "a", "sigma": "e"}, y[::2]), ("y6", {"mu": "a", "sigma": "l"}, -y),
+                               ("y7", {"mu": "c", "sigma": "s"}, 2.0 * y)]:
         ir = Builder.rv(ir, name, Dist.Normal, params)
         ir = Builder.obs(ir, name + "_obs", name, data)
     return ir
@@ -121,6 +126,21 @@ def test_small_batches_equal_the_batched_program_and_single_calls(ir, chains, ro
         single_lp, single_grad = model.logp_and_grad(thetas[c])
         assert lp[c] == pytest.approx(single_lp, rel=1e-12, abs=1e-12)
         np.testing.assert_allclose(grad[c], single_grad, rtol=1e-11, atol=1e-12)
+
+
+def test_float_zoo_gradient_matches_central_differences():
+    # Several likelihoods add into the gradients of a, c (means) and s (a scale): the term
+    # closures must sum them, in every variant.
+    model = exmc.compile(float_zoo_ir())
+    rng = np.random.default_rng(11)
+    thetas = rng.uniform(-1.5, 1.5, size=(3, model.dim))
+    _, rows_grad = model.logp_and_grad(thetas)
+    for theta, rows in zip(thetas, rows_grad):
+        _, grad = model.logp_and_grad(theta)
+        numeric = numerical_gradient(lambda t: model.logp_and_grad(t)[0], theta)
+        scale = np.maximum(1.0, np.abs(numeric))
+        assert np.max(np.abs(grad - numeric) / scale) < RTOL
+        assert np.max(np.abs(rows - numeric) / scale) < RTOL
 
 
 def test_a_probe_row_tells_float_programs_from_numpy_ones():
