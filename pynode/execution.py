@@ -11,7 +11,8 @@ abandons the request, or the connection drops) the call is *cancelled*:
   (``PyThreadState_SetAsyncExc``), and only while the called function runs. It is raised at the
   next Python bytecode boundary: a thread blocked in C (``time.sleep``, a socket read, a long numpy
   operation) sees it when that returns, and code may catch it (it is a ``BaseException``, so
-  ``except Exception`` does not). It never escapes into pynode's own machinery;
+  ``except Exception`` does not). It never escapes into pynode's own machinery: while the call
+  waits in a nested ``erpc`` call it is deferred (:func:`shield`) and raised when that wait ends;
 - not guaranteed: anything about side effects. A cancelled call may or may not have run, partly or
   completely (as Erlang's documentation says of a timed-out ``erpc:call``). A call cancelled before
   it started does not start.
@@ -64,8 +65,42 @@ def cancelled() -> bool:
     return ctx is not None and ctx.cancelled
 
 
+def shield() -> CallContext | None:
+    """Defer the asynchronous CallCancelled of the call running in this thread, if any, until
+    :func:`unshield`; returns what to pass to it.
+
+    pynode's own bookkeeping that a remote call may run into (a nested ``erpc`` wait, which may
+    hold a connection's read token) must not be interrupted halfway. A CallCancelled already
+    pending for this thread is withdrawn (and raised by :func:`unshield` instead)."""
+    ctx: CallContext | None = getattr(_current, "ctx", None)
+    if ctx is None:
+        return None
+    with ctx.lock:
+        if not ctx.running:  # already shielded further up this thread's stack
+            return None
+        ctx.running = False
+        if ctx.cancelled:
+            _clear_in_thread(ctx.thread_id)
+    return ctx
+
+
+def unshield(ctx: CallContext | None) -> None:
+    """End a :func:`shield`: raise CallCancelled here if the call was cancelled meanwhile."""
+    if ctx is None:
+        return
+    with ctx.lock:
+        ctx.running = True
+        if not ctx.cancelled:
+            return
+    raise CallCancelled(f"{ctx.label} was cancelled")
+
+
 def _raise_in_thread(thread_id: int) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(CallCancelled))
+
+
+def _clear_in_thread(thread_id: int) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
 def _checkpoint() -> None:

@@ -36,7 +36,7 @@ import rpyc
 
 from pynode import outcome, protocol, transport
 from pynode.errors import NoConnection
-from pynode.execution import CallContext, execute
+from pynode.execution import CallContext, execute, shield, unshield
 from pynode.handshake import PeerInfo
 from pynode.readtoken import ReadToken
 
@@ -68,14 +68,15 @@ class Pending:
     carries the signal: releasing and acquiring one lock is the cheapest wake-up Python offers.
     """
 
-    __slots__ = ("_ready", "_signalled", "done", "promoted", "status", "data", "buffers", "error")
+    __slots__ = ("_ready", "_signalled", "done", "promoted", "waiter", "status", "data", "buffers", "error")
 
     def __init__(self) -> None:
         self._ready = threading.Lock()
         self._ready.acquire()
         self._signalled = False
         self.done = False
-        self.promoted = False
+        self.promoted = False  # handed the read token while waiting (under the link's lock)
+        self.waiter = 0  # thread id of the caller awaiting it
         self.status = 0
         self.data: transport.Data = b""
         self.buffers: transport.Buffers = ()
@@ -161,54 +162,52 @@ class Link:
     def await_result(self, pending: Pending, timeout: float | None) -> bool:
         """Wait until ``pending`` is resolved or failed (True) or ``timeout`` seconds pass (False),
         reading the connection in this thread whenever no other thread does (see the module
-        docstring). Never raises: a lost connection fails ``pending``."""
+        docstring). A lost connection fails ``pending``. Inside a remote call, a cancellation of
+        that call is raised (CallCancelled) only once the wait is over and the read token is
+        passed on (:func:`pynode.execution.shield`)."""
         if pending.done:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.get_ident()
+        shielded = shield()
         with self._lock:
             self._awaiting += 1
+            pending.waiter = me
             self._waiting.append(pending)
         try:
             while not pending.done:
-                if pending.promoted or self._token.try_take():
-                    with self._lock:
-                        self._leave_waiting(pending)
-                        pending.promoted = False
-                        pending.rearm()
+                if self._token.holder == me or self._token.try_take():
+                    if pending.promoted:
+                        with self._lock:
+                            pending.rearm()
+                            pending.promoted = False
                     self._read_for(pending, deadline)
-                    if pending.done:
+                    if not pending.done:  # deadline passed, or the connection is gone
                         break
-                    with self._lock:
-                        self._waiting.append(pending)
+                    continue
                 left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                if not pending.wait(left):
-                    return False
-            return True
+                if (left is not None and left <= 0) or not pending.wait(left):
+                    break
+            return pending.done
         finally:
             with self._lock:
                 self._awaiting -= 1
                 self._caller_turns += 1
-                self._leave_waiting(pending)
-                handed_over, pending.promoted = pending.promoted, False
-                if handed_over:  # promoted just as this caller gave up: pass the token on
+                if pending in self._waiting:
+                    self._waiting.remove(pending)
+                if self._token.holder == me:
+                    pending.promoted = False
                     self._pass_token_locked()
-
-    def _leave_waiting(self, pending: Pending) -> None:
-        """Under the lock."""
-        if pending in self._waiting:
-            self._waiting.remove(pending)
+            unshield(shielded)
 
     def _read_for(self, pending: Pending, deadline: float | None) -> None:
-        """Read and dispatch messages, holding the token, until ``pending`` is done, ``deadline``
-        passes or the connection ends; then pass the token on. Calls read here run in threads of
-        their own."""
+        """Holding the token, read and dispatch messages until ``pending`` is done, ``deadline``
+        passes or the connection ends. Calls read here run in threads of their own."""
         conn = self.conn
         try:
             while not pending.done and conn is not None and not conn.closed:
                 if deadline is not None and not conn.readable(deadline - time.monotonic()):
-                    break
+                    return
                 kind, frame, buffers = conn.recv_message()
                 if not conn.dispatch_passive(kind, frame, buffers):
                     self._run_detached(conn, kind, frame, buffers)
@@ -217,8 +216,6 @@ class Link:
                 conn.close()  # fails every pending call, this one included
         except Exception as exc:  # brine/struct errors, protocol violations: garbage on the wire
             self._drop(exc)
-        finally:
-            self._pass_token()
 
     def _pass_token(self) -> None:
         with self._lock:
@@ -226,10 +223,11 @@ class Link:
 
     def _pass_token_locked(self) -> None:
         """Hand the token to the oldest caller still waiting for its reply, else free it (under
-        the lock)."""
+        the lock; only the holder passes the token)."""
         while self._waiting:
             waiter = self._waiting.pop(0)
             if not waiter.done:
+                self._token.transfer(waiter.waiter)
                 waiter.promoted = True
                 waiter.signal()
                 return

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import rpyc
 from rpyc.core import brine, consts
 
+from pynode.execution import shield, unshield
 from pynode.transport import Buffers, Data
 
 if TYPE_CHECKING:
@@ -81,10 +82,15 @@ class ErpcConnection(rpyc.Connection):
         rpyc queues frames so that a netref finalizer running mid-send cannot deadlock on the send
         lock; pynode connections never create netrefs (:meth:`_box`/:meth:`_unbox` refuse them),
         so a plain lock suffices, and the caller's buffers are on the wire (or the send failed)
-        when this returns, so they may be reused at once.
+        when this returns, so they may be reused at once. Inside a remote call, a cancellation
+        that arrives while the frame is being written is raised after it (CallCancelled).
         """
-        with self._sendlock:
-            self._channel.send(head, data, attachments)
+        shielded = shield()  # a frame is written whole or not at all: never cut by CallCancelled
+        try:
+            with self._sendlock:
+                self._channel.send(head, data, attachments)
+        finally:
+            unshield(shielded)
 
     def _send(self, msg: int, seq: int, args: Any) -> None:
         """rpyc's own messages (CLOSE and refusals), brine-encoded, through :meth:`_send_frame`."""

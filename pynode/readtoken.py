@@ -30,11 +30,16 @@ class ReadToken:
     Raises OSError only when the process runs out of file descriptors (in the constructor).
     """
 
-    __slots__ = ("_lock", "_free", "_sleepers", "_read_fd", "_write_fd", "__weakref__")
+    __slots__ = ("_lock", "_free", "_sleepers", "holder", "_read_fd", "_write_fd", "__weakref__")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._free = True
+        # Thread id of the holder (0: free, or on its way to a blocked taker). Recorded in the same
+        # critical section that takes the token, so a holder interrupted by an exception right
+        # after taking it (KeyboardInterrupt, an asynchronous exception) can still tell it holds
+        # the token and pass it on.
+        self.holder = 0
         self._sleepers = 0  # threads blocked (or about to block) in take's read, not yet woken
         self._read_fd, self._write_fd = os.pipe()
         weakref.finalize(self, _close, self._read_fd, self._write_fd)
@@ -44,21 +49,26 @@ class ReadToken:
         with self._lock:
             if self._free:
                 self._free = False
+                self.holder = threading.get_ident()
                 return True
             return False
 
     def take(self) -> None:
         """Block until this thread holds the token."""
+        me = threading.get_ident()
         with self._lock:
             if self._free:
                 self._free = False
+                self.holder = me
                 return
             self._sleepers += 1
         os.read(self._read_fd, 1)  # the byte of the give that chose a sleeper: the token is ours
+        self.holder = me
 
     def give(self) -> None:
         """Hand the token to one blocked :meth:`take`, or free it when nobody is blocked."""
         with self._lock:
+            self.holder = 0
             wake = self._sleepers > 0
             if wake:
                 self._sleepers -= 1
@@ -66,6 +76,12 @@ class ReadToken:
                 self._free = True
         if wake:
             os.write(self._write_fd, b"\0")
+
+
+    def transfer(self, thread_id: int) -> None:
+        """Hand the held token to thread ``thread_id`` without freeing it (the new holder learns
+        of it by other means, see :mod:`pynode.link`)."""
+        self.holder = thread_id
 
 
 def _close(*fds: int) -> None:

@@ -311,3 +311,42 @@ def test_back_to_back_callers_read_their_own_replies(cluster: LocalCluster, monk
     time.sleep(3 * link_module.CALLER_GRACE)
     erpc.cast(A, lambda: pynode.send(me, "after the calls"))
     assert pynode.receive(timeout=5) == "after the calls"
+
+
+def test_ctrl_c_while_waiting_leaves_the_connection_readable(cluster: LocalCluster) -> None:
+    """KeyboardInterrupt lands in a caller that may hold the connection's read token: the token
+    is passed on, so the next calls on that connection are answered."""
+    import signal
+
+    erpc.call(A, "os:getpid", timeout=10)
+    timer = threading.Timer(0.3, signal.raise_signal, args=(signal.SIGINT,))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        erpc.call(A, time.sleep, 5, timeout=30)
+    timer.join()
+    start = time.monotonic()
+    assert erpc.call(A, "os:getpid", timeout=10) == cluster.pid(A)
+    assert [erpc.call(A, "builtins:len", "abc", timeout=10) for _ in range(20)] == [3] * 20
+    assert time.monotonic() - start < 3.0
+
+
+def test_cancelled_call_waiting_on_a_nested_call_finishes_the_wait_then_stops(cluster: LocalCluster) -> None:
+    """A cancelled remote call blocked in its own erpc.call sees CallCancelled only once that
+    nested wait is over (raised as the nested call returns); the connections keep working."""
+    me = pynode.self_pid()
+
+    def nested() -> None:
+        start = time.monotonic()
+        try:
+            erpc.call(B, time.sleep, 0.6, timeout=10)
+        except CallCancelled:
+            pynode.send(me, ("CallCancelled after", time.monotonic() - start))
+            raise
+        pynode.send(me, "the nested call returned normally")
+
+    assert erpc.call(A, lambda: erpc.call(B, "builtins:len", "a", timeout=5), timeout=10) == 1  # A is connected to B
+    with pytest.raises(ErpcTimeout):
+        erpc.call(A, nested, timeout=0.2)
+    what, elapsed = pynode.receive(timeout=5)
+    assert what == "CallCancelled after" and elapsed >= 0.55, f"the nested wait was cut after {elapsed:.2f} s"
+    assert erpc.call(A, lambda: erpc.call(B, "builtins:len", "ab", timeout=5), timeout=10) == 2

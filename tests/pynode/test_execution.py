@@ -91,3 +91,41 @@ def test_call_cancelled_before_it_starts_does_not_run() -> None:
     ran = threading.Event()
     assert execute(ctx, lambda: ran.set()) is None
     assert not ran.is_set()
+
+
+def test_shield_defers_cancellation_to_unshield() -> None:
+    from pynode.execution import shield, unshield
+
+    ctx = CallContext("shielded")
+    seen: list[str] = []
+    shielded = threading.Event()
+    cancelled_now = threading.Event()
+
+    def run():
+        token = shield()
+        shielded.set()
+        assert cancelled_now.wait(5)
+        deadline = time.monotonic() + 0.2
+        while time.monotonic() < deadline:  # pure Python: an asynchronous exception would land here
+            pass
+        seen.append("shielded work finished")
+        try:
+            unshield(token)
+        except CallCancelled:
+            seen.append("raised at unshield")
+            raise
+
+    thread = start(ctx, run)
+    assert shielded.wait(5)
+    ctx.cancel()
+    cancelled_now.set()
+    thread.join(5)
+    assert seen == ["shielded work finished", "raised at unshield"]
+
+
+def test_shield_outside_a_call_does_nothing() -> None:
+    from pynode.execution import shield, unshield
+
+    token = shield()
+    assert token is None
+    unshield(token)

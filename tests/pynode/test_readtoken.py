@@ -46,3 +46,29 @@ def test_each_give_wakes_exactly_one_blocked_taker() -> None:
     assert wait_until(lambda: len(holders) == 2, timeout=5)
     token.give()
     assert token.try_take(), "with nobody blocked, give frees the token"
+
+
+def test_holder_is_recorded_by_every_take_cleared_by_give_and_set_by_transfer() -> None:
+    token = ReadToken()
+    me = threading.get_ident()
+    assert token.try_take() and token.holder == me
+    token.transfer(12345)
+    assert token.holder == 12345 and not token.try_take(), "a transfer keeps the token taken"
+    token.give()
+    assert token.holder == 0
+    token.take()
+    assert token.holder == me
+    token.give()
+
+    def blocked_taker(seen: list[int]) -> None:
+        token.take()
+        seen.append(token.holder)
+
+    assert token.try_take()
+    seen: list[int] = []
+    thread = threading.Thread(target=blocked_taker, args=(seen,), daemon=True)
+    thread.start()
+    assert wait_until(lambda: token._sleepers == 1, timeout=5)
+    token.give()
+    thread.join(5)
+    assert seen == [thread.ident]
