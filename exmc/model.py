@@ -130,8 +130,9 @@ class Model:
 
         ``theta`` of shape ``(dim,)`` gives ``(float, (dim,))``; ``(C, dim)`` gives ``((C,), (C, dim))``.
         Up to :data:`ROWWISE_MAX_CHAINS` chains of a model whose free rvs are all scalars, and
-        whose program needs no numpy call, are evaluated row by row on Python floats (same
-        results, fewer numpy calls; see :meth:`exmc.program.Program.run_rows`).
+        whose program needs no numpy call, are evaluated row by row on Python floats: the same
+        bits as single calls, in fewer numpy calls; where floats raise (overflow, division by
+        zero) the batched program answers (see :meth:`exmc.program.Program.run_rows`).
 
         Raises ``ValueError`` for a wrong shape. Outside the support the log-density is ``-inf``
         or NaN (the sampler treats both as divergent); numpy warnings are not suppressed here.

@@ -146,6 +146,8 @@ class Program:
         the log-density must hold Python floats (or tuples of them). A step that calls numpy or
         scipy leaves a numpy scalar or array behind; the types follow the program's structure, not
         the point, so one probe decides. ``False`` as well when the probe raises ``ArithmeticError``.
+        A kernel that turned a per-call numpy result into a float would pass unnoticed; the
+        families' kernels convert only compile-time constants.
         """
         v = self.template.copy()
         try:
