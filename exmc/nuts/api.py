@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ class Sampler:
 
     ``model`` arguments accept an IR (compiled with ``exmc.compile``) or an object that already has
     the compiled-model interface (``dim``, ``free_names``, ``logp_and_grad``, ``to_constrained``,
-    ``to_unconstrained``).
+    ``to_unconstrained``, and ``det_names`` when ``to_constrained`` also returns deterministics).
     """
 
     @staticmethod
@@ -67,6 +67,7 @@ class Sampler:
         max_workers: int | None = None,
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        keep_deterministics: bool | Sequence[str] = True,
     ) -> Chains:
         """Run ``num_chains`` chains and return them as :class:`Chains`.
 
@@ -78,6 +79,11 @@ class Sampler:
         random streams, but batched floating-point evaluation may differ in the last bits, so its
         draws agree in distribution (bit for bit when the model's batched and single evaluations
         agree exactly).
+
+        ``keep_deterministics``: which deterministic nodes the draws carry next to the free rvs:
+        all of them (``True``), none (``False``: a regression's linear predictor over thousands of
+        rows is most of a run's memory and transfer), or those named (a ``ValueError`` names any
+        that is not a deterministic of the model, before sampling starts).
 
         ``progress(event)`` receives :class:`ProgressEvent`s in the calling process (≤ ~10/s per
         chain). ``should_stop()`` is polled ~10 times a second; when it returns true the run stops
@@ -92,7 +98,8 @@ class Sampler:
         """
         if int(num_chains) != num_chains or num_chains < 1:
             raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
-        options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values)
+        options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values,
+                                 keep_deterministics)
         seeds = _chain_seeds(seed, num_chains)
         logger.debug("sampling %d chains (parallel=%r, seed=%r): %s", num_chains, parallel, seed, options)
         if parallel == "vectorized":

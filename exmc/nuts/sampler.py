@@ -39,8 +39,15 @@ class SamplerOptions:
     max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH
     dense_mass: bool = False
     init_values: Mapping[str, Any] | None = None
+    # Deterministics kept in the draws: all (True), none (False) or those named.
+    keep_deterministics: bool | tuple[str, ...] = True
 
     def __post_init__(self) -> None:
+        keep = self.keep_deterministics
+        if not isinstance(keep, bool):
+            if isinstance(keep, str) or not all(isinstance(name, str) for name in keep):
+                raise ValueError(f"keep_deterministics must be True, False or a list of names, got {keep!r}")
+            object.__setattr__(self, "keep_deterministics", tuple(keep))
         if int(self.num_samples) != self.num_samples or self.num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
         if int(self.num_warmup) != self.num_warmup or self.num_warmup < 0:
@@ -100,6 +107,22 @@ def load_model(payload):
     return exmc.compile(payload)
 
 
+def dropped_deterministics(model, keep: bool | tuple[str, ...]) -> frozenset[str]:
+    """Names of ``model``'s deterministics to leave out of the draws under ``keep`` (see
+    :class:`SamplerOptions`). Raises ValueError naming a kept name that is not a deterministic
+    of the model."""
+    dets = [name for name, _ in getattr(model, "det_names", ())]  # optional in the model interface
+    if keep is True:
+        return frozenset()
+    if keep is False:
+        return frozenset(dets)
+    unknown = [name for name in keep if name not in dets]
+    if unknown:
+        raise ValueError(f"keep_deterministics names {unknown}, which the model does not define as deterministics "
+                         f"(it has {dets})")
+    return frozenset(dets).difference(keep)
+
+
 def run_chain(
     model,
     chain: int,
@@ -140,6 +163,7 @@ def chain_steps(
     :class:`~exmc.nuts.errors.SamplerError` when adaptation overflows. Model exceptions inside
     trajectories are divergences, not errors.
     """
+    dropped = dropped_deterministics(model, options.keep_deterministics)
     rng = np.random.default_rng(seed)
     logp_and_grad = model.logp_and_grad
     total = options.num_warmup + options.num_samples
@@ -194,7 +218,7 @@ def chain_steps(
         tick(options.num_warmup + i + 1, "sampling")
     sampling_seconds = time.perf_counter() - start
 
-    draws = {name: np.asarray(value) for name, value in model.to_constrained(positions).items()}
+    draws = {name: np.asarray(value) for name, value in model.to_constrained(positions).items() if name not in dropped}
     info = {
         "chain": chain,
         "seed": seed.entropy,

@@ -131,3 +131,42 @@ def test_chains_survive_pickling_for_the_trip_back_to_a_notebook():
     assert type(copy).__name__ == "Chains" and len(copy) == 2
     np.testing.assert_array_equal(copy[1]["x"], chains[1]["x"])
     assert copy[1].info["chain"] == 1 and copy.summary().rows == ["x[0]", "x_sq[0]"]
+
+
+def _regression_ir():
+    import exmc
+    from exmc import Builder, Dist
+
+    x = np.linspace(-1.0, 1.0, 50)
+    ir = Builder.new_ir()
+    ir = Builder.data(ir, "x", x)
+    ir = Builder.rv(ir, "a", Dist.Normal, {"mu": 0.0, "sigma": 5.0})
+    ir = Builder.rv(ir, "b", Dist.Normal, {"mu": 0.0, "sigma": 5.0})
+    ir = Builder.det(ir, "bx", "mul", ["b", "x"])
+    ir = Builder.det(ir, "eta", "add", ["a", "bx"])
+    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "eta", "sigma": 1.0})
+    ir = Builder.obs(ir, "y_obs", "y", 1.0 + 2.0 * x)
+    return exmc.compile(ir)
+
+
+@pytest.mark.parametrize("parallel", [False, True, "vectorized"])
+def test_keep_deterministics_selects_what_the_draws_carry(parallel):
+    model = _regression_ir()
+    run = dict(num_samples=30, num_warmup=30, seed=3, parallel=parallel)
+    everything = Sampler.sample_chains(model, 2, **run)
+    assert set(everything[0]) == {"a", "b", "bx", "eta"}
+    only_eta = Sampler.sample_chains(model, 2, keep_deterministics=["eta"], **run)
+    assert set(only_eta[0]) == {"a", "b", "eta"}
+    np.testing.assert_array_equal(only_eta[1]["eta"], everything[1]["eta"])  # same draws, fewer kept
+    none = Sampler.sample_chains(model, 2, keep_deterministics=False, **run)
+    assert set(none[0]) == {"a", "b"}
+    np.testing.assert_array_equal(none[0]["a"], everything[0]["a"])
+
+
+def test_keep_deterministics_names_an_unknown_det_before_sampling():
+    model = _regression_ir()
+    with pytest.raises(ValueError, match=r"\['mu'\].*it has \['bx', 'eta'\]"):
+        Sampler.sample_chains(model, 2, keep_deterministics=["eta", "mu"], parallel=False,
+                              should_stop=lambda: pytest.fail("sampling started"))
+    with pytest.raises(ValueError, match="keep_deterministics"):
+        Sampler.sample_chains(model, 2, keep_deterministics="eta", parallel=False)
