@@ -14,12 +14,13 @@ Exactly one thread reads the socket at a time: it holds the link's
   the callers, and take it back once no caller has waited for CALLER_GRACE seconds (so a message
   or a call from the peer that arrives in that gap may wait that long to be read).
 
-An incoming call runs in the reader thread that read it (no hand-off to a worker on the call's
-critical path); before it starts, that thread passes the token on and makes sure another reader
-is available (waking an idle one or starting a new thread), so the connection keeps being read
-and calls run concurrently. At most MAX_IDLE_READERS idle readers are kept per connection. A call
-read by a caller runs in a thread started for it (the caller must stay free for its own reply).
-The wire protocol is in :mod:`pynode.protocol`.
+An incoming call runs in the reader thread that read it, which keeps the token meanwhile (no
+thread is woken for a call that returns quickly); the node's watchdog (:mod:`pynode.handoff`)
+hands the token on to a caller or a spare reader (waking an idle one or starting a new thread)
+once the call has run for a millisecond or two, so the connection keeps being read and calls run
+concurrently. At most MAX_IDLE_READERS idle readers are kept per connection. A call read by a
+caller runs in a thread started for it (the caller must stay free for its own reply). The wire
+protocol is in :mod:`pynode.protocol`.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ class Link:
         self._pending: dict[int, Pending] = {}
         self._running: dict[int, CallContext] = {}
         self._seqs = itertools.count(1)
-        self._idle_readers = 0
+        self._idle_readers = 0  # reader threads waiting for the token (staying out or blocked)
+        self._inline: tuple[int, float] | None = None  # (thread id, start) of a reader running a call
         self._waiting: list[Pending] = []  # callers waiting for a reply without the token, oldest first
         self._awaiting = 0  # threads inside await_result
         self._caller_turns = 0  # await_result calls finished: reader threads watch it change
@@ -221,17 +223,18 @@ class Link:
         with self._lock:
             self._pass_token_locked()
 
-    def _pass_token_locked(self) -> None:
-        """Hand the token to the oldest caller still waiting for its reply, else free it (under
-        the lock; only the holder passes the token)."""
+    def _pass_token_locked(self) -> bool:
+        """Hand the token to the oldest caller still waiting for its reply, else to a reader
+        blocked in ``take`` (True), else free it (False). Under the lock; only the holder (or the
+        watchdog on behalf of a holder running a call, :meth:`hand_off_if_overdue`) passes it."""
         while self._waiting:
             waiter = self._waiting.pop(0)
             if not waiter.done:
                 self._token.transfer(waiter.waiter)
                 waiter.promoted = True
                 waiter.signal()
-                return
-        self._token.give()
+                return True
+        return self._token.give()
 
     def _run_detached(self, conn: protocol.ErpcConnection, kind: int, frame: transport.Data,
                       buffers: transport.Buffers) -> None:
@@ -313,43 +316,59 @@ class Link:
 
     def run_reader(self) -> None:
         """Serve the connection in this thread until it closes (the connection's first reader)."""
-        with self._lock:
-            self._idle_readers += 1
         self._read(owner=True)
 
     def _spawn_reader(self) -> None:
         threading.Thread(target=self._read, args=(False,), name=f"link-{self.name}-reader", daemon=True).start()
 
     def _read(self, owner: bool) -> None:
-        """Reader loop. The owner (the connection's first reader) stays until the connection
-        closes; spare readers also leave when they are surplus after running a call."""
+        """Reader loop: wait for the token (while no caller wants it), read, run the calls that
+        arrive. The owner (the connection's first reader) stays until the connection closes; a
+        spare reader whose token was handed on while it ran a call leaves when enough others
+        wait to read. The token is passed on whenever this thread leaves holding it."""
         conn = self.conn
         if conn is None:
             return
-        _reader.owner = owner
-        _reader.retire = False
+        me = threading.get_ident()
         seen = self._caller_turns
-        while not conn.closed:
+        try:
+            while not conn.closed:
+                if self._token.holder != me:
+                    if not owner and self._idle_readers >= MAX_IDLE_READERS:
+                        return
+                    seen = self._wait_for_token(seen)
+                try:
+                    request = self._read_until_request(conn)
+                except EOFError:
+                    break
+                except Exception as exc:  # brine/struct errors, protocol violations: garbage on the wire
+                    self._drop(exc)
+                    break
+                if request is None:  # handed the socket to callers
+                    seen = -1
+                    continue
+                try:
+                    conn.run_request(*request)
+                except Exception as exc:
+                    self._drop(exc)
+                    break
+        finally:
+            if self._token.holder == me:
+                self._pass_token()
+        conn.close()  # idempotent; runs on_disconnect once
+
+    def _wait_for_token(self, seen: int) -> int:
+        """Stay out while callers read, then block until this reader holds the token; returns
+        the caller turns last seen (see :meth:`_stay_out_while_callers_read`)."""
+        with self._lock:
+            self._idle_readers += 1
+        try:
             seen = self._stay_out_while_callers_read(seen)
             self._token.take()
-            try:
-                request = self._read_until_request(conn)
-            except EOFError:
-                break
-            except Exception as exc:  # brine/struct errors, protocol violations: garbage on the wire
-                self._drop(exc)
-                break
-            if request is None:  # handed the socket to callers
-                seen = -1
-                continue
-            try:
-                conn.run_request(*request)
-            except Exception as exc:
-                self._drop(exc)
-                break
-            if _reader.retire:
-                return
-        conn.close()  # idempotent; runs on_disconnect once
+        finally:
+            with self._lock:
+                self._idle_readers -= 1
+        return seen
 
     def _stay_out_while_callers_read(self, seen: int) -> int:
         """Sleep while callers wait for replies or have finished waiting within CALLER_GRACE
@@ -363,46 +382,56 @@ class Link:
 
     def _read_until_request(self, conn: protocol.ErpcConnection) -> tuple[int, transport.Data, transport.Buffers] | None:
         """Holding the token, dispatch messages that run no code until one that does arrives
-        (returned, to run in this thread) or a reply was read while callers wait (None: they
-        get the socket). The token is passed on in every case, exceptions included."""
+        (returned, to run in this thread, which keeps the token: see :meth:`_run_here`) or a
+        reply was read while callers wait (None: the token goes to them). On an exception the
+        token is passed on first."""
         try:
             while True:
                 kind, frame, buffers = conn.recv_message()
                 if not conn.dispatch_passive(kind, frame, buffers):
                     return kind, frame, buffers
                 if kind == protocol.MSG_RESULT and self._awaiting:
+                    self._pass_token()
                     return None
-        finally:
+        except BaseException:
             self._pass_token()
+            raise
 
     def _run_here(self, ctx: CallContext, run: Callable[[], Callable[[], None] | None]) -> None:
-        """Run a call in this thread. A reader thread first makes sure another reader is available
-        (the token is already passed on); a detached thread (:meth:`_run_detached`) just runs it."""
+        """Run a call in this thread. A reader thread runs it still holding the token, watched
+        by the node's :class:`~pynode.handoff.HandoffWatchdog`, which hands the token on if the
+        call takes a while; a detached thread (:meth:`_run_detached`) just runs it."""
         if getattr(_reader, "detached", False):
             outcome = execute(ctx, run)
-            if outcome is not None:
-                outcome()
-            return
-        with self._lock:
-            self._idle_readers -= 1
-            spawn = self._idle_readers == 0
-            if spawn:
-                self._idle_readers += 1  # counted now, so concurrent calls do not spawn twice
-        if spawn:
-            self._spawn_reader()
-        try:
-            outcome = execute(ctx, run)
-        finally:
-            # Counted available again *before* the result goes out: the caller's next request may
-            # be read the moment it is sent, and a reader that found no other available would
-            # start a thread for nothing (one per sequential call, and as many retiring).
+        else:
+            me = threading.get_ident()
             with self._lock:
-                retire = not getattr(_reader, "owner", False) and self._idle_readers >= MAX_IDLE_READERS
-                if not retire:
-                    self._idle_readers += 1
-            _reader.retire = retire
+                self._inline = (me, time.monotonic())
+            self.node.handoff.watch()
+            try:
+                outcome = execute(ctx, run)
+            finally:
+                with self._lock:
+                    if self._inline is not None and self._inline[0] == me:  # not yet another reader's
+                        self._inline = None
         if outcome is not None:
             outcome()
+
+    def hand_off_if_overdue(self, now: float, delay: float) -> bool:
+        """The watchdog's look (see :mod:`pynode.handoff`): if a reader has run a call for
+        ``delay`` seconds while holding the token, pass the token on for it, starting a reader
+        when nobody takes it. True while a reader runs a call here."""
+        with self._lock:
+            inline = self._inline
+            if inline is None:
+                return False
+            thread_id, started = inline
+            if now - started < delay or self._token.holder != thread_id:
+                return True
+            spawn = not self._pass_token_locked() and self._idle_readers == 0
+        if spawn:
+            self._spawn_reader()
+        return True
 
     def start_call(self, seq: int, data: transport.Data, buffers: transport.Buffers) -> None:
         ctx = CallContext(f"call {seq} from {self.name}")

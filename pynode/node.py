@@ -18,6 +18,7 @@ from typing import Literal
 from pynode import cookie as cookies
 from pynode import handshake, names, portmapper, runtime, transport
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
+from pynode.handoff import HandoffWatchdog
 from pynode.handshake import PeerInfo
 from pynode.link import Link, NodeService
 from pynode.mailbox import Registry
@@ -48,11 +49,13 @@ class LocalNode:
         self._all_links: set[Link] = set()
         self._dial_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self.handoff = HandoffWatchdog(self._links_snapshot, parsed.alive)
         try:
             self._listener = transport.Listener(
                 self.host, port, handshake.Authenticator(self.name, self.cookie_for, hidden=hidden), self._accepted
             )
         except OSError as exc:
+            self.handoff.stop()
             raise PynodeError(f"node {self.name} cannot listen on {self.host}:{port}: {exc}") from exc
         self.port = self._listener.port
         self._listener_thread = threading.Thread(
@@ -64,6 +67,7 @@ class LocalNode:
             self._registration = portmapper.register(self.host, parsed.alive, self.port, hidden=hidden)
         except PortMapperError:
             self._listener.close()
+            self.handoff.stop()
             raise
         log.info("node %s listening on %s:%d", self.name, self.host, self.port)
 
@@ -180,9 +184,14 @@ class LocalNode:
     def deliver_local(self, mailbox_id: int, data: transport.Data, buffers: transport.Buffers) -> None:
         self.mailboxes.deliver_encoded(mailbox_id, data, buffers)
 
+    def _links_snapshot(self) -> list[Link]:
+        with self._lock:
+            return list(self._all_links)
+
     def stop(self) -> None:
         self._registration.close()
         self._listener.close()
+        self.handoff.stop()
         with self._lock:
             links = list(self._all_links)
         for link in links:

@@ -65,8 +65,9 @@ class ReadToken:
         os.read(self._read_fd, 1)  # the byte of the give that chose a sleeper: the token is ours
         self.holder = me
 
-    def give(self) -> None:
-        """Hand the token to one blocked :meth:`take`, or free it when nobody is blocked."""
+    def give(self) -> bool:
+        """Hand the token to one blocked :meth:`take` (True), or free it when nobody is blocked
+        (False)."""
         with self._lock:
             self.holder = 0
             wake = self._sleepers > 0
@@ -76,6 +77,7 @@ class ReadToken:
                 self._free = True
         if wake:
             os.write(self._write_fd, b"\0")
+        return wake
 
 
     def transfer(self, thread_id: int) -> None:

@@ -350,3 +350,16 @@ def test_cancelled_call_waiting_on_a_nested_call_finishes_the_wait_then_stops(cl
     what, elapsed = pynode.receive(timeout=5)
     assert what == "CallCancelled after" and elapsed >= 0.55, f"the nested wait was cut after {elapsed:.2f} s"
     assert erpc.call(A, lambda: erpc.call(B, "builtins:len", "ab", timeout=5), timeout=10) == 2
+
+
+def test_a_long_call_hands_its_connection_on_so_other_traffic_is_served(cluster: LocalCluster) -> None:
+    """The reader that runs a call keeps the socket only briefly: a cast sent while a 1.5 s
+    call runs on the same connection is served at once, not after the call."""
+    me = pynode.self_pid()
+    request = erpc.send_request(A, time.sleep, 1.5)
+    time.sleep(0.1)
+    sent = time.monotonic()
+    erpc.cast(A, lambda: pynode.send(me, "cast served"))
+    assert pynode.receive(timeout=5) == "cast served"
+    assert time.monotonic() - sent < 0.5, "the cast waited for the long call"
+    assert erpc.receive_response(request, timeout=10) is None
