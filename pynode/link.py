@@ -132,6 +132,7 @@ class Link:
         self._seqs = itertools.count(1)
         self._idle_readers = 0  # reader threads waiting for the token (staying out or blocked)
         self._inline: tuple[int, float] | None = None  # (thread id, start) of a reader running a call
+        self._caller_reader = 0  # thread id of a caller reading in _read_for
         self._waiting: list[Pending] = []  # callers waiting for a reply without the token, oldest first
         self._awaiting = 0  # threads inside await_result
         self._caller_turns = 0  # await_result calls finished: reader threads watch it change
@@ -206,6 +207,7 @@ class Link:
         """Holding the token, read and dispatch messages until ``pending`` is done, ``deadline``
         passes or the connection ends. Calls read here run in threads of their own."""
         conn = self.conn
+        self._caller_reader = threading.get_ident()  # the watchdog leaves a reading holder alone
         try:
             while not pending.done and conn is not None and not conn.closed:
                 if deadline is not None and not conn.readable(deadline - time.monotonic()):
@@ -218,6 +220,8 @@ class Link:
                 conn.close()  # fails every pending call, this one included
         except Exception as exc:  # brine/struct errors, protocol violations: garbage on the wire
             self._drop(exc)
+        finally:
+            self._caller_reader = 0
 
     def _pass_token(self) -> None:
         with self._lock:
@@ -319,6 +323,7 @@ class Link:
         self._read(owner=True)
 
     def _spawn_reader(self) -> None:
+        """Start a spare reader; the caller has already counted it in ``_idle_readers``."""
         threading.Thread(target=self._read, args=(False,), name=f"link-{self.name}-reader", daemon=True).start()
 
     def _read(self, owner: bool) -> None:
@@ -331,12 +336,14 @@ class Link:
             return
         me = threading.get_ident()
         seen = self._caller_turns
+        counted = not owner  # a spare reader is counted idle by whoever started it
         try:
             while not conn.closed:
                 if self._token.holder != me:
-                    if not owner and self._idle_readers >= MAX_IDLE_READERS:
+                    if not counted and not owner and self._idle_readers >= MAX_IDLE_READERS:
                         return
-                    seen = self._wait_for_token(seen)
+                    seen = self._wait_for_token(seen, counted)
+                    counted = False
                 try:
                     request = self._read_until_request(conn)
                 except EOFError:
@@ -357,11 +364,13 @@ class Link:
                 self._pass_token()
         conn.close()  # idempotent; runs on_disconnect once
 
-    def _wait_for_token(self, seen: int) -> int:
+    def _wait_for_token(self, seen: int, counted: bool) -> int:
         """Stay out while callers read, then block until this reader holds the token; returns
-        the caller turns last seen (see :meth:`_stay_out_while_callers_read`)."""
-        with self._lock:
-            self._idle_readers += 1
+        the caller turns last seen (see :meth:`_stay_out_while_callers_read`). This reader counts
+        as idle meanwhile (``counted``: it already does)."""
+        if not counted:
+            with self._lock:
+                self._idle_readers += 1
         try:
             seen = self._stay_out_while_callers_read(seen)
             self._token.take()
@@ -418,17 +427,22 @@ class Link:
             outcome()
 
     def hand_off_if_overdue(self, now: float, delay: float) -> bool:
-        """The watchdog's look (see :mod:`pynode.handoff`): if a reader has run a call for
-        ``delay`` seconds while holding the token, pass the token on for it, starting a reader
-        when nobody takes it. True while a reader runs a call here."""
+        """The watchdog's look (see :mod:`pynode.handoff`), while a reader has run a call for
+        ``delay`` seconds: if it holds the token (and is not reading as a caller, in a nested
+        erpc call on this connection), pass the token on for it; if the token is then free with
+        no reader waiting for it, start one. True while a reader runs a call here."""
         with self._lock:
             inline = self._inline
             if inline is None:
                 return False
             thread_id, started = inline
-            if now - started < delay or self._token.holder != thread_id:
+            if now - started < delay or self._caller_reader == thread_id:
                 return True
-            spawn = not self._pass_token_locked() and self._idle_readers == 0
+            if self._token.holder == thread_id:
+                self._pass_token_locked()
+            spawn = self._token.free and self._idle_readers == 0
+            if spawn:
+                self._idle_readers += 1
         if spawn:
             self._spawn_reader()
         return True

@@ -80,6 +80,11 @@ class ReadToken:
         return wake
 
 
+    @property
+    def free(self) -> bool:
+        """Nobody holds the token and no blocked taker has been handed it."""
+        return self._free
+
     def transfer(self, thread_id: int) -> None:
         """Hand the held token to thread ``thread_id`` without freeing it (the new holder learns
         of it by other means, see :mod:`pynode.link`)."""

@@ -363,3 +363,23 @@ def test_a_long_call_hands_its_connection_on_so_other_traffic_is_served(cluster:
     assert pynode.receive(timeout=5) == "cast served"
     assert time.monotonic() - sent < 0.5, "the cast waited for the long call"
     assert erpc.receive_response(request, timeout=10) is None
+
+
+def test_a_call_calling_back_over_its_own_connection_keeps_it_read(cluster: LocalCluster) -> None:
+    """A's reader runs our call and, inside it, calls us back over the same connection (it then
+    reads that connection as a caller, longer than the watchdog's hand-off delay), then keeps
+    computing: nested results stay correct, and the connection is still read afterwards."""
+
+    def work(caller: str) -> list[int]:
+        got = [erpc.call(caller, lambda i=i: (time.sleep(0.01), i)[1], timeout=10) for i in range(20)]
+        time.sleep(1.0)  # still running the call, after its nested calls
+        return got
+
+    me = pynode.self_pid()
+    request = erpc.send_request(A, work, ME)
+    time.sleep(0.7)  # the nested calls are done (~0.3 s), A still sleeps
+    sent = time.monotonic()
+    erpc.cast(A, lambda: pynode.send(me, "cast served"))
+    assert pynode.receive(timeout=5) == "cast served"
+    assert time.monotonic() - sent < 0.4, "nobody read the connection while the call ran"
+    assert erpc.receive_response(request, timeout=10) == list(range(20))

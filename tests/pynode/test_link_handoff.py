@@ -1,0 +1,66 @@
+"""Link.hand_off_if_overdue, the watchdog's rule for one connection (no socket is read)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from pynode.handshake import PeerInfo
+from pynode.link import Link
+
+
+@pytest.fixture
+def link(monkeypatch):
+    left, right = socket.socketpair()
+    link = Link(SimpleNamespace(name="me@127.0.0.1"), left, PeerInfo("peer@127.0.0.1", False))
+    spawned: list[int] = []
+    monkeypatch.setattr(link, "_spawn_reader", lambda: spawned.append(1))
+    link.spawned = spawned
+    yield link
+    left.close()
+    right.close()
+
+
+ME = threading.get_ident()
+
+
+def test_nothing_happens_without_a_call_or_before_the_delay(link) -> None:
+    assert link.hand_off_if_overdue(now=100.0, delay=1.0) is False
+    assert link._token.try_take()
+    link._inline = (ME, 99.5)
+    assert link.hand_off_if_overdue(now=100.0, delay=1.0) is True
+    assert link._token.holder == ME and link.spawned == []
+
+
+def test_an_overdue_call_gives_up_the_token_and_a_reader_is_started_when_none_waits(link) -> None:
+    assert link._token.try_take()
+    link._inline = (ME, 0.0)
+    assert link.hand_off_if_overdue(now=100.0, delay=1.0) is True
+    assert link._token.holder == 0 and link._token.free
+    assert link.spawned == [1] and link._idle_readers == 1  # counted at once: no second spawn
+    assert link.hand_off_if_overdue(now=100.1, delay=1.0) is True
+    assert link.spawned == [1]
+
+
+def test_a_holder_reading_as_a_caller_keeps_the_token(link) -> None:
+    """A call that calls back over its own connection reads it as a caller: taking the token
+    from it then would leave two threads reading one socket."""
+    assert link._token.try_take()
+    link._inline = (ME, 0.0)
+    link._caller_reader = ME
+    assert link.hand_off_if_overdue(now=100.0, delay=1.0) is True
+    assert link._token.holder == ME and link.spawned == []
+
+
+def test_a_free_token_with_nobody_waiting_gets_a_reader_while_a_call_runs(link) -> None:
+    """The running call gave the token away itself (its nested erpc call ended) and nobody took
+    it: the watchdog starts a reader rather than leave the socket unread."""
+    link._inline = (ME, 0.0)
+    assert link._token.free
+    link.hand_off_if_overdue(now=100.0, delay=1.0)
+    assert link.spawned == [1]
+    link.hand_off_if_overdue(now=100.1, delay=1.0)  # the started reader is counted as waiting
+    assert link.spawned == [1]
