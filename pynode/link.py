@@ -184,7 +184,8 @@ class Link:
                         with self._lock:
                             pending.rearm()
                             pending.promoted = False
-                    self._read_for(pending, deadline)
+                    if not self._read_for(pending, deadline):
+                        continue  # the watchdog took the token first: wait like any caller
                     if not pending.done:  # deadline passed, or the connection is gone
                         break
                     continue
@@ -203,15 +204,22 @@ class Link:
                     self._pass_token_locked()
             unshield(shielded)
 
-    def _read_for(self, pending: Pending, deadline: float | None) -> None:
+    def _read_for(self, pending: Pending, deadline: float | None) -> bool:
         """Holding the token, read and dispatch messages until ``pending`` is done, ``deadline``
-        passes or the connection ends. Calls read here run in threads of their own."""
+        passes or the connection ends (True). Calls read here run in threads of their own.
+
+        False, without reading, when this thread no longer holds the token: a reader running a
+        call that waits here may just have had it handed on by the watchdog, which leaves it
+        alone from the moment it is marked as reading (under the lock, with the check)."""
         conn = self.conn
-        self._caller_reader = threading.get_ident()  # the watchdog leaves a reading holder alone
+        with self._lock:
+            if self._token.holder != threading.get_ident():
+                return False
+            self._caller_reader = self._token.holder
         try:
             while not pending.done and conn is not None and not conn.closed:
                 if deadline is not None and not conn.readable(deadline - time.monotonic()):
-                    return
+                    break
                 kind, frame, buffers = conn.recv_message()
                 if not conn.dispatch_passive(kind, frame, buffers):
                     self._run_detached(conn, kind, frame, buffers)
@@ -222,6 +230,7 @@ class Link:
             self._drop(exc)
         finally:
             self._caller_reader = 0
+        return True
 
     def _pass_token(self) -> None:
         with self._lock:

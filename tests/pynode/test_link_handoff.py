@@ -64,3 +64,16 @@ def test_a_free_token_with_nobody_waiting_gets_a_reader_while_a_call_runs(link) 
     assert link.spawned == [1]
     link.hand_off_if_overdue(now=100.1, delay=1.0)  # the started reader is counted as waiting
     assert link.spawned == [1]
+
+
+def test_a_caller_whose_token_was_handed_on_does_not_read(link) -> None:
+    """The check that the caller still holds the token and its mark as a reading caller are one
+    step under the lock: a token handed on just before is never read with."""
+    from pynode.link import Pending
+
+    pending = Pending()
+    assert link._token.try_take()
+    link._inline = (ME, 0.0)
+    link.hand_off_if_overdue(now=100.0, delay=1.0)  # the watchdog hands it on first
+    assert link._read_for(pending, deadline=None) is False
+    assert link._caller_reader == 0 and not pending.done
