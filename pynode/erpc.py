@@ -31,7 +31,8 @@ from typing import Any, Literal
 
 from pynode import outcome, transport
 from pynode.errors import EncodeError, ErpcTimeout, NoConnection
-from pynode.link import Link, Pending
+from pynode.link import Link
+from pynode.pending import Pending
 from pynode.runtime import current
 
 log = logging.getLogger(__name__)

@@ -69,7 +69,7 @@ def test_a_free_token_with_nobody_waiting_gets_a_reader_while_a_call_runs(link) 
 def test_a_caller_whose_token_was_handed_on_does_not_read(link) -> None:
     """The check that the caller still holds the token and its mark as a reading caller are one
     step under the lock: a token handed on just before is never read with."""
-    from pynode.link import Pending
+    from pynode.pending import Pending
 
     pending = Pending()
     assert link._token.try_take()
