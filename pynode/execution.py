@@ -1,8 +1,8 @@
 """Running remote calls: cooperative plus asynchronous cancellation.
 
-A call runs in one of its connection's reader threads (:mod:`pynode.link`), which hands the
-reading of the connection to a spare thread first, so calls on one connection run concurrently, as
-Erlang's ``erpc`` spawns a process per call. When the caller gives up (its timeout expires, it
+A call runs in the reader thread that read it, or in a thread started for it (:mod:`pynode.link`);
+other threads go on reading the connection (:mod:`pynode.handoff`), so calls on one connection
+run concurrently, as Erlang's ``erpc`` spawns a process per call. When the caller gives up (its timeout expires, it
 abandons the request, or the connection drops) the call is *cancelled*:
 
 - guaranteed: :func:`cancelled` returns True in the thread running the call from then on, and the
