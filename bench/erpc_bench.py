@@ -21,8 +21,11 @@ Contenders: pynode (``erpc.call`` of a closure to a ``LocalCluster`` node); raw 
 BEAM (two ``erl -name`` nodes on loopback, ``erpc:call(Node, fun() -> node() end)``,
 ``erpc:call(Node, erlang, node, [])`` and ``erpc:call(Node, erlang, byte_size, [Bin])``).
 
-Usage: ``python bench/erpc_bench.py [--quick] [--json FILE] [--check]``. ``--quick`` (CI's smoke
-mode) uses few iterations and a 16 MiB payload; ``--check`` exits 1 when a target is missed.
+Usage: ``python bench/erpc_bench.py [--quick] [--rounds N] [--json FILE] [--check]``. Every
+contender is measured ``N`` times (default 3), the contenders interleaved round by round, and the
+ratios are the medians of the rounds' ratios (a loopback round trip on a shared machine drifts by
+tens of percent within minutes). ``--quick`` (CI's smoke mode) uses few iterations, a 16 MiB
+payload and one round; ``--check`` exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -277,10 +280,11 @@ erlang:halt(0).
 """
 
 
-def bench_beam(mode: Mode) -> Result | None:
+def bench_beam(mode: Mode) -> Result:
+    """BEAM's figures (``erl`` must be on PATH: the caller checks)."""
     erl = shutil.which("erl")
     if erl is None:
-        return None
+        raise RuntimeError("erl is not installed")
     epmd_port = free_port("127.0.0.1")
     target = f"benchtarget@{HOST_BEAM_TARGET}"
     env = {**os.environ, "ERL_EPMD_PORT": str(epmd_port)}
@@ -327,9 +331,23 @@ def bench_beam(mode: Mode) -> Result | None:
 # --- report ---------------------------------------------------------------------------------------
 
 
-def report(results: dict[str, Result | None], mode: Mode, copy_ms: float) -> list[str]:
-    """Print the table and the ratios; return the missed targets."""
-    names = [n for n, r in results.items() if r is not None]
+def median_result(rounds: list[Result]) -> Result:
+    """Each figure's median over the rounds."""
+    return Result(**{key: statistics.median(getattr(r, key) for r in rounds) for key in asdict(rounds[0])})
+
+
+def ratio(pynode: Result, base: Result, key: str) -> float:
+    """pynode / baseline (for throughput baseline / pynode): lower is better for pynode."""
+    a, b = getattr(pynode, key), getattr(base, key)
+    return b / a if key == "calls_per_s" else a / b
+
+
+def report(rounds: dict[str, list[Result]], mode: Mode, copy_ms: float) -> list[str]:
+    """Print the table (medians over rounds) and the ratios (median of the rounds' ratios, with
+    their range); return the missed targets."""
+    names = list(rounds)
+    medians = {n: median_result(rs) for n, rs in rounds.items()}
+    count = len(rounds["pynode"])
     size = f"{mode.big_bytes // MIB} MiB"
     rows = [
         ("p50 latency, closure (us)", "p50_us", "{:.1f}"),
@@ -339,60 +357,68 @@ def report(results: dict[str, Result | None], mode: Mode, copy_ms: float) -> lis
         (f"throughput, {CONCURRENT_CALLERS} callers (calls/s)", "calls_per_s", "{:.0f}"),
         (f"{size} argument (ms)", "big_ms", "{:.1f}"),
     ]
-    print(f"\n{'':40}" + "".join(f"{n:>12}" for n in names))
+    print(f"\nmedians over {count} interleaved round(s)")
+    print(f"{'':40}" + "".join(f"{n:>12}" for n in names))
     for label, key, fmt in rows:
-        print(f"{label:40}" + "".join(f"{fmt.format(getattr(results[n], key)):>12}" for n in names))
+        print(f"{label:40}" + "".join(f"{fmt.format(getattr(medians[n], key)):>12}" for n in names))
     print(f"{'memory copy of the ' + size + ' array (ms)':40}{copy_ms:>12.1f}")
-    pynode = results["pynode"]
-    assert pynode is not None
-    print("\nratios pynode / baseline (lower is better; throughput: baseline / pynode):")
+
+    def ratios(baseline: str, key: str) -> list[float]:
+        return sorted(ratio(p, b, key) for p, b in zip(rounds["pynode"], rounds[baseline]))
+
+    print("\nratios pynode / baseline, median [range] of the rounds (lower is better; throughput: baseline / pynode):")
     for baseline in names[1:]:
-        base = results[baseline]
-        assert base is not None
         for label, key, _ in rows:
-            a, b = getattr(pynode, key), getattr(base, key)
-            ratio = b / a if key == "calls_per_s" else a / b
-            print(f"  {label:40} vs {baseline:6}: {ratio:6.2f}x")
-    print(f"  {size} argument / memory copy: {pynode.big_ms / copy_ms:6.2f}x")
+            rs = ratios(baseline, key)
+            print(f"  {label:40} vs {baseline:6}: {statistics.median(rs):6.2f}x [{rs[0]:.2f}-{rs[-1]:.2f}]")
+    print(f"  {size} argument / memory copy: {medians['pynode'].big_ms / copy_ms:6.2f}x")
     missed = []
-    print("\ntargets (issue 2):")
+    print("\ntargets (issue 2), on the median ratio:")
     for (key, baseline), limit in TARGETS.items():
-        base = results.get(baseline)
-        if base is None:
+        if baseline not in rounds:
             print(f"  {key} <= {limit}x {baseline}: not measured (no {baseline} figures in this run)")
             continue
-        ratio = getattr(pynode, key) / getattr(base, key)
-        ok = ratio <= limit
-        print(f"  {key} <= {limit}x {baseline}: {ratio:.2f}x {'met' if ok else 'MISSED'}")
+        rs = ratios(baseline, key)
+        value = statistics.median(rs)
+        ok = value <= limit
+        print(f"  {key} <= {limit}x {baseline}: {value:.2f}x [{rs[0]:.2f}-{rs[-1]:.2f}] {'met' if ok else 'MISSED'}")
         if not ok:
-            missed.append(f"{key} vs {baseline}: {ratio:.2f}x > {limit}x")
+            missed.append(f"{key} vs {baseline}: {value:.2f}x > {limit}x")
     return missed
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke mode: few iterations, 16 MiB")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: few iterations, 16 MiB, one round")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds of every contender (default 3, quick 1)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--no-beam", action="store_true", help="skip BEAM even if erl is installed")
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
-    results: dict[str, Result | None] = {}
-    for name, bench in (("pynode", bench_pynode), ("rpyc", bench_rpyc), ("beam", bench_beam)):
-        if name == "beam" and args.no_beam:
-            continue
-        print(f"measuring {name} ...", flush=True)
-        results[name] = bench(mode)
-        if results[name] is None:
-            print(f"  {name}: not available (install erlang-base for erl)", flush=True)
+    count = args.rounds or (1 if args.quick else 3)
+    if count < 1:
+        parser.error(f"--rounds must be positive, got {count}")
+    contenders = [("pynode", bench_pynode), ("rpyc", bench_rpyc)]
+    if not args.no_beam:
+        if shutil.which("erl") is None:
+            print("  beam: not available (install erlang-base for erl)", flush=True)
+        else:
+            contenders.append(("beam", bench_beam))
+    rounds: dict[str, list[Result]] = {name: [] for name, _ in contenders}
+    for index in range(count):
+        for name, bench in contenders:
+            print(f"round {index + 1}/{count}: measuring {name} ...", flush=True)
+            rounds[name].append(bench(mode))
     copy_ms = memcpy_ms(mode.big_bytes)
-    missed = report(results, mode, copy_ms)
+    missed = report(rounds, mode, copy_ms)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "mode": asdict(mode),
             "memcpy_ms": copy_ms,
-            "results": {k: asdict(v) for k, v in results.items() if v is not None},
+            "results": {k: asdict(median_result(v)) for k, v in rounds.items()},
+            "rounds": {k: [asdict(r) for r in v] for k, v in rounds.items()},
             "missed_targets": missed,
         }
         args.json.write_text(json.dumps(payload, indent=2))
