@@ -25,7 +25,7 @@ import socket
 import struct
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import rpyc
@@ -33,8 +33,11 @@ from rpyc.core.channel import Channel
 from rpyc.core.stream import SocketStream
 from rpyc.utils.server import ThreadedServer
 
-from pynode import codecache
+from pynode import bufferpool, codecache
 from pynode.handshake import Authenticator, PeerInfo
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +55,14 @@ ATTACHMENT = 2
 # Frames up to this size are written with one send call (header and body concatenated); larger
 # ones are written in three pieces to avoid copying the body.
 SMALL_FRAME = 64 * 1024
-# Attachments of at least this size (the x86-64 transparent huge page) are received into memory
-# advised to use huge pages. Loopback, 100 MiB: 210-260 ms into a bytearray (zero-filled first,
-# then 25,600 page faults), 90-115 ms into such a mapping.
+# Attachments of at least this size (the x86-64 transparent huge page) are received into pooled
+# memory advised to use huge pages (pynode.bufferpool). Loopback, 100 MiB: 210-260 ms into a
+# bytearray (zero-filled first, then 25,600 page faults), 90-115 ms into a fresh such mapping.
 HUGE_BUFFER = 2 * 1024 * 1024
 # Receive buffer of a connection: holds many small frames (a call, a result, a message: a few
 # hundred bytes) so that each costs one recv; reads of half of it or more bypass it.
 RECV_BUFFER = 64 * 1024
-_HUGE_PAGES = hasattr(mmap, "MADV_HUGEPAGE") and hasattr(mmap, "MAP_ANONYMOUS")  # Linux
+_ANONYMOUS_MAPPINGS = hasattr(mmap, "MAP_ANONYMOUS")  # Linux, macOS
 
 # rpyc configuration for every pynode connection: no attribute of anything is reachable (pynode's
 # requests do not use rpyc's attribute protocol, see pynode.protocol), nothing is pickled by rpyc,
@@ -94,9 +97,9 @@ _CONTAINER_TYPES = frozenset({tuple, list, dict})
 # arguments, or a result that is a tuple or list of plain values, is two levels deep.
 PLAIN_DEPTH = 2
 
-Buffers = tuple[memoryview | bytearray | bytes | mmap.mmap, ...]
-"""Out-of-band pickle buffers: memoryviews of the sender's arrays, fresh writable memory
-(bytearrays, or anonymous mappings for large ones) at the receiver."""
+Buffers = tuple["memoryview | bytearray | bytes | np.ndarray", ...]
+"""Out-of-band pickle buffers: memoryviews of the sender's arrays, writable memory at the
+receiver (fresh bytearrays, or for large ones ``uint8`` arrays of :mod:`pynode.bufferpool`)."""
 Data = bytes | memoryview
 """A pickle: ``bytes`` from :func:`dumps`, a view into the received frame at the receiver."""
 Payload = tuple[bytes, Buffers]
@@ -195,7 +198,7 @@ def _is_plain(obj: object, depth: int) -> bool:
 
 def loads(data: Data, buffers: Buffers = ()) -> Any:
     """Unpickle a :func:`dumps` payload; arrays rebuilt from out-of-band buffers use the buffers'
-    memory (writable: received buffers are fresh writable memory)."""
+    memory (writable: received buffers are writable memory of their own)."""
     return pickle.loads(data, buffers=buffers)
 
 
@@ -234,15 +237,15 @@ class _Stream(SocketStream):
         self._read_into(memoryview(buf))
         return buf
 
-    def read_attachment(self, count: int) -> bytearray | mmap.mmap:
-        """``count`` bytes into fresh writable memory: a bytearray, or for HUGE_BUFFER bytes and
-        more an anonymous private mapping advised to use transparent huge pages (a bytearray is
+    def read_attachment(self, count: int) -> bytearray | np.ndarray:
+        """``count`` bytes into writable memory the caller may keep: a fresh bytearray, or for
+        HUGE_BUFFER bytes and more a buffer of :data:`pynode.bufferpool.receive_pool` (memory
+        in transparent huge pages, recycled once the received data is dropped: a bytearray is
         zero-filled before the data is written into it, and faults its memory in 4 KiB pages).
         Raises EOFError when the connection ends."""
-        if count < HUGE_BUFFER or not _HUGE_PAGES:
+        if count < HUGE_BUFFER or not _ANONYMOUS_MAPPINGS:
             return self.read(count)
-        buf = mmap.mmap(-1, count, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        buf.madvise(mmap.MADV_HUGEPAGE)
+        buf = bufferpool.receive_pool.take(count)
         self._read_into(memoryview(buf))
         return buf
 
