@@ -139,6 +139,7 @@ class Link:
                     break
             return pending.done
         finally:
+            spawn = False
             with self._lock:
                 self._awaiting -= 1
                 self._caller_turns += 1
@@ -147,6 +148,9 @@ class Link:
                 if self._token.holder == me:
                     pending.promoted = False
                     self._pass_token_locked()
+                    spawn = self._count_reader_needed_locked()
+            if spawn:
+                self._spawn_reader()
             unshield(shielded)
 
     def _read_for(self, pending: Pending, deadline: float | None) -> bool:
@@ -381,25 +385,32 @@ class Link:
             outcome()
 
     def hand_off_if_overdue(self, now: float, delay: float) -> bool:
-        """The watchdog's look (see :mod:`pynode.handoff`), while a reader has run a call for
-        ``delay`` seconds: if it holds the token (and is not reading as a caller, in a nested
-        erpc call on this connection), pass the token on for it; if the token is then free with
-        no reader waiting for it, start one. True while a reader runs a call here."""
+        """The watchdog's look (see :mod:`pynode.handoff`): if a reader has run a call for
+        ``delay`` seconds holding the token (and is not reading as a caller, in a nested erpc
+        call on this connection), pass the token on for it, starting a reader if nobody takes
+        it. True while there may be something to do here later (a call too young, or reading)."""
         with self._lock:
             inline = self._inline
-            if inline is None:
+            if inline is None or self._token.holder != inline[0]:
                 return False
             thread_id, started = inline
             if now - started < delay or self._caller_reader == thread_id:
                 return True
-            if self._token.holder == thread_id:
-                self._pass_token_locked()
-            spawn = self._token.free and self._idle_readers == 0
-            if spawn:
-                self._idle_readers += 1
+            self._pass_token_locked()
+            spawn = self._count_reader_needed_locked()
         if spawn:
             self._spawn_reader()
-        return True
+        return False
+
+    def _count_reader_needed_locked(self) -> bool:
+        """After the token was passed on: True (and the new reader counted as idle at once, so
+        it is started only once) when it is free, no reader waits for it and a reader is busy
+        running a call, so that nobody would read the connection; the caller then starts one
+        with :meth:`_spawn_reader` (outside the lock)."""
+        needed = self._token.free and self._idle_readers == 0 and self._inline is not None
+        if needed:
+            self._idle_readers += 1
+        return needed
 
     def start_call(self, seq: int, data: transport.Data, buffers: transport.Buffers) -> None:
         ctx = CallContext(f"call {seq} from {self.name}")

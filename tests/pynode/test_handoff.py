@@ -9,7 +9,8 @@ from pynode.testing import wait_until
 
 
 class FakeLink:
-    """Records the watchdog's looks; 'runs a call' until told otherwise."""
+    """Records the watchdog's looks; has 'a call that may need its socket handed on' until told
+    otherwise."""
 
     def __init__(self) -> None:
         self.running = False

@@ -38,10 +38,10 @@ def test_nothing_happens_without_a_call_or_before_the_delay(link) -> None:
 def test_an_overdue_call_gives_up_the_token_and_a_reader_is_started_when_none_waits(link) -> None:
     assert link._token.try_take()
     link._inline = (ME, 0.0)
-    assert link.hand_off_if_overdue(now=100.0, delay=1.0) is True
+    assert link.hand_off_if_overdue(now=100.0, delay=1.0) is False  # done: nothing more to watch
     assert link._token.holder == 0 and link._token.free
     assert link.spawned == [1] and link._idle_readers == 1  # counted at once: no second spawn
-    assert link.hand_off_if_overdue(now=100.1, delay=1.0) is True
+    assert link.hand_off_if_overdue(now=100.1, delay=1.0) is False
     assert link.spawned == [1]
 
 
@@ -55,14 +55,19 @@ def test_a_holder_reading_as_a_caller_keeps_the_token(link) -> None:
     assert link._token.holder == ME and link.spawned == []
 
 
-def test_a_free_token_with_nobody_waiting_gets_a_reader_while_a_call_runs(link) -> None:
-    """The running call gave the token away itself (its nested erpc call ended) and nobody took
-    it: the watchdog starts a reader rather than leave the socket unread."""
+def test_a_running_call_that_gives_the_token_away_gets_a_reader_started(link) -> None:
+    """A call that waited in a nested erpc call on its own connection hands the token on when
+    the wait ends; with nobody to take it and the reader busy running that call, a reader is
+    started, so the connection keeps being read."""
+    from pynode.pending import Pending
+
+    assert link._token.try_take()
     link._inline = (ME, 0.0)
-    assert link._token.free
-    link.hand_off_if_overdue(now=100.0, delay=1.0)
-    assert link.spawned == [1]
-    link.hand_off_if_overdue(now=100.1, delay=1.0)  # the started reader is counted as waiting
+    assert link.await_result(Pending(), timeout=0) is False  # no connection here: nothing to read
+    assert link._token.free and link.spawned == [1]
+    link._inline = None
+    assert link._token.try_take()
+    assert link.await_result(Pending(), timeout=0) is False  # no call running: the owner reads
     assert link.spawned == [1]
 
 
