@@ -15,7 +15,7 @@ import pytest
 
 import pynode
 from pynode import Node, erpc
-from pynode.errors import CallCancelled, EncodeError, ErpcTimeout, NoConnection, RemoteError
+from pynode.errors import CallCancelled, EncodeError, ErpcTimeout, NoConnection, ReceiveTimeout, RemoteError
 from pynode.link import MAX_IDLE_READERS
 from pynode.testing import LocalCluster, wait_until
 
@@ -383,3 +383,62 @@ def test_a_call_calling_back_over_its_own_connection_keeps_it_read(cluster: Loca
     assert pynode.receive(timeout=5) == "cast served"
     assert time.monotonic() - sent < 0.4, "nobody read the connection while the call ran"
     assert erpc.receive_response(request, timeout=10) == list(range(20))
+
+
+def test_mixed_traffic_in_both_directions_keeps_every_answer_straight(cluster: LocalCluster) -> None:
+    """Stress for the read token: 6 threads here call A (quick calls, calls that outlive the
+    watchdog's delay, calls that time out, calls that call back here over the same connection)
+    while A sends messages back; every answer must match its question and nothing may hang."""
+    import random
+
+    me = pynode.self_pid()
+
+    def echo_after(i: int, pause: float) -> int:
+        time.sleep(pause)
+        return i
+
+    def call_back(i: int, caller: str, target: object) -> int:
+        pynode.send(target, ("from A", i))
+        return erpc.call(caller, lambda: i * 2, timeout=10) + 1
+
+    failures: list[str] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for n in range(40):
+            i = seed * 1000 + n
+            kind = rng.choice(["quick", "slow", "timeout", "callback"])
+            try:
+                if kind == "quick":
+                    got = erpc.call(A, echo_after, i, 0.0, timeout=10)
+                    expected = i
+                elif kind == "slow":
+                    got = erpc.call(A, echo_after, i, 0.005, timeout=10)
+                    expected = i
+                elif kind == "timeout":
+                    with pytest.raises(ErpcTimeout):
+                        erpc.call(A, echo_after, i, 0.2, timeout=0.01)
+                    continue
+                else:
+                    got = erpc.call(A, call_back, i, ME, me, timeout=10)
+                    expected = 2 * i + 1
+                if got != expected:
+                    failures.append(f"{kind} call {i} answered {got!r}")
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+                failures.append(f"{kind} call {i} raised {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=worker, args=(seed,), daemon=True) for seed in range(1, 7)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a caller hung"
+    assert failures == []
+    while True:  # drain the callbacks' messages; each came from A
+        try:
+            assert pynode.receive(timeout=0.2)[0] == "from A"
+        except ReceiveTimeout:
+            break
+    assert erpc.call(A, "builtins:len", "ok", timeout=10) == 2
+    assert time.monotonic() - start < 60
