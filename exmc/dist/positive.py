@@ -17,6 +17,7 @@ from scipy.special import digamma, gammaln
 
 from exmc._numeric import HALF_LOG_2PI, as_float, minus_inf_below_zero, nan_to_minus_inf
 from exmc.dist.base import Distribution, draw_shape, require_finite, require_positive
+from exmc.dist.continuous import Normal
 from exmc.dist.kernels import constant, log_fns, summed
 
 __all__ = ["HalfNormal", "HalfCauchy", "Lognormal", "Exponential", "Gamma", "InverseGamma", "Weibull", "HalfFlat"]
@@ -118,14 +119,11 @@ class LognormalFamily(_PositiveOpen):
         require_positive(params, "sigma")
 
     def logp_and_grads(self, value, **params):
-        mu, sigma = params["mu"], params["sigma"]
-        inv_sigma = 1.0 / sigma
+        """Normal's density of ``log x`` and its Jacobian ``-log x``."""
         log_x = np.log(value)
-        z = (log_x - mu) * inv_sigma
-        z2 = z * z
-        lp = nan_to_minus_inf(-0.5 * z2 - np.log(sigma) - HALF_LOG_2PI - log_x)
-        d_mu = z * inv_sigma
-        return lp, {"value": -(d_mu + 1.0) / value, "mu": d_mu, "sigma": (z2 - 1.0) * inv_sigma}
+        lp, grads = Normal.logp_and_grads(log_x, mu=params["mu"], sigma=params["sigma"])
+        grads["value"] = (grads["value"] - 1.0) / value
+        return nan_to_minus_inf(lp - log_x), grads
 
     def prior_kernel(self, shape, batched, value_in_support, **params):
         mu, sigma = constant(params["mu"]), constant(params["sigma"])
