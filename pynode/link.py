@@ -128,7 +128,6 @@ class Link:
                     if pending.promoted:
                         with self._lock:
                             pending.rearm()
-                            pending.promoted = False
                     if not self._read_for(pending, deadline):
                         continue  # the watchdog took the token first: wait like any caller
                     if not pending.done:  # deadline passed, or the connection is gone
@@ -145,8 +144,9 @@ class Link:
                 self._caller_turns += 1
                 if pending in self._waiting:
                     self._waiting.remove(pending)
+                if pending.promoted:  # handed the token just as this wait ended: a later wait must block
+                    pending.rearm()
                 if self._token.holder == me:
-                    pending.promoted = False
                     self._pass_token_locked()
                     spawn = self._count_reader_needed_locked()
             if spawn:
@@ -193,8 +193,7 @@ class Link:
             waiter = self._waiting.pop(0)
             if not waiter.done:
                 self._token.transfer(waiter.waiter)
-                waiter.promoted = True
-                waiter.signal()
+                waiter.signal()  # a promotion: signalled, not done
                 return True
         return self._token.give()
 

@@ -16,19 +16,18 @@ class Pending:
 
     Resolved or failed exactly once, by the thread that removed it from its link's table of
     pending calls under the link's lock (a result, a disconnection). The caller is *signalled*
-    when that happens or when it is handed the link's read token (``promoted``); signals are
-    raised under the link's lock, so they never race. A pre-acquired lock rather than an Event
+    when that happens or when it is handed the link's read token (a *promotion*: then it is
+    signalled but not done); signals are raised under the link's lock, so they never race. A pre-acquired lock rather than an Event
     carries the signal: releasing and acquiring one lock is the cheapest wake-up Python offers.
     """
 
-    __slots__ = ("_ready", "_signalled", "done", "promoted", "waiter", "status", "data", "buffers", "error")
+    __slots__ = ("_ready", "_signalled", "done", "waiter", "status", "data", "buffers", "error")
 
     def __init__(self) -> None:
         self._ready = threading.Lock()
         self._ready.acquire()
         self._signalled = False
         self.done = False
-        self.promoted = False  # handed the read token while waiting (under the link's lock)
         self.waiter = 0  # thread id of the caller awaiting it
         self.status = 0
         self.data: transport.Data = b""
@@ -52,6 +51,11 @@ class Pending:
         if not self._signalled:
             self._signalled = True
             self._ready.release()
+
+    @property
+    def promoted(self) -> bool:
+        """Signalled without being done: handed the link's read token while waiting."""
+        return self._signalled and not self.done
 
     def rearm(self) -> None:
         """Forget a signal that was only a promotion (under the link's lock)."""
