@@ -36,10 +36,8 @@ def run_call(node: str, data: transport.Data, buffers: transport.Buffers) -> Rep
     an undecodable payload, an unknown ``module:function`` or an unpicklable result, becomes an
     ``ERROR`` reply.
     """
-    label = "the call"
     try:
         fn, args, kwargs = transport.loads(data, buffers)
-        label = describe_fn(fn)
         value = resolve(fn, node)(*args, **kwargs)
     except CallCancelled:
         raise
@@ -48,7 +46,7 @@ def run_call(node: str, data: transport.Data, buffers: transport.Buffers) -> Rep
     try:
         return OK, transport.dumps(value)
     except Exception as exc:
-        error = EncodeError(f"the result of {label} on {node} cannot be pickled: {type(exc).__name__}: {exc}")
+        error = EncodeError(f"the result of {describe_fn(fn)} on {node} cannot be pickled: {type(exc).__name__}: {exc}")
         return ERROR, encode_error(error)
 
 

@@ -33,7 +33,7 @@ from rpyc.core.channel import Channel
 from rpyc.core.stream import SocketStream
 from rpyc.utils.server import ThreadedServer
 
-from pynode import bufferpool, codecache
+from pynode import bufferpool, codecache, fnpickle
 from pynode.handshake import Authenticator, PeerInfo
 
 if TYPE_CHECKING:
@@ -121,10 +121,15 @@ _REFERENCED_FUNCTIONS = frozenset(
             for name in ("_make_function", "_function_setstate", "_make_empty_cell", "_make_cell", "subimport")
         ),
         codecache.load_code,
+        fnpickle.make_function,
+        fnpickle.set_function_state,
     )
     if f is not None
 )
 
+
+# cloudpickle's decision to pickle a function by reference (importable by name) or by value.
+_by_reference = cloudpickle.cloudpickle._should_pickle_by_reference
 
 # Reducers by exact type: cloudpickle's own table (a class attribute of its Pickler; its
 # ``dispatch_table`` chains it with copyreg's) and pynode.codecache's for code objects.
@@ -150,11 +155,16 @@ class _Pickler(cloudpickle.Pickler):
     dispatch_table = copyreg.dispatch_table
 
     def reducer_override(self, obj: Any) -> Any:
-        reduce = _TYPE_REDUCERS.get(type(obj))
+        kind = type(obj)
+        if kind is types.FunctionType:
+            if id(obj) in _REFERENCED_FUNCTIONS:
+                return NotImplemented  # the C pickler saves it as a global, as cloudpickle would
+            if obj.__module__ == "__main__" or not _by_reference(obj):
+                return fnpickle.reduce_function(self, obj)
+            return NotImplemented
+        reduce = _TYPE_REDUCERS.get(kind)
         if reduce is not None:
             return reduce(obj)
-        if id(obj) in _REFERENCED_FUNCTIONS:
-            return NotImplemented  # the C pickler saves it as a global, as cloudpickle would
         return super().reducer_override(obj)
 
 

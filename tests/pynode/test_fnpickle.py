@@ -368,16 +368,25 @@ def test_deleted_variable_leaves_an_empty_cell_between_full_ones() -> None:
             rebuilt(use_gone=True)
 
 
-def test_a_closure_may_hold_fnpickles_own_marker_object() -> None:
-    marker = fnpickle.EmptyCell  # any value a cell can hold must come back as that value
+def test_a_cell_holding_none_next_to_an_empty_one_keeps_its_none() -> None:
+    """An empty cell travels as its index (its slot among the values is None): a cell that
+    really holds None must come back holding None, and only the empty one stays empty."""
 
-    def holder():
-        return marker
+    def enclosing():
+        nothing = None
 
+        def holder(use_later=False):
+            return later if use_later else nothing
+
+        return holder
+        later = 1  # noqa: F841 - never assigned: its cell stays empty
+
+    holder = enclosing()
     ours, theirs = both(holder)
-    assert theirs() is fnpickle.EmptyCell
-    assert cells(ours) == {"marker": fnpickle.EmptyCell}
-    assert ours() is fnpickle.EmptyCell
+    assert cells(ours) == cells(theirs) == {"later": EMPTY, "nothing": None}
+    assert ours() is None and theirs() is None
+    with pytest.raises(NameError, match="later"):
+        ours(use_later=True)
 
 
 # --- recursion and shared globals -----------------------------------------------------------------
@@ -740,10 +749,12 @@ def test_make_function_rejects_a_closure_cell_count_mismatch() -> None:
         return lambda: value
 
     code = enclosing().__code__
-    for ncells in (-1, 0, 2):
-        with pytest.raises(TypeError):
+    with pytest.raises(TypeError):  # a closure is missing
+        fnpickle.make_function(code, {}, -1)
+    for ncells in (0, 2):
+        with pytest.raises(ValueError, match="closure of length 1"):
             fnpickle.make_function(code, {}, ncells)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="closure of length 0"):
         fnpickle.make_function((lambda: 1).__code__, {}, 1)
     assert cells(fnpickle.make_function(code, {}, 1)) == {"value": EMPTY}
 

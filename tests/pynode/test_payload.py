@@ -22,18 +22,19 @@ def test_closure_capturing_an_array_travels_by_value() -> None:
 
 
 def test_only_the_shipped_function_is_checked_for_pickling_by_reference(monkeypatch) -> None:
-    """cloudpickle's reconstructors in the pickle are saved by reference without the lookup."""
+    """The reconstructors in the pickle (pynode.fnpickle's, pynode.codecache's) are saved by
+    reference without cloudpickle's lookup; only the shipped function is looked up."""
     checked: list[object] = []
-    original = cloudpickle.cloudpickle._should_pickle_by_reference
+    original = transport._by_reference
 
     def spy(obj, name=None):
         checked.append(obj)
         return original(obj, name)
 
     offset = [2.0]
-    fn = lambda x: x + offset[0]  # noqa: E731  (a closure: cells, _make_function, _function_setstate)
+    fn = lambda x: x + offset[0]  # noqa: E731  (a closure: cells, make_function, set_function_state)
     transport.dumps(fn)  # its code object is pickled (and cached) now
-    monkeypatch.setattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", spy)
+    monkeypatch.setattr(transport, "_by_reference", spy)
     rebuilt = transport.loads(*transport.dumps((fn, (), {})))
     assert checked == [fn]
     assert rebuilt[0](1.0) == 3.0
