@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import cloudpickle
 import numpy as np
+import psutil
 import pytest
 
 import pynode
@@ -442,3 +443,16 @@ def test_mixed_traffic_in_both_directions_keeps_every_answer_straight(cluster: L
             break
     assert erpc.call(A, "builtins:len", "ok", timeout=10) == 2
     assert time.monotonic() - start < 60
+
+
+def test_nodes_use_no_cpu_once_calls_stop(cluster: LocalCluster) -> None:
+    """Threads waiting for a message busy-poll only briefly (transport.SPIN) before they block:
+    once calls stop, neither the called node nor this one burns CPU."""
+    for _ in range(300):
+        erpc.call(A, lambda: None, timeout=10)
+    time.sleep(0.3)  # past every spin, and the handoff watchdog's idle ticks
+    node = psutil.Process(cluster.pid(A))
+    node_before, mine_before = sum(node.cpu_times()[:2]), time.process_time()
+    time.sleep(1.0)
+    assert sum(node.cpu_times()[:2]) - node_before < 0.05
+    assert time.process_time() - mine_before < 0.05

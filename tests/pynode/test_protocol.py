@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -147,3 +149,47 @@ def test_rpyc_requests_other_than_close_are_refused_with_an_exception_reply(pair
     assert frame[0] == consts.MSG_EXCEPTION
     assert b"not served by pynode" in bytes(frame)
     assert receiver.link.seen == []
+
+
+class RecordingPoller:
+    """Wraps a stream's poll object, recording the timeouts it is called with (milliseconds)."""
+
+    def __init__(self, poller) -> None:
+        self._poller = poller
+        self.timeouts: list[float] = []
+
+    def poll(self, timeout: float) -> list:
+        self.timeouts.append(timeout)
+        return self._poller.poll(timeout)
+
+
+def test_readable_busy_polls_for_spin_seconds_then_blocks_for_the_rest(pair) -> None:
+    _, receiver = pair
+    stream = receiver._channel.stream
+    stream._poller = poller = RecordingPoller(stream._poller)
+    started = time.monotonic()
+    assert not receiver.readable(0.05)
+    assert time.monotonic() - started >= 0.05
+    *spins, block = poller.timeouts
+    assert len(spins) >= 2 and set(spins) == {0}  # polled without sleeping, more than once
+    assert block == pytest.approx((0.05 - transport.SPIN) * 1000.0)
+
+
+def test_readable_with_a_timeout_below_spin_only_busy_polls(pair) -> None:
+    _, receiver = pair
+    stream = receiver._channel.stream
+    stream._poller = poller = RecordingPoller(stream._poller)
+    assert not receiver.readable(transport.SPIN / 3)
+    assert set(poller.timeouts) == {0}
+
+
+@pytest.mark.parametrize("delay", [0.0001, 0.02], ids=["within-the-spin", "after-the-spin"])
+def test_a_frame_arriving_while_the_reader_spins_or_blocks_is_read(pair, delay: float) -> None:
+    sender, receiver = pair
+    timer = threading.Timer(delay, sender.send_deliver, args=(7, b"late", ()))
+    timer.start()
+    try:
+        kind, frame, _ = receiver.recv_message()  # no data yet: spins, then blocks in recv
+    finally:
+        timer.join()
+    assert kind == protocol.MSG_DELIVER and bytes(frame[9:]) == b"late"
