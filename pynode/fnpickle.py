@@ -36,7 +36,6 @@ from typing import Any
 import cloudpickle
 
 _cp = cloudpickle.cloudpickle
-_NO_ATTRIBUTES = None  # the state's attribute entry when nothing differs from the defaults
 # Module attributes a rebuilt function's globals keep for relative imports (cloudpickle's choice).
 _MODULE_KEYS = ("__package__", "__name__", "__path__", "__file__")
 
@@ -76,7 +75,8 @@ def _cell_values(closure: tuple[types.CellType, ...] | None) -> tuple[tuple[Any,
 
 
 def _attributes(fn: types.FunctionType, code: types.CodeType, base: dict[str, Any]) -> dict[str, Any] | None:
-    """The attributes of ``fn`` that :func:`make_function` would not give it by itself."""
+    """The attributes of ``fn`` that :func:`make_function` would not give it by itself (None
+    when there are none, the common case)."""
     differing: dict[str, Any] = {}
     if fn.__name__ != code.co_name:
         differing["__name__"] = fn.__name__
@@ -94,7 +94,7 @@ def _attributes(fn: types.FunctionType, code: types.CodeType, base: dict[str, An
         differing["__annotations__"] = fn.__annotations__
     if fn.__dict__:
         differing["__dict__"] = fn.__dict__
-    return differing or _NO_ATTRIBUTES
+    return differing or None
 
 
 def make_function(code: types.CodeType, base_globals: dict[str, Any], ncells: int) -> types.FunctionType:

@@ -146,8 +146,9 @@ _TYPE_REDUCERS: dict[type, Callable[[Any], Any]] = {
 
 
 class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, with code objects pickled once per code object (:mod:`pynode.codecache`),
-    cloudpickle's helper functions pickled by reference without looking them up first, and
+    """cloudpickle, with plain functions that go by value reduced to a compact state
+    (:mod:`pynode.fnpickle`), code objects pickled once per code object (:mod:`pynode.codecache`),
+    the reconstructors these pickles name saved by reference without looking them up first, and
     type-specific reducers found by a dict lookup in :meth:`reducer_override`.
 
     cloudpickle's ``dispatch_table`` is a ``ChainMap``: the C pickler looks every object's type up
@@ -175,7 +176,8 @@ class _Pickler(cloudpickle.Pickler):
 
 
 def dumps(obj: object) -> Payload:
-    """Pickle ``obj`` (cloudpickle, protocol 5, code objects cached by :mod:`pynode.codecache`);
+    """Pickle ``obj`` (cloudpickle, protocol 5, functions by value as :mod:`pynode.fnpickle`
+    writes them, code objects cached by :mod:`pynode.codecache`);
     contiguous buffers of at least OOB_THRESHOLD bytes are returned out of band, as memoryviews of
     the original objects (no copy).
 
@@ -324,7 +326,8 @@ class _Stream(SocketStream):
 
     def _recv(self, view: memoryview) -> int:
         """One ``recv_into`` (busy-polling for up to SPIN seconds first when nothing has arrived);
-        raises EOFError (closing the stream) at the end of the connection."""
+        raises EOFError (closing the stream) at the end of the connection. The socket is in
+        blocking mode (no Python timeout, which would make even the MSG_DONTWAIT try wait)."""
         try:
             try:
                 n = self.sock.recv_into(view, 0, socket.MSG_DONTWAIT)
