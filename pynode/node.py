@@ -22,6 +22,7 @@ from pynode.handoff import HandoffWatchdog
 from pynode.handshake import PeerInfo
 from pynode.link import Link, NodeService
 from pynode.mailbox import Registry
+from pynode.monitors import NodeMonitors
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ CONNECT_TIMEOUT = 7.0
 # the connection setup takes; a connected but frozen peer must not block us forever).
 PING_TIMEOUT = 5.0
 
-ListKind = Literal["visible", "hidden", "connected"]
+ListKind = Literal["visible", "hidden", "connected"]  # also the kinds of pynode.monitors
 
 
 class LocalNode:
@@ -44,6 +45,8 @@ class LocalNode:
         self.cookie = cookie
         self.hidden = hidden
         self.mailboxes = Registry(self.name)
+        self.monitors = NodeMonitors(self.mailboxes.deliver)
+        self._up: dict[str, bool] = {}  # peers announced up (nodeup) -> hidden
         self._cookies: dict[str, str] = {}
         self._links: dict[str, Link] = {}
         self._all_links: set[Link] = set()
@@ -137,20 +140,33 @@ class LocalNode:
         link.run_reader()
 
     def _register(self, link: Link) -> None:
+        hidden = link.hidden or self.hidden
         with self._lock:
             self._all_links.add(link)
             current = self._links.get(link.name)
             if current is None or current.closed:
                 self._links[link.name] = link
+            first = link.name not in self._up and link.name != self.name
+            if first:
+                self._up[link.name] = hidden
+        if first:
+            self.monitors.node_up(link.name, hidden)
 
     def detach(self, link: Link) -> None:
-        """Called when a link's connection is gone (from its serving thread)."""
+        """Called when a link's connection is gone (from its serving thread). The peer's other
+        open connection, if any, takes its place; without one the peer is down (monitors fire)."""
         link.disconnected()
         with self._lock:
             self._all_links.discard(link)
+            others = [other for other in self._all_links if other.name == link.name and not other.closed]
             if self._links.get(link.name) is link:
                 del self._links[link.name]
+                if others:
+                    self._links[link.name] = others[0]
+            hidden = None if others else self._up.pop(link.name, None)
         log.info("%s lost its connection to %s", self.name, link.name)
+        if hidden is not None:
+            self.monitors.node_down(link.name, hidden)
 
     def peers(self, kind: ListKind) -> list[str]:
         if kind not in ("visible", "hidden", "connected"):
@@ -271,6 +287,40 @@ class Node:
     def list(kind: ListKind = "visible") -> list[str]:
         """Connected peers: ``"visible"`` (default), ``"hidden"`` or ``"connected"`` (both)."""
         return runtime.current().peers(kind)
+
+    @staticmethod
+    def monitor(peer: str, flag: bool = True) -> None:
+        """Erlang's ``monitor_node``: with ``flag``, the calling thread's mailbox gets
+        ``("nodedown", peer)`` when the connection with ``peer`` is gone (connecting first if
+        needed; at once when it cannot be connected). Each call adds a monitor and a message; a
+        monitor fires once. ``flag=False`` removes this thread's monitors of ``peer``. Read the
+        messages with :func:`pynode.receive`. Raises BadNodeName, NodeNotStarted."""
+        node = runtime.current()
+        peer = str(names.parse(peer))
+        mailbox_id = node.mailboxes.own().pid.id
+        if not flag:
+            node.monitors.demonitor(peer, mailbox_id)
+            return
+        node.monitors.monitor(peer, mailbox_id)
+        try:
+            node.link_to(peer)
+        except NoConnection as exc:
+            log.info("monitor of %s: nodedown at once (%s)", peer, exc)
+            node.monitors.unreachable(peer, mailbox_id)
+
+    @staticmethod
+    def monitor_nodes(flag: bool = True, kind: ListKind = "visible") -> None:
+        """Erlang's ``net_kernel:monitor_nodes``: with ``flag``, the calling thread's mailbox gets
+        ``("nodeup", name)`` and ``("nodedown", name)`` whenever a peer of ``kind`` (``"visible"``,
+        ``"hidden"`` or ``"connected"``: both) connects for the first time or loses its last
+        connection, until ``monitor_nodes(False)``. Raises ValueError for an unknown kind,
+        NodeNotStarted."""
+        node = runtime.current()
+        mailbox_id = node.mailboxes.own().pid.id
+        if flag:
+            node.monitors.subscribe(mailbox_id, kind)
+        else:
+            node.monitors.unsubscribe(mailbox_id)
 
     @staticmethod
     def ping(peer: str) -> str:

@@ -1,0 +1,100 @@
+"""Node monitoring: Erlang's ``monitor_node/2`` and ``net_kernel:monitor_nodes/2`` in small.
+
+A thread that must know when a peer goes away (a notebook whose compute node dies mid-session, a
+supervisor of a cluster) asks for it, and the news arrives in its mailbox (:mod:`pynode.mailbox`)
+as plain tuples:
+
+- ``("nodedown", name)`` for each :meth:`NodeMonitors.monitor` of ``name`` (one message per
+  monitor, as Erlang sends one per ``monitor_node(Node, true)``; a monitor fires once, then it is
+  gone). A monitor is added before its owner makes sure a connection exists; when none can be made,
+  :meth:`NodeMonitors.unreachable` fires that one monitor at once, as Erlang's does;
+- ``("nodeup", name)`` and ``("nodedown", name)`` for every peer of the subscribed kind
+  (``"visible"``, ``"hidden"`` or ``"connected"``: all) while a :meth:`NodeMonitors.subscribe`
+  lasts.
+
+A peer is *up* from its first connection until its last one is gone (two nodes that dial each
+other at once briefly have two connections: one nodeup, one nodedown). Messages go to mailboxes by
+number; a mailbox whose thread has ended drops them, as any message to it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Literal
+
+Kind = Literal["visible", "hidden", "connected"]
+KINDS: tuple[Kind, ...] = ("visible", "hidden", "connected")
+
+
+class NodeMonitors:
+    """The monitors and subscriptions of one node; ``deliver(mailbox_id, message)`` puts a message
+    into a local mailbox. Thread-safe; messages are delivered outside the lock."""
+
+    def __init__(self, deliver: Callable[[int, Any], None]) -> None:
+        self._deliver = deliver
+        self._lock = threading.Lock()
+        self._monitors: dict[str, list[int]] = {}  # peer -> mailbox ids, one entry per monitor
+        self._subscribers: dict[int, Kind] = {}  # mailbox id -> kind of peers it hears about
+
+    def monitor(self, peer: str, mailbox_id: int) -> None:
+        """Add one monitor of ``peer`` for the mailbox (another one adds another message)."""
+        with self._lock:
+            self._monitors.setdefault(peer, []).append(mailbox_id)
+
+    def demonitor(self, peer: str, mailbox_id: int) -> bool:
+        """Remove every monitor of ``peer`` held by the mailbox; True if there was one."""
+        with self._lock:
+            held = self._monitors.get(peer, [])
+            kept = [owner for owner in held if owner != mailbox_id]
+            if kept:
+                self._monitors[peer] = kept
+            else:
+                self._monitors.pop(peer, None)
+            return len(kept) != len(held)
+
+    def subscribe(self, mailbox_id: int, kind: Kind) -> None:
+        """Send the mailbox nodeup/nodedown of every peer of ``kind`` from now on (replacing the
+        kind of an earlier subscription). Raises ValueError for an unknown kind."""
+        if kind not in KINDS:
+            raise ValueError(f"node kind must be one of {', '.join(map(repr, KINDS))}, not {kind!r}")
+        with self._lock:
+            self._subscribers[mailbox_id] = kind
+
+    def unsubscribe(self, mailbox_id: int) -> bool:
+        """End the mailbox's subscription; True if there was one."""
+        with self._lock:
+            return self._subscribers.pop(mailbox_id, None) is not None
+
+    def node_up(self, peer: str, hidden: bool) -> None:
+        """``peer`` got its first connection (``hidden``: it or this node is hidden)."""
+        self._send(self._hearing(hidden), ("nodeup", peer))
+
+    def node_down(self, peer: str, hidden: bool) -> None:
+        """``peer`` lost its last connection: every monitor of it fires (and is gone) and
+        subscribers of its kind hear of it."""
+        with self._lock:
+            fired = self._monitors.pop(peer, [])
+        self._send(fired + self._hearing(hidden), ("nodedown", peer))
+
+    def unreachable(self, peer: str, mailbox_id: int) -> None:
+        """The mailbox's new monitor of ``peer`` found no connection and could not make one: that
+        monitor fires now (if a disconnection has not fired it already). Subscribers hear nothing:
+        the peer was never up."""
+        with self._lock:
+            held = self._monitors.get(peer, [])
+            if mailbox_id not in held:
+                return
+            held.remove(mailbox_id)
+            if not held:
+                del self._monitors[peer]
+        self._send([mailbox_id], ("nodedown", peer))
+
+    def _hearing(self, hidden: bool) -> list[int]:
+        wanted = ("hidden" if hidden else "visible", "connected")
+        with self._lock:
+            return [owner for owner, kind in self._subscribers.items() if kind in wanted]
+
+    def _send(self, mailbox_ids: list[int], message: tuple[str, str]) -> None:
+        for mailbox_id in mailbox_ids:
+            self._deliver(mailbox_id, message)

@@ -1,0 +1,94 @@
+"""pynode.monitors without a network: who hears of which node going up or down."""
+
+from __future__ import annotations
+
+import pytest
+
+from pynode.monitors import NodeMonitors
+
+
+@pytest.fixture
+def inbox() -> list[tuple[int, tuple[str, str]]]:
+    return []
+
+
+@pytest.fixture
+def monitors(inbox) -> NodeMonitors:
+    return NodeMonitors(lambda mailbox_id, message: inbox.append((mailbox_id, message)))
+
+
+def test_each_monitor_fires_once_with_one_message(monitors, inbox) -> None:
+    monitors.monitor("a@h", 1)
+    monitors.monitor("a@h", 1)
+    monitors.monitor("a@h", 2)
+    monitors.monitor("b@h", 3)
+    monitors.node_down("a@h", hidden=False)
+    assert inbox == [(1, ("nodedown", "a@h")), (1, ("nodedown", "a@h")), (2, ("nodedown", "a@h"))]
+    inbox.clear()
+    monitors.node_down("a@h", hidden=False)  # fired monitors are gone
+    assert inbox == []
+    monitors.node_down("b@h", hidden=False)
+    assert inbox == [(3, ("nodedown", "b@h"))]
+
+
+def test_demonitor_removes_only_that_mailboxs_monitors_of_that_node(monitors, inbox) -> None:
+    monitors.monitor("a@h", 1)
+    monitors.monitor("a@h", 1)
+    monitors.monitor("a@h", 2)
+    monitors.monitor("b@h", 1)
+    assert monitors.demonitor("a@h", 1)
+    assert not monitors.demonitor("a@h", 1)
+    monitors.node_down("a@h", hidden=False)
+    monitors.node_down("b@h", hidden=False)
+    assert inbox == [(2, ("nodedown", "a@h")), (1, ("nodedown", "b@h"))]
+
+
+def test_unreachable_fires_only_the_new_monitor_and_tells_no_subscriber(monitors, inbox) -> None:
+    monitors.subscribe(9, "connected")
+    monitors.monitor("a@h", 1)
+    monitors.monitor("a@h", 2)
+    monitors.unreachable("a@h", 2)
+    assert inbox == [(2, ("nodedown", "a@h"))]
+    monitors.unreachable("a@h", 2)  # already fired: nothing more
+    assert inbox == [(2, ("nodedown", "a@h"))]
+    monitors.node_down("a@h", hidden=False)
+    assert inbox[1:] == [(1, ("nodedown", "a@h")), (9, ("nodedown", "a@h"))]
+
+
+@pytest.mark.parametrize(
+    ("kind", "hears_visible", "hears_hidden"),
+    [("visible", True, False), ("hidden", False, True), ("connected", True, True)],
+)
+def test_subscribers_hear_up_and_down_of_their_kind(monitors, inbox, kind, hears_visible, hears_hidden) -> None:
+    monitors.subscribe(5, kind)
+    monitors.node_up("v@h", hidden=False)
+    monitors.node_up("s@h", hidden=True)
+    monitors.node_down("v@h", hidden=False)
+    monitors.node_down("s@h", hidden=True)
+    expected = []
+    if hears_visible:
+        expected += [(5, ("nodeup", "v@h"))]
+    if hears_hidden:
+        expected += [(5, ("nodeup", "s@h"))]
+    if hears_visible:
+        expected += [(5, ("nodedown", "v@h"))]
+    if hears_hidden:
+        expected += [(5, ("nodedown", "s@h"))]
+    assert inbox == expected
+
+
+def test_unsubscribe_ends_the_news_and_a_second_subscribe_replaces_the_kind(monitors, inbox) -> None:
+    monitors.subscribe(5, "visible")
+    monitors.subscribe(5, "hidden")
+    monitors.node_up("v@h", hidden=False)
+    monitors.node_up("s@h", hidden=True)
+    assert inbox == [(5, ("nodeup", "s@h"))]
+    assert monitors.unsubscribe(5)
+    assert not monitors.unsubscribe(5)
+    monitors.node_down("s@h", hidden=True)
+    assert inbox == [(5, ("nodeup", "s@h"))]
+
+
+def test_an_unknown_kind_is_refused_naming_it(monitors) -> None:
+    with pytest.raises(ValueError, match="'everything'"):
+        monitors.subscribe(5, "everything")
