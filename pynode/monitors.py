@@ -29,7 +29,10 @@ KINDS: tuple[Kind, ...] = ("visible", "hidden", "connected")
 
 class NodeMonitors:
     """The monitors and subscriptions of one node; ``deliver(mailbox_id, message)`` puts a message
-    into a local mailbox. Thread-safe; messages are delivered outside the lock."""
+    into a local mailbox without blocking. Thread-safe; messages are delivered outside this
+    object's lock. The node calls :meth:`node_up` and :meth:`node_down` under its own lock, in the
+    order of the changes they report, so a reconnection's nodeup never overtakes the nodedown of
+    the connection before it (nor does a late nodedown fire a monitor of the new one)."""
 
     def __init__(self, deliver: Callable[[int, Any], None]) -> None:
         self._deliver = deliver

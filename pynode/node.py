@@ -146,11 +146,9 @@ class LocalNode:
             current = self._links.get(link.name)
             if current is None or current.closed:
                 self._links[link.name] = link
-            first = link.name not in self._up and link.name != self.name
-            if first:
+            if link.name not in self._up and link.name != self.name:
                 self._up[link.name] = hidden
-        if first:
-            self.monitors.node_up(link.name, hidden)
+                self.monitors.node_up(link.name, hidden)  # under the lock: in order with nodedown
 
     def detach(self, link: Link) -> None:
         """Called when a link's connection is gone (from its serving thread). The peer's other
@@ -164,9 +162,9 @@ class LocalNode:
                 if others:
                     self._links[link.name] = others[0]
             hidden = None if others else self._up.pop(link.name, None)
+            if hidden is not None:  # under the lock: a reconnection's nodeup comes after this
+                self.monitors.node_down(link.name, hidden)
         log.info("%s lost its connection to %s", self.name, link.name)
-        if hidden is not None:
-            self.monitors.node_down(link.name, hidden)
 
     def peers(self, kind: ListKind) -> list[str]:
         if kind not in ("visible", "hidden", "connected"):

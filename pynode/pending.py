@@ -64,8 +64,10 @@ class Pending:
             self._signalled = False
 
     def wait(self, timeout: float | None) -> bool:
-        """True once signalled; False when ``timeout`` seconds pass first."""
-        if self._ready.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+        """True once signalled; False when ``timeout`` seconds pass first (a timeout beyond
+        ``threading.TIMEOUT_MAX``, some 292 years, waits like None)."""
+        forever = timeout is None or timeout >= threading.TIMEOUT_MAX
+        if self._ready.acquire(timeout=-1 if forever else max(timeout, 0.0)):
             self._ready.release()  # stay signalled for later waits
             return True
         return False

@@ -68,6 +68,8 @@ RECV_BUFFER = 64 * 1024
 # woken runs its next Python code 2-4x slower (a call's pickling: 9 -> 37 us); a reply or the next
 # request of a busy connection usually arrives within this time.
 SPIN = 0.0003
+# The longest wait one poll() takes (milliseconds, a C int: about 24.8 days); longer waits poll again.
+MAX_POLL_MS = 2**31 - 1
 _ANONYMOUS_MAPPINGS = hasattr(mmap, "MAP_ANONYMOUS")  # Linux, macOS
 
 # rpyc configuration for every pynode connection: no attribute of anything is reachable (pynode's
@@ -250,18 +252,25 @@ class _Stream(SocketStream):
     def readable(self, timeout: float) -> bool:
         """True when a read would not block for its first byte: data is buffered, or the socket
         has data (or EOF, or an error) within ``timeout`` seconds (the first SPIN of them
-        busy-polled, see :meth:`_spin`)."""
-        if self._rend > self._rpos or self._spin(min(timeout, SPIN)):
+        busy-polled, see :meth:`_spin`; any length, ``inf`` included)."""
+        if self._rend > self._rpos:
             return True
-        return timeout > SPIN and bool(self._poller.poll((timeout - SPIN) * 1000.0))
+        now = time.perf_counter()
+        end = now + max(timeout, 0.0)
+        if self._spin(min(end, now + SPIN)):
+            return True
+        while (left := end - time.perf_counter()) > 0:
+            if self._poller.poll(min(left * 1000.0, MAX_POLL_MS)):
+                return True
+        return False
 
-    def _spin(self, seconds: float) -> bool:
-        """Poll the socket without sleeping for up to ``seconds``; True once it is readable."""
+    def _spin(self, until: float) -> bool:
+        """Poll the socket without sleeping until ``time.perf_counter()`` reaches ``until`` (at
+        least once); True once it is readable."""
         poll = self._poller.poll
         if poll(0):
             return True
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
+        while time.perf_counter() < until:
             if poll(0):
                 return True
         return False
@@ -332,7 +341,7 @@ class _Stream(SocketStream):
             try:
                 n = self.sock.recv_into(view, 0, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                self._spin(SPIN)
+                self._spin(time.perf_counter() + SPIN)
                 n = self.sock.recv_into(view)
         except OSError as exc:
             self.close()

@@ -456,3 +456,13 @@ def test_nodes_use_no_cpu_once_calls_stop(cluster: LocalCluster) -> None:
     time.sleep(1.0)
     assert sum(node.cpu_times()[:2]) - node_before < 0.05
     assert time.process_time() - mine_before < 0.05
+
+
+@pytest.mark.parametrize("timeout", [30 * 86400.0, float("inf")], ids=["30-days", "inf"])
+def test_a_timeout_longer_than_one_poll_can_wait_is_a_plain_long_wait(cluster: LocalCluster, timeout: float) -> None:
+    """A 30-day or infinite timeout waits like any other (poll() alone takes at most 24.8 days,
+    a lock at most threading.TIMEOUT_MAX); the connection stays up."""
+    assert erpc.call(A, time.sleep, 0.05, timeout=timeout) is None
+    requests = [erpc.send_request(A, time.sleep, 0.05) for _ in range(3)]  # some callers wait unpromoted
+    assert [erpc.receive_response(r, timeout=timeout) for r in requests] == [None] * 3
+    assert A in Node.list()

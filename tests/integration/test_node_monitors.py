@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 import pynode
-from pynode import Node
+from pynode import Node, runtime
 from pynode.errors import BadNodeName, ReceiveTimeout
 from pynode.testing import LocalCluster, wait_until
 
@@ -21,6 +21,7 @@ VICTIM = "mon_k@127.0.0.63"
 ME = "mon_test@127.0.0.60"
 NOBODY = "nobody@127.0.0.61"
 QUIET = 0.5  # seconds a receive waits to show that no message comes
+HOLD = 1.0  # seconds a report of nodedown is held back in the race test
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +138,38 @@ def test_monitor_nodes_of_hidden_kind_and_its_end() -> None:
     Node.disconnect(HIDDEN)
     Node.disconnect(B)
     assert_no_message()
+
+
+def test_a_late_nodedown_of_an_old_connection_does_not_fire_a_monitor_of_the_new_one() -> None:
+    """The old connection's thread is held just before it reports nodedown, as a preemption
+    would; meanwhile the peer is connected again and monitored. The node reports state changes
+    under its lock, so the reconnection waits for that nodedown instead of overtaking it."""
+    Node.monitor_nodes(True)
+    assert Node.connect(A)
+    assert pynode.receive(timeout=5) == ("nodeup", A)
+    monitors = runtime.current().monitors
+    report_down = monitors.node_down
+    held, release = threading.Event(), threading.Event()
+
+    def held_node_down(peer: str, hidden: bool) -> None:
+        if not held.is_set():
+            held.set()
+            release.wait(HOLD)
+        report_down(peer, hidden)
+
+    monitors.node_down = held_node_down
+    try:
+        Node.disconnect(A)
+        assert held.wait(5)
+        assert Node.connect(A)  # a new connection
+        Node.monitor(A)  # a monitor of it
+        release.set()
+        assert [pynode.receive(timeout=5), pynode.receive(timeout=5)] == [("nodedown", A), ("nodeup", A)]
+        assert_no_message()  # the new connection's monitor has not fired
+        assert A in Node.list()
+    finally:
+        monitors.node_down = report_down
+        release.set()
 
 
 def test_bad_input_is_refused_naming_it() -> None:

@@ -172,7 +172,49 @@ def test_readable_busy_polls_for_spin_seconds_then_blocks_for_the_rest(pair) -> 
     assert time.monotonic() - started >= 0.05
     *spins, block = poller.timeouts
     assert len(spins) >= 2 and set(spins) == {0}  # polled without sleeping, more than once
-    assert block == pytest.approx((0.05 - transport.SPIN) * 1000.0)
+    assert 0 < block <= (0.05 - transport.SPIN) * 1000.0  # what is left of the timeout
+    assert block == pytest.approx((0.05 - transport.SPIN) * 1000.0, abs=5.0)
+
+
+class SlowZeroPoller(RecordingPoller):
+    """A poller whose non-blocking polls take SLOW_POLL seconds, as when a thread that released
+    the GIL for the poll waits up to the switch interval (5 ms) to get it back."""
+
+    def poll(self, timeout: float) -> list:
+        if timeout == 0:
+            time.sleep(SLOW_POLL)
+        return super().poll(timeout)
+
+
+SLOW_POLL = 0.005
+
+
+def test_readable_waits_no_longer_than_its_timeout_when_the_spin_is_slow(pair) -> None:
+    _, receiver = pair
+    stream = receiver._channel.stream
+    stream._poller = SlowZeroPoller(stream._poller)
+    started = time.perf_counter()
+    assert not receiver.readable(0.05)
+    elapsed = time.perf_counter() - started
+    assert 0.05 <= elapsed < 0.05 + SLOW_POLL, f"readable(0.05) took {elapsed * 1000:.1f} ms"
+
+
+class NothingWhileSpinning(RecordingPoller):
+    """Sees nothing during the spin (non-blocking polls), the real socket once readable blocks."""
+
+    def poll(self, timeout: float) -> list:
+        return [] if timeout == 0 else super().poll(timeout)
+
+
+@pytest.mark.parametrize("timeout", [30 * 86400.0, float("inf")], ids=["30-days", "inf"])
+def test_readable_takes_timeouts_longer_than_one_poll_can_wait(pair, timeout: float) -> None:
+    """poll() waits at most 2**31 - 1 ms (24.8 days); a longer timeout is waited in turns."""
+    sender, receiver = pair
+    stream = receiver._channel.stream
+    stream._poller = poller = NothingWhileSpinning(stream._poller)
+    sender.send_deliver(1, b"x", ())
+    assert receiver.readable(timeout)
+    assert poller.timeouts[-1] == transport.MAX_POLL_MS
 
 
 def test_readable_with_a_timeout_below_spin_only_busy_polls(pair) -> None:
