@@ -250,7 +250,9 @@ class Link:
         return pending.error is None and pending.status == outcome.OK
 
     def close(self) -> None:
-        """Shut the socket down: the serving threads on both ends see EOF and clean up."""
+        """Shut the socket down: the serving threads on both ends see EOF and clean up. The link
+        counts as closed from now on (new calls on it fail, the node dials afresh)."""
+        self.closed = True
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:

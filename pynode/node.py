@@ -177,13 +177,18 @@ class LocalNode:
         return sorted(link.name for link in links if (link.hidden or self.hidden) == want_hidden)
 
     def disconnect(self, peer: str) -> bool:
+        """Close every connection with ``peer``: it is down at once (monitors fire, as Erlang's
+        ``disconnect_node`` does), and the next call dials afresh while the old links wind down."""
         peer = str(names.parse(peer))
         with self._lock:
             found = [link for link in self._all_links if link.name == peer]
+            for link in found:
+                link.close()
             if self._links.get(peer) in found:
-                del self._links[peer]  # new calls dial afresh while the old link winds down
-        for link in found:
-            link.close()
+                del self._links[peer]
+            hidden = self._up.pop(peer, None)
+            if hidden is not None:
+                self.monitors.node_down(peer, hidden)
         return bool(found)
 
     def ping(self, peer: str) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 import pynode
-from pynode import Node, runtime
+from pynode import Node, erpc, runtime
 from pynode.errors import BadNodeName, ReceiveTimeout
 from pynode.testing import LocalCluster, wait_until
 
@@ -141,8 +141,8 @@ def test_monitor_nodes_of_hidden_kind_and_its_end() -> None:
 
 
 def test_a_late_nodedown_of_an_old_connection_does_not_fire_a_monitor_of_the_new_one() -> None:
-    """The old connection's thread is held just before it reports nodedown, as a preemption
-    would; meanwhile the peer is connected again and monitored. The node reports state changes
+    """The peer ends the connection; this node's thread for it is held just before it reports
+    nodedown, as a preemption would; meanwhile the peer is connected again and monitored. The node reports state changes
     under its lock, so the reconnection waits for that nodedown instead of overtaking it."""
     Node.monitor_nodes(True)
     assert Node.connect(A)
@@ -159,7 +159,7 @@ def test_a_late_nodedown_of_an_old_connection_does_not_fire_a_monitor_of_the_new
 
     monitors.node_down = held_node_down
     try:
-        Node.disconnect(A)
+        erpc.cast(A, "pynode:Node.disconnect", ME)  # the peer ends the connection: EOF here
         assert held.wait(5)
         assert Node.connect(A)  # a new connection
         Node.monitor(A)  # a monitor of it
@@ -170,6 +170,19 @@ def test_a_late_nodedown_of_an_old_connection_does_not_fire_a_monitor_of_the_new
     finally:
         monitors.node_down = report_down
         release.set()
+
+
+def test_disconnect_reports_nodedown_at_once_and_a_reconnection_nodeup() -> None:
+    """As Erlang's disconnect_node: the peer is down when disconnect returns, even if the old
+    connection is still winding down when the next one is made."""
+    Node.monitor_nodes(True)
+    Node.monitor(A)
+    assert pynode.receive(timeout=5) == ("nodeup", A)
+    Node.disconnect(A)
+    assert A not in Node.list()
+    assert Node.connect(A)
+    assert [pynode.receive(timeout=5) for _ in range(3)] == [("nodedown", A), ("nodedown", A), ("nodeup", A)]
+    assert_no_message()  # the old connection's end reports nothing more
 
 
 def test_bad_input_is_refused_naming_it() -> None:
