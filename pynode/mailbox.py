@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,10 +78,12 @@ class _Owner:
 
 
 class Registry:
-    """The mailboxes of one node, by number."""
+    """The mailboxes of one node, by number. ``on_remove(mailbox_id)`` runs when a mailbox goes
+    (its thread ended), so that what refers to it can be dropped too."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, on_remove: Callable[[int], None] | None = None) -> None:
         self.node = node
+        self.on_remove = on_remove
         self._boxes: dict[int, Mailbox] = {}
         self._ids = itertools.count(1)
         self._local = threading.local()
@@ -96,6 +99,8 @@ class Registry:
 
     def remove(self, mailbox_id: int) -> None:
         self._boxes.pop(mailbox_id, None)
+        if self.on_remove is not None:
+            self.on_remove(mailbox_id)
 
     def deliver(self, mailbox_id: int, message: Any) -> None:
         box = self._boxes.get(mailbox_id)

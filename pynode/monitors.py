@@ -36,7 +36,8 @@ class NodeMonitors:
 
     def __init__(self, deliver: Callable[[int, Any], None]) -> None:
         self._deliver = deliver
-        self._lock = threading.Lock()
+        # Reentrant: forget runs from a mailbox's finalizer, whichever thread drops the mailbox.
+        self._lock = threading.RLock()
         self._monitors: dict[str, list[int]] = {}  # peer -> mailbox ids, one entry per monitor
         self._subscribers: dict[int, Kind] = {}  # mailbox id -> kind of peers it hears about
 
@@ -48,13 +49,16 @@ class NodeMonitors:
     def demonitor(self, peer: str, mailbox_id: int) -> bool:
         """Remove every monitor of ``peer`` held by the mailbox; True if there was one."""
         with self._lock:
-            held = self._monitors.get(peer, [])
-            kept = [owner for owner in held if owner != mailbox_id]
-            if kept:
-                self._monitors[peer] = kept
-            else:
-                self._monitors.pop(peer, None)
-            return len(kept) != len(held)
+            return self._demonitor_locked(peer, mailbox_id)
+
+    def _demonitor_locked(self, peer: str, mailbox_id: int) -> bool:
+        held = self._monitors.get(peer, [])
+        kept = [owner for owner in held if owner != mailbox_id]
+        if kept:
+            self._monitors[peer] = kept
+        else:
+            self._monitors.pop(peer, None)
+        return len(kept) != len(held)
 
     def subscribe(self, mailbox_id: int, kind: Kind) -> None:
         """Send the mailbox nodeup/nodedown of every peer of ``kind`` from now on (replacing the
@@ -68,6 +72,13 @@ class NodeMonitors:
         """End the mailbox's subscription; True if there was one."""
         with self._lock:
             return self._subscribers.pop(mailbox_id, None) is not None
+
+    def forget(self, mailbox_id: int) -> None:
+        """Drop every monitor and the subscription of a mailbox that is gone (its thread ended)."""
+        with self._lock:
+            for peer in list(self._monitors):
+                self._demonitor_locked(peer, mailbox_id)
+            self._subscribers.pop(mailbox_id, None)
 
     def node_up(self, peer: str, hidden: bool) -> None:
         """``peer`` got its first connection (``hidden``: it or this node is hidden)."""

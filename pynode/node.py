@@ -46,6 +46,7 @@ class LocalNode:
         self.hidden = hidden
         self.mailboxes = Registry(self.name)
         self.monitors = NodeMonitors(self.mailboxes.deliver)
+        self.mailboxes.on_remove = self.monitors.forget  # a thread's monitors end with its mailbox
         self._up: dict[str, bool] = {}  # peers announced up (nodeup) -> hidden
         self._cookies: dict[str, str] = {}
         self._links: dict[str, Link] = {}

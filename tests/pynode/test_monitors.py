@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import threading
+
 import pytest
 
+from pynode.mailbox import Registry
 from pynode.monitors import NodeMonitors
 
 
@@ -92,3 +96,33 @@ def test_unsubscribe_ends_the_news_and_a_second_subscribe_replaces_the_kind(moni
 def test_an_unknown_kind_is_refused_naming_it(monitors) -> None:
     with pytest.raises(ValueError, match="'everything'"):
         monitors.subscribe(5, "everything")
+
+
+def test_a_forgotten_mailbox_loses_its_monitors_and_subscription(monitors, inbox) -> None:
+    monitors.monitor("a@h", 1)
+    monitors.monitor("b@h", 1)
+    monitors.monitor("a@h", 2)
+    monitors.subscribe(1, "connected")
+    monitors.forget(1)
+    monitors.node_down("a@h", hidden=False)
+    monitors.node_down("b@h", hidden=False)
+    assert inbox == [(2, ("nodedown", "a@h"))]
+
+
+def test_a_thread_that_ends_takes_its_monitors_with_its_mailbox() -> None:
+    """Wired as LocalNode wires it: the mailbox registry tells the monitors when a thread's
+    mailbox goes."""
+    registry = Registry("me@h")
+    monitors = NodeMonitors(registry.deliver)
+    registry.on_remove = monitors.forget
+
+    def monitor_then_end() -> None:
+        box = registry.own()
+        monitors.monitor("a@h", box.pid.id)
+        monitors.subscribe(box.pid.id, "visible")
+
+    thread = threading.Thread(target=monitor_then_end)
+    thread.start()
+    thread.join()
+    gc.collect()
+    assert monitors._monitors == {} and monitors._subscribers == {}
