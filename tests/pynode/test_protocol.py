@@ -173,7 +173,6 @@ def test_readable_busy_polls_for_spin_seconds_then_blocks_for_the_rest(pair) -> 
     *spins, block = poller.timeouts
     assert len(spins) >= 2 and set(spins) == {0}  # polled without sleeping, more than once
     assert 0 < block <= (0.05 - transport.SPIN) * 1000.0  # what is left of the timeout
-    assert block == pytest.approx((0.05 - transport.SPIN) * 1000.0, abs=5.0)
 
 
 class SlowZeroPoller(RecordingPoller):
@@ -192,11 +191,15 @@ SLOW_POLL = 0.005
 def test_readable_waits_no_longer_than_its_timeout_when_the_spin_is_slow(pair) -> None:
     _, receiver = pair
     stream = receiver._channel.stream
-    stream._poller = SlowZeroPoller(stream._poller)
+    stream._poller = poller = SlowZeroPoller(stream._poller)
     started = time.perf_counter()
     assert not receiver.readable(0.05)
-    elapsed = time.perf_counter() - started
-    assert 0.05 <= elapsed < 0.05 + SLOW_POLL, f"readable(0.05) took {elapsed * 1000:.1f} ms"
+    assert time.perf_counter() - started >= 0.05
+    spins = [t for t in poller.timeouts if t == 0]
+    blocks = [t for t in poller.timeouts if t > 0]
+    assert spins and blocks
+    # the spin took at least one SLOW_POLL: the first block waits at most what was left after it
+    assert blocks[0] <= (0.05 - SLOW_POLL * len(spins)) * 1000.0
 
 
 class NothingWhileSpinning(RecordingPoller):
