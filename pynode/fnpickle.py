@@ -36,20 +36,13 @@ from typing import Any
 import cloudpickle
 
 _cp = cloudpickle.cloudpickle
-# Module attributes a rebuilt function's globals keep for relative imports (cloudpickle's choice).
-_MODULE_KEYS = ("__package__", "__name__", "__path__", "__file__")
 
 
 def reduce_function(pickler: cloudpickle.Pickler, fn: types.FunctionType) -> tuple[Any, ...]:
     """The reduction of ``fn`` (by value) for ``pickler``: ``make_function(code, globals,
     ncells)`` then ``set_function_state(fn, state)``."""
-    code = fn.__code__
+    code, base, _, _, _ = pickler._function_getnewargs(fn)  # base: the globals cloudpickle would rebuild
     fn_globals = fn.__globals__
-    base = pickler.globals_ref.setdefault(id(fn_globals), {})
-    if not base:
-        for key in _MODULE_KEYS:
-            if key in fn_globals:
-                base[key] = fn_globals[key]
     referenced = {name: fn_globals[name] for name in _cp._extract_code_globals(code) if name in fn_globals}
     closure = fn.__closure__
     values, empty = _cell_values(closure)
