@@ -294,44 +294,40 @@ class _Stream(SocketStream):
         return buf
 
     def _read_into(self, view: memoryview) -> None:
-        """Fill ``view``: buffered bytes first, then large remainders straight from the socket,
-        small ones through the buffer."""
+        """Fill ``view``: buffered bytes first, then, for RECV_BUFFER // 2 bytes or more, the rest
+        straight from the socket; smaller reads go through the buffer."""
         count = view.nbytes
         have = self._rend - self._rpos
-        if have >= count:
-            view[:] = self._rview[self._rpos : self._rpos + count]
-            self._rpos += count
+        if have < count and count >= RECV_BUFFER // 2:
+            view[:have] = self._rview[self._rpos : self._rend]
+            self._rpos = self._rend = 0
+            got = have
+            while got < count:
+                got += self._recv(view[got:])
             return
-        view[:have] = self._rview[self._rpos : self._rend]
-        self._rpos = self._rend = 0
-        missing = count - have
-        if missing >= RECV_BUFFER // 2:
-            self._fill(view[have:])
-            return
-        while self._rend < missing:
-            self._rend += self._recv(self._rview[self._rend :])
-        view[have:] = self._rview[:missing]
-        self._rpos = missing
+        if have < count:
+            self._refill(count)
+        view[:] = self._rview[self._rpos : self._rpos + count]
+        self._rpos += count
 
     def unpack(self, fields: struct.Struct) -> tuple[Any, ...]:
         """Read ``fields.size`` bytes and unpack them, straight from the receive buffer. Raises
         EOFError when the connection ends."""
         size = fields.size
         if self._rend - self._rpos < size:
-            have = self._rend - self._rpos
-            self._rview[:have] = bytes(self._rview[self._rpos : self._rend])
-            self._rpos, self._rend = 0, have
-            while self._rend < size:
-                self._rend += self._recv(self._rview[self._rend :])
+            self._refill(size)
         values = fields.unpack_from(self._rbuf, self._rpos)
         self._rpos += size
         return values
 
-    def _fill(self, view: memoryview) -> None:
-        got = 0
-        count = view.nbytes
-        while got < count:
-            got += self._recv(view[got:])
+    def _refill(self, need: int) -> None:
+        """Move the unread bytes to the front of the buffer and receive until at least ``need``
+        (at most RECV_BUFFER) bytes are buffered."""
+        have = self._rend - self._rpos
+        self._rview[:have] = bytes(self._rview[self._rpos : self._rend])
+        self._rpos, self._rend = 0, have
+        while self._rend < need:
+            self._rend += self._recv(self._rview[self._rend :])
 
     def _recv(self, view: memoryview) -> int:
         """One ``recv_into`` (busy-polling for up to SPIN seconds first when nothing has arrived);
