@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-Kind = Literal["visible", "hidden", "connected"]
-KINDS: tuple[Kind, ...] = ("visible", "hidden", "connected")
+from pynode import kinds
+from pynode.kinds import Kind
 
 
 class NodeMonitors:
@@ -63,8 +63,7 @@ class NodeMonitors:
     def subscribe(self, mailbox_id: int, kind: Kind) -> None:
         """Send the mailbox nodeup/nodedown of every peer of ``kind`` from now on (replacing the
         kind of an earlier subscription). Raises ValueError for an unknown kind."""
-        if kind not in KINDS:
-            raise ValueError(f"node kind must be one of {', '.join(map(repr, KINDS))}, not {kind!r}")
+        kinds.check(kind, "Node.monitor_nodes")
         with self._lock:
             self._subscribers[mailbox_id] = kind
 
@@ -105,9 +104,8 @@ class NodeMonitors:
         self._send([mailbox_id], ("nodedown", peer))
 
     def _hearing(self, hidden: bool) -> list[int]:
-        wanted = ("hidden" if hidden else "visible", "connected")
         with self._lock:
-            return [owner for owner, kind in self._subscribers.items() if kind in wanted]
+            return [owner for owner, kind in self._subscribers.items() if kinds.includes(kind, hidden)]
 
     def _send(self, mailbox_ids: list[int], message: tuple[str, str]) -> None:
         for mailbox_id in mailbox_ids:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from typing import Literal
 
 from pynode import cookie as cookies
-from pynode import handshake, names, portmapper, runtime, transport
+from pynode import handshake, kinds, names, portmapper, runtime, transport
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
 from pynode.handoff import HandoffWatchdog
 from pynode.handshake import PeerInfo
+from pynode.kinds import Kind
 from pynode.link import Link, NodeService
 from pynode.mailbox import Registry
 from pynode.monitors import NodeMonitors
@@ -32,7 +32,6 @@ CONNECT_TIMEOUT = 7.0
 # the connection setup takes; a connected but frozen peer must not block us forever).
 PING_TIMEOUT = 5.0
 
-ListKind = Literal["visible", "hidden", "connected"]  # also the kinds of pynode.monitors
 
 
 class LocalNode:
@@ -167,15 +166,11 @@ class LocalNode:
                 self.monitors.node_down(link.name, hidden)
         log.info("%s lost its connection to %s", self.name, link.name)
 
-    def peers(self, kind: ListKind) -> list[str]:
-        if kind not in ("visible", "hidden", "connected"):
-            raise ValueError(f"Node.list kind must be 'visible', 'hidden' or 'connected', not {kind!r}")
+    def peers(self, kind: Kind) -> list[str]:
+        kinds.check(kind, "Node.list")
         with self._lock:
             links = [link for link in self._links.values() if not link.closed and link.name != self.name]
-        if kind == "connected":
-            return sorted(link.name for link in links)
-        want_hidden = kind == "hidden"
-        return sorted(link.name for link in links if (link.hidden or self.hidden) == want_hidden)
+        return sorted(link.name for link in links if kinds.includes(kind, link.hidden or self.hidden))
 
     def disconnect(self, peer: str) -> bool:
         """Close every connection with ``peer``: it is down at once (monitors fire, as Erlang's
@@ -288,7 +283,7 @@ class Node:
         return runtime.current().disconnect(peer)
 
     @staticmethod
-    def list(kind: ListKind = "visible") -> list[str]:
+    def list(kind: Kind = "visible") -> list[str]:
         """Connected peers: ``"visible"`` (default), ``"hidden"`` or ``"connected"`` (both)."""
         return runtime.current().peers(kind)
 
@@ -313,7 +308,7 @@ class Node:
             node.monitors.unreachable(peer, mailbox_id)
 
     @staticmethod
-    def monitor_nodes(flag: bool = True, kind: ListKind = "visible") -> None:
+    def monitor_nodes(flag: bool = True, kind: Kind = "visible") -> None:
         """Erlang's ``net_kernel:monitor_nodes``: with ``flag``, the calling thread's mailbox gets
         ``("nodeup", name)`` and ``("nodedown", name)`` whenever a peer of ``kind`` (``"visible"``,
         ``"hidden"`` or ``"connected"``: both) connects for the first time or loses its last
