@@ -3,8 +3,8 @@
 ::
 
     with LocalCluster(["a@127.0.0.21", "b@127.0.0.22"], cookie="s3cret") as cluster:
-        Node.start("test@127.0.0.20", cookie=cluster.cookie)
-        erpc.call("a@127.0.0.21", "os:getpid") == cluster.pid("a@127.0.0.21")
+        with this_node("test@127.0.0.20", cookie=cluster.cookie):
+            erpc.call("a@127.0.0.21", "os:getpid") == cluster.pid("a@127.0.0.21")
 
 No orphans: every node process is tied to the process that started it three ways. The kernel
 SIGKILLs it when its parent dies (``prctl(PR_SET_PDEATHSIG)``, set in the child before ``exec``:
@@ -28,7 +28,7 @@ import socket
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from pynode import cluster_config, names, portmapper
@@ -45,6 +45,7 @@ __all__ = [
     "NodeStartError",
     "free_port",
     "kill_portmappers",
+    "this_node",
     "wait_until",
 ]
 
@@ -266,6 +267,19 @@ class LocalCluster:
     def __repr__(self) -> str:
         state = {n: ("up" if p.alive() else "down") for n, p in self._procs.items()}
         return f"<LocalCluster {state or self.names} epmd_port={self.epmd_port}>"
+
+
+@contextlib.contextmanager
+def this_node(name: str, **start_args: object) -> Iterator[str]:
+    """This process as node ``name`` for the ``with`` block (``Node.start``'s arguments), stopped
+    afterwards whatever happens in the block; yields the name. Raises what ``Node.start`` raises."""
+    from pynode import Node
+
+    Node.start(name, **start_args)  # type: ignore[arg-type]
+    try:
+        yield name
+    finally:
+        Node.stop()
 
 
 def _as_config(

@@ -18,7 +18,7 @@ import pynode
 from pynode import Node, erpc
 from pynode.errors import CallCancelled, EncodeError, ErpcTimeout, NoConnection, ReceiveTimeout, RemoteError
 from pynode.link import MAX_IDLE_READERS
-from pynode.testing import LocalCluster, wait_until
+from pynode.testing import LocalCluster, this_node, wait_until
 
 # Functions defined here travel by value: the node processes cannot import this test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -34,11 +34,8 @@ NOBODY = "nobody@127.0.0.41"
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
     with LocalCluster([A, B, HIDDEN, VICTIM], hidden=[HIDDEN]) as c:
-        Node.start(ME, cookie=c.cookie)
-        try:
+        with this_node(ME, cookie=c.cookie):
             yield c
-        finally:
-            Node.stop()
 
 
 def spin_until_cancelled() -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from pynode import Node, erpc, handshake
 from pynode.errors import NoConnection
-from pynode.testing import LocalCluster
+from pynode.testing import LocalCluster, this_node
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -41,11 +41,8 @@ class CreatesFile:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
     with LocalCluster([SERVER]) as c:
-        Node.start(ME, cookie=WRONG_COOKIE)
-        try:
+        with this_node(ME, cookie=WRONG_COOKIE):
             yield c
-        finally:
-            Node.stop()
 
 
 @pytest.fixture

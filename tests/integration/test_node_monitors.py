@@ -12,7 +12,7 @@ import pytest
 import pynode
 from pynode import Node, erpc, runtime
 from pynode.errors import BadNodeName, ReceiveTimeout
-from pynode.testing import LocalCluster, wait_until
+from pynode.testing import LocalCluster, this_node, wait_until
 
 A = "mon_a@127.0.0.61"
 B = "mon_b@127.0.0.62"
@@ -27,11 +27,8 @@ HOLD = 1.0  # seconds a report of nodedown is held back in the race test
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
     with LocalCluster([A, B, HIDDEN, VICTIM], hidden=[HIDDEN]) as c:
-        Node.start(ME, cookie=c.cookie)
-        try:
+        with this_node(ME, cookie=c.cookie):
             yield c
-        finally:
-            Node.stop()
 
 
 @pytest.fixture(autouse=True)

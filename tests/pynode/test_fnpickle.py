@@ -31,8 +31,8 @@ import cloudpickle
 import numpy as np
 import pytest
 
-from pynode import Node, erpc, fnpickle, transport
-from pynode.testing import LocalCluster
+from pynode import erpc, fnpickle, transport
+from pynode.testing import LocalCluster, this_node
 
 # What a payload holds when fnpickle rebuilds a function, and when cloudpickle's own reduction does.
 FNPICKLE_MARK = b"pynode.fnpickle"
@@ -775,9 +775,6 @@ def test_a_closure_with_defaults_a_docstring_and_an_array_runs_on_a_real_node(
         """Weighted sum."""
         return weighted.__doc__, float((weights * x).sum() * scale), os.getpid()
 
-    Node.start(ME, cookie=cluster.cookie)
-    try:
+    with this_node(ME, cookie=cluster.cookie):
         doc, total, pid = erpc.call(REMOTE, weighted, 3.0, timeout=30)
-    finally:
-        Node.stop()
     assert (doc, total, pid) == ("Weighted sum.", 60.0, cluster.pid(REMOTE))

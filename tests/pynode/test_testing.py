@@ -12,7 +12,7 @@ import pytest
 
 from pynode import cluster_config, portmapper
 from pynode import Node
-from pynode.testing import LocalCluster, NodeStartError, free_port, wait_until
+from pynode.testing import LocalCluster, NodeStartError, free_port, this_node, wait_until
 
 A, B = "tta@127.0.0.31", "ttb@127.0.0.32"
 
@@ -44,13 +44,18 @@ def test_start_waits_for_ready_and_stop_reaps_and_unregisters():
 
 
 def test_ping_from_a_local_node_and_cookie_is_shared():
-    Node.start("ttlocal@127.0.0.30", cookie="c2")
-    try:
+    with this_node("ttlocal@127.0.0.30", cookie="c2"):
         with LocalCluster([A], cookie="c2", ping=True) as cluster:
             assert cluster.cookie == "c2"
             assert Node.ping(A) == "pong"
-    finally:
-        Node.stop()
+
+
+def test_this_node_is_stopped_even_when_its_block_fails():
+    with pytest.raises(RuntimeError, match="block failed"):
+        with this_node("ttlocal@127.0.0.30", cookie="c3") as name:
+            assert Node.self() == name == "ttlocal@127.0.0.30"
+            raise RuntimeError("block failed")
+    assert not Node.alive()
 
 
 def test_random_cookie_when_none_given():
