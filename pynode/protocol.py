@@ -7,10 +7,11 @@ point rpyc offers as ``Service._protocol``). A frame's first byte is the message
 (``consts.MSG_*``, 1-3, followed by brine) or one of pynode's, followed by fixed big-endian fields
 and then the pickle, raw (no brine encoding, no boxing, no copy into a tuple):
 
-- ``CALL seq:u64 data``: run in a thread of the receiving node that no longer reads the socket
-  (:mod:`pynode.link` decides which; :meth:`ErpcConnection.run_request` runs it). When the call
-  returns, that thread sends ``RESULT seq:u64 status:u8 data`` (:mod:`pynode.outcome`). One CALL and one RESULT per
-  call, matched by ``seq`` (chosen by the caller), any number in flight on one connection.
+- ``CALL seq:u64 data``: run by :meth:`ErpcConnection.run_request` in the thread that read it,
+  or in a thread started for it (:mod:`pynode.link` decides, and hands the socket on to other
+  readers while a call runs). When the call returns, that thread sends
+  ``RESULT seq:u64 status:u8 data`` (:mod:`pynode.outcome`). One CALL and one RESULT per call,
+  matched by ``seq`` (chosen by the caller), any number in flight on one connection.
 - ``CANCEL seq:u64``, ``CAST data``, ``DELIVER mailbox_id:u64 data``: one-way.
 
 ``data`` is a pickle; its out-of-band buffers travel as attachment frames just before the frame

@@ -79,7 +79,6 @@ class ReadToken:
             os.write(self._write_fd, b"\0")
         return wake
 
-
     @property
     def free(self) -> bool:
         """Nobody holds the token and no blocked taker has been handed it."""
