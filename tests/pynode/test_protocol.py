@@ -163,16 +163,25 @@ class RecordingPoller:
         return self._poller.poll(timeout)
 
 
+def watch_polls(conn: protocol.ErpcConnection, wrapper: type[RecordingPoller] = RecordingPoller) -> RecordingPoller:
+    """Put ``wrapper`` around the poll object of ``conn``'s stream and return it."""
+    stream = conn._channel.stream
+    stream._poller = wrapper(stream._poller)
+    return stream._poller
+
+
 def test_readable_busy_polls_for_spin_seconds_then_blocks_for_the_rest(pair) -> None:
     _, receiver = pair
-    stream = receiver._channel.stream
-    stream._poller = poller = RecordingPoller(stream._poller)
+    poller = watch_polls(receiver)
     started = time.monotonic()
     assert not receiver.readable(0.05)
     assert time.monotonic() - started >= 0.05
     *spins, block = poller.timeouts
     assert len(spins) >= 2 and set(spins) == {0}  # polled without sleeping, more than once
     assert 0 < block <= (0.05 - transport.SPIN) * 1000.0  # what is left of the timeout
+
+
+SLOW_POLL = 0.005  # seconds each non-blocking poll of SlowZeroPoller takes
 
 
 class SlowZeroPoller(RecordingPoller):
@@ -185,13 +194,9 @@ class SlowZeroPoller(RecordingPoller):
         return super().poll(timeout)
 
 
-SLOW_POLL = 0.005
-
-
 def test_readable_waits_no_longer_than_its_timeout_when_the_spin_is_slow(pair) -> None:
     _, receiver = pair
-    stream = receiver._channel.stream
-    stream._poller = poller = SlowZeroPoller(stream._poller)
+    poller = watch_polls(receiver, SlowZeroPoller)
     started = time.perf_counter()
     assert not receiver.readable(0.05)
     assert time.perf_counter() - started >= 0.05
@@ -213,8 +218,7 @@ class NothingWhileSpinning(RecordingPoller):
 def test_readable_takes_timeouts_longer_than_one_poll_can_wait(pair, timeout: float) -> None:
     """poll() waits at most 2**31 - 1 ms (24.8 days); a longer timeout is waited in turns."""
     sender, receiver = pair
-    stream = receiver._channel.stream
-    stream._poller = poller = NothingWhileSpinning(stream._poller)
+    poller = watch_polls(receiver, NothingWhileSpinning)
     sender.send_deliver(1, b"x", ())
     assert receiver.readable(timeout)
     assert poller.timeouts[-1] == transport.MAX_POLL_MS
@@ -222,8 +226,7 @@ def test_readable_takes_timeouts_longer_than_one_poll_can_wait(pair, timeout: fl
 
 def test_readable_with_a_timeout_below_spin_only_busy_polls(pair) -> None:
     _, receiver = pair
-    stream = receiver._channel.stream
-    stream._poller = poller = RecordingPoller(stream._poller)
+    poller = watch_polls(receiver)
     assert not receiver.readable(transport.SPIN / 3)
     assert set(poller.timeouts) == {0}
 
