@@ -29,9 +29,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from pynode import outcome, transport
+from pynode import outcome
+from pynode import payload as payloads
+from pynode.connection import Connection
 from pynode.errors import EncodeError, ErpcTimeout, NoConnection
-from pynode.link import Link
 from pynode.pending import Pending
 from pynode.runtime import current
 
@@ -44,12 +45,12 @@ Fn = Callable[..., Any] | str
 class Request:
     """A call in flight, from :func:`send_request`. Its response can be read any number of times."""
 
-    __slots__ = ("node", "req_id", "_link", "_pending")
+    __slots__ = ("node", "req_id", "_conn", "_pending")
 
-    def __init__(self, node: str, req_id: int, link: Link, pending: Pending) -> None:
+    def __init__(self, node: str, req_id: int, conn: Connection, pending: Pending) -> None:
         self.node = node
         self.req_id = req_id
-        self._link = link
+        self._conn = conn
         self._pending = pending
 
     def __repr__(self) -> str:
@@ -57,7 +58,7 @@ class Request:
         return f"<erpc request {self.req_id} to {self.node} ({state})>"
 
     def _wait(self, timeout: float | None) -> bool:
-        return self._link.await_result(self._pending, timeout)
+        return self._conn.await_result(self._pending, timeout)
 
     def _value(self) -> Any:
         p = self._pending
@@ -66,15 +67,15 @@ class Request:
         return outcome.unpack(self.node, p.status, p.data, p.buffers)
 
     def _abandon(self) -> None:
-        self._link.cancel(self.req_id)
+        self._conn.cancel(self.req_id)
 
 
-def encode_call(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> transport.Payload:
+def encode_call(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> payloads.Payload:
     """Pickle a call. Raises EncodeError naming the function when something is not picklable."""
     if not (callable(fn) or isinstance(fn, str)):
         raise TypeError(f"erpc needs a callable or a 'module:function' string, got {fn!r}")
     try:
-        return transport.dumps((fn, args, kwargs))
+        return payloads.dumps((fn, args, kwargs))
     except Exception as exc:
         raise EncodeError(
             f"cannot send {outcome.describe_fn(fn)}: it or an argument cannot be pickled: {type(exc).__name__}: {exc}"
@@ -89,10 +90,10 @@ def send_request(node: str, fn: Fn, *args: Any, **kwargs: Any) -> Request:
     return _send(node, encode_call(fn, args, kwargs))
 
 
-def _send(node: str, payload: transport.Payload) -> Request:
-    link = current().link_to(node)
-    seq, pending = link.call(payload[0], payload[1])
-    return Request(link.name, seq, link, pending)
+def _send(node: str, payload: payloads.Payload) -> Request:
+    conn = current().connection_to(node)
+    seq, pending = conn.call(payload[0], payload[1])
+    return Request(conn.name, seq, conn, pending)
 
 
 def receive_response(request: Request, timeout: float | None = None) -> Any:
@@ -136,7 +137,7 @@ def cast(node: str, fn: Fn, *args: Any, **kwargs: Any) -> None:
     """
     data, buffers = encode_call(fn, args, kwargs)
     try:
-        current().link_to(node).cast(data, buffers)
+        current().connection_to(node).cast(data, buffers)
     except NoConnection as exc:
         log.info("erpc.cast to %s dropped: %s", node, exc)
 

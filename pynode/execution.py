@@ -1,6 +1,6 @@
 """Running remote calls: cooperative plus asynchronous cancellation.
 
-A call runs in the reader thread that read it, or in a thread started for it (:mod:`pynode.link`);
+A call runs in the reader thread that read it, or in a thread started for it (:mod:`pynode.reading`);
 other threads go on reading the connection (:mod:`pynode.handoff`), so calls on one connection
 run concurrently, as Erlang's ``erpc`` spawns a process per call. When the caller gives up (its timeout expires, it
 abandons the request, or the connection drops) the call is *cancelled*:
@@ -117,7 +117,7 @@ def execute(ctx: CallContext, run: Callable[[], Outcome | None]) -> Outcome | No
     exceptions; CallCancelled never escapes.
 
     The caller runs the outcome itself, after its own bookkeeping (a reader thread counts itself
-    available again before it sends the result, see :mod:`pynode.link`). No asynchronous
+    available again before it sends the result, see :mod:`pynode.reading`). No asynchronous
     CallCancelled can hit the outcome: one is only ever raised while ``run`` is running.
     """
     try:

@@ -1,7 +1,7 @@
 """Handing a connection's socket on when the call its reader is running takes a while.
 
 A reader thread that reads an incoming call runs it itself, still holding the connection's read
-token (:mod:`pynode.link`): a call that returns quickly, the common case, then costs no thread
+token (:mod:`pynode.reading`): a call that returns quickly, the common case, then costs no thread
 wake-up at all, and the reader goes straight back to the socket. Meanwhile nobody reads that
 connection, so one watchdog thread per node looks every TICK seconds for a reader that has been
 running a call for HANDOFF_DELAY seconds or more and hands its token on (to a caller waiting for
@@ -44,12 +44,12 @@ class InlineRunner(Protocol):
 
 
 class HandoffWatchdog:
-    """The per-node watchdog thread (started on construction, a daemon). ``links()`` returns the
+    """The per-node watchdog thread (started on construction, a daemon). ``connections()`` returns the
     connections to watch; :meth:`stop` ends the thread. Never raises from its thread: an error
     in one look is logged and the watchdog keeps looking."""
 
-    def __init__(self, links: Callable[[], Iterable[InlineRunner]], name: str) -> None:
-        self._links = links
+    def __init__(self, connections: Callable[[], Iterable[InlineRunner]], name: str) -> None:
+        self._connections = connections
         self._cond = threading.Condition(threading.Lock())
         self._asleep = False
         self._stopped = False
@@ -89,9 +89,9 @@ class HandoffWatchdog:
 
     def _look(self, now: float) -> bool:
         pending = False
-        for link in self._links():
+        for conn in self._connections():
             try:
-                pending |= link.hand_off_if_overdue(now, HANDOFF_DELAY)
+                pending |= conn.hand_off_if_overdue(now, HANDOFF_DELAY)
             except Exception:  # noqa: BLE001 - the watchdog must outlive any one connection
-                log.exception("handing the socket of %r on failed", link)
+                log.exception("handing the socket of %r on failed", conn)
         return pending

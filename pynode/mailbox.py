@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pynode import payload as payloads
 from pynode import transport
 from pynode.runtime import current
 from pynode.errors import EncodeError, NoConnection, ReceiveTimeout
@@ -65,7 +66,7 @@ class Mailbox:
         except queue.Empty:
             raise ReceiveTimeout(f"no message for {self.pid!r} within {timeout} s") from None
         if isinstance(message, _Encoded):
-            return transport.loads(message.data, message.buffers)
+            return payloads.loads(message.data, message.buffers)
         return message
 
 
@@ -131,11 +132,11 @@ def send(pid: Pid, message: Any) -> None:
         node.mailboxes.deliver(pid.id, message)
         return
     try:
-        data, buffers = transport.dumps(message)
+        data, buffers = payloads.dumps(message)
     except Exception as exc:
         raise EncodeError(f"message to {pid!r} cannot be pickled: {type(exc).__name__}: {exc}") from exc
     try:
-        node.link_to(pid.node).deliver(pid.id, data, buffers)
+        node.connection_to(pid.node).deliver(pid.id, data, buffers)
     except NoConnection as exc:
         log.info("message to %r dropped: %s", pid, exc)
 

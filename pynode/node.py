@@ -16,11 +16,11 @@ import threading
 
 from pynode import cookie as cookies
 from pynode import handshake, kinds, names, portmapper, runtime, transport
+from pynode.connection import Connection, NodeService
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
 from pynode.handoff import HandoffWatchdog
 from pynode.handshake import PeerInfo
 from pynode.kinds import Kind
-from pynode.link import Link, NodeService
 from pynode.mailbox import Registry
 from pynode.monitors import NodeMonitors
 
@@ -48,11 +48,11 @@ class LocalNode:
         self.mailboxes.on_remove = self.monitors.forget  # a thread's monitors end with its mailbox
         self._up: dict[str, bool] = {}  # peers announced up (nodeup) -> hidden
         self._cookies: dict[str, str] = {}
-        self._links: dict[str, Link] = {}
-        self._all_links: set[Link] = set()
+        self._connections: dict[str, Connection] = {}
+        self._all_connections: set[Connection] = set()
         self._dial_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self.handoff = HandoffWatchdog(self._links_snapshot, parsed.alive)
+        self.handoff = HandoffWatchdog(self._connections_snapshot, parsed.alive)
         try:
             self._listener = transport.Listener(
                 self.host, port, handshake.Authenticator(self.name, self.cookie_for, hidden=hidden), self._accepted
@@ -86,28 +86,28 @@ class LocalNode:
         else:
             self._cookies[peer] = cookie
 
-    # --- links --------------------------------------------------------------------------------
+    # --- connections ----------------------------------------------------------------------------
 
-    def link_to(self, peer: str) -> Link:
-        """The live link to ``peer``, connecting first if there is none.
+    def connection_to(self, peer: str) -> Connection:
+        """The live connection to ``peer``, connecting first if there is none.
 
         Raises BadNodeName for a malformed name, NoConnection when the peer is not registered,
         unreachable, or refuses the handshake (the reason is in the message).
         """
-        link = self._links.get(peer)
-        if link is not None and not link.closed:
-            return link
+        conn = self._connections.get(peer)
+        if conn is not None and not conn.closed:
+            return conn
         parsed = names.parse(peer)
         peer = str(parsed)
         with self._lock:
             dial_lock = self._dial_locks.setdefault(peer, threading.Lock())
         with dial_lock:
-            link = self._links.get(peer)
-            if link is not None and not link.closed:
-                return link
+            conn = self._connections.get(peer)
+            if conn is not None and not conn.closed:
+                return conn
             return self._dial(parsed)
 
-    def _dial(self, peer: names.NodeName) -> Link:
+    def _dial(self, peer: names.NodeName) -> Connection:
         name = str(peer)
         try:
             port = portmapper.port_please(peer.host, peer.alive, timeout=CONNECT_TIMEOUT)
@@ -124,64 +124,64 @@ class LocalNode:
         except (HandshakeError, OSError) as exc:
             sock.close()
             raise NoConnection(f"cannot connect to {name}: {exc}") from exc
-        link = Link(self, sock, info)
-        transport.wrap(sock, NodeService(link), info)
-        self._register(link)
-        threading.Thread(target=link.run_reader, name=f"link-{name}", daemon=True).start()
+        conn = Connection(self, sock, info)
+        transport.wrap(sock, NodeService(conn), info)
+        self._register(conn)
+        threading.Thread(target=conn.run_reader, name=f"conn-{name}", daemon=True).start()
         log.info("%s connected to %s", self.name, name)
-        return link
+        return conn
 
     def _accepted(self, sock: socket.socket, peer: PeerInfo) -> None:
         """Serve an accepted, authenticated connection in this (the listener's) thread."""
-        link = Link(self, sock, peer)
-        transport.wrap(sock, NodeService(link), peer)
-        self._register(link)
+        conn = Connection(self, sock, peer)
+        transport.wrap(sock, NodeService(conn), peer)
+        self._register(conn)
         log.info("%s accepted a connection from %s", self.name, peer.name)
-        link.run_reader()
+        conn.run_reader()
 
-    def _register(self, link: Link) -> None:
-        hidden = link.hidden or self.hidden
+    def _register(self, conn: Connection) -> None:
+        hidden = conn.hidden or self.hidden
         with self._lock:
-            self._all_links.add(link)
-            current = self._links.get(link.name)
+            self._all_connections.add(conn)
+            current = self._connections.get(conn.name)
             if current is None or current.closed:
-                self._links[link.name] = link
-            if link.name not in self._up and link.name != self.name:
-                self._up[link.name] = hidden
-                self.monitors.node_up(link.name, hidden)  # under the lock: in order with nodedown
+                self._connections[conn.name] = conn
+            if conn.name not in self._up and conn.name != self.name:
+                self._up[conn.name] = hidden
+                self.monitors.node_up(conn.name, hidden)  # under the lock: in order with nodedown
 
-    def detach(self, link: Link) -> None:
-        """Called when a link's connection is gone (from its serving thread). The peer's other
+    def detach(self, conn: Connection) -> None:
+        """Called when a connection is gone (from its serving thread). The peer's other
         open connection, if any, takes its place; without one the peer is down (monitors fire)."""
-        link.disconnected()
+        conn.disconnected()
         with self._lock:
-            self._all_links.discard(link)
-            others = [other for other in self._all_links if other.name == link.name and not other.closed]
-            if self._links.get(link.name) is link:
-                del self._links[link.name]
+            self._all_connections.discard(conn)
+            others = [other for other in self._all_connections if other.name == conn.name and not other.closed]
+            if self._connections.get(conn.name) is conn:
+                del self._connections[conn.name]
                 if others:
-                    self._links[link.name] = others[0]
-            hidden = None if others else self._up.pop(link.name, None)
+                    self._connections[conn.name] = others[0]
+            hidden = None if others else self._up.pop(conn.name, None)
             if hidden is not None:  # under the lock: a reconnection's nodeup comes after this
-                self.monitors.node_down(link.name, hidden)
-        log.info("%s lost its connection to %s", self.name, link.name)
+                self.monitors.node_down(conn.name, hidden)
+        log.info("%s lost its connection to %s", self.name, conn.name)
 
     def peers(self, kind: Kind) -> list[str]:
         kinds.check(kind, "Node.list")
         with self._lock:
-            links = [link for link in self._links.values() if not link.closed and link.name != self.name]
-        return sorted(link.name for link in links if kinds.includes(kind, link.hidden or self.hidden))
+            conns = [conn for conn in self._connections.values() if not conn.closed and conn.name != self.name]
+        return sorted(conn.name for conn in conns if kinds.includes(kind, conn.hidden or self.hidden))
 
     def disconnect(self, peer: str) -> bool:
         """Close every connection with ``peer``: it is down at once (monitors fire, as Erlang's
-        ``disconnect_node`` does), and the next call dials afresh while the old links wind down."""
+        ``disconnect_node`` does), and the next call dials afresh while the old connections wind down."""
         peer = str(names.parse(peer))
         with self._lock:
-            found = [link for link in self._all_links if link.name == peer]
-            for link in found:
-                link.close()
-            if self._links.get(peer) in found:
-                del self._links[peer]
+            found = [conn for conn in self._all_connections if conn.name == peer]
+            for conn in found:
+                conn.close()
+            if self._connections.get(peer) in found:
+                del self._connections[peer]
             hidden = self._up.pop(peer, None)
             if hidden is not None:
                 self.monitors.node_down(peer, hidden)
@@ -189,28 +189,33 @@ class LocalNode:
 
     def ping(self, peer: str) -> bool:
         try:
-            if self.link_to(peer).ping(PING_TIMEOUT):
+            if self.connection_to(peer).ping(PING_TIMEOUT):
                 return True
             log.info("ping %s: pang (no answer within %s s)", peer, PING_TIMEOUT)
         except NoConnection as exc:
             log.info("ping %s: pang (%s)", peer, exc)
         return False
 
+    # --- what connections need of their node (pynode.connection.Owner) ------------------------
+
     def deliver_local(self, mailbox_id: int, data: transport.Data, buffers: transport.Buffers) -> None:
         self.mailboxes.deliver_encoded(mailbox_id, data, buffers)
 
-    def _links_snapshot(self) -> list[Link]:
+    def watch_inline(self) -> None:
+        self.handoff.watch()
+
+    def _connections_snapshot(self) -> list[Connection]:
         with self._lock:
-            return list(self._all_links)
+            return list(self._all_connections)
 
     def stop(self) -> None:
         self._registration.close()
         self._listener.close()
         self.handoff.stop()
         with self._lock:
-            links = list(self._all_links)
-        for link in links:
-            link.close()
+            conns = list(self._all_connections)
+        for conn in conns:
+            conn.close()
         log.info("node %s stopped", self.name)
 
 
@@ -271,7 +276,7 @@ class Node:
         """Connect to ``peer``; True on success (or when already connected), False when it cannot
         be reached or refuses us (the reason is logged). Raises BadNodeName, NodeNotStarted."""
         try:
-            runtime.current().link_to(peer)
+            runtime.current().connection_to(peer)
             return True
         except NoConnection as exc:
             log.warning("Node.connect(%r) failed: %s", peer, exc)
@@ -302,7 +307,7 @@ class Node:
             return
         node.monitors.monitor(peer, mailbox_id)
         try:
-            node.link_to(peer)
+            node.connection_to(peer)
         except NoConnection as exc:
             log.info("monitor of %s: nodedown at once (%s)", peer, exc)
             node.monitors.unreachable(peer, mailbox_id)

@@ -18,6 +18,7 @@ from typing import Any
 
 import cloudpickle
 
+from pynode import payload as payloads
 from pynode import transport
 from pynode.errors import CallCancelled, EncodeError, RemoteError
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 OK = 0
 ERROR = 1
 
-Reply = tuple[int, transport.Payload]
+Reply = tuple[int, payloads.Payload]
 
 
 def run_call(node: str, data: transport.Data, buffers: transport.Buffers) -> Reply:
@@ -37,14 +38,14 @@ def run_call(node: str, data: transport.Data, buffers: transport.Buffers) -> Rep
     ``ERROR`` reply.
     """
     try:
-        fn, args, kwargs = transport.loads(data, buffers)
+        fn, args, kwargs = payloads.loads(data, buffers)
         value = resolve(fn, node)(*args, **kwargs)
     except CallCancelled:
         raise
     except BaseException as exc:  # the caller decides what a remote SystemExit means
         return ERROR, encode_error(exc)
     try:
-        return OK, transport.dumps(value)
+        return OK, payloads.dumps(value)
     except Exception as exc:
         error = EncodeError(f"the result of {describe_fn(fn)} on {node} cannot be pickled: {type(exc).__name__}: {exc}")
         return ERROR, encode_error(error)
@@ -82,13 +83,13 @@ def describe_fn(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def encode_error(exc: BaseException) -> transport.Payload:
+def encode_error(exc: BaseException) -> payloads.Payload:
     tb = "".join(traceback.format_exception(exc))
     try:
-        pickled: bytes | None = cloudpickle.dumps(exc, protocol=transport.PICKLE_PROTOCOL)
+        pickled: bytes | None = cloudpickle.dumps(exc, protocol=payloads.PICKLE_PROTOCOL)
     except Exception:
         pickled = None
-    return transport.dumps((_type_name(exc), str(exc), tb, pickled))
+    return payloads.dumps((_type_name(exc), str(exc), tb, pickled))
 
 
 def unpack(node: str, status: int, data: transport.Data, buffers: transport.Buffers) -> Any:
@@ -99,10 +100,10 @@ def unpack(node: str, status: int, data: transport.Data, buffers: transport.Buff
     """
     if status == OK:
         try:
-            return transport.loads(data, buffers)
+            return payloads.loads(data, buffers)
         except Exception as exc:
             raise RemoteError(node, _type_name(exc), f"the result cannot be unpickled here: {exc}", "") from exc
-    type_name, message, tb, pickled = transport.loads(data, buffers)
+    type_name, message, tb, pickled = payloads.loads(data, buffers)
     exc = _rebuild(pickled)
     if exc is None:
         raise RemoteError(node, type_name, message, tb)
@@ -110,9 +111,9 @@ def unpack(node: str, status: int, data: transport.Data, buffers: transport.Buff
     raise exc
 
 
-def describe(payload: transport.Payload) -> str:
+def describe(payload: payloads.Payload) -> str:
     """One line for an ERROR payload (for logs)."""
-    type_name, message, _, _ = transport.loads(*payload)
+    type_name, message, _, _ = payloads.loads(*payload)
     return f"{type_name}: {message}"
 
 

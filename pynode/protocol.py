@@ -1,4 +1,4 @@
-"""pynode's messages, carried in rpyc's frames next to rpyc's own.
+"""pynode's messages, carried in rpyc's frames next to rpyc's own, decoded into a :class:`Handler`.
 
 rpyc serves one request at a time per connection and answers it as soon as its handler returns.
 A remote call must not hold the connection while it runs, so pynode sends its own messages on an
@@ -7,35 +7,67 @@ point rpyc offers as ``Service._protocol``). A frame's first byte is the message
 (``consts.MSG_*``, 1-3, followed by brine) or one of pynode's, followed by fixed big-endian fields
 and then the pickle, raw (no brine encoding, no boxing, no copy into a tuple):
 
-- ``CALL seq:u64 data``: run by :meth:`ErpcConnection.run_request` in the thread that read it,
-  or in a thread started for it (:mod:`pynode.link` decides, and hands the socket on to other
-  readers while a call runs). When the call returns, that thread sends
-  ``RESULT seq:u64 status:u8 data`` (:mod:`pynode.outcome`). One CALL and one RESULT per call,
-  matched by ``seq`` (chosen by the caller), any number in flight on one connection.
-- ``CANCEL seq:u64``, ``CAST data``, ``DELIVER mailbox_id:u64 data``: one-way.
+==========  =====  ==================================  ============================  =========
+message     type   fields after the type byte          handler method                runs code
+==========  =====  ==================================  ============================  =========
+CALL        0x40   ``seq:u64 data``                    ``on_call(seq, data, bufs)``  yes
+RESULT      0x41   ``seq:u64 status:u8 data``          ``on_result(seq, status,      no (reply)
+                                                       data, bufs)``
+CANCEL      0x42   ``seq:u64``                         ``on_cancel(seq)``            no
+CAST        0x43   ``data``                            ``on_cast(data, bufs)``       yes
+DELIVER     0x44   ``mailbox_id:u64 data``             ``on_deliver(mailbox_id,      no
+                                                       data, bufs)``
+==========  =====  ==================================  ============================  =========
 
-``data`` is a pickle; its out-of-band buffers travel as attachment frames just before the frame
-that uses them (:class:`pynode.transport._Channel`). Fields are fixed-size integers and the rest
-of the frame is bytes, so nothing but a pickle from an authenticated peer ever reaches pickle.
-Of rpyc's own messages only the CLOSE request is served; every other rpyc request is refused with
-an rpyc exception reply: no attribute access, no netrefs, no rpyc pickling. An unknown message
-type or a truncated frame is a protocol violation: the connection is dropped.
+One CALL and one RESULT per call, matched by ``seq`` (chosen by the caller), any number in flight
+on one connection; ``status`` is :mod:`pynode.outcome`'s. CANCEL, CAST and DELIVER are one-way.
+``data`` is a pickle (:mod:`pynode.payload`); its out-of-band buffers (``bufs``) travel as
+attachment frames just before the frame that uses them (:class:`pynode.transport._Channel`).
+Fields are fixed-size integers and the rest of the frame is bytes, so nothing but a pickle from
+an authenticated peer ever reaches pickle. Of rpyc's own messages only the CLOSE request is
+served; every other rpyc request is refused with an rpyc exception reply: no attribute access, no
+netrefs, no rpyc pickling. An unknown message type or a truncated frame is a protocol violation
+(:class:`ProtocolViolation`): the connection is dropped.
+
+*Runs code* tells the read scheduling (:mod:`pynode.reading`) where a message is handled. A
+message that runs no code is handled at once by the thread that read it, which goes on reading
+(its handler must not block: wake a thread, queue a message, flag a call). One that runs code
+(user code, or anything that may block) is handed to :meth:`ErpcConnection.run_request` in a
+thread that may run for a while: a reader thread that hands the socket on meanwhile, or a thread
+started for it. A *reply* may end a caller's wait: the reader that read it lets waiting callers
+read next.
+
+This module decodes and encodes; what a message does is the handler's business (implemented by
+:class:`pynode.connection.Connection`). It imports only :mod:`pynode.transport` (frames),
+:mod:`pynode.execution` (the send shield) and rpyc, nothing above it.
+
+Adding a message kind (say ``SIGNAL``):
+
+1. pick the next free type code (``MSG_SIGNAL = 0x45``) and a ``struct.Struct`` for its fixed
+   fields; add a row to the table above;
+2. add ``send_signal(...)`` to :class:`ErpcConnection` (``self._send_frame(head, data, buffers)``);
+3. add ``on_signal(...)`` to :class:`Handler` and write a decoder ``_decode_signal(handler,
+   frame, buffers)`` that unpacks the fields with :func:`_unpack` (which turns a short frame into
+   a ProtocolViolation), checks anything else a peer could get wrong (raise ProtocolViolation
+   naming the problem) and calls ``handler.on_signal(...)``;
+4. register it: ``MSG_SIGNAL: Message("SIGNAL", _decode_signal, runs_code=..., reply=False)`` in
+   :data:`MESSAGES`;
+5. implement ``on_signal`` in :class:`pynode.connection.Connection` (and test the decoding in
+   ``tests/pynode/test_protocol.py``, the behaviour where it lives).
 """
 
 from __future__ import annotations
 
 import logging
 import struct
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import rpyc
 from rpyc.core import brine, consts
 
 from pynode.execution import shield, unshield
 from pynode.transport import Buffers, Data
-
-if TYPE_CHECKING:
-    from pynode.link import Link
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +82,92 @@ _TYPE = struct.Struct("!B")
 _TYPE_ID = struct.Struct("!BQ")  # CALL, CANCEL, DELIVER: a sequence number or a mailbox id
 _TYPE_ID_STATUS = struct.Struct("!BQB")  # RESULT
 
+# What ErpcConnection.dispatch_passive reports to the read scheduling.
+SERVE = 0  # the message runs code: not handled yet; pass it to run_request in a suitable thread
+HANDLED = 1  # handled (it ran no code)
+REPLIED = 2  # handled, and it was a reply: a waiting caller may have been woken
+
 
 class ProtocolViolation(Exception):
     """A peer sent a message pynode does not serve or a malformed one."""
 
 
+class Handler(Protocol):
+    """What one connection's messages are decoded into (the table in the module docstring).
+
+    Methods of messages that run no code are called by the thread reading the connection and
+    must not block; the others may run for as long as they need. ``data`` is a view into the
+    received frame and ``buffers`` its attachments (writable memory the handler may keep).
+    Raising ProtocolViolation drops the connection (the reason is logged, naming ``name``)."""
+
+    name: str
+    """The peer's node name, for messages and log lines."""
+
+    def on_call(self, seq: int, data: Data, buffers: Buffers) -> None: ...
+
+    def on_result(self, seq: int, status: int, data: Data, buffers: Buffers) -> None: ...
+
+    def on_cancel(self, seq: int) -> None: ...
+
+    def on_cast(self, data: Data, buffers: Buffers) -> None: ...
+
+    def on_deliver(self, mailbox_id: int, data: Data, buffers: Buffers) -> None: ...
+
+
+Decoder = Callable[[Handler, Data, Buffers], None]
+"""Unpacks one frame of a message type and calls its handler method."""
+
+
+class Message(NamedTuple):
+    """One row of the message table: how a message type is decoded and where it is handled."""
+
+    name: str  # for log lines
+    decode: Decoder
+    runs_code: bool  # True: handled by run_request (see the module docstring)
+    reply: bool = False  # True: may end a caller's wait (RESULT)
+
+
+def _decode_call(handler: Handler, frame: Data, buffers: Buffers) -> None:
+    handler.on_call(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
+
+
+def _decode_result(handler: Handler, frame: Data, buffers: Buffers) -> None:
+    _, seq, status = _unpack(_TYPE_ID_STATUS, frame)
+    handler.on_result(seq, status, frame[_TYPE_ID_STATUS.size :], buffers)
+
+
+def _decode_cancel(handler: Handler, frame: Data, buffers: Buffers) -> None:
+    handler.on_cancel(_unpack(_TYPE_ID, frame)[1])
+
+
+def _decode_cast(handler: Handler, frame: Data, buffers: Buffers) -> None:
+    handler.on_cast(frame[_TYPE.size :], buffers)
+
+
+def _decode_deliver(handler: Handler, frame: Data, buffers: Buffers) -> None:
+    handler.on_deliver(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
+
+
+MESSAGES: dict[int, Message] = {
+    MSG_CALL: Message("CALL", _decode_call, runs_code=True),
+    MSG_RESULT: Message("RESULT", _decode_result, runs_code=False, reply=True),
+    MSG_CANCEL: Message("CANCEL", _decode_cancel, runs_code=False),
+    MSG_CAST: Message("CAST", _decode_cast, runs_code=True),
+    MSG_DELIVER: Message("DELIVER", _decode_deliver, runs_code=False),
+}
+"""pynode's message types (see the module docstring for adding one)."""
+
+# The table split by where a message is handled, for one dict lookup per frame.
+_PASSIVE: dict[int, tuple[Decoder, int]] = {
+    kind: (m.decode, REPLIED if m.reply else HANDLED) for kind, m in MESSAGES.items() if not m.runs_code
+}
+_ACTIVE: dict[int, Decoder] = {kind: m.decode for kind, m in MESSAGES.items() if m.runs_code}
+
+
 class ErpcConnection(rpyc.Connection):
     """An rpyc connection that also speaks pynode's messages (see the module docstring)."""
 
-    link: Link | None = None  # set by the service's on_connect, before any message is served
+    handler: Handler | None = None  # set by the service's on_connect, before any message is served
 
     # --- sending (each raises EOFError when the connection is closed) ------------------------
 
@@ -129,7 +238,7 @@ class ErpcConnection(rpyc.Connection):
         finally:
             self._cleanup(_anyway=True)
 
-    # --- serving: only the thread holding the link's read token calls these --------------------
+    # --- serving: only the thread holding the connection's read token calls these ---------------
 
     def readable(self, timeout: float) -> bool:
         """True when a message can be read without waiting more than ``timeout`` seconds for its
@@ -142,37 +251,33 @@ class ErpcConnection(rpyc.Connection):
         frame, buffers = self._channel.recv_frame()
         return frame[0], frame, buffers
 
-    def dispatch_passive(self, kind: int, frame: Data, buffers: Buffers) -> bool:
-        """Dispatch a message that runs no code: RESULT wakes a waiting caller, DELIVER queues a
-        message (in the order messages were sent, as Erlang keeps the order between two
-        processes), CANCEL flags a running call. False for any other message, which
-        :meth:`run_request` serves. Raises ProtocolViolation for a truncated frame."""
-        link = self.link
-        if kind == MSG_RESULT:
-            _, seq, status = _unpack(_TYPE_ID_STATUS, frame)
-            link.resolve(seq, status, frame[_TYPE_ID_STATUS.size :], buffers)
-        elif kind == MSG_DELIVER:
-            link.node.deliver_local(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
-        elif kind == MSG_CANCEL:
-            link.cancel_running(_unpack(_TYPE_ID, frame)[1])
-        else:
-            return False
-        return True
+    def dispatch_passive(self, kind: int, frame: Data, buffers: Buffers) -> int:
+        """Handle a message that runs no code (RESULT wakes a waiting caller, DELIVER queues a
+        message in the order messages were sent, as Erlang keeps the order between two
+        processes, CANCEL flags a running call): HANDLED, or REPLIED for a reply. SERVE, without
+        handling it, for any other message, which :meth:`run_request` serves. Raises
+        ProtocolViolation for a malformed frame."""
+        entry = _PASSIVE.get(kind)
+        if entry is None:
+            return SERVE
+        entry[0](self.handler, frame, buffers)
+        return entry[1]
 
     def run_request(self, kind: int, frame: Data, buffers: Buffers) -> None:
         """Serve a message that runs code, in this thread: a CALL runs to completion and sends its
         RESULT, a CAST runs, an rpyc request is served (CLOSE) or refused. Raises
-        ProtocolViolation for a truncated frame or an unknown message type."""
-        link = self.link
-        if kind == MSG_CALL:
-            link.start_call(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
-        elif kind == MSG_CAST:
-            link.start_cast(frame[_TYPE.size :], buffers)
+        ProtocolViolation for a malformed frame or an unknown message type."""
+        decode = _ACTIVE.get(kind)
+        if decode is not None:
+            decode(self.handler, frame, buffers)
         elif kind == consts.MSG_REQUEST:
             seq, args = brine.load(frame[1:])
             self._dispatch_request(seq, args)
         else:
-            raise ProtocolViolation(f"unknown message type {kind} from {link.name}")
+            raise ProtocolViolation(f"unknown message type {kind} from {self._peer()}")
+
+    def _peer(self) -> str:
+        return self.handler.name if self.handler is not None else "an unknown peer"
 
     def _dispatch_request(self, seq: int, raw_args: Any) -> None:
         """rpyc's requests: CLOSE is served; anything else is refused with an exception reply."""
@@ -180,9 +285,8 @@ class ErpcConnection(rpyc.Connection):
         if handler == consts.HANDLE_CLOSE:
             super()._dispatch_request(seq, raw_args)
             return
-        peer = self.link.name if self.link is not None else "an unknown peer"
         exc = ProtocolViolation(f"rpyc request code {handler!r} is not served by pynode")
-        log.warning("refused a request from %s: %s", peer, exc)
+        log.warning("refused a request from %s: %s", self._peer(), exc)
         self._send(consts.MSG_EXCEPTION, seq, self._box_exc(type(exc), exc, None))
 
 

@@ -1,7 +1,7 @@
 """The right to read a connection's socket, passed between the threads that take turns reading it.
 
 Exactly one thread of a connection reads its socket at a time: a reader thread, or a caller
-reading its own reply (:mod:`pynode.link`). Taking a free token and giving it back when nobody
+reading its own reply (:mod:`pynode.reading`). Taking a free token and giving it back when nobody
 waits are plain Python under a short lock (no system call: a caller that reads its own reply
 takes and gives the token on every call). A thread that must block for the token sleeps in a
 ``read`` of a pipe, and :meth:`ReadToken.give` wakes exactly one such sleeper by writing one byte.
@@ -86,7 +86,7 @@ class ReadToken:
 
     def transfer(self, thread_id: int) -> None:
         """Hand the held token to thread ``thread_id`` without freeing it (the new holder learns
-        of it by other means, see :mod:`pynode.link`)."""
+        of it by other means, see :mod:`pynode.reading`)."""
         self.holder = thread_id
 
 

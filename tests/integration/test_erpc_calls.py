@@ -17,7 +17,7 @@ import pytest
 import pynode
 from pynode import Node, erpc
 from pynode.errors import CallCancelled, EncodeError, ErpcTimeout, NoConnection, ReceiveTimeout, RemoteError
-from pynode.link import MAX_IDLE_READERS
+from pynode.reading import MAX_IDLE_READERS
 from pynode.testing import LocalCluster, this_node, wait_until
 
 # Functions defined here travel by value: the node processes cannot import this test module.
@@ -288,16 +288,16 @@ def test_back_to_back_callers_read_their_own_replies(cluster: LocalCluster, monk
     """After the first call, a caller's reply is read by the caller itself, not handed over by a
     reader thread (the thread wake-up a plain rpyc call does not pay); a message sent to this
     node afterwards is still read once the caller is gone."""
-    from pynode import link as link_module
+    from pynode import connection, reading
 
     resolved_in: list[threading.Thread] = []
-    original = link_module.Link.resolve
+    original = connection.Connection.on_result
 
-    def recording_resolve(self, *args) -> None:
+    def recording_on_result(self, *args) -> None:
         resolved_in.append(threading.current_thread())
         original(self, *args)
 
-    monkeypatch.setattr(link_module.Link, "resolve", recording_resolve)
+    monkeypatch.setattr(connection.Connection, "on_result", recording_on_result)
     erpc.call(A, "os:getpid", timeout=10)
     resolved_in.clear()
     for _ in range(50):
@@ -306,7 +306,7 @@ def test_back_to_back_callers_read_their_own_replies(cluster: LocalCluster, monk
     assert len(resolved_in) == 50 and own >= 25, f"only {own} of 50 replies were read by their caller"
 
     me = pynode.self_pid()
-    time.sleep(3 * link_module.CALLER_GRACE)
+    time.sleep(3 * reading.CALLER_GRACE)
     erpc.cast(A, lambda: pynode.send(me, "after the calls"))
     assert pynode.receive(timeout=5) == "after the calls"
 

@@ -10,6 +10,7 @@ import threading
 import numpy as np
 
 from pynode import bufferpool, transport
+from pynode import payload as payloads
 from pynode.bufferpool import BufferPool
 
 MIB = 1 << 20
@@ -73,12 +74,12 @@ def test_received_arrays_reuse_memory_and_never_show_an_earlier_message() -> Non
     try:
         for fill in (1.0, 2.0, 3.0):
             data = np.full(transport.HUGE_BUFFER // 8 * 2, fill)
-            payload, buffers = transport.dumps(data)
+            payload, buffers = payloads.dumps(data)
             writer = threading.Thread(target=sender.send, args=(b"x", payload, buffers))
             writer.start()
             frame, attachments = receiver.recv_frame()
             writer.join(10)
-            received = transport.loads(frame[1:], attachments)
+            received = payloads.loads(frame[1:], attachments)
             assert np.array_equal(received, data)
             received[:] = -1.0  # writable; scribbling on it must not leak into the next message
             del received, attachments

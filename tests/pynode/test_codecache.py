@@ -9,14 +9,15 @@ import sys
 import cloudpickle
 import pytest
 
-from pynode import codecache, transport
+from pynode import codecache
+from pynode import payload as payloads
 
 # Functions defined here travel by value, as a notebook's do.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def ship(obj: object) -> object:
-    return transport.loads(*transport.dumps(obj))
+    return payloads.loads(*payloads.dumps(obj))
 
 
 def make_counter_reader(state: list[int]):

@@ -1,7 +1,7 @@
 """Functions pickled by value through pynode.fnpickle rebuild as cloudpickle's do.
 
-Every by-value case is shipped twice from the same object: through ``transport.dumps`` /
-``transport.loads`` (which must use fnpickle: checked on the payload) and through plain
+Every by-value case is shipped twice from the same object: through ``payload.dumps`` /
+``payload.loads`` (which must use fnpickle: checked on the payload) and through plain
 ``cloudpickle.dumps`` / ``pickle.loads``; the two rebuilt functions are compared attribute by
 attribute, cell by cell, global by global, and by calling them. Functions of this module are
 importable (cloudpickle pickles them by reference), so by-value functions are made nested
@@ -31,7 +31,8 @@ import cloudpickle
 import numpy as np
 import pytest
 
-from pynode import erpc, fnpickle, transport
+from pynode import erpc, fnpickle
+from pynode import payload as payloads
 from pynode.testing import LocalCluster, this_node
 
 # What a payload holds when fnpickle rebuilds a function, and when cloudpickle's own reduction does.
@@ -45,13 +46,13 @@ EMPTY = "<empty cell>"  # how cells() shows a cell without a value
 
 def ship(obj: object) -> Any:
     """``obj`` through pynode's transport, asserting that fnpickle built the payload."""
-    data, buffers = transport.dumps(obj)
+    data, buffers = payloads.dumps(obj)
     assert FNPICKLE_MARK in data and CLOUDPICKLE_SETSTATE not in data
-    return transport.loads(data, buffers)
+    return payloads.loads(data, buffers)
 
 
 def via_cloudpickle(obj: object) -> Any:
-    return pickle.loads(cloudpickle.dumps(obj, protocol=transport.PICKLE_PROTOCOL))
+    return pickle.loads(cloudpickle.dumps(obj, protocol=payloads.PICKLE_PROTOCOL))
 
 
 def both(obj: object) -> tuple[Any, Any]:
@@ -524,15 +525,15 @@ def test_submodule_is_imported_by_a_fresh_interpreter_that_unpickles_the_functio
         "def root_tag(text):\n    return xml.dom.minidom.parseString(text).documentElement.tagName\n",
         xml=sys.modules["xml"],
     )
-    data, buffers = transport.dumps(namespace["root_tag"])
+    data, buffers = payloads.dumps(namespace["root_tag"])
     assert FNPICKLE_MARK in data and not buffers
     receiver = textwrap.dedent(
         """
         import sys
-        from pynode import transport
+        from pynode import payload as payloads
         data = sys.stdin.buffer.read()
         before = "xml.dom.minidom" in sys.modules
-        fn = transport.loads(data)
+        fn = payloads.loads(data)
         print(before, fn("<root><child/></root>"))
         """
     )
@@ -633,10 +634,10 @@ def test_a_rebuilt_function_ships_again() -> None:
 
 def test_importable_function_goes_by_reference_in_a_small_pickle() -> None:
     for fn in (os.path.join, module_level_function):
-        data, buffers = transport.dumps(fn)
+        data, buffers = payloads.dumps(fn)
         assert FNPICKLE_MARK not in data and not buffers
         assert fn.__name__.encode() in data and len(data) < 150
-        assert transport.loads(data) is fn
+        assert payloads.loads(data) is fn
 
 
 def test_function_whose_qualname_finds_another_object_goes_by_value() -> None:
@@ -728,7 +729,7 @@ def test_functions_of_a_module_registered_by_value(probe_package: types.ModuleTy
         assert_same_calls(ours_joined, theirs_joined, ("p", "q"))
     finally:
         cloudpickle.unregister_pickle_by_value(probe_package)
-    assert transport.loads(*transport.dumps(probe_package.scaled)) is probe_package.scaled
+    assert payloads.loads(*payloads.dumps(probe_package.scaled)) is probe_package.scaled
 
 
 def test_replaced_module_function_goes_by_value(probe_package: types.ModuleType) -> None:
@@ -737,7 +738,7 @@ def test_replaced_module_function_goes_by_value(probe_package: types.ModuleType)
     ours, theirs = both(stale)
     assert_equivalent(stale, ours, theirs)
     assert ours() == theirs() == "old"
-    assert transport.loads(*transport.dumps(probe_package.replaced)) is probe_package.replaced
+    assert payloads.loads(*payloads.dumps(probe_package.replaced)) is probe_package.replaced
 
 
 # --- make_function -------------------------------------------------------------------------------------

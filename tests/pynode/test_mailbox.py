@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from pynode import transport
+from pynode import payload as payloads
 from pynode.errors import ReceiveTimeout
 from pynode.mailbox import Pid, Registry
 
@@ -33,7 +33,7 @@ def test_messages_arrive_in_order_local_and_encoded() -> None:
     registry = Registry("n@127.0.0.1")
     box = registry.own()
     registry.deliver(box.pid.id, "first")
-    registry.deliver_encoded(box.pid.id, *transport.dumps({"second": 2}))
+    registry.deliver_encoded(box.pid.id, *payloads.dumps({"second": 2}))
     assert box.get(1) == "first"
     assert box.get(1) == {"second": 2}
 

@@ -6,12 +6,13 @@ import threading
 
 import pytest
 
-from pynode import outcome, transport
+from pynode import outcome
+from pynode import payload as payloads
 from pynode.errors import EncodeError, RemoteError
 
 
 def run(fn, *args, **kwargs):
-    data, buffers = transport.dumps((fn, args, kwargs))
+    data, buffers = payloads.dumps((fn, args, kwargs))
     status, (rdata, rbuffers) = outcome.run_call("remote@127.0.0.9", data, buffers)
     return outcome.unpack("remote@127.0.0.9", status, rdata, rbuffers)
 

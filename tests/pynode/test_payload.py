@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from pynode import transport
+from pynode import payload as payloads
 
 
 def test_closure_capturing_an_array_travels_by_value() -> None:
     offset = np.arange(5.0)
     fn = lambda x: x + offset  # noqa: E731
-    data, buffers = transport.dumps(fn)
-    rebuilt = transport.loads(data, buffers)
+    data, buffers = payloads.dumps(fn)
+    rebuilt = payloads.loads(data, buffers)
     np.testing.assert_array_equal(rebuilt(1.0), offset + 1.0)
 
 
@@ -25,7 +26,7 @@ def test_only_the_shipped_function_is_checked_for_pickling_by_reference(monkeypa
     """The reconstructors in the pickle (pynode.fnpickle's, pynode.codecache's) are saved by
     reference without cloudpickle's lookup; only the shipped function is looked up."""
     checked: list[object] = []
-    original = transport._by_reference
+    original = payloads._by_reference
 
     def spy(obj, name=None):
         checked.append(obj)
@@ -33,27 +34,27 @@ def test_only_the_shipped_function_is_checked_for_pickling_by_reference(monkeypa
 
     offset = [2.0]
     fn = lambda x: x + offset[0]  # noqa: E731  (a closure: cells, make_function, set_function_state)
-    transport.dumps(fn)  # its code object is pickled (and cached) now
-    monkeypatch.setattr(transport, "_by_reference", spy)
-    rebuilt = transport.loads(*transport.dumps((fn, (), {})))
+    payloads.dumps(fn)  # its code object is pickled (and cached) now
+    monkeypatch.setattr(payloads, "_by_reference", spy)
+    rebuilt = payloads.loads(*payloads.dumps((fn, (), {})))
     assert checked == [fn]
     assert rebuilt[0](1.0) == 3.0
 
 
 def test_large_arrays_go_out_of_band_without_copy_small_ones_in_band() -> None:
-    big = np.ones(transport.OOB_THRESHOLD // 8 * 4)
+    big = np.ones(payloads.OOB_THRESHOLD // 8 * 4)
     small = np.ones(16)
-    data, buffers = transport.dumps((big, small))
+    data, buffers = payloads.dumps((big, small))
     assert len(buffers) == 1
     assert len(data) < 2048  # the big array's bytes are not inside the pickle
     assert np.shares_memory(np.frombuffer(buffers[0], dtype=big.dtype), big)
 
 
 def test_received_buffers_are_used_in_place_and_writable() -> None:
-    big = np.arange(transport.OOB_THRESHOLD, dtype=np.float64)
-    data, buffers = transport.dumps(big)
+    big = np.arange(payloads.OOB_THRESHOLD, dtype=np.float64)
+    data, buffers = payloads.dumps(big)
     received = tuple(bytearray(b) for b in buffers)  # what the channel hands over
-    rebuilt = transport.loads(data, received)
+    rebuilt = payloads.loads(data, received)
     np.testing.assert_array_equal(rebuilt, big)
     assert np.shares_memory(rebuilt, np.frombuffer(received[0], dtype=np.float64))
     rebuilt[0] = -1.0  # writable
@@ -62,7 +63,7 @@ def test_received_buffers_are_used_in_place_and_writable() -> None:
 
 def test_unpicklable_object_raises_at_dumps() -> None:
     with pytest.raises((TypeError, pickle.PicklingError)):
-        transport.dumps(threading.Lock())
+        payloads.dumps(threading.Lock())
 
 
 @pytest.fixture
@@ -143,12 +144,12 @@ def test_cloudpickle_type_reducers_and_later_copyreg_registrations_apply() -> No
     # types plain pickle refuses, which cloudpickle's own reducers handle
     view = {"a": 1, "b": 2}.keys()
     logger = logging.getLogger("pynode.test_payload")
-    assert list(transport.loads(*transport.dumps(view))) == ["a", "b"]
-    assert transport.loads(*transport.dumps(logger)) is logger
+    assert list(payloads.loads(*payloads.dumps(view))) == ["a", "b"]
+    assert payloads.loads(*payloads.dumps(logger)) is logger
     # a reducer registered with copyreg after pynode was imported is used
     copyreg.pickle(_Registered, lambda obj: (_Registered, (obj.value + 1,)))
     try:
-        assert transport.loads(*transport.dumps(_Registered(41))).value == 42
+        assert payloads.loads(*payloads.dumps(_Registered(41))).value == 42
     finally:
         del copyreg.dispatch_table[_Registered]
 
@@ -156,12 +157,12 @@ def test_cloudpickle_type_reducers_and_later_copyreg_registrations_apply() -> No
 def test_plain_payloads_take_the_c_pickler_and_anything_else_cloudpickle(monkeypatch) -> None:
     plain = ("math:hypot", (3.0, 4.0, None, b"x"), {"scale": 2, "label": "y"})
     calls: list[object] = []
-    monkeypatch.setattr(transport._Pickler, "dump", lambda self, obj: calls.append(obj) or pickle.Pickler.dump(self, obj))
-    assert transport.loads(*transport.dumps(plain)) == plain
+    monkeypatch.setattr(payloads._Pickler, "dump", lambda self, obj: calls.append(obj) or pickle.Pickler.dump(self, obj))
+    assert payloads.loads(*payloads.dumps(plain)) == plain
     assert calls == [], "a payload of plain values went through cloudpickle"
     # a lambda at any depth, or a container nested deeper than PLAIN_DEPTH, goes by value
     for payload in [("m:f", (lambda: 3,), {}), ("m:f", (), {"k": lambda: 3}), ("m:f", ([[lambda: 3]],), {})]:
-        rebuilt = transport.loads(*transport.dumps(payload))
+        rebuilt = payloads.loads(*payloads.dumps(payload))
         found = rebuilt[1][0] if rebuilt[1] else rebuilt[2]["k"]
         while isinstance(found, list):
             found = found[0]

@@ -1,12 +1,11 @@
 """pynode's messages inside rpyc frames: encoding, dispatch, refusals and the no-netref rule
-(two connections on a socket pair, no node; :mod:`pynode.link` decides which thread reads)."""
+(two connections on a socket pair, no node; :mod:`pynode.reading` decides which thread reads)."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 import rpyc
@@ -15,30 +14,31 @@ from rpyc.core import consts
 from pynode import protocol, transport
 
 
-class RecordingLink:
-    """Stands for pynode.link.Link: records what the connection dispatches to it."""
+class RecordingHandler:
+    """A protocol.Handler that records what the connection decodes for it."""
 
     name = "peer@127.0.0.1"
 
     def __init__(self) -> None:
         self.seen: list[tuple] = []
-        self.node = SimpleNamespace(deliver_local=lambda *a: self.seen.append(("deliver", *self._plain(a))))
 
-    @staticmethod
-    def _plain(args: tuple) -> tuple:
-        return tuple(bytes(a) if isinstance(a, memoryview) else a for a in args)
+    def _record(self, kind: str, *args) -> None:
+        self.seen.append((kind, *(bytes(a) if isinstance(a, memoryview) else a for a in args)))
 
-    def resolve(self, *args) -> None:
-        self.seen.append(("resolve", *self._plain(args)))
+    def on_result(self, *args) -> None:
+        self._record("resolve", *args)
 
-    def start_call(self, *args) -> None:
-        self.seen.append(("call", *self._plain(args)))
+    def on_deliver(self, *args) -> None:
+        self._record("deliver", *args)
 
-    def cancel_running(self, seq: int) -> None:
-        self.seen.append(("cancel", seq))
+    def on_call(self, *args) -> None:
+        self._record("call", *args)
 
-    def start_cast(self, *args) -> None:
-        self.seen.append(("cast", *self._plain(args)))
+    def on_cancel(self, seq: int) -> None:
+        self._record("cancel", seq)
+
+    def on_cast(self, *args) -> None:
+        self._record("cast", *args)
 
 
 def connection(sock: socket.socket) -> protocol.ErpcConnection:
@@ -51,7 +51,7 @@ def connection(sock: socket.socket) -> protocol.ErpcConnection:
 def pair():
     left, right = socket.socketpair()
     sender, receiver = connection(left), connection(right)
-    receiver.link = RecordingLink()
+    receiver.handler = RecordingHandler()
     yield sender, receiver
     sender._channel.close()
     receiver._channel.close()
@@ -71,7 +71,7 @@ def serve_until_request(conn: protocol.ErpcConnection) -> None:
     run that one."""
     while True:
         kind, frame, buffers = conn.recv_message()
-        if not conn.dispatch_passive(kind, frame, buffers):
+        if conn.dispatch_passive(kind, frame, buffers) == protocol.SERVE:
             conn.run_request(kind, frame, buffers)
             return
 
@@ -85,7 +85,7 @@ def test_results_messages_and_cancels_are_dispatched_in_order_until_a_call(pair)
     sender.send_result(2**64 - 1, 0, b"", ())
     sender.send_cast(b"pickle", ())
     serve_until_request(receiver)  # returns after the CAST, the first request that runs code
-    assert receiver.link.seen == [
+    assert receiver.handler.seen == [
         ("resolve", 7, 1, b"result", (bytearray(b"attached"),)),
         ("deliver", 12, b"message 1", ()),
         ("cancel", 9),
@@ -106,10 +106,10 @@ def test_each_request_that_runs_code_is_dispatched_with_its_fields(pair, send, e
     sender, receiver = pair
     send(sender)
     kind, frame, buffers = receiver.recv_message()
-    assert not receiver.dispatch_passive(kind, frame, buffers)
-    assert receiver.link.seen == []
+    assert receiver.dispatch_passive(kind, frame, buffers) == protocol.SERVE
+    assert receiver.handler.seen == []
     receiver.run_request(kind, frame, buffers)
-    assert receiver.link.seen == [expected]
+    assert receiver.handler.seen == [expected]
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_rpyc_requests_other_than_close_are_refused_with_an_exception_reply(pair
     frame, _ = sender._channel.recv_frame()
     assert frame[0] == consts.MSG_EXCEPTION
     assert b"not served by pynode" in bytes(frame)
-    assert receiver.link.seen == []
+    assert receiver.handler.seen == []
 
 
 class RecordingPoller:
