@@ -3,6 +3,7 @@
 ::
 
     pynode start NAME [--cookie C | --cookie-file F] [--hidden] [--preload MODULE ...] [--port N]
+                      [--ticktime S]
     pynode ping NODE                       # prints pong / pang (exit 0 / 1)
     pynode names [HOST]                    # like `epmd -names`
     pynode call NODE module:function [JSON_ARRAY_OF_ARGS] [--timeout S]
@@ -10,7 +11,8 @@
     pynode cluster up|down CONFIG          # detached nodes from a cluster TOML file
 
 Environment: ``PYNODE_COOKIE`` (the cookie when no flag gives one), ``PYNODE_EPMD_PORT`` (the port
-mapper port; ``--epmd-port`` overrides it), ``PYNODE_LOG_LEVEL`` (stderr logging level).
+mapper port; ``--epmd-port`` overrides it), ``PYNODE_LOG_LEVEL`` (stderr logging level),
+``PYNODE_TICKTIME`` (``--ticktime``'s default, see :mod:`pynode.ticks`).
 
 ``start`` prints exactly one line to stdout, ``pynode: NAME ready on HOST:PORT``, once the node is
 listening, registered with its port mapper and every preload module is imported (a preloaded
@@ -38,6 +40,7 @@ from typing import Any
 import pynode
 from pynode import Node, cluster_cli, erpc, names, portmapper
 from pynode.errors import CliError, PynodeError
+from pynode.ticks import resolve_ticktime
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +80,21 @@ def _parser() -> argparse.ArgumentParser:
         group.add_argument("--cookie", help="the cluster cookie (default $PYNODE_COOKIE, else ~/.pynode.cookie)")
         group.add_argument("--cookie-file", help="read the cookie from this file (owner-only mode)")
 
+    def ticktime_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--ticktime",
+            type=float,
+            metavar="S",
+            help="declare a silent peer down after S seconds, at least 1 (default $PYNODE_TICKTIME, else 10)",
+        )
+
     p = command("start", _start, "run a node in the foreground until SIGINT/SIGTERM", "INFO")
     p.add_argument("name", help="alive@host")
     cookie_flags(p)
     p.add_argument("--hidden", action="store_true", help="a hidden node (not in peers' Node.list())")
     p.add_argument("--preload", action="append", default=[], metavar="MODULE", help="import before ready")
     p.add_argument("--port", type=int, default=0, help="listening port (default: any free port)")
+    ticktime_flag(p)
 
     p = command("ping", _ping, "ping a node: prints pong or pang")
     p.add_argument("node")
@@ -102,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     cookie_flags(p)
     p.add_argument("--hidden", action="store_true")
+    ticktime_flag(p)
 
     p = command("cluster", cluster_cli.run, "start or stop the detached nodes of a cluster TOML file", "INFO")
     p.add_argument("action", choices=["up", "down"])
@@ -143,7 +156,8 @@ def _start(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
-    Node.start(str(node), cookie=_cookie(args), hidden=args.hidden, port=args.port)
+    _check_ticktime(args.ticktime)
+    Node.start(str(node), cookie=_cookie(args), hidden=args.hidden, port=args.port, ticktime=args.ticktime)
     try:
         preload(args.preload)
         print(f"pynode: {node} ready on {node.host}:{Node.port()}", flush=True)
@@ -153,6 +167,14 @@ def _start(args: argparse.Namespace) -> int:
     finally:
         Node.stop()
     return 0
+
+
+def _check_ticktime(ticktime: float | None) -> None:
+    """A bad ``--ticktime`` (or ``$PYNODE_TICKTIME``) is a usage error, reported before anything starts."""
+    try:
+        resolve_ticktime(ticktime)
+    except ValueError as exc:
+        raise CliError(str(exc).replace("ticktime must", "--ticktime must", 1)) from None
 
 
 def _local_name(target_host: str) -> str:
@@ -211,7 +233,8 @@ def _shell(args: argparse.Namespace) -> int:
     with contextlib.suppress(ImportError):  # line editing where this build has readline
         import readline  # noqa: F401
 
-    Node.start(args.name, cookie=_cookie(args), hidden=args.hidden)
+    _check_ticktime(args.ticktime)
+    Node.start(args.name, cookie=_cookie(args), hidden=args.hidden, ticktime=args.ticktime)
     try:
         banner = (
             f"pynode shell: this REPL is node {Node.self()}\n"

@@ -6,9 +6,10 @@ and in which thread a message is handled, is :mod:`pynode.reading`'s (one
 :class:`~pynode.reading.ReadScheduler` per connection, sharing this connection's lock); the wire
 format is :mod:`pynode.protocol`'s. A connection knows its node only as an :class:`Owner`.
 
-When the connection is gone (the peer closed it, died, or sent garbage; or this node closed it),
-every call still waiting for a reply fails with ``NoConnection`` at once, and the calls the peer
-was running here are cancelled (:mod:`pynode.execution`).
+When the connection is gone (the peer closed it, died, or sent garbage; this node closed it, or
+its ticker heard nothing from the peer for a ticktime, :mod:`pynode.ticks`), every call still
+waiting for a reply fails with ``NoConnection`` at once (naming the reason when this node closed
+it), and the calls the peer was running here are cancelled (:mod:`pynode.execution`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import itertools
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -29,6 +31,7 @@ from pynode.handshake import PeerInfo
 from pynode.payload import Payload, dumps
 from pynode.pending import Pending
 from pynode.reading import ReadScheduler
+from pynode.ticks import Liveness
 from pynode.transport import Buffers, Data
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,8 @@ class Connection:
         self._pending: dict[int, Pending] = {}  # seq -> call sent and not yet answered or failed
         self._running: dict[int, CallContext] = {}  # seq -> call from the peer running here
         self._seqs = itertools.count(1)
+        self._liveness = Liveness(time.monotonic())  # the node's ticker's alone
+        self._reason: str | None = None  # why this node closed the connection, for NoConnection
 
     def __repr__(self) -> str:
         return f"<Connection {self.owner.name} -> {self.name}{' closed' if self.closed else ''}>"
@@ -133,9 +138,12 @@ class Connection:
             return False
         return pending.error is None and pending.status == outcome.OK
 
-    def close(self) -> None:
+    def close(self, reason: str | None = None) -> None:
         """Shut the socket down: the serving threads on both ends see EOF and clean up. The
-        connection counts as closed from now on (new calls on it fail, the node dials afresh)."""
+        connection counts as closed from now on (new calls on it fail, the node dials afresh);
+        ``reason`` goes into the NoConnection of the calls that were waiting."""
+        if reason is not None and self._reason is None:
+            self._reason = reason
         self.closed = True
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
@@ -149,7 +157,8 @@ class Connection:
         return conn
 
     def _lost(self) -> NoConnection:
-        return NoConnection(f"connection to {self.name} lost")
+        reason = self._reason
+        return NoConnection(f"connection to {self.name} lost" + (f": {reason}" if reason else ""))
 
     def _drop(self, exc: Exception) -> None:
         log.warning("dropped the connection with %s: undecodable data (%s: %s)", self.name, type(exc).__name__, exc)
@@ -169,6 +178,25 @@ class Connection:
     def hand_off_if_overdue(self, now: float, delay: float) -> bool:
         """The node's watchdog's look at this connection (:meth:`ReadScheduler.hand_off_if_overdue`)."""
         return self._reads.hand_off_if_overdue(now, delay)
+
+    def tick(self, now: float, ticktime: float) -> None:
+        """The node's ticker's look (:mod:`pynode.ticks`): send a tick when nothing was written
+        since the last look, close the connection when nothing was heard for ``ticktime``."""
+        conn = self.conn
+        if conn is None or self.closed:
+            return
+        received, writes = conn.activity()
+        tick_due, down = self._liveness.look(now, received, writes, ticktime, conn.unread)
+        if down:
+            reason = f"no tick from {self.name} within {ticktime:g} s"
+            log.warning("%s: %s; closing the connection", self.owner.name, reason)
+            self.close(reason)
+        elif tick_due:
+            try:
+                if conn.try_send_tick():
+                    self._liveness.wrote(conn.activity()[1])
+            except (EOFError, OSError):
+                pass  # the connection is going: its reader sees the end
 
     def disconnected(self) -> None:
         """The connection is gone: fail waiting calls, cancel the calls the peer was running here."""
@@ -193,6 +221,9 @@ class Connection:
 
     def on_deliver(self, mailbox_id: int, data: Data, buffers: Buffers) -> None:
         self.owner.deliver_local(mailbox_id, data, buffers)
+
+    def on_tick(self) -> None:
+        """Nothing to do: its bytes were counted as they arrived (:mod:`pynode.ticks`)."""
 
     def on_cancel(self, seq: int) -> None:
         with self._lock:

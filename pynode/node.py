@@ -23,6 +23,7 @@ from pynode.handshake import PeerInfo
 from pynode.kinds import Kind
 from pynode.mailbox import Registry
 from pynode.monitors import NodeMonitors
+from pynode.ticks import Ticker, resolve_ticktime
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ PING_TIMEOUT = 5.0
 class LocalNode:
     """This process as a node. Create it with :meth:`Node.start`; one per process."""
 
-    def __init__(self, name: str, cookie: str, *, hidden: bool, port: int) -> None:
+    def __init__(self, name: str, cookie: str, *, hidden: bool, port: int, ticktime: float | None = None) -> None:
         parsed = names.parse(name)
         self.name = str(parsed)
         self.host = parsed.host
@@ -52,13 +53,16 @@ class LocalNode:
         self._all_connections: set[Connection] = set()
         self._dial_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self.ticktime = resolve_ticktime(ticktime)
         self.handoff = HandoffWatchdog(self._connections_snapshot, parsed.alive)
+        self.ticker = Ticker(self._connections_snapshot, self.ticktime, parsed.alive)
         try:
             self._listener = transport.Listener(
                 self.host, port, handshake.Authenticator(self.name, self.cookie_for, hidden=hidden), self._accepted
             )
         except OSError as exc:
             self.handoff.stop()
+            self.ticker.stop()
             raise PynodeError(f"node {self.name} cannot listen on {self.host}:{port}: {exc}") from exc
         self.port = self._listener.port
         self._listener_thread = threading.Thread(
@@ -71,6 +75,7 @@ class LocalNode:
         except PortMapperError:
             self._listener.close()
             self.handoff.stop()
+            self.ticker.stop()
             raise
         log.info("node %s listening on %s:%d", self.name, self.host, self.port)
 
@@ -212,6 +217,7 @@ class LocalNode:
         self._registration.close()
         self._listener.close()
         self.handoff.stop()
+        self.ticker.stop()
         with self._lock:
             conns = list(self._all_connections)
         for conn in conns:
@@ -226,22 +232,32 @@ class Node:
     """Elixir's ``Node`` for this process (all methods are class methods)."""
 
     @staticmethod
-    def start(name: str, cookie: str | None = None, hidden: bool = False, port: int = 0) -> str:
+    def start(
+        name: str, cookie: str | None = None, hidden: bool = False, port: int = 0, ticktime: float | None = None
+    ) -> str:
         """Make this process the node ``name`` (``alive@host``) and return the name.
 
         Listens on ``host`` (``port`` 0: any free port), starts a port mapper on ``host`` when none
         answers, and registers ``alive`` with it. The cookie comes from ``cookie``, else
         ``$PYNODE_COOKIE``, else ``~/.pynode.cookie`` (see :mod:`pynode.cookie`).
 
-        Raises BadNodeName, CookieError, PortMapperError (e.g. the name is taken), PynodeError when
-        the address cannot be bound or a node is already running in this process.
+        ``ticktime`` (Erlang's ``net_ticktime``, seconds; default ``$PYNODE_TICKTIME``, else 10):
+        a peer from which nothing arrives for that long is declared down (its connection closed,
+        calls waiting on it fail with NoConnection, monitors fire); this node sends a tick on a
+        connection that has carried nothing for a quarter of it (:mod:`pynode.ticks`). Peers
+        should use the same value: each side judges the other by its own.
+
+        Raises BadNodeName, CookieError, ValueError for a ticktime below 1 s or not a number,
+        PortMapperError (e.g. the name is taken), PynodeError when the address cannot be bound or
+        a node is already running in this process.
         """
         with _start_lock:
             existing = runtime.running()
             if existing is not None:
                 raise PynodeError(f"this process is already the node {existing.name}; Node.stop() it first")
             names.parse(name)
-            node = LocalNode(name, cookies.resolve(cookie), hidden=hidden, port=port)
+            resolve_ticktime(ticktime)  # a bad value fails before anything starts
+            node = LocalNode(name, cookies.resolve(cookie), hidden=hidden, port=port, ticktime=ticktime)
             runtime.install(node)
             return node.name
 

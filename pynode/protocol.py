@@ -17,10 +17,13 @@ CANCEL      0x42   ``seq:u64``                         ``on_cancel(seq)``       
 CAST        0x43   ``data``                            ``on_cast(data, bufs)``       yes
 DELIVER     0x44   ``mailbox_id:u64 data``             ``on_deliver(mailbox_id,      no
                                                        data, bufs)``
+TICK        0x45   nothing (exactly one byte)          ``on_tick()``                 no
 ==========  =====  ==================================  ============================  =========
 
 One CALL and one RESULT per call, matched by ``seq`` (chosen by the caller), any number in flight
 on one connection; ``status`` is :mod:`pynode.outcome`'s. CANCEL, CAST and DELIVER are one-way.
+TICK is sent by a connection that has sent nothing for a while and only proves the sender alive
+(:mod:`pynode.ticks`); a TICK with a body is malformed.
 ``data`` is a pickle (:mod:`pynode.payload`); its out-of-band buffers (``bufs``) travel as
 attachment frames just before the frame that uses them (:class:`pynode.transport._Channel`).
 Fields are fixed-size integers and the rest of the frame is bytes, so nothing but a pickle from
@@ -77,10 +80,12 @@ MSG_RESULT = 0x41
 MSG_CANCEL = 0x42
 MSG_CAST = 0x43
 MSG_DELIVER = 0x44
+MSG_TICK = 0x45
 
 _TYPE = struct.Struct("!B")
 _TYPE_ID = struct.Struct("!BQ")  # CALL, CANCEL, DELIVER: a sequence number or a mailbox id
 _TYPE_ID_STATUS = struct.Struct("!BQB")  # RESULT
+_TICK = _TYPE.pack(MSG_TICK)
 
 # What ErpcConnection.dispatch_passive reports to the read scheduling.
 SERVE = 0  # the message runs code: not handled yet; pass it to run_request in a suitable thread
@@ -112,6 +117,8 @@ class Handler(Protocol):
     def on_cast(self, data: Data, buffers: Buffers) -> None: ...
 
     def on_deliver(self, mailbox_id: int, data: Data, buffers: Buffers) -> None: ...
+
+    def on_tick(self) -> None: ...
 
 
 Decoder = Callable[[Handler, Data, Buffers], None]
@@ -148,12 +155,22 @@ def _decode_deliver(handler: Handler, frame: Data, buffers: Buffers) -> None:
     handler.on_deliver(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
 
 
+def _decode_tick(handler: Handler, frame: Data, buffers: Buffers) -> None:
+    if len(frame) != _TYPE.size or buffers:
+        raise ProtocolViolation(
+            f"malformed TICK from {handler.name}: {len(frame) - _TYPE.size} bytes and {len(buffers)} "
+            "attachments after the type, expected none"
+        )
+    handler.on_tick()
+
+
 MESSAGES: dict[int, Message] = {
     MSG_CALL: Message("CALL", _decode_call, runs_code=True),
     MSG_RESULT: Message("RESULT", _decode_result, runs_code=False, reply=True),
     MSG_CANCEL: Message("CANCEL", _decode_cancel, runs_code=False),
     MSG_CAST: Message("CAST", _decode_cast, runs_code=True),
     MSG_DELIVER: Message("DELIVER", _decode_deliver, runs_code=False),
+    MSG_TICK: Message("TICK", _decode_tick, runs_code=False),
 }
 """pynode's message types (see the module docstring for adding one)."""
 
@@ -185,6 +202,27 @@ class ErpcConnection(rpyc.Connection):
 
     def send_deliver(self, mailbox_id: int, data: bytes, buffers: Buffers) -> None:
         self._send_frame(_TYPE_ID.pack(MSG_DELIVER, mailbox_id), data, buffers)
+
+    def try_send_tick(self) -> bool:
+        """Write a TICK unless another frame is being written (its bytes are life enough): True
+        when written. Never waits for the send lock, so one connection stuck writing to a peer
+        that stopped reading cannot hold up the node's ticker."""
+        if not self._sendlock.acquire(False):
+            return False
+        try:
+            self._channel.send(_TICK)
+        finally:
+            self._sendlock.release()
+        return True
+
+    def activity(self) -> tuple[int, int]:
+        """``(bytes received, writes begun)`` so far (:class:`pynode.transport._Stream`)."""
+        stream = self._channel.stream
+        return stream.received, stream.writes
+
+    def unread(self) -> bool:
+        """Bytes wait in the kernel, not yet read."""
+        return self._channel.stream.unread()
 
     def _send_frame(self, head: bytes, data: bytes = b"", attachments: Buffers = ()) -> None:
         """Write ``attachments``, then the frame ``head + data``, synchronously.

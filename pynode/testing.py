@@ -43,6 +43,7 @@ UNREGISTER_TIMEOUT = 5.0  # seconds for the port mapper to notice a killed node'
 __all__ = [
     "LocalCluster",
     "NodeStartError",
+    "drain_mailbox",
     "free_port",
     "kill_portmappers",
     "this_node",
@@ -68,6 +69,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         if time.monotonic() > deadline:
             return False
         time.sleep(interval)
+
+
+def drain_mailbox() -> list[object]:
+    """Every message waiting in the calling thread's mailbox, oldest first, leaving it empty
+    (this process must be a node)."""
+    import pynode
+    from pynode.errors import ReceiveTimeout
+
+    messages: list[object] = []
+    while True:
+        try:
+            messages.append(pynode.receive(timeout=0))
+        except ReceiveTimeout:
+            return messages
 
 
 def kill_portmappers(port: int) -> list[str]:
@@ -98,6 +113,7 @@ class LocalCluster:
     (0 picks a free one) gives the cluster its own port mappers, started before the nodes and
     killed by :meth:`stop`. ``env``: extra environment for the node processes. ``ping``: after
     the ready lines, ``Node.ping`` every node from this process (which must be a node).
+    ``ticktime``: every node's ``--ticktime`` (default: theirs, ``$PYNODE_TICKTIME`` or 10 s).
     """
 
     def __init__(
@@ -111,10 +127,14 @@ class LocalCluster:
         env: Mapping[str, str] | None = None,
         ready_timeout: float = READY_TIMEOUT,
         ping: bool = False,
+        ticktime: float | None = None,
     ) -> None:
         config = _as_config(nodes_or_config)
         extra_preload = tuple(preload)
         hidden_names = set(hidden)
+        node_args: tuple[str, ...] = ()
+        if ticktime is not None:
+            node_args += ("--ticktime", repr(float(ticktime)))
         self.specs: dict[str, NodeSpec] = {}
         for spec in config.startable:
             self.specs[spec.name] = NodeSpec(
@@ -122,7 +142,7 @@ class LocalCluster:
                 hidden=spec.hidden or spec.name in hidden_names,
                 preload=spec.preload + extra_preload,
                 port=spec.port,
-                extra_args=spec.extra_args,
+                extra_args=node_args + spec.extra_args,
             )
         unknown_hidden = hidden_names - set(self.specs)
         if unknown_hidden:

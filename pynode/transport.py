@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# TCP keepalive: first probe after 15 s of silence, then every 5 s, give up after 9 missed probes:
-# a silent dead peer is declared gone after about 60 s, Erlang's default net_ticktime.
+# TCP keepalive: first probe after 15 s of silence, then every 5 s, give up after 9 missed probes.
+# Only a backstop for a peer *host* that vanished: a hung peer process (SIGSTOP, a deadlock) still
+# has a kernel that answers probes; ticks (pynode.ticks) detect it within net_ticktime. A vanished
+# host is declared gone after about 60 s (15 + 5 * 9).
 KEEPALIVE_IDLE = 15
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_PROBES = 9
@@ -101,9 +103,15 @@ class _Stream(SocketStream):
     body) costs one system call instead of two; reads of RECV_BUFFER // 2 bytes or more go
     straight into their destination. Only the thread holding the connection's read token reads
     (:mod:`pynode.reading`), so the buffer needs no lock.
+
+    ``received`` (bytes received) and ``writes`` (write calls begun) only grow; the node's ticker
+    (:mod:`pynode.ticks`) compares them between its looks: bytes arriving count as life from the
+    peer even while one large frame is still being received, which is why they are counted per
+    ``recv``, not per frame. Written by the reading thread and the writing threads (under the
+    send lock) respectively, read by the ticker without a lock (a stale value only delays it).
     """
 
-    __slots__ = ("_rbuf", "_rview", "_rpos", "_rend", "_poller")
+    __slots__ = ("_rbuf", "_rview", "_rpos", "_rend", "_poller", "_unread_poller", "received", "writes")
 
     def __init__(self, sock: socket.socket) -> None:
         super().__init__(sock)
@@ -113,6 +121,18 @@ class _Stream(SocketStream):
         self._rend = 0
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
+        self._unread_poller = select.poll()  # the ticker's own: one poll object serves one thread
+        self._unread_poller.register(sock, select.POLLIN)
+        self.received = 0
+        self.writes = 0
+
+    def unread(self) -> bool:
+        """True when bytes wait in the kernel that nobody has read yet (the ticker asks this of a
+        silent connection before declaring its peer down: those bytes are life, read late)."""
+        try:
+            return bool(self._unread_poller.poll(0))
+        except (OSError, ValueError):
+            return False
 
     def readable(self, timeout: float) -> bool:
         """True when a read would not block for its first byte: data is buffered, or the socket
@@ -210,9 +230,11 @@ class _Stream(SocketStream):
         if n == 0:
             self.close()
             raise EOFError("connection closed by peer")
+        self.received += n
         return n
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes += 1
         try:
             self.sock.sendall(data)
         except OSError as exc:
@@ -273,8 +295,8 @@ class _Channel(Channel):
 
 def tune(sock: socket.socket) -> None:
     """Disable Nagle's algorithm (calls are small request/response pairs) and enable TCP
-    keepalive, so a peer that vanishes without closing (power loss, partition) is noticed and its
-    pending calls fail, like Erlang's net_ticktime does for distribution connections."""
+    keepalive, a backstop under the node's ticks (:mod:`pynode.ticks`) for a peer host that
+    vanished without closing (power loss, partition)."""
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; elsewhere the OS defaults apply

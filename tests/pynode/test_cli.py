@@ -97,6 +97,16 @@ def test_start_failures_exit_1_with_one_clear_line():
     assert "pynode: error: bad node name 'no-at-sign'" in result.stderr
 
 
+def test_start_refuses_a_ticktime_below_one_second_before_starting():
+    result = pynode("start", "clitick@127.0.0.42", "--ticktime", "0.5")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "pynode: error: --ticktime must be at least 1 s, got 0.5" in result.stderr
+    assert portmapper.port_please("127.0.0.42", "clitick") is None
+    result = pynode("start", "clitick@127.0.0.42", env={"PYNODE_TICKTIME": "soon"})
+    assert result.returncode == 1
+    assert "pynode: error: $PYNODE_TICKTIME must be a number of seconds, got 'soon'" in result.stderr
+
+
 def test_start_name_taken(target):
     result = pynode("start", TARGET)
     assert result.returncode == 1

@@ -22,7 +22,7 @@ LAYERS = [
     ["transport"],
     ["payload"],
     ["protocol"],
-    ["readtoken", "pending", "outcome"],
+    ["readtoken", "pending", "outcome", "ticks"],
     ["reading"],
     ["connection"],
 ]

@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import pytest
-import rpyc
 from rpyc.core import consts
 
 from pynode import protocol, transport
+from wire_pair import wire_pair
 
 
 class RecordingHandler:
@@ -40,21 +39,14 @@ class RecordingHandler:
     def on_cast(self, *args) -> None:
         self._record("cast", *args)
 
-
-def connection(sock: socket.socket) -> protocol.ErpcConnection:
-    return protocol.ErpcConnection(
-        rpyc.VoidService(), transport._Channel(transport._Stream(sock)), dict(transport.PROTOCOL_CONFIG)
-    )
+    def on_tick(self) -> None:
+        self._record("tick")
 
 
 @pytest.fixture
 def pair():
-    left, right = socket.socketpair()
-    sender, receiver = connection(left), connection(right)
-    receiver.handler = RecordingHandler()
-    yield sender, receiver
-    sender._channel.close()
-    receiver._channel.close()
+    with wire_pair(RecordingHandler()) as (sender, receiver):
+        yield sender, receiver
 
 
 def test_no_object_reference_is_ever_boxed_or_unboxed(pair) -> None:
@@ -119,6 +111,7 @@ def test_each_request_that_runs_code_is_dispatched_with_its_fields(pair, send, e
         (bytes([protocol.MSG_RESULT]) + bytes(8), "truncated frame"),  # status byte missing
         (b"\x7fdata", "unknown message type 127"),
         (bytes([consts.MSG_REPLY]), "unknown message type 2"),  # pynode never asks rpyc for replies
+        (bytes([protocol.MSG_TICK, 0]), "malformed TICK from peer@127.0.0.1: 1 bytes"),  # a TICK has no body
     ],
 )
 def test_malformed_frames_are_protocol_violations(pair, frame, match) -> None:
