@@ -3,7 +3,7 @@
 ::
 
     pynode start NAME [--cookie C | --cookie-file F] [--hidden] [--preload MODULE ...] [--port N]
-                      [--ticktime S]
+                      [--ticktime S] [--no-connect-all]
     pynode ping NODE                       # prints pong / pang (exit 0 / 1)
     pynode names [HOST]                    # like `epmd -names`
     pynode call NODE module:function [JSON_ARRAY_OF_ARGS] [--timeout S]
@@ -88,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
             help="declare a silent peer down after S seconds, at least 1 (default $PYNODE_TICKTIME, else 10)",
         )
 
+    def connect_all_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--no-connect-all",
+            dest="connect_all",
+            action="store_false",
+            help="do not connect to the peers other nodes announce, nor announce ours (no transitive mesh)",
+        )
+
     p = command("start", _start, "run a node in the foreground until SIGINT/SIGTERM", "INFO")
     p.add_argument("name", help="alive@host")
     cookie_flags(p)
@@ -95,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preload", action="append", default=[], metavar="MODULE", help="import before ready")
     p.add_argument("--port", type=int, default=0, help="listening port (default: any free port)")
     ticktime_flag(p)
+    connect_all_flag(p)
 
     p = command("ping", _ping, "ping a node: prints pong or pang")
     p.add_argument("node")
@@ -115,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     cookie_flags(p)
     p.add_argument("--hidden", action="store_true")
     ticktime_flag(p)
+    connect_all_flag(p)
 
     p = command("cluster", cluster_cli.run, "start or stop the detached nodes of a cluster TOML file", "INFO")
     p.add_argument("action", choices=["up", "down"])
@@ -157,7 +167,14 @@ def _start(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
     _check_ticktime(args.ticktime)
-    Node.start(str(node), cookie=_cookie(args), hidden=args.hidden, port=args.port, ticktime=args.ticktime)
+    Node.start(
+        str(node),
+        cookie=_cookie(args),
+        hidden=args.hidden,
+        port=args.port,
+        ticktime=args.ticktime,
+        connect_all=args.connect_all,
+    )
     try:
         preload(args.preload)
         print(f"pynode: {node} ready on {node.host}:{Node.port()}", flush=True)
@@ -234,7 +251,9 @@ def _shell(args: argparse.Namespace) -> int:
         import readline  # noqa: F401
 
     _check_ticktime(args.ticktime)
-    Node.start(args.name, cookie=_cookie(args), hidden=args.hidden, ticktime=args.ticktime)
+    Node.start(
+        args.name, cookie=_cookie(args), hidden=args.hidden, ticktime=args.ticktime, connect_all=args.connect_all
+    )
     try:
         banner = (
             f"pynode shell: this REPL is node {Node.self()}\n"

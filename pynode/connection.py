@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 
 # Node.ping's round trip: a call of a builtin that exists on every node.
 _PING_CALL = dumps(("builtins:int", (), {}))
+# Seconds a connection replaced by another one with the same peer (two nodes that dialled each
+# other at once) stays open before it may close once idle: both ends register the surviving
+# connection within milliseconds of each other, so a call sent on the loser just before its
+# sender learnt of the winner arrives well within this and is served, not failed.
+RETIRE_LINGER = 1.0
 
 
 class Owner(Protocol):
@@ -57,14 +62,19 @@ class Owner(Protocol):
         """``connection`` is gone (called once, from a thread of the connection, after
         :meth:`Connection.disconnected` or to call it)."""
 
+    def peers_announced(self, connection: Connection, names: list[str]) -> None:
+        """The peer of ``connection`` announced its visible peers (the transitive mesh); must not
+        block (it runs in the thread reading the connection)."""
+
 
 class Connection:
     """The local end of one connection with a peer (see the module docstring)."""
 
-    def __init__(self, owner: Owner, sock: socket.socket, peer: PeerInfo) -> None:
+    def __init__(self, owner: Owner, sock: socket.socket, peer: PeerInfo, *, outgoing: bool = False) -> None:
         self.owner = owner
         self.name = peer.name
         self.hidden = peer.hidden
+        self.outgoing = outgoing  # True: this node dialled it; False: it accepted it
         self.sock = sock
         self.conn: protocol.ErpcConnection | None = None  # set by attach, before any message is read
         self.closed = False  # False -> True once (close or disconnected); never back
@@ -76,6 +86,9 @@ class Connection:
         self._seqs = itertools.count(1)
         self._liveness = Liveness(time.monotonic())  # the node's ticker's alone
         self._reason: str | None = None  # why this node closed the connection, for NoConnection
+        # time.monotonic() when another connection with the same peer replaced this one, else None
+        # (set once, by the node under its lock; see retire)
+        self.retired: float | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.owner.name} -> {self.name}{' closed' if self.closed else ''}>"
@@ -179,11 +192,32 @@ class Connection:
         """The node's watchdog's look at this connection (:meth:`ReadScheduler.hand_off_if_overdue`)."""
         return self._reads.hand_off_if_overdue(now, delay)
 
+    def retire(self, now: float) -> None:
+        """Another connection with the same peer replaced this one (both nodes dialled at once;
+        :meth:`pynode.node.LocalNode`'s registration decides): no new call is sent on it, and it
+        closes once no call of either side is in flight on it, RETIRE_LINGER seconds after this
+        at the earliest (the ticker looks)."""
+        if self.retired is None:
+            self.retired = now
+
+    def _close_if_done(self, now: float) -> bool:
+        """Close a retired connection whose linger has passed and that carries no call; True
+        when it is (being) closed."""
+        if self.retired is None or now - self.retired < RETIRE_LINGER:
+            return False
+        with self._lock:
+            busy = bool(self._pending or self._running)
+        if not busy:
+            log.info("%s: closing a second connection with %s (another one replaced it)", self.owner.name, self.name)
+            self.close("replaced by another connection with the same peer")
+        return not busy
+
     def tick(self, now: float, ticktime: float) -> None:
         """The node's ticker's look (:mod:`pynode.ticks`): send a tick when nothing was written
-        since the last look, close the connection when nothing was heard for ``ticktime``."""
+        since the last look, close the connection when nothing was heard for ``ticktime``, or
+        when it was retired and is done."""
         conn = self.conn
-        if conn is None or self.closed:
+        if conn is None or self.closed or self._close_if_done(now):
             return
         received, writes = conn.activity()
         tick_due, down = self._liveness.look(now, received, writes, ticktime, conn.unread)
@@ -224,6 +258,17 @@ class Connection:
 
     def on_tick(self) -> None:
         """Nothing to do: its bytes were counted as they arrived (:mod:`pynode.ticks`)."""
+
+    def on_peers(self, names: list[str]) -> None:
+        self.owner.peers_announced(self, names)
+
+    def announce(self, names: list[str]) -> None:
+        """Tell the peer this node's visible peers (PEERS); a lost connection is not an error
+        here (its reader sees the end)."""
+        try:
+            self._conn().send_peers(names)
+        except (NoConnection, EOFError, OSError):
+            pass
 
     def on_cancel(self, seq: int) -> None:
         with self._lock:

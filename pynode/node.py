@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 
 from pynode import cookie as cookies
 from pynode import handshake, kinds, names, portmapper, runtime, transport
@@ -22,6 +23,7 @@ from pynode.handoff import HandoffWatchdog
 from pynode.handshake import PeerInfo
 from pynode.kinds import Kind
 from pynode.mailbox import Registry
+from pynode.mesh import Mesh, surviving
 from pynode.monitors import NodeMonitors
 from pynode.ticks import Ticker, resolve_ticktime
 
@@ -38,7 +40,9 @@ PING_TIMEOUT = 5.0
 class LocalNode:
     """This process as a node. Create it with :meth:`Node.start`; one per process."""
 
-    def __init__(self, name: str, cookie: str, *, hidden: bool, port: int, ticktime: float | None = None) -> None:
+    def __init__(
+        self, name: str, cookie: str, *, hidden: bool, port: int, ticktime: float | None = None, connect_all: bool = True
+    ) -> None:
         parsed = names.parse(name)
         self.name = str(parsed)
         self.host = parsed.host
@@ -49,11 +53,12 @@ class LocalNode:
         self.mailboxes.on_remove = self.monitors.forget  # a thread's monitors end with its mailbox
         self._up: dict[str, bool] = {}  # peers announced up (nodeup) -> hidden
         self._cookies: dict[str, str] = {}
-        self._connections: dict[str, Connection] = {}
-        self._all_connections: set[Connection] = set()
+        self._connections: dict[str, Connection] = {}  # peer -> the connection in use (never a retired one)
+        self._all_connections: set[Connection] = set()  # every registered connection not yet detached
         self._dial_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.ticktime = resolve_ticktime(ticktime)
+        self.mesh = Mesh(self, connect_all)
         self.handoff = HandoffWatchdog(self._connections_snapshot, parsed.alive)
         self.ticker = Ticker(self._connections_snapshot, self.ticktime, parsed.alive)
         try:
@@ -129,12 +134,13 @@ class LocalNode:
         except (HandshakeError, OSError) as exc:
             sock.close()
             raise NoConnection(f"cannot connect to {name}: {exc}") from exc
-        conn = Connection(self, sock, info)
+        conn = Connection(self, sock, info, outgoing=True)
         transport.wrap(sock, NodeService(conn), info)
-        self._register(conn)
+        use = self._register(conn)
         threading.Thread(target=conn.run_reader, name=f"conn-{name}", daemon=True).start()
         log.info("%s connected to %s", self.name, name)
-        return conn
+        self.mesh.connected(conn)
+        return use
 
     def _accepted(self, sock: socket.socket, peer: PeerInfo) -> None:
         """Serve an accepted, authenticated connection in this (the listener's) thread."""
@@ -142,18 +148,28 @@ class LocalNode:
         transport.wrap(sock, NodeService(conn), peer)
         self._register(conn)
         log.info("%s accepted a connection from %s", self.name, peer.name)
+        self.mesh.connected(conn)
         conn.run_reader()
 
-    def _register(self, conn: Connection) -> None:
+    def _register(self, conn: Connection) -> Connection:
+        """Add a new connection; returns the one to use with its peer. With another connection
+        to that peer open (two nodes dialled each other at once), both ends keep the same one
+        (:func:`pynode.mesh.surviving`) and retire the other."""
         hidden = conn.hidden or self.hidden
         with self._lock:
             self._all_connections.add(conn)
             current = self._connections.get(conn.name)
-            if current is None or current.closed:
-                self._connections[conn.name] = conn
+            use = conn if current is None or current.closed else surviving(self.name, current, conn)
+            self._connections[conn.name] = use  # type: ignore[assignment]
+            loser = current if use is conn else conn
+            if loser is not None and not loser.closed:
+                log.info("%s: two connections with %s; %s one kept", self.name, conn.name,
+                         "the new" if use is conn else "the older")
+                loser.retire(time.monotonic())
             if conn.name not in self._up and conn.name != self.name:
                 self._up[conn.name] = hidden
                 self.monitors.node_up(conn.name, hidden)  # under the lock: in order with nodedown
+        return use  # type: ignore[return-value]
 
     def detach(self, conn: Connection) -> None:
         """Called when a connection is gone (from its serving thread). The peer's other
@@ -161,7 +177,11 @@ class LocalNode:
         conn.disconnected()
         with self._lock:
             self._all_connections.discard(conn)
-            others = [other for other in self._all_connections if other.name == conn.name and not other.closed]
+            others = [
+                other
+                for other in self._all_connections
+                if other.name == conn.name and not other.closed and other.retired is None
+            ]
             if self._connections.get(conn.name) is conn:
                 del self._connections[conn.name]
                 if others:
@@ -170,6 +190,23 @@ class LocalNode:
             if hidden is not None:  # under the lock: a reconnection's nodeup comes after this
                 self.monitors.node_down(conn.name, hidden)
         log.info("%s lost its connection to %s", self.name, conn.name)
+
+    def connected(self, peer: str) -> bool:
+        """An open connection with ``peer`` exists, or this node is dialling it."""
+        conn = self._connections.get(peer)
+        if conn is not None and not conn.closed:
+            return True
+        dial_lock = self._dial_locks.get(peer)
+        return dial_lock is not None and dial_lock.locked()
+
+    def connections(self, peer: str) -> list[Connection]:
+        """The open connections with ``peer``: the one in use first, then any retired ones still
+        winding down (normally none or one connection; for tests and diagnostics)."""
+        peer = str(names.parse(peer))
+        with self._lock:
+            found = [c for c in self._all_connections if c.name == peer and not c.closed]
+            use = self._connections.get(peer)
+        return sorted(found, key=lambda c: c is not use)
 
     def peers(self, kind: Kind) -> list[str]:
         kinds.check(kind, "Node.list")
@@ -209,6 +246,9 @@ class LocalNode:
     def watch_inline(self) -> None:
         self.handoff.watch()
 
+    def peers_announced(self, connection: Connection, peers: list[str]) -> None:
+        self.mesh.announced(connection, peers)
+
     def _connections_snapshot(self) -> list[Connection]:
         with self._lock:
             return list(self._all_connections)
@@ -233,7 +273,12 @@ class Node:
 
     @staticmethod
     def start(
-        name: str, cookie: str | None = None, hidden: bool = False, port: int = 0, ticktime: float | None = None
+        name: str,
+        cookie: str | None = None,
+        hidden: bool = False,
+        port: int = 0,
+        ticktime: float | None = None,
+        connect_all: bool = True,
     ) -> str:
         """Make this process the node ``name`` (``alive@host``) and return the name.
 
@@ -247,6 +292,12 @@ class Node:
         connection that has carried nothing for a quarter of it (:mod:`pynode.ticks`). Peers
         should use the same value: each side judges the other by its own.
 
+        ``connect_all`` (Erlang's ``-connect_all``): a visible node that connects to another
+        visible node tells it its visible peers and connects to the peers it is told of, so a
+        cluster is a full mesh of its visible nodes (:mod:`pynode.mesh`). ``False`` turns that
+        off for this node (it neither announces nor follows announcements). Hidden nodes never
+        take part.
+
         Raises BadNodeName, CookieError, ValueError for a ticktime below 1 s or not a number,
         PortMapperError (e.g. the name is taken), PynodeError when the address cannot be bound or
         a node is already running in this process.
@@ -257,7 +308,9 @@ class Node:
                 raise PynodeError(f"this process is already the node {existing.name}; Node.stop() it first")
             names.parse(name)
             resolve_ticktime(ticktime)  # a bad value fails before anything starts
-            node = LocalNode(name, cookies.resolve(cookie), hidden=hidden, port=port, ticktime=ticktime)
+            node = LocalNode(
+                name, cookies.resolve(cookie), hidden=hidden, port=port, ticktime=ticktime, connect_all=connect_all
+            )
             runtime.install(node)
             return node.name
 

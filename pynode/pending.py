@@ -1,7 +1,7 @@
 """A call waiting for its result at the caller, and the wake-up of the thread that awaits it.
 
-Owned by :mod:`pynode.connection`, whose lock (shared with :mod:`pynode.reading`) guards every change of state here; :mod:`pynode.erpc`
-reads the outcome once ``done`` is set.
+Owned by :mod:`pynode.connection`, whose lock (shared with :mod:`pynode.reading`) guards every
+change of state here; :mod:`pynode.erpc` reads the outcome once ``done`` is set.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from pynode import transport
 class Pending:
     """A call waiting for its result, and the wake-up of the caller waiting for it.
 
-    Resolved or failed exactly once, by the thread that removed it from its connection's table of
-    pending calls under the connection's lock (a result, a disconnection). The caller is *signalled*
-    when that happens or when it is handed the connection's read token (a *promotion*: then it is
-    signalled but not done); signals are raised under the connection's lock, so they never race. A pre-acquired lock rather than an Event
-    carries the signal: releasing and acquiring one lock is the cheapest wake-up Python offers.
+    Resolved or failed exactly once, by the thread that removed it from its connection's table
+    of pending calls under the connection's lock (a result, a disconnection). The caller is
+    *signalled* when that happens or when it is handed the connection's read token (a
+    *promotion*: then it is signalled but not done); signals are raised under the connection's
+    lock, so they never race. A pre-acquired lock rather than an Event carries the signal:
+    releasing and acquiring one lock is the cheapest wake-up Python offers.
     """
 
     __slots__ = ("_ready", "_signalled", "done", "waiter", "status", "data", "buffers", "error")

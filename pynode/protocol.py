@@ -18,12 +18,16 @@ CAST        0x43   ``data``                            ``on_cast(data, bufs)``  
 DELIVER     0x44   ``mailbox_id:u64 data``             ``on_deliver(mailbox_id,      no
                                                        data, bufs)``
 TICK        0x45   nothing (exactly one byte)          ``on_tick()``                 no
+PEERS       0x46   ``count:u16 (len:u16 name)*count``  ``on_peers(names)``           no
 ==========  =====  ==================================  ============================  =========
 
 One CALL and one RESULT per call, matched by ``seq`` (chosen by the caller), any number in flight
 on one connection; ``status`` is :mod:`pynode.outcome`'s. CANCEL, CAST and DELIVER are one-way.
 TICK is sent by a connection that has sent nothing for a while and only proves the sender alive
-(:mod:`pynode.ticks`); a TICK with a body is malformed.
+(:mod:`pynode.ticks`); a TICK with a body is malformed. PEERS carries the sender's visible peers
+(UTF-8 node names, ``alive@host``) for the transitive mesh (:mod:`pynode.node`); a count that does
+not match the names, a name that is not a node name, bytes left over or attachments make it
+malformed.
 ``data`` is a pickle (:mod:`pynode.payload`); its out-of-band buffers (``bufs``) travel as
 attachment frames just before the frame that uses them (:class:`pynode.transport._Channel`).
 Fields are fixed-size integers and the rest of the frame is bytes, so nothing but a pickle from
@@ -42,7 +46,8 @@ read next.
 
 This module decodes and encodes; what a message does is the handler's business (implemented by
 :class:`pynode.connection.Connection`). It imports only :mod:`pynode.transport` (frames),
-:mod:`pynode.execution` (the send shield) and rpyc, nothing above it.
+:mod:`pynode.execution` (the send shield), :mod:`pynode.names` (node names in PEERS) and rpyc,
+nothing above it.
 
 Adding a message kind (say ``SIGNAL``):
 
@@ -69,6 +74,8 @@ from typing import Any, NamedTuple, Protocol
 import rpyc
 from rpyc.core import brine, consts
 
+from pynode import names as node_names
+from pynode.errors import BadNodeName
 from pynode.execution import shield, unshield
 from pynode.transport import Buffers, Data
 
@@ -81,11 +88,14 @@ MSG_CANCEL = 0x42
 MSG_CAST = 0x43
 MSG_DELIVER = 0x44
 MSG_TICK = 0x45
+MSG_PEERS = 0x46
 
 _TYPE = struct.Struct("!B")
 _TYPE_ID = struct.Struct("!BQ")  # CALL, CANCEL, DELIVER: a sequence number or a mailbox id
 _TYPE_ID_STATUS = struct.Struct("!BQB")  # RESULT
 _TICK = _TYPE.pack(MSG_TICK)
+_U16 = struct.Struct("!H")  # PEERS: the count, and each name's length
+MAX_PEERS = 2**16 - 1  # names one PEERS can carry (the count is a u16)
 
 # What ErpcConnection.dispatch_passive reports to the read scheduling.
 SERVE = 0  # the message runs code: not handled yet; pass it to run_request in a suitable thread
@@ -119,6 +129,8 @@ class Handler(Protocol):
     def on_deliver(self, mailbox_id: int, data: Data, buffers: Buffers) -> None: ...
 
     def on_tick(self) -> None: ...
+
+    def on_peers(self, names: list[str]) -> None: ...
 
 
 Decoder = Callable[[Handler, Data, Buffers], None]
@@ -164,6 +176,50 @@ def _decode_tick(handler: Handler, frame: Data, buffers: Buffers) -> None:
     handler.on_tick()
 
 
+def encode_peers(names: list[str]) -> bytes:
+    """The body of a PEERS frame after its type byte. Raises ValueError for more than MAX_PEERS
+    names or a name longer than 65535 bytes in UTF-8 (no node name is)."""
+    if len(names) > MAX_PEERS:
+        raise ValueError(f"a PEERS message carries at most {MAX_PEERS} names, not {len(names)}")
+    parts = [_U16.pack(len(names))]
+    for name in names:
+        raw = name.encode("utf-8")
+        parts += (_U16.pack(len(raw)), raw)
+    return b"".join(parts)
+
+
+def _decode_peers(handler: Handler, frame: Data, buffers: Buffers) -> None:
+    def malformed(why: str) -> ProtocolViolation:
+        return ProtocolViolation(f"malformed PEERS from {handler.name}: {why}")
+
+    if buffers:
+        raise malformed(f"{len(buffers)} attachments")
+    view = memoryview(frame)
+    pos = _TYPE.size
+    if len(view) < pos + _U16.size:
+        raise malformed("no count")
+    (count,) = _U16.unpack_from(view, pos)
+    pos += _U16.size
+    found: list[str] = []
+    for index in range(count):
+        if len(view) < pos + _U16.size:
+            raise malformed(f"{count} names announced, the frame ends after {index}")
+        (size,) = _U16.unpack_from(view, pos)
+        pos += _U16.size
+        if len(view) < pos + size:
+            raise malformed(f"name {index} is cut short ({len(view) - pos} of {size} bytes)")
+        try:
+            name = str(view[pos : pos + size], "utf-8")
+            node_names.parse(name)
+        except (UnicodeDecodeError, BadNodeName) as exc:
+            raise malformed(f"name {index}: {exc}") from None
+        pos += size
+        found.append(name)
+    if pos != len(view):
+        raise malformed(f"{len(view) - pos} bytes after the {count} names")
+    handler.on_peers(found)
+
+
 MESSAGES: dict[int, Message] = {
     MSG_CALL: Message("CALL", _decode_call, runs_code=True),
     MSG_RESULT: Message("RESULT", _decode_result, runs_code=False, reply=True),
@@ -171,6 +227,7 @@ MESSAGES: dict[int, Message] = {
     MSG_CAST: Message("CAST", _decode_cast, runs_code=True),
     MSG_DELIVER: Message("DELIVER", _decode_deliver, runs_code=False),
     MSG_TICK: Message("TICK", _decode_tick, runs_code=False),
+    MSG_PEERS: Message("PEERS", _decode_peers, runs_code=False),
 }
 """pynode's message types (see the module docstring for adding one)."""
 
@@ -202,6 +259,9 @@ class ErpcConnection(rpyc.Connection):
 
     def send_deliver(self, mailbox_id: int, data: bytes, buffers: Buffers) -> None:
         self._send_frame(_TYPE_ID.pack(MSG_DELIVER, mailbox_id), data, buffers)
+
+    def send_peers(self, names: list[str]) -> None:
+        self._send_frame(_TYPE.pack(MSG_PEERS), encode_peers(names))
 
     def try_send_tick(self) -> bool:
         """Write a TICK unless another frame is being written (its bytes are life enough): True

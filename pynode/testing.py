@@ -114,6 +114,8 @@ class LocalCluster:
     killed by :meth:`stop`. ``env``: extra environment for the node processes. ``ping``: after
     the ready lines, ``Node.ping`` every node from this process (which must be a node).
     ``ticktime``: every node's ``--ticktime`` (default: theirs, ``$PYNODE_TICKTIME`` or 10 s).
+    ``connect_all``: False starts every node with ``--no-connect-all`` (no transitive mesh; for
+    one node only, give its NodeSpec ``extra_args=("--no-connect-all",)``).
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class LocalCluster:
         ready_timeout: float = READY_TIMEOUT,
         ping: bool = False,
         ticktime: float | None = None,
+        connect_all: bool = True,
     ) -> None:
         config = _as_config(nodes_or_config)
         extra_preload = tuple(preload)
@@ -135,6 +138,8 @@ class LocalCluster:
         node_args: tuple[str, ...] = ()
         if ticktime is not None:
             node_args += ("--ticktime", repr(float(ticktime)))
+        if not connect_all:
+            node_args += ("--no-connect-all",)
         self.specs: dict[str, NodeSpec] = {}
         for spec in config.startable:
             self.specs[spec.name] = NodeSpec(

@@ -85,7 +85,9 @@ class Liveness:
         self._received = -1  # the counters as last seen; -1: not looked at yet
         self._writes = -1
 
-    def look(self, now: float, received: int, writes: int, ticktime: float, unread: Callable[[], bool]) -> tuple[bool, bool]:
+    def look(
+        self, now: float, received: int, writes: int, ticktime: float, unread: Callable[[], bool]
+    ) -> tuple[bool, bool]:
         """``(tick_due, down)``: whether a tick should be sent now (nothing written since the
         last look) and whether the peer is down (nothing received for ``ticktime`` seconds and
         nothing waiting unread). ``unread`` is asked only of a connection about to be down."""

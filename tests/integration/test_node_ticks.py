@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import struct
 import sys
 import threading
 import time
@@ -19,9 +17,10 @@ import numpy as np
 import pytest
 
 import pynode
-from pynode import Node, erpc, handshake, runtime
+from pynode import Node, erpc, runtime
 from pynode.errors import NoConnection, ReceiveTimeout
 from pynode.testing import LocalCluster, drain_mailbox, this_node, wait_until
+from raw_peer import dropped_line, send_frame_as
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -150,30 +149,10 @@ def test_no_false_nodedown_while_a_large_array_streams_and_numpy_keeps_the_peer_
     assert ("nodedown", BUSY) not in messages, messages
     assert BUSY in Node.list()
     assert ME in erpc.call(BUSY, Node.list, timeout=30)  # nor did the busy peer declare us down
-    assert "no tick from" not in cluster.stderr(BUSY)
-
-
-def closed_by_peer(sock: socket.socket) -> bool:
-    try:
-        while sock.recv(4096):
-            pass
-        return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except TimeoutError:
-        return False
+    assert f"no tick from {ME}" not in cluster.stderr(BUSY)
 
 
 def test_a_malformed_tick_gets_its_sender_disconnected_with_a_log_line_naming_it(cluster: LocalCluster) -> None:
-    sock = socket.create_connection(("127.0.1.4", cluster.port(GUARD)), timeout=10)
-    try:
-        handshake.initiate(sock, RAW, GUARD, cluster.cookie, hidden=True)
-        body = bytes([0x45]) + b"extra"  # a TICK has no body
-        sock.sendall(struct.pack("!LB", len(body), 0) + body + b"\n")
-        assert closed_by_peer(sock)
-    finally:
-        sock.close()
-    assert wait_until(lambda: f"dropped the connection with {RAW}" in cluster.stderr(GUARD), timeout=5)
-    line = next(line for line in cluster.stderr(GUARD).splitlines() if f"dropped the connection with {RAW}" in line)
-    assert "malformed TICK" in line
+    assert send_frame_as(cluster, GUARD, RAW, bytes([0x45]) + b"extra", hidden=True)  # a TICK has no body
+    assert "malformed TICK" in dropped_line(cluster, GUARD, RAW)
     assert erpc.call(GUARD, "os:getpid", timeout=10) == cluster.pid(GUARD)  # still serving

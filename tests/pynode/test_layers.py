@@ -25,6 +25,7 @@ LAYERS = [
     ["readtoken", "pending", "outcome", "ticks"],
     ["reading"],
     ["connection"],
+    ["mesh"],
 ]
 RANK = {module: rank for rank, layer in enumerate(LAYERS) for module in layer}
 

@@ -42,6 +42,9 @@ class RecordingHandler:
     def on_tick(self) -> None:
         self._record("tick")
 
+    def on_peers(self, names: list[str]) -> None:
+        self._record("peers", names)
+
 
 @pytest.fixture
 def pair():
@@ -119,6 +122,43 @@ def test_malformed_frames_are_protocol_violations(pair, frame, match) -> None:
     sender._send_frame(frame)
     with pytest.raises(protocol.ProtocolViolation, match=match):
         serve_until_request(receiver)
+
+
+@pytest.mark.parametrize("names", [[], ["b@127.0.1.2"], ["b@127.0.1.2", "c_1@host-x.example", "d@10.0.0.4"]])
+def test_a_peer_list_arrives_as_sent(pair, names: list[str]) -> None:
+    sender, receiver = pair
+    sender.send_peers(names)
+    kind, frame, buffers = receiver.recv_message()
+    assert kind == protocol.MSG_PEERS
+    assert receiver.dispatch_passive(kind, frame, buffers) == protocol.HANDLED
+    assert receiver.handler.seen == [("peers", names)]
+
+
+def peers_frame(*parts: bytes) -> bytes:
+    return bytes([protocol.MSG_PEERS]) + b"".join(parts)
+
+
+def u16(n: int) -> bytes:
+    return n.to_bytes(2, "big")
+
+
+@pytest.mark.parametrize(
+    "frame, match",
+    [
+        (peers_frame(), "no count"),
+        (peers_frame(u16(2), u16(3), b"a@b"), "2 names announced, the frame ends after 1"),
+        (peers_frame(u16(1), u16(10), b"a@b"), r"name 0 is cut short \(3 of 10 bytes\)"),
+        (peers_frame(u16(1), u16(10), b"no-at-sign"), "name 0: bad node name 'no-at-sign'"),
+        (peers_frame(u16(1), u16(3), b"\xff@b"), "name 0: 'utf-8' codec"),
+        (peers_frame(u16(0), b"x"), "1 bytes after the 0 names"),
+    ],
+)
+def test_a_malformed_peer_list_is_a_protocol_violation_naming_the_peer(pair, frame: bytes, match: str) -> None:
+    sender, receiver = pair
+    sender._send_frame(frame)
+    with pytest.raises(protocol.ProtocolViolation, match="malformed PEERS from peer@127.0.0.1: " + match):
+        serve_until_request(receiver)
+    assert receiver.handler.seen == []
 
 
 def test_readable_sees_buffered_frames_without_waiting(pair) -> None:
