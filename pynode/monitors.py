@@ -13,8 +13,9 @@ as plain tuples:
   lasts.
 
 A peer is *up* from its first connection until its last one is gone (two nodes that dial each
-other at once briefly have two connections: one nodeup, one nodedown). Messages go to mailboxes by
-number; a mailbox whose thread has ended drops them, as any message to it.
+other at once briefly have two connections, :mod:`pynode.mesh`: one nodeup, and the end of the
+retired one is no nodedown). Messages go to mailboxes by number; a mailbox whose thread has ended
+drops them, as any message to it.
 """
 
 from __future__ import annotations

@@ -210,3 +210,16 @@ def test_free_port_is_bindable():
     port = free_port()
     with socket.create_server(("127.0.0.1", port)):
         pass
+
+
+def test_ticktime_and_connect_all_reach_every_node_command_line():
+    from pynode.launch import NodeSpec
+
+    cluster = LocalCluster(
+        ["t1@127.0.1.31", NodeSpec("t2@127.0.1.32", extra_args=("--preload", "json"))], ticktime=2, connect_all=False
+    )
+    for spec in cluster.specs.values():
+        command = spec.command()
+        assert command[command.index("--ticktime") + 1] == "2.0"
+        assert "--no-connect-all" in command
+    assert LocalCluster(["t3@127.0.1.33"]).specs["t3@127.0.1.33"].command()[-1] == "t3@127.0.1.33"  # defaults: no flags
