@@ -5,6 +5,8 @@ Format::
     [cluster]
     epmd_port = 4369                    # optional; PYNODE_EPMD_PORT overrides it
     cookie_file = "~/.pynode.cookie"    # optional cookie source; PYNODE_COOKIE overrides it
+    ticktime = 10.0                     # optional, every node's --ticktime (pynode.ticks)
+    connect_all = true                  # optional; false: every node gets --no-connect-all
 
     [[node]]
     name = "exmc@127.0.0.14"            # required, alive@host
@@ -13,6 +15,8 @@ Format::
     port = 0                            # optional listening port (0: any free port)
     start = true                        # optional; false: described but started by someone else
                                         # (e.g. the notebook process that becomes this node)
+    ticktime = 5.0                      # optional; overrides [cluster] ticktime for this node
+    connect_all = false                 # optional; overrides [cluster] connect_all
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from pynode import names
 from pynode.errors import BadNodeName, ClusterConfigError
 from pynode.launch import NodeSpec
 from pynode.portmapper import EPMD_PORT_ENV, epmd_port
+from pynode.ticks import resolve_ticktime
 
-_CLUSTER_KEYS = {"epmd_port", "cookie_file"}
-_NODE_KEYS = {"name", "hidden", "preload", "port", "start"}
+_NODE_FLAGS = {"ticktime", "connect_all"}  # settable for the whole cluster and per node
+_CLUSTER_KEYS = {"epmd_port", "cookie_file"} | _NODE_FLAGS
+_NODE_KEYS = {"name", "hidden", "preload", "port", "start"} | _NODE_FLAGS
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,11 @@ def parse(data: dict[str, Any], where: str = "<cluster config>") -> ClusterConfi
     cookie_file = cluster.get("cookie_file")
     if cookie_file is not None and not isinstance(cookie_file, str):
         raise ClusterConfigError(f"{where}: [cluster] cookie_file must be a path string")
-    nodes = tuple(_node(entry, f"{where}: [[node]] #{i + 1}") for i, entry in enumerate(data.get("node", [])))
+    defaults = {key: cluster[key] for key in _NODE_FLAGS if key in cluster}
+    nodes = tuple(
+        _node({**defaults, **entry} if isinstance(entry, dict) else entry, f"{where}: [[node]] #{i + 1}")
+        for i, entry in enumerate(data.get("node", []))
+    )
     if not nodes:
         raise ClusterConfigError(f"{where}: no [[node]] entries")
     seen: set[str] = set()
@@ -135,7 +145,17 @@ def _node(entry: Any, where: str) -> NodeEntry:
     for flag in ("hidden", "start"):
         if not isinstance(entry.get(flag, False), bool):
             raise ClusterConfigError(f"{where} ({name}): {flag} must be true or false")
-    spec = NodeSpec(name=name, hidden=entry.get("hidden", False), preload=tuple(preload), port=port)
+    if not isinstance(entry.get("connect_all", True), bool):
+        raise ClusterConfigError(f"{where} ({name}): connect_all must be true or false")
+    args: tuple[str, ...] = ()
+    if "ticktime" in entry:
+        try:
+            args += ("--ticktime", repr(resolve_ticktime(entry["ticktime"])))
+        except ValueError as exc:
+            raise ClusterConfigError(f"{where} ({name}): {exc}") from None
+    if not entry.get("connect_all", True):
+        args += ("--no-connect-all",)
+    spec = NodeSpec(name=name, hidden=entry.get("hidden", False), preload=tuple(preload), port=port, extra_args=args)
     return NodeEntry(spec=spec, start=entry.get("start", True))
 
 

@@ -115,7 +115,9 @@ class LocalCluster:
     the ready lines, ``Node.ping`` every node from this process (which must be a node).
     ``ticktime``: every node's ``--ticktime`` (default: theirs, ``$PYNODE_TICKTIME`` or 10 s).
     ``connect_all``: False starts every node with ``--no-connect-all`` (no transitive mesh; for
-    one node only, give its NodeSpec ``extra_args=("--no-connect-all",)``).
+    one node only, give its NodeSpec ``extra_args=("--no-connect-all",)``). A node's own flags (its
+    NodeSpec's ``extra_args``, a cluster file's ``ticktime``/``connect_all``) come after these, so
+    they win.
     """
 
     def __init__(
