@@ -172,9 +172,8 @@ class Session:
         else:
             display = progress
         completed = False
-        others: list[Any] = []
         try:
-            result = self._await(request, token, display, others, timeout)
+            result = self._await(request, token, display, timeout)
             completed = True
             return result
         except BaseException:
@@ -183,40 +182,35 @@ class Session:
         finally:
             if display is not None:
                 display.close(completed=completed)
-            for message in others:  # back into the mailbox, in their order
-                pynode.send(caller, message)
 
     def _await(self, request: erpc.Request, token: str, display: ProgressDisplay | None,
-               others: list[Any], timeout: float | None) -> Any:
+               timeout: float | None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             response = erpc.wait_response(request, timeout=0 if display is not None else POLL_SECONDS)
             if response is not None:
-                self._drain(token, display, others, wait=0)
+                self._drain(token, display, wait=0)
                 return response[1]
             if deadline is not None and time.monotonic() >= deadline:
                 raise ErpcTimeout(f"sampling on {self.node} did not finish within {timeout} s")
             if display is not None:
-                self._drain(token, display, others, wait=POLL_SECONDS)
+                self._drain(token, display, wait=POLL_SECONDS)
 
     @staticmethod
-    def _drain(token: str, display: ProgressDisplay | None, others: list[Any], wait: float) -> None:
+    def _drain(token: str, display: ProgressDisplay | None, wait: float) -> None:
         """Feed this request's progress messages to ``display``, waiting at most ``wait`` seconds
         for the first one. Progress of earlier, abandoned requests is dropped; any other message
-        goes to ``others`` (the caller puts it back in the mailbox)."""
+        stays in the mailbox, in its place (a selective receive)."""
         if display is None:
             return
         while True:
             try:
-                message = pynode.receive(timeout=wait)
+                message = pynode.receive(timeout=wait, match=_is_progress)
             except TimeoutError:
                 return
             wait = 0
-            if isinstance(message, tuple) and len(message) == 3 and message[0] == PROGRESS_TAG:
-                if message[1] == token:
-                    display.update(ChainProgress.from_event(message[2]))
-                continue
-            others.append(message)
+            if message[1] == token:
+                display.update(ChainProgress.from_event(message[2]))
 
     @staticmethod
     def _abandon(request: erpc.Request) -> None:
@@ -227,6 +221,10 @@ class Session:
             pass
         except BaseException:  # noqa: BLE001 - the original exception is what the caller needs
             logger.debug("abandoning request %r raised", request, exc_info=True)
+
+
+def _is_progress(message: Any) -> bool:
+    return isinstance(message, tuple) and len(message) == 3 and message[0] == PROGRESS_TAG
 
 
 def _check_remote(target: str, timeout: float) -> dict[str, str]:

@@ -7,9 +7,19 @@
     erpc.call("exmc@127.0.0.14", lambda x: x + 1, 41, timeout=60)   # 42
 """
 
-from pynode import erpc
+from pynode import erpc, global_names
 from pynode.execution import cancelled
-from pynode.mailbox import Pid, receive, self_pid, send
+from pynode.mailbox import Pid, receive, self_pid
 from pynode.node import Node
 
-__all__ = ["Node", "Pid", "cancelled", "erpc", "receive", "self_pid", "send"]
+# Last: ``pynode.link`` is the process-link function, not the module of that name.
+from pynode.process import (  # noqa: E402
+    Ref, demonitor, exit, link, monitor, register, registered, send, spawn, spawn_link, spawn_monitor,
+    trap_exit, unlink, unregister, whereis,
+)
+
+__all__ = [
+    "Node", "Pid", "Ref", "cancelled", "demonitor", "erpc", "exit", "global_names", "link", "monitor",
+    "receive", "register", "registered", "self_pid", "send", "spawn", "spawn_link", "spawn_monitor",
+    "trap_exit", "unlink", "unregister", "whereis",
+]

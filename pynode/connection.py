@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import pickle
 import socket
 import threading
 import time
@@ -57,6 +58,10 @@ class Owner(Protocol):
 
     def deliver_local(self, mailbox_id: int, data: Data, buffers: Buffers) -> None:
         """Queue a message that arrived for local mailbox ``mailbox_id`` (never blocks)."""
+
+    def on_signal(self, peer: str, data: Data, buffers: Buffers) -> None:
+        """A SIGNAL frame from ``peer`` for local processes (never blocks); raises ValueError
+        when it is not a signal (the connection is then dropped)."""
 
     def detach(self, connection: Connection) -> None:
         """``connection`` is gone (called once, from a thread of the connection, after
@@ -140,6 +145,13 @@ class Connection:
         """Send a message to mailbox ``mailbox_id`` of the peer. Raises NoConnection."""
         try:
             self._conn().send_deliver(mailbox_id, data, buffers)
+        except (EOFError, OSError) as exc:
+            raise self._lost() from exc
+
+    def signal(self, data: bytes, buffers: Buffers) -> None:
+        """Send a SIGNAL frame (a pickled :mod:`pynode.signals` signal). Raises NoConnection."""
+        try:
+            self._conn().send_signal(data, buffers)
         except (EOFError, OSError) as exc:
             raise self._lost() from exc
 
@@ -269,6 +281,12 @@ class Connection:
             self._conn().send_peers(names)
         except (NoConnection, EOFError, OSError):
             pass
+
+    def on_signal(self, data: Data, buffers: Buffers) -> None:
+        try:
+            self.owner.on_signal(self.name, data, buffers)
+        except (ValueError, pickle.UnpicklingError, AttributeError, ModuleNotFoundError) as exc:
+            raise protocol.ProtocolViolation(f"malformed SIGNAL from {self.name}: {type(exc).__name__}: {exc}") from exc
 
     def on_cancel(self, seq: int) -> None:
         with self._lock:

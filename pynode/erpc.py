@@ -2,8 +2,12 @@
 
 ``fn`` is any picklable callable (closures and lambdas travel by value, numpy arrays they capture
 included) or a ``"module:function"`` string resolved on the remote node. Keyword arguments go to
-``fn``, except ``timeout`` which belongs to the call. Timeouts are seconds; ``None`` waits forever
-(Erlang's ``infinity``, the default).
+``fn``, except ``timeout`` and ``capture_output`` which belong to the call. Timeouts are seconds;
+``None`` waits forever (Erlang's ``infinity``, the default).
+
+Output comes home (:mod:`pynode.output`): what the remote function writes to ``sys.stdout`` and
+``sys.stderr`` is written on the caller's node, to the caller's streams, line by line, in order,
+and all of it before the call returns. ``capture_output=False`` leaves it on the remote node.
 
 Failure classes of every call (compare ``lib/kernel/src/erpc.erl``):
 
@@ -29,10 +33,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from pynode import outcome
+from pynode import output, outcome
 from pynode import payload as payloads
 from pynode.connection import Connection
 from pynode.errors import EncodeError, ErpcTimeout, NoConnection
+from pynode.mailbox import Pid
 from pynode.pending import Pending
 from pynode.runtime import current
 
@@ -70,24 +75,49 @@ class Request:
         self._conn.cancel(self.req_id)
 
 
-def encode_call(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> payloads.Payload:
-    """Pickle a call. Raises EncodeError naming the function when something is not picklable."""
+class Captured:
+    """A call's function with the group leader its output goes to (see :mod:`pynode.output`):
+    what a call made with ``capture_output=True`` ships in place of ``fn``."""
+
+    __slots__ = ("fn", "leader")
+
+    def __init__(self, fn: Fn, leader: Pid) -> None:
+        self.fn = fn
+        self.leader = leader
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Captured, (self.fn, self.leader)
+
+    def __repr__(self) -> str:
+        return outcome.describe_fn(self.fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        node = current()
+        fn = outcome.resolve(self.fn, node.name)
+        with output.leading(self.leader, node.processes.send_signal):
+            return fn(*args, **kwargs)
+
+
+def encode_call(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any], capture_output: bool = False) -> payloads.Payload:
+    """Pickle a call (with ``capture_output``, wrapped to send its output to the calling
+    thread). Raises EncodeError naming the function when something is not picklable."""
     if not (callable(fn) or isinstance(fn, str)):
         raise TypeError(f"erpc needs a callable or a 'module:function' string, got {fn!r}")
+    shipped: Any = Captured(fn, current().processes.leader_for_call()) if capture_output else fn
     try:
-        return payloads.dumps((fn, args, kwargs))
+        return payloads.dumps((shipped, args, kwargs))
     except Exception as exc:
         raise EncodeError(
             f"cannot send {outcome.describe_fn(fn)}: it or an argument cannot be pickled: {type(exc).__name__}: {exc}"
         ) from exc
 
 
-def send_request(node: str, fn: Fn, *args: Any, **kwargs: Any) -> Request:
+def send_request(node: str, fn: Fn, *args: Any, capture_output: bool = True, **kwargs: Any) -> Request:
     """Start ``fn(*args, **kwargs)`` on ``node`` and return at once (Erlang's ``erpc:send_request``).
 
     Raises BadNodeName, EncodeError, or NoConnection when ``node`` cannot be connected.
     """
-    return _send(node, encode_call(fn, args, kwargs))
+    return _send(node, encode_call(fn, args, kwargs, capture_output))
 
 
 def _send(node: str, payload: payloads.Payload) -> Request:
@@ -121,21 +151,24 @@ def check_response(request: Request) -> tuple[Literal["response"], Any] | None:
     return wait_response(request, 0)
 
 
-def call(node: str, fn: Fn, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+def call(node: str, fn: Fn, *args: Any, timeout: float | None = None, capture_output: bool = True,
+         **kwargs: Any) -> Any:
     """Run ``fn(*args, **kwargs)`` on ``node`` and return its result (Erlang's ``erpc:call``).
 
-    Connects implicitly. Raises as described in the module docstring.
+    Connects implicitly. Its output comes home unless ``capture_output=False``. Raises as
+    described in the module docstring.
     """
-    return receive_response(send_request(node, fn, *args, **kwargs), timeout)
+    return receive_response(send_request(node, fn, *args, capture_output=capture_output, **kwargs), timeout)
 
 
-def cast(node: str, fn: Fn, *args: Any, **kwargs: Any) -> None:
+def cast(node: str, fn: Fn, *args: Any, capture_output: bool = True, **kwargs: Any) -> None:
     """Run ``fn(*args, **kwargs)`` on ``node``, ignoring its result; returns at once once sent.
+    Its output comes home unless ``capture_output=False``.
 
     Raises BadNodeName or EncodeError (caller mistakes); an unreachable node or a failing function
     is only logged, as Erlang's ``erpc:cast`` promises nothing.
     """
-    data, buffers = encode_call(fn, args, kwargs)
+    data, buffers = encode_call(fn, args, kwargs, capture_output)
     try:
         current().connection_to(node).cast(data, buffers)
     except NoConnection as exc:
@@ -143,12 +176,14 @@ def cast(node: str, fn: Fn, *args: Any, **kwargs: Any) -> None:
 
 
 def multicall(
-    nodes: Iterable[str], fn: Fn, *args: Any, timeout: float | None = None, **kwargs: Any
+    nodes: Iterable[str], fn: Fn, *args: Any, timeout: float | None = None, capture_output: bool = True,
+    **kwargs: Any
 ) -> list[tuple[Literal["ok"], Any] | tuple[Literal["error"], BaseException]]:
     """Run ``fn`` on every node concurrently; results in node order, ``("ok", value)`` or
     ``("error", exception)`` (any failure class of :func:`call`, per node). ``timeout`` bounds the
-    whole multicall. Raises EncodeError (nothing sent) or BadNodeName."""
-    payload = encode_call(fn, args, kwargs)
+    whole multicall; output comes home unless ``capture_output=False``. Raises EncodeError
+    (nothing sent) or BadNodeName."""
+    payload = encode_call(fn, args, kwargs, capture_output)
     deadline = None if timeout is None else time.monotonic() + timeout
     started: list[Request | BaseException] = []
     for node in nodes:

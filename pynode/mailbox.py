@@ -7,15 +7,22 @@ another node, which then sends messages back with :func:`send`; the owner takes 
 
 Semantics follow Erlang's: sending never fails because of the receiver (a message to a mailbox
 that no longer exists, or to a node that cannot be reached, is dropped and logged); messages from
-one sender arrive in the order sent; a mailbox lives as long as its thread.
+one sender arrive in the order sent; a mailbox lives as long as its thread (or, for a process
+started by :func:`pynode.spawn`, as long as its function runs).
+
+:func:`receive` is Erlang's selective ``receive``: with ``match`` it takes the first message the
+predicate accepts and leaves every other one where it was, in order, for later receives. Each
+message is looked at by ``match`` once per receive call while it waits (a message skipped is not
+tested again until a new receive starts).
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
-import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,24 +57,69 @@ class _Encoded:
         self.buffers = buffers
 
 
+Match = Callable[[Any], bool]
+"""A selective receive's pattern: True for the message to take."""
+
+
 class Mailbox:
-    """One thread's queue of messages."""
+    """One process's queue of messages, oldest first.
+
+    ``_messages`` holds delivered messages in arrival order; an element is either the message or
+    an :class:`_Encoded` one not yet unpickled (replaced by its value the first time a receive
+    looks at it). Guarded by ``_changed``'s lock: deliverers append, the owner's receive scans
+    and removes; the lock is reentrant so that a ``match`` predicate may itself send.
+    """
 
     def __init__(self, pid: Pid) -> None:
         self.pid = pid
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._messages: collections.deque[Any] = collections.deque()
+        self._changed = threading.Condition(threading.RLock())
 
     def put(self, message: Any) -> None:
-        self._queue.put(message)
+        with self._changed:
+            self._messages.append(message)
+            self._changed.notify()
 
-    def get(self, timeout: float | None) -> Any:
-        try:
-            message = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise ReceiveTimeout(f"no message for {self.pid!r} within {timeout} s") from None
-        if isinstance(message, _Encoded):
-            return payloads.loads(message.data, message.buffers)
-        return message
+    def wake(self) -> None:
+        """Wake a receive waiting here without a message (an exit signal is about to stop the
+        owner: it must return from the wait to see the asynchronous exception)."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def get(self, timeout: float | None, match: Match | None = None) -> Any:
+        """The first message (that ``match`` accepts), waiting up to ``timeout`` seconds.
+        Raises ReceiveTimeout; an encoded message that cannot be unpickled raises that error
+        (the message is dropped)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        scanned = 0  # messages before this index were refused by ``match`` in this call
+        with self._changed:
+            while True:
+                messages = self._messages
+                while scanned < len(messages):
+                    message = messages[scanned]
+                    if isinstance(message, _Encoded):
+                        try:
+                            message = payloads.loads(message.data, message.buffers)
+                        except BaseException:
+                            del messages[scanned]
+                            raise
+                        messages[scanned] = message
+                    if match is None or match(message):
+                        del messages[scanned]
+                        return message
+                    scanned += 1
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise ReceiveTimeout(f"no message for {self.pid!r} within {timeout} s")
+                self._changed.wait(left)
+
+    def drop(self, match: Match) -> int:
+        """Remove every message ``match`` accepts (already decoded ones only); returns how many."""
+        with self._changed:
+            kept = [m for m in self._messages if isinstance(m, _Encoded) or not match(m)]
+            dropped = len(self._messages) - len(kept)
+            self._messages = collections.deque(kept)
+            return dropped
 
 
 class _Owner:
@@ -93,14 +145,27 @@ class Registry:
         """The calling thread's mailbox (created on first use)."""
         owner: _Owner | None = getattr(self._local, "owner", None)
         if owner is None:
-            box = Mailbox(Pid(self.node, next(self._ids)))
-            self._boxes[box.pid.id] = box
-            owner = self._local.owner = _Owner(self, box)
+            owner = self._local.owner = _Owner(self, self.create())
         return owner.box
 
+    def create(self) -> Mailbox:
+        """A new mailbox owned by no thread yet (a process about to be spawned: its pid must
+        exist before its thread runs); :meth:`bind` gives it to the thread."""
+        box = Mailbox(Pid(self.node, next(self._ids)))
+        self._boxes[box.pid.id] = box
+        return box
+
+    def bind(self, box: Mailbox) -> None:
+        """Make ``box`` the calling thread's mailbox (removed when the thread ends)."""
+        self._local.owner = _Owner(self, box)
+
+    def get(self, mailbox_id: int) -> Mailbox | None:
+        """The live mailbox ``mailbox_id``, or None."""
+        return self._boxes.get(mailbox_id)
+
     def remove(self, mailbox_id: int) -> None:
-        self._boxes.pop(mailbox_id, None)
-        if self.on_remove is not None:
+        """Drop the mailbox (idempotent: ``on_remove`` runs only the first time)."""
+        if self._boxes.pop(mailbox_id, None) is not None and self.on_remove is not None:
             self.on_remove(mailbox_id)
 
     def deliver(self, mailbox_id: int, message: Any) -> None:
@@ -141,7 +206,12 @@ def send(pid: Pid, message: Any) -> None:
         log.info("message to %r dropped: %s", pid, exc)
 
 
-def receive(timeout: float | None = None) -> Any:
-    """The next message in the calling thread's mailbox, waiting up to ``timeout`` seconds
-    (``None``: forever). Raises ReceiveTimeout (a TimeoutError) when none arrives, NodeNotStarted."""
-    return current().mailboxes.own().get(timeout)
+def receive(timeout: float | None = None, match: Match | None = None) -> Any:
+    """The next message in the calling process's mailbox, waiting up to ``timeout`` seconds
+    (``None``: forever). With ``match``, the first message for which ``match(message)`` is true;
+    the others stay in the mailbox in their order (Erlang's selective receive). Raises
+    ReceiveTimeout (a TimeoutError) when none arrives, NodeNotStarted, TypeError when ``match``
+    is not callable; an exception raised by ``match`` propagates (the message stays)."""
+    if match is not None and not callable(match):
+        raise TypeError(f"receive: match must be a predicate (callable), got {type(match).__name__} {match!r}")
+    return current().mailboxes.own().get(timeout, match)

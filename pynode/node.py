@@ -16,7 +16,7 @@ import threading
 import time
 
 from pynode import cookie as cookies
-from pynode import handshake, kinds, names, portmapper, runtime, transport
+from pynode import handshake, kinds, names, output, portmapper, runtime, transport
 from pynode.connection import Connection, NodeService
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
 from pynode.handoff import HandoffWatchdog
@@ -26,6 +26,7 @@ from pynode.mailbox import Registry
 from pynode.mesh import Mesh, surviving
 from pynode.monitors import NodeMonitors
 from pynode.ticks import Ticker, resolve_ticktime
+from pynode.node_processes import NodeProcesses
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ class LocalNode:
         self.hidden = hidden
         self.mailboxes = Registry(self.name)
         self.monitors = NodeMonitors(self.mailboxes.deliver)
-        self.mailboxes.on_remove = self.monitors.forget  # a thread's monitors end with its mailbox
+        self.processes = NodeProcesses(self.mailboxes, self.connection_to, lambda: self.peers("visible"))
+        self.mailboxes.on_remove = self._mailbox_gone  # a thread's monitors and names end with its mailbox
+        output.install()  # per-thread routing of sys.stdout/sys.stderr: remote calls' output goes home
         self._up: dict[str, bool] = {}  # peers announced up (nodeup) -> hidden
         self._cookies: dict[str, str] = {}
         self._connections: dict[str, Connection] = {}  # peer -> the connection in use (never a retired one)
@@ -95,6 +98,10 @@ class LocalNode:
             self.cookie = cookie
         else:
             self._cookies[peer] = cookie
+
+    def _mailbox_gone(self, mailbox_id: int) -> None:
+        self.monitors.forget(mailbox_id)
+        self.processes.mailbox_gone(mailbox_id)
 
     # --- connections ----------------------------------------------------------------------------
 
@@ -169,6 +176,7 @@ class LocalNode:
             if conn.name not in self._up and conn.name != self.name:
                 self._up[conn.name] = hidden
                 self.monitors.node_up(conn.name, hidden)  # under the lock: in order with nodedown
+                self.processes.node_up(conn.name, hidden)
         return use  # type: ignore[return-value]
 
     def detach(self, conn: Connection) -> None:
@@ -189,6 +197,7 @@ class LocalNode:
             hidden = None if others else self._up.pop(conn.name, None)
             if hidden is not None:  # under the lock: a reconnection's nodeup comes after this
                 self.monitors.node_down(conn.name, hidden)
+                self.processes.node_down(conn.name)
         log.info("%s lost its connection to %s", self.name, conn.name)
 
     def connected(self, peer: str) -> bool:
@@ -227,6 +236,7 @@ class LocalNode:
             hidden = self._up.pop(peer, None)
             if hidden is not None:
                 self.monitors.node_down(peer, hidden)
+                self.processes.node_down(peer)
         return bool(found)
 
     def ping(self, peer: str) -> bool:
@@ -242,6 +252,9 @@ class LocalNode:
 
     def deliver_local(self, mailbox_id: int, data: transport.Data, buffers: transport.Buffers) -> None:
         self.mailboxes.deliver_encoded(mailbox_id, data, buffers)
+
+    def on_signal(self, peer: str, data: transport.Data, buffers: transport.Buffers) -> None:
+        self.processes.on_signal(peer, data, buffers)
 
     def watch_inline(self) -> None:
         self.handoff.watch()

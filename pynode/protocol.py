@@ -19,15 +19,19 @@ DELIVER     0x44   ``mailbox_id:u64 data``             ``on_deliver(mailbox_id, 
                                                        data, bufs)``
 TICK        0x45   nothing (exactly one byte)          ``on_tick()``                 no
 PEERS       0x46   ``count:u16 (len:u16 name)*count``  ``on_peers(names)``           no
+SIGNAL      0x50   ``data``                            ``on_signal(data, bufs)``     no
 ==========  =====  ==================================  ============================  =========
 
 One CALL and one RESULT per call, matched by ``seq`` (chosen by the caller), any number in flight
-on one connection; ``status`` is :mod:`pynode.outcome`'s. CANCEL, CAST and DELIVER are one-way.
-TICK is sent by a connection that has sent nothing for a while and only proves the sender alive
-(:mod:`pynode.ticks`); a TICK with a body is malformed. PEERS carries the sender's visible peers
-(UTF-8 node names, ``alive@host``) for the transitive mesh (:mod:`pynode.node`); a count that does
-not match the names, a name that is not a node name, bytes left over or attachments make it
-malformed.
+on one connection; ``status`` is :mod:`pynode.outcome`'s. CANCEL, CAST, DELIVER and SIGNAL are
+one-way. TICK is sent by a connection that has sent nothing for a while and only proves the
+sender alive (:mod:`pynode.ticks`); a TICK with a body is malformed. PEERS carries the sender's
+visible peers (UTF-8 node names, ``alive@host``) for the transitive mesh (:mod:`pynode.node`); a
+count that does not match the names, a name that is not a node name, bytes left over or
+attachments make it malformed. SIGNAL's ``data`` is one signal between processes
+(:mod:`pynode.signals`: links, exit and down signals, monitors, sends to registered names, output
+for a group leader), handled where it is read like DELIVER, so that signals and messages between
+two nodes keep their order.
 ``data`` is a pickle (:mod:`pynode.payload`); its out-of-band buffers (``bufs``) travel as
 attachment frames just before the frame that uses them (:class:`pynode.transport._Channel`).
 Fields are fixed-size integers and the rest of the frame is bytes, so nothing but a pickle from
@@ -51,7 +55,7 @@ nothing above it.
 
 Adding a message kind (say ``SIGNAL``):
 
-1. pick the next free type code (``MSG_SIGNAL = 0x45``) and a ``struct.Struct`` for its fixed
+1. pick the next free type code (``MSG_SIGNAL = 0x50``) and a ``struct.Struct`` for its fixed
    fields; add a row to the table above;
 2. add ``send_signal(...)`` to :class:`ErpcConnection` (``self._send_frame(head, data, buffers)``);
 3. add ``on_signal(...)`` to :class:`Handler` and write a decoder ``_decode_signal(handler,
@@ -89,6 +93,8 @@ MSG_CAST = 0x43
 MSG_DELIVER = 0x44
 MSG_TICK = 0x45
 MSG_PEERS = 0x46
+# 0x45-0x4f: the connection's own (ticks, peer lists); 0x50-0x5f: processes.
+MSG_SIGNAL = 0x50
 
 _TYPE = struct.Struct("!B")
 _TYPE_ID = struct.Struct("!BQ")  # CALL, CANCEL, DELIVER: a sequence number or a mailbox id
@@ -131,6 +137,8 @@ class Handler(Protocol):
     def on_tick(self) -> None: ...
 
     def on_peers(self, names: list[str]) -> None: ...
+
+    def on_signal(self, data: Data, buffers: Buffers) -> None: ...
 
 
 Decoder = Callable[[Handler, Data, Buffers], None]
@@ -220,6 +228,10 @@ def _decode_peers(handler: Handler, frame: Data, buffers: Buffers) -> None:
     handler.on_peers(found)
 
 
+def _decode_signal(handler: Handler, frame: Data, buffers: Buffers) -> None:
+    handler.on_signal(frame[_TYPE.size :], buffers)
+
+
 MESSAGES: dict[int, Message] = {
     MSG_CALL: Message("CALL", _decode_call, runs_code=True),
     MSG_RESULT: Message("RESULT", _decode_result, runs_code=False, reply=True),
@@ -228,6 +240,7 @@ MESSAGES: dict[int, Message] = {
     MSG_DELIVER: Message("DELIVER", _decode_deliver, runs_code=False),
     MSG_TICK: Message("TICK", _decode_tick, runs_code=False),
     MSG_PEERS: Message("PEERS", _decode_peers, runs_code=False),
+    MSG_SIGNAL: Message("SIGNAL", _decode_signal, runs_code=False),
 }
 """pynode's message types (see the module docstring for adding one)."""
 
@@ -283,6 +296,9 @@ class ErpcConnection(rpyc.Connection):
     def unread(self) -> bool:
         """Bytes wait in the kernel, not yet read."""
         return self._channel.stream.unread()
+
+    def send_signal(self, data: bytes, buffers: Buffers) -> None:
+        self._send_frame(_TYPE.pack(MSG_SIGNAL), data, buffers)
 
     def _send_frame(self, head: bytes, data: bytes = b"", attachments: Buffers = ()) -> None:
         """Write ``attachments``, then the frame ``head + data``, synchronously.

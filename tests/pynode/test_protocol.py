@@ -45,6 +45,10 @@ class RecordingHandler:
     def on_peers(self, names: list[str]) -> None:
         self._record("peers", names)
 
+    def on_signal(self, *args) -> None:
+        self._record("signal", *args)
+
+
 
 @pytest.fixture
 def pair():
@@ -86,6 +90,21 @@ def test_results_messages_and_cancels_are_dispatched_in_order_until_a_call(pair)
         ("cancel", 9),
         ("deliver", 12, b"message 2", ()),
         ("resolve", 2**64 - 1, 0, b"", ()),
+        ("cast", b"pickle", ()),
+    ]
+
+
+def test_signals_are_dispatched_where_read_in_order_with_messages(pair) -> None:
+    sender, receiver = pair
+    sender.send_signal(b"link", ())
+    sender.send_deliver(3, b"message", ())
+    sender.send_signal(b"down", (b"attached",))
+    sender.send_cast(b"pickle", ())
+    serve_until_request(receiver)
+    assert receiver.handler.seen == [
+        ("signal", b"link", ()),
+        ("deliver", 3, b"message", ()),
+        ("signal", b"down", (bytearray(b"attached"),)),
         ("cast", b"pickle", ()),
     ]
 

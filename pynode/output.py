@@ -1,0 +1,185 @@
+"""Group leaders: the output of a remote call or a remote process comes home.
+
+In Erlang every process has a *group leader* that its ``io`` output goes to, inherited from the
+process that spawned it, so ``rpc:call(N, io, format, ...)`` prints on the caller's console. Here:
+
+- **On the node running remote code**, :func:`install` wraps ``sys.stdout`` and ``sys.stderr``
+  in a :class:`Router`, which sends each write to the *calling thread's* leader if it has one
+  (:func:`leading`), and to the stream it wrapped otherwise. So the node's own threads (its
+  logging, its own prints, other calls made with ``capture_output=False``) are untouched: the
+  redirection is per thread, not process-wide. A thread under a leader buffers each stream and
+  sends whole lines (one ``Output`` signal per write that completes lines; the rest when the
+  call or process ends, or on ``flush()``) to the leader's node, over the connection that also
+  carries the call's result, so the output is written there before the call returns, in order.
+- **On the caller's node**, the leader is the calling thread's pid. :func:`leader_for_call`
+  records, at each call, the calling thread's ``contextvars`` context; an ``Output`` for that pid
+  is written to the caller node's current ``sys.stdout``/``sys.stderr`` inside a copy of that
+  context. In Jupyter the cell's parent header lives in a context variable of ``ipykernel``'s
+  stream, so the output shows under the cell that made the call, even when it arrives from a
+  spawned process after the cell has finished. If the calling thread has itself a leader (a
+  remote call made from inside a remote call), that leader is passed on instead: output goes
+  straight to where the outer call came from, as Erlang processes inherit their group leader.
+
+Not captured: threads a remote function starts itself (only pynode's call threads and spawned
+processes have leaders), subprocesses (exmc's chain workers) and writes to file descriptors 1/2
+that bypass ``sys.stdout`` (C extensions). Output whose leader's thread has ended is written to
+the caller node's own streams; output to a node that cannot be reached is dropped (logged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+from pynode import signals
+from pynode.mailbox import Pid
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, tuple], bool]
+"""How a leader reaches another node: ``send_signal(node, signal) -> sent``."""
+
+# thread ident -> that thread's forwarder. Written only by the thread itself (leading());
+# read by the Router from any thread. Single dict operations: the GIL makes them atomic.
+_leaders: dict[int, _Forwarder] = {}
+
+
+class _Forwarder:
+    """One thread's leader on another node: line-buffers each stream and sends whole lines."""
+
+    def __init__(self, leader: Pid, send: Send) -> None:
+        self.leader = leader
+        self._send = send
+        self._pending = {signals.STDOUT: "", signals.STDERR: ""}
+
+    def write(self, stream: int, text: str) -> None:
+        buffered = self._pending[stream] + text
+        cut = buffered.rfind("\n") + 1
+        self._pending[stream] = buffered[cut:]
+        if cut:
+            self._emit(stream, buffered[:cut])
+
+    def flush(self, stream: int | None = None) -> None:
+        for which in (signals.STDOUT, signals.STDERR) if stream is None else (stream,):
+            text, self._pending[which] = self._pending[which], ""
+            if text:
+                self._emit(which, text)
+
+    def _emit(self, stream: int, text: str) -> None:
+        if not self._send(self.leader.node, signals.Output(self.leader, stream, text)):
+            log.info("output for %r dropped: %s cannot be reached", self.leader, self.leader.node)
+
+
+@contextlib.contextmanager
+def leading(leader: Pid | None, send: Send) -> Iterator[None]:
+    """Send this thread's ``sys.stdout``/``sys.stderr`` output to ``leader`` (a pid on another
+    node) for the block; flushed at its end. ``None``: no change."""
+    if leader is None:
+        yield
+        return
+    me = threading.get_ident()
+    previous = _leaders.get(me)
+    forwarder = _leaders[me] = _Forwarder(leader, send)
+    try:
+        yield
+    finally:
+        try:
+            forwarder.flush()
+        finally:
+            if previous is None:
+                _leaders.pop(me, None)
+            else:
+                _leaders[me] = previous
+
+
+def current_leader() -> Pid | None:
+    """The leader this thread's output goes to, when it is under one."""
+    forwarder = _leaders.get(threading.get_ident())
+    return None if forwarder is None else forwarder.leader
+
+
+class Router:
+    """Stands in for ``sys.stdout``/``sys.stderr``: a write goes to the writing thread's leader
+    if it has one, else to the wrapped stream. Everything else is the wrapped stream's."""
+
+    def __init__(self, wrapped: TextIO, stream: int) -> None:
+        self.wrapped = wrapped
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        forwarder = _leaders.get(threading.get_ident())
+        if forwarder is None:
+            return self.wrapped.write(text)
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        forwarder.write(self.stream, text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        forwarder = _leaders.get(threading.get_ident())
+        if forwarder is None:
+            self.wrapped.flush()
+        else:
+            forwarder.flush(self.stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+def install() -> None:
+    """Wrap ``sys.stdout`` and ``sys.stderr`` in Routers (idempotent; a stream replaced later,
+    e.g. by pytest's capture, is wrapped again at the next call)."""
+    if not isinstance(sys.stdout, Router) and sys.stdout is not None:
+        sys.stdout = Router(sys.stdout, signals.STDOUT)
+    if not isinstance(sys.stderr, Router) and sys.stderr is not None:
+        sys.stderr = Router(sys.stderr, signals.STDERR)
+
+
+def _stream(stream: int) -> TextIO | None:
+    """The caller node's current stream, unwrapped (a Router's thread routing is for writers
+    on this node, not for output arriving from elsewhere)."""
+    target = sys.stdout if stream == signals.STDOUT else sys.stderr
+    while isinstance(target, Router):
+        target = target.wrapped
+    return target
+
+
+class Sinks:
+    """The caller side: where Output for a local leader pid is written. ``_contexts`` maps a
+    mailbox id to the context its thread had at its latest captured call (dropped with the
+    mailbox: :meth:`forget`)."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[int, contextvars.Context] = {}
+
+    def remember(self, mailbox_id: int) -> None:
+        self._contexts[mailbox_id] = contextvars.copy_context()
+
+    def forget(self, mailbox_id: int) -> None:
+        self._contexts.pop(mailbox_id, None)
+
+    def write(self, leader: Pid, stream: int, text: str) -> None:
+        if stream not in (signals.STDOUT, signals.STDERR) or not isinstance(text, str):
+            raise ValueError(f"malformed Output signal: stream {stream!r}, text of type {type(text).__name__}")
+        target = _stream(stream)
+        if target is None:
+            return
+        context = self._contexts.get(leader.id)
+        if context is None:
+            target.write(text)
+        else:
+            context.copy().run(target.write, text)
+        if stream == signals.STDERR or text.endswith("\n"):
+            try:
+                target.flush()
+            except (OSError, ValueError):
+                pass
