@@ -75,18 +75,20 @@ class Request:
         self._conn.cancel(self.req_id)
 
 
+@payloads.by_reference
 class Captured:
     """A call's function with the group leader its output goes to (see :mod:`pynode.output`):
     what a call made with ``capture_output=True`` ships in place of ``fn``."""
 
-    __slots__ = ("fn", "leader")
+    __slots__ = ("fn", "node", "leader_id")
 
-    def __init__(self, fn: Fn, leader: Pid) -> None:
+    def __init__(self, fn: Fn, node: str, leader_id: int) -> None:
         self.fn = fn
-        self.leader = leader
+        self.node = node
+        self.leader_id = leader_id
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return Captured, (self.fn, self.leader)
+        return Captured, (self.fn, self.node, self.leader_id)  # plain values: cheap to pickle
 
     def __repr__(self) -> str:
         return outcome.describe_fn(self.fn)
@@ -94,8 +96,11 @@ class Captured:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         node = current()
         fn = outcome.resolve(self.fn, node.name)
-        with output.leading(self.leader, node.processes.send_signal):
+        state = output.lead(Pid(self.node, self.leader_id), node.processes.send_signal)
+        try:
             return fn(*args, **kwargs)
+        finally:
+            output.unlead(state)
 
 
 def encode_call(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any], capture_output: bool = False) -> payloads.Payload:
@@ -103,7 +108,11 @@ def encode_call(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any], capture_o
     thread). Raises EncodeError naming the function when something is not picklable."""
     if not (callable(fn) or isinstance(fn, str)):
         raise TypeError(f"erpc needs a callable or a 'module:function' string, got {fn!r}")
-    shipped: Any = Captured(fn, current().processes.leader_for_call()) if capture_output else fn
+    if capture_output:
+        leader = current().processes.leader_for_call()
+        shipped: Any = Captured(fn, leader.node, leader.id)
+    else:
+        shipped = fn
     try:
         return payloads.dumps((shipped, args, kwargs))
     except Exception as exc:

@@ -36,6 +36,7 @@ from pynode.errors import EncodeError, NoConnection, ReceiveTimeout
 log = logging.getLogger(__name__)
 
 
+@payloads.by_reference
 @dataclass(frozen=True, slots=True)
 class Pid:
     """The address of one mailbox: the node it lives on and its number there."""
@@ -45,6 +46,11 @@ class Pid:
 
     def __repr__(self) -> str:
         return f"<pid {self.id} @ {self.node}>"
+
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:
+        # A frozen slots dataclass pickles through copyreg's generic path (Python-level state
+        # calls, ~5 us); pids travel in every call's payload (the caller's group leader).
+        return Pid, (self.node, self.id)
 
 
 class _Encoded:

@@ -44,7 +44,7 @@ class NodeProcesses:
         self._connect = connect
         self.table = ProcessTable(mailboxes, self)
         self.names = NameTable(self.node, self.table.alive)
-        self.sinks = output.Sinks()
+        self.sinks = output.Sinks(self.send_signal)
         self.global_names = GlobalNames(self.node, self.table, visible_peers)
         self.table.on_exit += [self.names.process_ended, self.global_names.process_ended, self._forget_sink]
 
@@ -66,14 +66,21 @@ class NodeProcesses:
         self.table.node_down(peer)
         self.global_names.node_down(peer)
 
-    def leader_for_call(self) -> Pid:
-        """The group leader a call or spawn made by this thread passes on: this thread's own
-        leader if it has one (it runs remote code itself), else its pid, with its context
-        remembered for the output that comes back (:class:`~pynode.output.Sinks`)."""
+    def leader_for_call(self, spawn: bool = False) -> Pid:
+        """The group leader a call (or, with ``spawn``, a remote spawn) made by this thread
+        passes on (:mod:`pynode.output`): for a thread that runs remote code itself, its pid,
+        forwarding to its own leader (a spawn: that leader itself); else its pid with its current
+        context remembered for the output that comes back, or for a spawn a leader of its own
+        that keeps this context."""
         leader = output.current_leader()
-        if leader is not None:
+        if leader is not None and spawn:
             return leader
+        if spawn:
+            return self.sinks.spawn_leader(self.node)
         me = self._mailboxes.own().pid
+        if leader is not None:
+            self.sinks.forward(me.id, leader)
+            return me
         self.sinks.remember(me.id)
         return me
 

@@ -11,14 +11,18 @@ process that spawned it, so ``rpc:call(N, io, format, ...)`` prints on the calle
   sends whole lines (one ``Output`` signal per write that completes lines; the rest when the
   call or process ends, or on ``flush()``) to the leader's node, over the connection that also
   carries the call's result, so the output is written there before the call returns, in order.
-- **On the caller's node**, the leader is the calling thread's pid. :func:`leader_for_call`
-  records, at each call, the calling thread's ``contextvars`` context; an ``Output`` for that pid
-  is written to the caller node's current ``sys.stdout``/``sys.stderr`` inside a copy of that
-  context. In Jupyter the cell's parent header lives in a context variable of ``ipykernel``'s
+- **On the caller's node**, the leader of a call is the calling thread's pid, and the calling
+  thread's ``contextvars`` context is recorded at each call; a remote spawn gets a leader of its
+  own (a negative pid number, never a mailbox's) that keeps the context of the spawn. Output for
+  a leader is written to the caller node's current ``sys.stdout``/``sys.stderr`` inside a copy
+  of that context. In Jupyter the cell's parent header lives in a context variable of ``ipykernel``'s
   stream, so the output shows under the cell that made the call, even when it arrives from a
-  spawned process after the cell has finished. If the calling thread has itself a leader (a
-  remote call made from inside a remote call), that leader is passed on instead: output goes
-  straight to where the outer call came from, as Erlang processes inherit their group leader.
+  spawned process after the cell has finished.
+- **A call made from inside a remote call** (a thread that has a leader itself) passes its own
+  pid as the leader, and output for it is forwarded to its leader as it arrives: the inner
+  output travels back the way the calls went, so it reaches the first caller before the outer
+  call's result, in order with the outer function's own lines. (A process spawned from such a
+  thread inherits the first caller's leader directly, as Erlang processes inherit theirs.)
 
 Not captured: threads a remote function starts itself (only pynode's call threads and spawned
 processes have leaders), subprocesses (exmc's chain workers) and writes to file descriptors 1/2
@@ -28,8 +32,10 @@ the caller node's own streams; output to a node that cannot be reached is droppe
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
+import itertools
 import logging
 import sys
 import threading
@@ -51,6 +57,8 @@ _leaders: dict[int, _Forwarder] = {}
 
 class _Forwarder:
     """One thread's leader on another node: line-buffers each stream and sends whole lines."""
+
+    __slots__ = ("leader", "_send", "_pending")
 
     def __init__(self, leader: Pid, send: Send) -> None:
         self.leader = leader
@@ -75,26 +83,41 @@ class _Forwarder:
             log.info("output for %r dropped: %s cannot be reached", self.leader, self.leader.node)
 
 
+def lead(leader: Pid, send: Send) -> tuple[int, _Forwarder | None]:
+    """From now on, send this thread's ``sys.stdout``/``sys.stderr`` output to ``leader`` (a pid
+    on another node); returns what :func:`unlead` needs to end it. (A pair of calls rather than
+    a context manager: this runs around every captured remote call.)"""
+    me = threading.get_ident()
+    previous = _leaders.get(me)
+    _leaders[me] = _Forwarder(leader, send)
+    return me, previous
+
+
+def unlead(state: tuple[int, _Forwarder | None]) -> None:
+    """Flush this thread's output to its leader and restore the leader it had before."""
+    me, previous = state
+    forwarder = _leaders.get(me)
+    try:
+        if forwarder is not None:
+            forwarder.flush()
+    finally:
+        if previous is None:
+            _leaders.pop(me, None)
+        else:
+            _leaders[me] = previous
+
+
 @contextlib.contextmanager
 def leading(leader: Pid | None, send: Send) -> Iterator[None]:
-    """Send this thread's ``sys.stdout``/``sys.stderr`` output to ``leader`` (a pid on another
-    node) for the block; flushed at its end. ``None``: no change."""
+    """:func:`lead` for the block (``None``: no change)."""
     if leader is None:
         yield
         return
-    me = threading.get_ident()
-    previous = _leaders.get(me)
-    forwarder = _leaders[me] = _Forwarder(leader, send)
+    state = lead(leader, send)
     try:
         yield
     finally:
-        try:
-            forwarder.flush()
-        finally:
-            if previous is None:
-                _leaders.pop(me, None)
-            else:
-                _leaders[me] = previous
+        unlead(state)
 
 
 def current_leader() -> Pid | None:
@@ -153,27 +176,61 @@ def _stream(stream: int) -> TextIO | None:
     return target
 
 
-class Sinks:
-    """The caller side: where Output for a local leader pid is written. ``_contexts`` maps a
-    mailbox id to the context its thread had at its latest captured call (dropped with the
-    mailbox: :meth:`forget`)."""
+# Leaders of remote spawns kept with their own context (oldest forgotten first): a process may
+# print long after the cell that spawned it, and must still print under that cell.
+MAX_SPAWN_LEADERS = 4096
 
-    def __init__(self) -> None:
+
+class Sinks:
+    """The caller side: where Output for a local leader is written, and in which context.
+
+    ``_contexts`` maps a mailbox id to the context its thread had at its latest captured call
+    (dropped with the mailbox: :meth:`forget`): a call's output arrives while the call runs.
+    ``_spawned`` maps the negative ids of :meth:`spawn_leader` (never a mailbox's) to the context
+    of the spawn that made each, the newest MAX_SPAWN_LEADERS of them. Single dict operations
+    under the GIL; :meth:`spawn_leader` takes ``_lock`` to trim."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
         self._contexts: dict[int, contextvars.Context] = {}
+        self._forwards: dict[int, Pid] = {}
+        self._spawned: collections.OrderedDict[int, contextvars.Context] = collections.OrderedDict()
+        self._spawn_ids = itertools.count(-1, -1)
+        self._lock = threading.Lock()
 
     def remember(self, mailbox_id: int) -> None:
+        self._forwards.pop(mailbox_id, None)
         self._contexts[mailbox_id] = contextvars.copy_context()
+
+    def forward(self, mailbox_id: int, leader: Pid) -> None:
+        """Output for this mailbox's thread goes on to ``leader`` (the thread's own leader)."""
+        self._forwards[mailbox_id] = leader
+
+    def spawn_leader(self, node: str) -> Pid:
+        """A leader of its own for a remote process spawned now, in the current context."""
+        with self._lock:
+            leader_id = next(self._spawn_ids)
+            self._spawned[leader_id] = contextvars.copy_context()
+            while len(self._spawned) > MAX_SPAWN_LEADERS:
+                self._spawned.popitem(last=False)
+        return Pid(node, leader_id)
 
     def forget(self, mailbox_id: int) -> None:
         self._contexts.pop(mailbox_id, None)
+        self._forwards.pop(mailbox_id, None)
 
     def write(self, leader: Pid, stream: int, text: str) -> None:
         if stream not in (signals.STDOUT, signals.STDERR) or not isinstance(text, str):
             raise ValueError(f"malformed Output signal: stream {stream!r}, text of type {type(text).__name__}")
+        onward = self._forwards.get(leader.id)
+        if onward is not None:
+            if not self._send(onward.node, signals.Output(onward, stream, text)):
+                log.info("output for %r dropped: %s cannot be reached", onward, onward.node)
+            return
         target = _stream(stream)
         if target is None:
             return
-        context = self._contexts.get(leader.id)
+        context = self._contexts.get(leader.id) if leader.id > 0 else self._spawned.get(leader.id)
         if context is None:
             target.write(text)
         else:

@@ -64,6 +64,19 @@ _REFERENCED_FUNCTIONS = frozenset(
 )
 
 
+# Classes of pynode's own that travel in every call (the group-leader wrapper of erpc, pids):
+# saved as globals without cloudpickle's check that they are importable (a module lookup and an
+# attribute walk, ~2.5 us a call). Registered by the modules defining them (:func:`by_reference`).
+_REFERENCED_CLASSES: set[int] = set()
+
+
+def by_reference(cls: type) -> type:
+    """Class decorator: ``cls`` (importable by its module and name) is always pickled by
+    reference, without looking it up first."""
+    _REFERENCED_CLASSES.add(id(cls))
+    return cls
+
+
 # cloudpickle's decision to pickle a function by reference (importable by name) or by value.
 _by_reference = cloudpickle.cloudpickle._should_pickle_by_reference
 
@@ -102,6 +115,8 @@ class _Pickler(cloudpickle.Pickler):
         reduce = _TYPE_REDUCERS.get(kind)
         if reduce is not None:
             return reduce(obj)
+        if kind is type and id(obj) in _REFERENCED_CLASSES:
+            return NotImplemented  # the C pickler saves it as a global
         return super().reducer_override(obj)
 
 

@@ -86,7 +86,7 @@ def _spawn(node: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                           monitor=(me, ref) if ref is not None else None)
         return pid, ref
     data, buffers = erpc.encode_call(fn, args, kwargs)  # EncodeError names fn; nothing sent
-    leader = here.processes.leader_for_call()
+    leader = here.processes.leader_for_call(spawn=True)
     ref = table.watch_spawn(me, target) if monitor else None
     if link:
         table.expect_link(me, target)
