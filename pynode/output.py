@@ -7,8 +7,9 @@ process that spawned it, so ``rpc:call(N, io, format, ...)`` prints on the calle
   in a :class:`Router`, which sends each write to the *calling thread's* leader if it has one
   (:func:`leading`), and to the stream it wrapped otherwise. So the node's own threads (its
   logging, its own prints, other calls made with ``capture_output=False``) are untouched: the
-  redirection is per thread, not process-wide. A thread under a leader buffers each stream and
-  sends whole lines (one ``Output`` signal per write that completes lines; the rest when the
+  redirection is per thread, not process-wide; a ``logging.StreamHandler`` on ``sys.stderr``
+  writes on the node even from such a thread (log lines are the node's, as Erlang's logger
+  output is). A thread under a leader buffers each stream and sends whole lines (one ``Output`` signal per write that completes lines; the rest when the
   call or process ends, or on ``flush()``) to the leader's node, over the connection that also
   carries the call's result, so the output is written there before the call returns, in order.
 - **On the caller's node**, the leader of a call is the calling thread's pid, and the calling
@@ -126,9 +127,16 @@ def current_leader() -> Pid | None:
     return None if forwarder is None else forwarder.leader
 
 
+# logging's StreamHandler writes and flushes its stream from these functions; a handler bound to
+# sys.stderr (logging's last resort is one) must keep writing on this node even in a thread whose
+# output goes home: log lines are the node's, not the caller's (Erlang's logger, not io).
+_LOGGING_CODE = frozenset({logging.StreamHandler.emit.__code__, logging.StreamHandler.flush.__code__})
+
+
 class Router:
     """Stands in for ``sys.stdout``/``sys.stderr``: a write goes to the writing thread's leader
-    if it has one, else to the wrapped stream. Everything else is the wrapped stream's."""
+    if it has one (unless logging writes it), else to the wrapped stream. Everything else is the
+    wrapped stream's."""
 
     def __init__(self, wrapped: TextIO, stream: int) -> None:
         self.wrapped = wrapped
@@ -136,7 +144,7 @@ class Router:
 
     def write(self, text: str) -> int:
         forwarder = _leaders.get(threading.get_ident())
-        if forwarder is None:
+        if forwarder is None or sys._getframe(1).f_code in _LOGGING_CODE:
             return self.wrapped.write(text)
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
@@ -149,7 +157,7 @@ class Router:
 
     def flush(self) -> None:
         forwarder = _leaders.get(threading.get_ident())
-        if forwarder is None:
+        if forwarder is None or sys._getframe(1).f_code in _LOGGING_CODE:
             self.wrapped.flush()
         else:
             forwarder.flush(self.stream)

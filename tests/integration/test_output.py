@@ -174,3 +174,24 @@ def test_remote_magic_prints_under_the_cell(cluster: LocalCluster, ipython_shell
     assert value == cluster.pid(A)
     out = capsys.readouterr().out
     assert out.splitlines() == ["remote line 0", "remote line 1", "remote line 2"]
+
+
+def logs_and_prints():
+    import logging
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)  # bound to the node's (routed) sys.stderr
+    log = logging.getLogger("remote.test")
+    log.addHandler(handler)
+    try:
+        log.warning("a log line stays on the node")
+    finally:
+        log.removeHandler(handler)
+    print("a print comes home", file=sys.stderr)
+
+
+def test_log_lines_of_a_remote_call_stay_on_its_node(cluster: LocalCluster) -> None:
+    with recording() as recorded:
+        erpc.call(A, logs_and_prints, timeout=WAIT)
+    assert recorded == [("err", "a print comes home\n")]
+    assert wait_until(lambda: "a log line stays on the node" in cluster.stderr(A), timeout=WAIT)
