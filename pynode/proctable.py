@@ -23,8 +23,9 @@ signal that would stop one arrives as an ``("EXIT", sender, reason)`` message in
 trapped exits (logged).
 
 State (all guarded by ``ProcessTable._lock``, reentrant because mailbox finalizers may run
-anywhere): ``_procs`` holds the live processes that have process state (a spawned one from its
-spawn, an adopted one from its first link, monitor or trap_exit); ``_watching`` every monitor a
+anywhere): ``_procs`` holds the processes that have process state (a spawned one from its
+spawn, an adopted one from its first link, monitor or trap_exit) until their mailbox is gone (an
+ended one is marked ``exited``); ``_watching`` every monitor a
 local process holds (``ref -> Watch``), which is how a ``Down`` finds its watcher and how
 ``noconnection`` fires; ``_linking`` counts remote ``spawn_link`` calls in flight per (local
 process, node), whose early exit signals are kept in ``_early`` until the new pid is known.
@@ -67,7 +68,7 @@ class ProcState:
     ``ctx``: a spawned process's cancellation state (None for an adopted thread);
     ``kill_reason``: _UNSET, or the reason an exit signal stopped it with (the first one wins;
     set before ``ctx`` is cancelled); ``exited``: set once, when its links and monitors are
-    being told."""
+    being told; the state stays in the table until its mailbox is gone."""
 
     pid: Pid
     spawned: bool
@@ -181,20 +182,22 @@ class ProcessTable:
 
     def mailbox_gone(self, mailbox_id: int) -> None:
         """The registry dropped a mailbox (its thread ended): the process ends normally if it had
-        not ended yet; its names go (``on_exit``) in any case."""
+        not ended yet (an adopted thread) and its state goes; its names go (``on_exit``) in any
+        case."""
         with self._lock:
             st = self._procs.get(mailbox_id)
-        if st is not None:
-            self._end(st, NORMAL)
-        else:
+        if st is None:
             self._run_exit_hooks(Pid(self.node, mailbox_id))
+            return
+        self._end(st, NORMAL)
+        with self._lock:
+            self._procs.pop(mailbox_id, None)
 
     def _end(self, st: ProcState, reason: Any) -> None:
         with self._lock:
             if st.exited:
                 return
-            st.exited = True
-            self._procs.pop(st.pid.id, None)
+            st.exited = True  # stays in _procs, refusing new links and monitors, until mailbox_gone
             links, st.links = st.links, set()
             monitors, st.monitors = st.monitors, {}
             held = [(ref, w) for ref, w in self._watching.items() if w.watcher == st.pid]

@@ -328,3 +328,14 @@ def test_bad_input_raises_naming_the_argument_and_the_node_keeps_serving(cluster
     assert erpc.call(A, "os:getpid", timeout=WAIT) == cluster.pid(A)
     pid, ref = pynode.spawn_monitor(A, report, pynode.self_pid(), 1)
     assert down_of(ref)[3] == "normal"
+
+
+def test_a_malformed_signal_drops_the_connection_naming_the_peer_and_the_node_serves_on(
+        cluster: LocalCluster) -> None:
+    from pynode import payload as payloads
+    from pynode import runtime
+
+    runtime.current().connection_to(B).signal(*payloads.dumps(("not", "a", "signal")))
+    assert wait_until(lambda: f"malformed SIGNAL from {ME}" in cluster.stderr(B), timeout=WAIT)
+    assert wait_until(lambda: B not in Node.list(), timeout=WAIT)
+    assert erpc.call(B, "os:getpid", timeout=WAIT) == cluster.pid(B)  # a fresh connection
