@@ -37,7 +37,6 @@ from pynode import output, outcome
 from pynode import payload as payloads
 from pynode.connection import Connection
 from pynode.errors import EncodeError, ErpcTimeout, NoConnection
-from pynode.mailbox import Pid
 from pynode.pending import Pending
 from pynode.runtime import current
 
@@ -96,7 +95,7 @@ class Captured:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         node = current()
         fn = outcome.resolve(self.fn, node.name)
-        state = output.lead(Pid(self.node, self.leader_id), node.processes.send_signal)
+        state = output.lead(self.node, self.leader_id, node.processes.send_signal)
         try:
             return fn(*args, **kwargs)
         finally:

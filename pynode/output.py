@@ -57,40 +57,53 @@ _leaders: dict[int, _Forwarder] = {}
 
 
 class _Forwarder:
-    """One thread's leader on another node: line-buffers each stream and sends whole lines."""
+    """One thread's leader on another node: line-buffers each stream and sends whole lines.
+    ``_pending``: the unsent tail of each stream (None until the thread first writes)."""
 
-    __slots__ = ("leader", "_send", "_pending")
+    __slots__ = ("node", "leader_id", "_send", "_pending")
 
-    def __init__(self, leader: Pid, send: Send) -> None:
-        self.leader = leader
+    def __init__(self, node: str, leader_id: int, send: Send) -> None:
+        self.node = node
+        self.leader_id = leader_id
         self._send = send
-        self._pending = {signals.STDOUT: "", signals.STDERR: ""}
+        self._pending: dict[int, str] | None = None
+
+    @property
+    def leader(self) -> Pid:
+        return Pid(self.node, self.leader_id)
 
     def write(self, stream: int, text: str) -> None:
-        buffered = self._pending[stream] + text
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = {signals.STDOUT: "", signals.STDERR: ""}
+        buffered = pending[stream] + text
         cut = buffered.rfind("\n") + 1
-        self._pending[stream] = buffered[cut:]
+        pending[stream] = buffered[cut:]
         if cut:
             self._emit(stream, buffered[:cut])
 
     def flush(self, stream: int | None = None) -> None:
+        pending = self._pending
+        if pending is None:
+            return
         for which in (signals.STDOUT, signals.STDERR) if stream is None else (stream,):
-            text, self._pending[which] = self._pending[which], ""
+            text, pending[which] = pending[which], ""
             if text:
                 self._emit(which, text)
 
     def _emit(self, stream: int, text: str) -> None:
-        if not self._send(self.leader.node, signals.Output(self.leader, stream, text)):
-            log.info("output for %r dropped: %s cannot be reached", self.leader, self.leader.node)
+        leader = self.leader
+        if not self._send(self.node, signals.Output(leader, stream, text)):
+            log.info("output for %r dropped: %s cannot be reached", leader, self.node)
 
 
-def lead(leader: Pid, send: Send) -> tuple[int, _Forwarder | None]:
-    """From now on, send this thread's ``sys.stdout``/``sys.stderr`` output to ``leader`` (a pid
-    on another node); returns what :func:`unlead` needs to end it. (A pair of calls rather than
-    a context manager: this runs around every captured remote call.)"""
+def lead(node: str, leader_id: int, send: Send) -> tuple[int, _Forwarder | None]:
+    """From now on, send this thread's ``sys.stdout``/``sys.stderr`` output to the leader
+    ``Pid(node, leader_id)`` on another node; returns what :func:`unlead` needs to end it. (A
+    pair of calls rather than a context manager: this runs around every captured remote call.)"""
     me = threading.get_ident()
     previous = _leaders.get(me)
-    _leaders[me] = _Forwarder(leader, send)
+    _leaders[me] = _Forwarder(node, leader_id, send)
     return me, previous
 
 
@@ -114,7 +127,7 @@ def leading(leader: Pid | None, send: Send) -> Iterator[None]:
     if leader is None:
         yield
         return
-    state = lead(leader, send)
+    state = lead(leader.node, leader.id, send)
     try:
         yield
     finally:
