@@ -339,3 +339,11 @@ def test_a_malformed_signal_drops_the_connection_naming_the_peer_and_the_node_se
     assert wait_until(lambda: f"malformed SIGNAL from {ME}" in cluster.stderr(B), timeout=WAIT)
     assert wait_until(lambda: B not in Node.list(), timeout=WAIT)
     assert erpc.call(B, "os:getpid", timeout=WAIT) == cluster.pid(B)  # a fresh connection
+
+
+def test_a_killed_linked_process_gives_killed_to_a_trapping_partner(cluster: LocalCluster) -> None:
+    pid, ref = pynode.spawn_monitor(Node.self(), supervisor, pynode.self_pid(), B, wait_forever, (), True)
+    _, child = pynode.receive(WAIT, match=lambda m: m[0] == "child")
+    pynode.exit(child, "kill")
+    assert pynode.receive(WAIT, match=lambda m: m[0] == "got") == ("got", ("EXIT", child, "killed"))
+    assert down_of(ref)[3] == "normal"
