@@ -271,6 +271,7 @@ class LocalNode:
         self._listener.close()
         self.handoff.stop()
         self.ticker.stop()
+        self.processes.stop()  # spawned processes end with the node (best effort)
         with self._lock:
             conns = list(self._all_connections)
         for conn in conns:
@@ -330,7 +331,8 @@ class Node:
     @staticmethod
     def stop() -> None:
         """Stop being a node: unregister, close every connection (their pending calls fail with
-        NoConnection). Running calls from peers finish, their results are dropped. No-op when no
+        NoConnection). Running calls from peers finish, their results are dropped; processes
+        spawned here are stopped with the reason ``"shutdown"`` (best effort). No-op when no
         node runs."""
         with _start_lock:
             node = runtime.running()

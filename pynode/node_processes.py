@@ -41,12 +41,20 @@ class NodeProcesses:
     def __init__(self, mailboxes: Registry, connect: Connect, visible_peers: Callable[[], list[str]]) -> None:
         self.node = mailboxes.node
         self._mailboxes = mailboxes
+        self._stopped = False  # set once by stop(): then signals to other nodes are dropped
         self._connect = connect
         self.table = ProcessTable(mailboxes, self)
         self.names = NameTable(self.node, self.table.alive)
         self.sinks = output.Sinks(self.send_signal)
         self.global_names = GlobalNames(self.node, self.table, visible_peers)
         self.table.on_exit += [self.names.process_ended, self.global_names.process_ended, self._forget_sink]
+
+    def stop(self) -> None:
+        """The node stops: no signal leaves it any more (peers see it go down:
+        ``noconnection``), and every spawned process is stopped with the reason
+        ``"shutdown"`` (best effort, see :mod:`pynode.proctable`)."""
+        self._stopped = True
+        self.table.shutdown()
 
     def _forget_sink(self, pid: Pid) -> None:
         self.sinks.forget(pid.id)
@@ -92,6 +100,8 @@ class NodeProcesses:
         if node == self.node:
             self._handle(node, signal)
             return True
+        if self._stopped:
+            return False
         try:
             data, buffers = signals.encode(signal)
         except EncodeError:

@@ -45,7 +45,7 @@ from pynode import output, signals
 from pynode.errors import CallCancelled, EncodeError
 from pynode.execution import CallContext, execute
 from pynode.mailbox import Mailbox, Pid, Registry
-from pynode.signals import KILL, KILLED, NOCONNECTION, NOPROC, NORMAL, Ref
+from pynode.signals import KILL, KILLED, NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Ref
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,13 @@ class ProcessTable:
             st = self._procs[mailbox_id] = ProcState(Pid(self.node, mailbox_id), spawned=False)
         return None if st.exited else st
 
+    def shutdown(self) -> None:
+        """Stop every spawned process with the reason ``"shutdown"`` (the node stops)."""
+        with self._lock:
+            spawned = [st for st in self._procs.values() if st.ctx is not None and not st.exited]
+        for st in spawned:
+            self._stop(st, SHUTDOWN)
+
     # --- links and exit signals -------------------------------------------------------------------
 
     def link(self, me: Pid, target: Pid) -> None:
@@ -321,17 +328,25 @@ class ProcessTable:
             else:
                 stop_with = reason
             if stop_with is not _UNSET and st.ctx is not None:
-                if st.kill_reason is _UNSET:
-                    st.kill_reason = stop_with
-                    box = self._registry.get(target.id)
-                    st.ctx.cancel()
-                    if box is not None:
-                        box.wake()
+                self._stop(st, stop_with)
                 return
         if stop_with is not _UNSET:
             log.warning("exit signal %r from %r would stop %r, a thread pynode did not spawn: "
                         "delivered as an EXIT message instead", reason, sender, target)
         self._registry.deliver(target.id, ("EXIT", sender, reason))
+
+    def _stop(self, st: ProcState, reason: Any) -> None:
+        """Stop a spawned process with ``reason`` (the first reason wins): cancel its context,
+        wake its receive."""
+        with self._lock:
+            if st.kill_reason is not _UNSET:
+                return
+            st.kill_reason = reason
+            box = self._registry.get(st.pid.id)
+        assert st.ctx is not None
+        st.ctx.cancel()
+        if box is not None:
+            box.wake()
 
     # --- monitors -------------------------------------------------------------------------------
 

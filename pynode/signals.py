@@ -46,6 +46,7 @@ KILL = "kill"  # pynode.exit(pid, "kill"): untrappable, the process ends with re
 KILLED = "killed"
 NOPROC = "noproc"
 NOCONNECTION = "noconnection"
+SHUTDOWN = "shutdown"  # the reason of a spawned process stopped because its node stops
 
 STDOUT = 1
 STDERR = 2

@@ -182,3 +182,15 @@ def test_demonitor_with_flush_removes_a_down_already_delivered(world) -> None:
     table.demonitor(me, ref, flush=True)
     assert receive(registry) == "other"
     nothing(registry)
+
+
+def test_shutdown_stops_every_spawned_process(world) -> None:
+    registry, table, _ = world
+    me = registry.own().pid
+    refs = {}
+    for fn in (sleeper, lambda: registry.own().get(None)):
+        pid = table.spawn(fn, (), {})
+        refs[table.monitor(me, pid)] = pid
+    table.shutdown()
+    downs = {receive(registry)[1:] for _ in refs}
+    assert downs == {(ref, pid, "shutdown") for ref, pid in refs.items()}
