@@ -32,6 +32,7 @@ unpickled by the receiving process like any delivered message, not by the connec
 from __future__ import annotations
 
 import itertools
+import pickle
 import threading
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -52,6 +53,7 @@ STDOUT = 1
 STDERR = 2
 
 
+@payloads.by_reference
 @dataclass(frozen=True, slots=True)
 class Ref:
     """A monitor's reference (Erlang's ``make_ref()``): unique on its node for the node's life."""
@@ -61,6 +63,9 @@ class Ref:
 
     def __repr__(self) -> str:
         return f"<ref {self.id} @ {self.node}>"
+
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:
+        return Ref, (self.node, self.id)  # as Pid: cheaper than the dataclass's generic path
 
 
 _ref_ids = itertools.count(1)
@@ -72,22 +77,26 @@ def make_ref(node: str) -> Ref:
         return Ref(node, next(_ref_ids))
 
 
+@payloads.by_reference
 class PackedException(NamedTuple):
     """An exit reason's exception as erpc sends a remote exception (outcome.encode_error)."""
 
     data: bytes
 
 
+@payloads.by_reference
 class Link(NamedTuple):
     sender: Pid
     target: Pid
 
 
+@payloads.by_reference
 class Unlink(NamedTuple):
     sender: Pid
     target: Pid
 
 
+@payloads.by_reference
 class Exit(NamedTuple):
     sender: Pid
     target: Pid
@@ -95,18 +104,21 @@ class Exit(NamedTuple):
     linked: bool
 
 
+@payloads.by_reference
 class Monitor(NamedTuple):
     watcher: Pid
     target: Pid
     ref: Ref
 
 
+@payloads.by_reference
 class Demonitor(NamedTuple):
     watcher: Pid
     target: Pid
     ref: Ref
 
 
+@payloads.by_reference
 class Down(NamedTuple):
     watcher: Pid
     target: Pid
@@ -114,11 +126,13 @@ class Down(NamedTuple):
     reason: Any
 
 
+@payloads.by_reference
 class NamedSend(NamedTuple):
     name: str
     message: bytes
 
 
+@payloads.by_reference
 class Output(NamedTuple):
     leader: Pid
     stream: int
@@ -126,6 +140,7 @@ class Output(NamedTuple):
 
 
 SIGNALS = (Link, Unlink, Exit, Monitor, Demonitor, Down, NamedSend, Output)
+_PLAIN = frozenset({Output, NamedSend, Link, Unlink, Monitor, Demonitor})  # no user values inside
 
 
 def is_exception_reason(reason: Any) -> bool:
