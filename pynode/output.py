@@ -101,6 +101,8 @@ def lead(node: str, leader_id: int, send: Send) -> tuple[int, _Forwarder | None]
     """From now on, send this thread's ``sys.stdout``/``sys.stderr`` output to the leader
     ``Pid(node, leader_id)`` on another node; returns what :func:`unlead` needs to end it. (A
     pair of calls rather than a context manager: this runs around every captured remote call.)"""
+    if type(sys.stdout) is not Router or type(sys.stderr) is not Router:
+        install()  # sys.stdout was replaced since the node started (pytest's capture, a kernel)
     me = threading.get_ident()
     previous = _leaders.get(me)
     _leaders[me] = _Forwarder(node, leader_id, send)

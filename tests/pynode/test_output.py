@@ -98,3 +98,15 @@ def test_sinks_forward_output_of_a_nested_call_to_the_outer_leader() -> None:
     sinks.forward(3, LEADER)
     sinks.write(Pid("middle@127.0.0.1", 3), signals.STDERR, "inner\n")
     assert sent.signals == [(LEADER.node, signals.Output(LEADER, signals.STDERR, "inner\n"))]
+
+
+def test_a_led_thread_reinstalls_the_routers_when_sys_stdout_was_replaced(monkeypatch) -> None:
+    replaced = io.StringIO()
+    monkeypatch.setattr("sys.stdout", replaced)
+    sent = Sent()
+    with output.leading(LEADER, sent):
+        print("routed again")
+    assert replaced.getvalue() == "" and sent.texts() == [(1, "routed again\n")]
+    import sys
+
+    assert isinstance(sys.stdout, output.Router) and sys.stdout.wrapped is replaced
