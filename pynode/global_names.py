@@ -29,7 +29,11 @@ same winner without asking anyone) and the node hosting the newer holder tells i
 the exit signal ``("global_name_conflict", name)`` (from the pid ``<pid 0 @ node>``, the node's
 name service). Like Erlang's default resolver, one of the two processes is told to exit; unlike
 its random choice, ours is deterministic. A process that traps exits receives
-``("EXIT", <pid 0>, ("global_name_conflict", name))`` and lives on, without the name.
+``("EXIT", <pid 0>, ("global_name_conflict", name))`` and lives on, without the name. A node
+learns of a clash when it connects to a node of the other partition: with the transitive mesh
+(``connect_all``, Erlang's default) every node of both partitions does so as soon as two of them
+connect; without it, the newer holder's node is told (and tells it to exit) only once it
+connects to a node that holds the older registration.
 
 Failure modes: :func:`register` raises TypeError/ValueError naming the argument for a non-string
 name, a non-pid, a pid of a node that is not this one or a visible peer, a dead process, a taken
