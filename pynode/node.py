@@ -299,6 +299,8 @@ class Node:
         Listens on ``host`` (``port`` 0: any free port), starts a port mapper on ``host`` when none
         answers, and registers ``alive`` with it. The cookie comes from ``cookie``, else
         ``$PYNODE_COOKIE``, else ``~/.pynode.cookie`` (see :mod:`pynode.cookie`).
+        ``sys.stdout`` and ``sys.stderr`` are wrapped so that output of remote calls running here
+        goes to their callers, per thread (:mod:`pynode.output`; other threads write as before).
 
         ``ticktime`` (Erlang's ``net_ticktime``, seconds; default ``$PYNODE_TICKTIME``, else 10):
         a peer from which nothing arrives for that long is declared down (its connection closed,
