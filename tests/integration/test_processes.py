@@ -122,11 +122,14 @@ def test_demonitor_stops_the_down_and_flush_removes_one_already_there(cluster: L
     assert pynode.demonitor(ref) is True
     pynode.exit(pid, "kill")
     assert_nothing(lambda m: m[0] == "DOWN")
-    pid = pynode.spawn(A, crash, "x")
+    pid = pynode.spawn(A, wait_forever)
     ref = pynode.monitor(pid)
-    assert wait_until(lambda: not erpc.call(A, _alive, pid), timeout=WAIT)
-    time.sleep(0.2)  # the DOWN is in flight or in the mailbox
-    assert pynode.demonitor(ref, flush=True) in (True, False)
+    assert erpc.call(A, _alive, pid, timeout=WAIT)  # the Monitor signal reached A before this call
+    pynode.exit(pid, "kill")
+    # A drops the mailbox after it sent the DOWN, and answers on the same connection: once it
+    # says the mailbox is gone, the DOWN is in this mailbox and the monitor has fired
+    assert wait_until(lambda: erpc.call(A, _mailbox_gone, pid, timeout=WAIT), timeout=WAIT)
+    assert pynode.demonitor(ref, flush=True) is False
     assert_nothing(lambda m: m[0] == "DOWN")
 
 
@@ -134,6 +137,12 @@ def _alive(pid):
     from pynode import runtime
 
     return runtime.current().processes.table.alive(pid)
+
+
+def _mailbox_gone(pid):
+    from pynode import runtime
+
+    return runtime.current().mailboxes.get(pid.id) is None
 
 
 # --- links, exit signals, trap_exit -----------------------------------------------------------
