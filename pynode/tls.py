@@ -33,6 +33,7 @@ from pynode.errors import TLSError
 CERTFILE_ENV = "PYNODE_TLS_CERTFILE"
 KEYFILE_ENV = "PYNODE_TLS_KEYFILE"
 CAFILE_ENV = "PYNODE_TLS_CAFILE"
+VERIFY_PEER_ENV = "PYNODE_TLS_VERIFY_PEER"  # "false" or "0" turns verify_peer off
 # Validity of the certificates `pynode tls init` makes: they are for tests and a first try.
 THROWAWAY_DAYS = 365
 
@@ -101,13 +102,15 @@ def from_files(certfile: str | None, keyfile: str | None, cafile: str | None, wh
 def from_env(env: Mapping[str, str] | None = None) -> TLS | None:
     """The TLS configuration of ``PYNODE_TLS_CERTFILE/KEYFILE/CAFILE``, None when none is set."""
     env = os.environ if env is None else env
+    verify = env.get(VERIFY_PEER_ENV, "true").strip().lower() not in ("0", "false", "no")
     return from_files(env.get(CERTFILE_ENV), env.get(KEYFILE_ENV), env.get(CAFILE_ENV),
-                      f"${CERTFILE_ENV}/${KEYFILE_ENV}/${CAFILE_ENV}")
+                      f"${CERTFILE_ENV}/${KEYFILE_ENV}/${CAFILE_ENV}", verify)
 
 
 def env_for(tls: TLS) -> dict[str, str]:
     """The environment variables that give a node process ``tls``."""
-    return {CERTFILE_ENV: tls.certfile, KEYFILE_ENV: tls.keyfile, CAFILE_ENV: tls.cafile}
+    return {CERTFILE_ENV: tls.certfile, KEYFILE_ENV: tls.keyfile, CAFILE_ENV: tls.cafile,
+            VERIFY_PEER_ENV: "true" if tls.verify_peer else "false"}
 
 
 def init(directory: str | os.PathLike[str], names: Sequence[str] = ("node",),
