@@ -54,13 +54,13 @@ def test_calls_and_a_large_array_travel_inside_tls(cluster: LocalCluster) -> Non
     assert conn.sock.version() == "TLSv1.3"
 
 
-def test_concurrent_calls_inside_tls_are_each_answered_once(cluster: LocalCluster) -> None:
+def concurrent_calls(per_thread: int) -> None:
     results: dict[tuple[int, int], object] = {}
     errors: list[BaseException] = []
 
     def caller(t: int) -> None:
         try:
-            for i in range(100):
+            for i in range(per_thread):
                 results[(t, i)] = erpc.call(SECURE, lambda a, b: (a, b, bytes(a * 1000)), t, i, timeout=60)
         except BaseException as exc:
             errors.append(exc)
@@ -69,9 +69,18 @@ def test_concurrent_calls_inside_tls_are_each_answered_once(cluster: LocalCluste
     for th in threads:
         th.start()
     for th in threads:
-        th.join(120)
+        th.join(600)
     assert not errors
-    assert all(results[(t, i)] == (t, i, bytes(t * 1000)) for t in range(8) for i in range(100))
+    assert all(results[(t, i)] == (t, i, bytes(t * 1000)) for t in range(8) for i in range(per_thread))
+
+
+def test_concurrent_calls_inside_tls_are_each_answered_once(cluster: LocalCluster) -> None:
+    concurrent_calls(100)
+
+
+@pytest.mark.slow
+def test_soak_10000_calls_from_8_threads_inside_tls(cluster: LocalCluster) -> None:
+    concurrent_calls(1250)
 
 
 def test_nodes_reach_each_other_over_tls(cluster: LocalCluster) -> None:
