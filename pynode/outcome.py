@@ -171,7 +171,9 @@ def unpack(node: str, status: int, data: transport.Data, buffers: transport.Buff
     if status == OK:
         try:
             return payloads.loads(data, buffers)
-        except Exception as exc:
+        except (CallCancelled, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # a pickle may raise anything while it is loaded, SystemExit too
             raise RemoteError(node, _type_name(exc), f"the result cannot be unpickled here: {exc}", "") from exc
     try:
         type_name, message, tb, pickled = payloads.loads(data, buffers)

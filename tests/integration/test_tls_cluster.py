@@ -123,3 +123,43 @@ def test_cluster_file_tls_table(certs: Path, tmp_path: Path) -> None:
         env = {**os.environ, "PYNODE_COOKIE": c.cookie, **tls.env_for(mine)}
         done = cli("call", "tls_cfg@127.0.3.14", "os:getpid", env=env)
         assert done.returncode == 0 and done.stdout.strip() == str(c.pid("tls_cfg@127.0.3.14")), done.stderr
+
+
+def test_hostile_hellos_to_a_tls_node_leak_no_descriptor_or_thread(cluster: LocalCluster, tmp_path: Path) -> None:
+    import pickle
+    import random
+    import socket
+
+    import psutil
+
+    from pynode import handshake
+
+    class CreatesFile:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "canary"), "w"))
+
+    rng = random.Random(7)
+    bomb = pickle.dumps(CreatesFile())
+    hello = handshake._hello("fuzzer@127.0.3.15", False, tls=True)
+    proc = psutil.Process(cluster.pid(SECURE))
+    fds0, threads0 = proc.num_fds(), proc.num_threads()
+    for i in range(300):
+        data = [
+            hello + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400))),  # not a ClientHello
+            hello + bytes([0x16, 3, 1, 0, 200]) + bytes(rng.randrange(256) for _ in range(200)),  # a broken one
+            hello + bomb,
+            handshake._hello("fuzzer@127.0.3.15", False) + bomb,  # plain: refused
+            hello[: rng.randrange(1, len(hello))],
+        ][i % 5]
+        with socket.create_connection(("127.0.3.11", cluster.port(SECURE)), timeout=10) as sock:
+            try:
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+    assert wait_until(lambda: proc.num_fds() <= fds0 and proc.num_threads() <= threads0, timeout=15), (
+        proc.num_fds(), fds0, proc.num_threads(), threads0)
+    assert not (tmp_path / "canary").exists()
+    assert erpc.call(SECURE, "os:getpid", timeout=30) == cluster.pid(SECURE)

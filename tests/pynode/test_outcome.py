@@ -125,3 +125,14 @@ def test_result_over_the_callers_limit_is_an_encode_error() -> None:
 def test_undecodable_error_reply_is_a_remote_error() -> None:
     with pytest.raises(RemoteError, match="cannot be decoded"):
         outcome.unpack("remote@127.0.0.9", outcome.ERROR, b"\x80\x05garbage", ())
+
+
+class _ExitsOnLoad:
+    def __reduce__(self):
+        return (exit, (3,))
+
+
+def test_a_result_that_raises_system_exit_when_loaded_is_a_remote_error() -> None:
+    data, buffers = payloads.dumps(_ExitsOnLoad())
+    with pytest.raises(RemoteError, match="cannot be unpickled here"):
+        outcome.unpack("remote@127.0.0.9", outcome.OK, data, buffers)
