@@ -35,14 +35,14 @@ demo: $(STAMP)
 	$(PY) -m livebook_client.cluster_demo --config configs/cluster.toml
 
 bench: $(STAMP)
-	$(PY) bench/erpc_bench.py
+	$(PY) bench/erpc_bench.py --tls
 	$(PY) bench/logp_bench.py
 	$(PY) bench/sampler_bench.py
 	$(PY) bench/demo_bench.py
 
 # CI's smoke run of every benchmark: tiny sizes, exmc/pynode only, checks that they still run.
 bench-smoke: $(STAMP)
-	$(PY) bench/erpc_bench.py --quick --no-beam
+	$(PY) bench/erpc_bench.py --quick --no-beam --tls
 	$(PY) bench/logp_bench.py --quick
 	$(PY) bench/sampler_bench.py --quick
 	$(PY) bench/demo_bench.py --smoke
