@@ -163,3 +163,18 @@ def test_hostile_hellos_to_a_tls_node_leak_no_descriptor_or_thread(cluster: Loca
         proc.num_fds(), fds0, proc.num_threads(), threads0)
     assert not (tmp_path / "canary").exists()
     assert erpc.call(SECURE, "os:getpid", timeout=30) == cluster.pid(SECURE)
+
+
+def test_a_tls_peer_killed_while_it_sends_a_large_result_fails_the_call(cluster: LocalCluster, certs: Path,
+                                                                           local_cluster) -> None:
+    victim = "tls_victim@127.0.3.16"
+    node_tls = tls.TLS(str(certs / "node.pem"), str(certs / "node.key"), str(certs / "ca.pem"))
+    local_cluster([victim], cookie=cluster.cookie, env=tls.env_for(node_tls))
+
+    def dies_mid_send() -> np.ndarray:
+        threading.Timer(0.05, os.kill, (os.getpid(), 9)).start()
+        return np.ones(40_000_000)  # 320 MB: still being sent when the timer fires
+
+    with pytest.raises(NoConnection):
+        erpc.call(victim, dies_mid_send, timeout=60)
+    assert erpc.call(SECURE, "os:getpid", timeout=30) == cluster.pid(SECURE)
