@@ -11,5 +11,6 @@ from pynode import erpc
 from pynode.execution import cancelled
 from pynode.mailbox import Pid, receive, self_pid, send
 from pynode.node import Node
+from pynode.tls import TLS
 
-__all__ = ["Node", "Pid", "cancelled", "erpc", "receive", "self_pid", "send"]
+__all__ = ["TLS", "Node", "Pid", "cancelled", "erpc", "receive", "self_pid", "send"]

@@ -24,12 +24,13 @@ import pynode
 from pynode import Node, erpc, handshake, limits, outcome, protocol, runtime, transport
 from pynode import payload as payloads
 from pynode.errors import EncodeError, MessageTooLarge, ReceiveTimeout, RemoteError
+from pynode.launch import NodeSpec
 from pynode.testing import LocalCluster, this_node, wait_until
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 ME = "hostile_me@127.0.3.1"
-SERVER = "hostile_srv@127.0.3.2"  # max_message_size 8 MiB
+SERVER = "hostile_srv@127.0.3.2"  # max_message_size 8 MiB (pynode start --max-message-size 8M)
 BIG = "hostile_big@127.0.3.3"  # the default max_message_size (1 GiB)
 RAW_HOST = "127.0.3.4"  # raw peers dial from here
 SERVER_LIMIT = 8 << 20
@@ -39,7 +40,7 @@ MIB = 1 << 20
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with LocalCluster([SERVER], env={limits.MAX_MESSAGE_SIZE_ENV: "8M"}) as small:
+    with LocalCluster([NodeSpec(SERVER, extra_args=("--max-message-size", "8M"))]) as small:
         with LocalCluster([BIG], cookie=small.cookie) as big:
             with this_node(ME, cookie=small.cookie, max_message_size=MY_LIMIT):
                 small.big = big  # type: ignore[attr-defined]

@@ -162,3 +162,22 @@ def test_cli_tls_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert "--tls-certfile" in out and (tmp_path / "c" / "n1.pem").exists()
     assert main(["tls", "init", str(tmp_path / "c")]) == 1  # would overwrite: refused
+
+
+def test_verify_peer_false_only_encrypts(certs: Path, other_ca: Path) -> None:
+    lax_ini = tls.TLS(str(other_ca / "x.pem"), str(other_ca / "x.key"), str(other_ca / "ca.pem"), verify_peer=False)
+    lax_acc = tls.TLS(str(certs / "b.pem"), str(certs / "b.key"), str(certs / "ca.pem"), verify_peer=False)
+    ini, acc = handshake_pair(lax_ini, lax_acc)
+    assert not isinstance(ini, Exception) and not isinstance(acc, Exception), (ini, acc)
+    assert ini[1].tls and acc[1].tls
+    ini[0].close()
+    acc[0].close()
+
+
+def test_node_start_with_unusable_tls_files_starts_nothing(tmp_path: Path) -> None:
+    import pynode
+
+    with pytest.raises(TLSError, match="missing.pem"):
+        pynode.Node.start("tlsfail@127.0.3.33", cookie="k",
+                          tls=pynode.TLS(str(tmp_path / "missing.pem"), str(tmp_path / "k"), str(tmp_path / "c")))
+    assert not pynode.Node.alive()
