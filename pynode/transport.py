@@ -46,6 +46,10 @@ KEEPALIVE_INTERVAL = 5
 KEEPALIVE_PROBES = 9
 # Frame kind (the header byte rpyc uses for its compression flag) of an out-of-band buffer.
 ATTACHMENT = 2
+# Most attachments one message may have: pickle's out-of-band buffers are of OOB_THRESHOLD (64 KiB)
+# or more, so a message within max_message_size has far fewer; a peer sending endless empty
+# attachments would otherwise grow a list without bound.
+MAX_ATTACHMENTS = 1 << 16
 # Frames up to this size are written with one send call (header and body concatenated); larger
 # ones are written in three pieces to avoid copying the body.
 SMALL_FRAME = 64 * 1024
@@ -306,6 +310,8 @@ class _Channel(Channel):
                     f"our max_message_size of {self.max_recv} bytes"
                 )
             if kind == ATTACHMENT:
+                if len(attachments) >= MAX_ATTACHMENTS:
+                    raise FrameTooLarge(f"it sent more than {MAX_ATTACHMENTS} attachments for one message")
                 attachments.append(self.stream.read_attachment(length))
                 continue
             if kind != 0:
@@ -324,6 +330,8 @@ class _Channel(Channel):
                 f"a message of {total} bytes ({frame} of pickle, {len(sizes)} out-of-band buffers of "
                 f"{total - frame}) is larger than the peer's max_message_size of {self.max_send} bytes"
             )
+        if len(sizes) > MAX_ATTACHMENTS:
+            raise MessageTooLarge(f"a message of {len(sizes)} out-of-band buffers has more than {MAX_ATTACHMENTS}")
         if max(sizes, default=frame) > limits.MAX_FRAME or frame > limits.MAX_FRAME:
             raise MessageTooLarge(f"a buffer of {max(sizes + [frame])} bytes is larger than a frame can be "
                                   f"({limits.MAX_FRAME} bytes)")

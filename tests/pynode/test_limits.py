@@ -78,3 +78,11 @@ def test_sender_refuses_before_writing_anything() -> None:
     right.setblocking(False)
     with pytest.raises(BlockingIOError):
         right.recv(1)  # nothing was written
+
+
+def test_endless_empty_attachments_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport, "MAX_ATTACHMENTS", 100)
+    _, receiver, left = channels(2 << 20)
+    left.sendall(transport._Channel.FRAME_HEADER.pack(0, transport.ATTACHMENT) * 101)
+    with pytest.raises(transport.FrameTooLarge, match="more than 100 attachments"):
+        receiver.recv_frame()
