@@ -274,3 +274,10 @@ def test_a_node_dials_from_its_own_address(cluster: LocalCluster) -> None:
 
     assert "127.0.3.1" in erpc.call(SERVER, peers_seen, timeout=30)
     assert runtime.current().connection_to(SERVER).sock.getsockname()[0] == "127.0.3.1"
+
+
+def test_multicall_refuses_only_the_nodes_whose_limit_a_message_exceeds(cluster: LocalCluster) -> None:
+    blob = b"x" * (SERVER_LIMIT + MIB)
+    small, big = erpc.multicall([SERVER, BIG], len, blob, timeout=60)
+    assert small[0] == "error" and isinstance(small[1], MessageTooLarge)
+    assert big == ("ok", len(blob))
