@@ -20,10 +20,13 @@ stranger never obtains a proof it could attack offline.
 5. initiator -> acceptor  ``challenge_i[32] | proof_i[32]``
 6. acceptor -> initiator  ``STATUS_OK | proof_a[32]``  or ``STATUS_REFUSED`` and close
 
-``proof_x = HMAC-SHA256(cookie, DOMAIN | role_x | challenge_a | challenge_i | hello_i | hello_a)``:
-both fresh challenges (no replay), both hellos (no relay to a third node; names, flags and limits
-are covered, so a man in the middle cannot change what was announced in clear text) and the
-role (a proof cannot be reflected back). Proofs are compared with ``hmac.compare_digest``. The
+``proof_x = HMAC-SHA256(cookie, DOMAIN | role_x | challenge_a | challenge_i | hello_i | hello_a
+| binding)``: both fresh challenges (no replay), both hellos (no relay to a third node; names,
+flags and limits are covered, so a man in the middle cannot change what was announced in clear
+text), the role (a proof cannot be reflected back) and, with TLS, the TLS channel's binding
+(``tls-unique``: the first Finished message of its handshake, the same at both ends; empty
+without TLS), so that someone holding a cluster certificate but not the cookie cannot sit between
+two nodes, terminate TLS with each and relay their proofs from one TLS session into the other. Proofs are compared with ``hmac.compare_digest``. The
 cookie itself never crosses the wire. The whole handshake must finish within HANDSHAKE_TIMEOUT
 seconds; every read is bounded (a hello is at most HELLO_MAX bytes), and nothing received is
 decoded but the fixed fields and the UTF-8 name.
@@ -96,10 +99,12 @@ CookieFor = Callable[[str], str]
 """Maps a peer's node name to the cookie to use with it."""
 
 
-def proof(cookie: str, role: bytes, challenge_a: bytes, challenge_i: bytes, hello_i: bytes, hello_a: bytes) -> bytes:
+def proof(cookie: str, role: bytes, challenge_a: bytes, challenge_i: bytes, hello_i: bytes, hello_a: bytes,
+          binding: bytes = b"") -> bytes:
     """The HMAC-SHA256 proof of ``cookie`` for one role of one handshake (the hellos are the raw
-    bytes each side sent: each is self-delimiting, the name's length being in it)."""
-    msg = b"".join((DOMAIN, role, challenge_a, challenge_i, hello_i, hello_a))
+    bytes each side sent: each is self-delimiting, the name's length being in it; ``binding`` the
+    TLS channel binding, last and of fixed length for a given TLS version)."""
+    msg = b"".join((DOMAIN, role, challenge_a, challenge_i, hello_i, hello_a, binding))
     return hmac.new(cookie.encode("utf-8"), msg, hashlib.sha256).digest()
 
 
@@ -130,14 +135,16 @@ def initiate(
     _check_tls(peer, tls is not None, peer.name)
     conn = _start_tls(sock, tls, peer.name, deadline, server_side=False)
     try:
+        binding = _binding(conn)
         challenge_a = _recv_exact(conn, CHALLENGE_BYTES, peer.name, deadline)
         challenge_i = secrets.token_bytes(CHALLENGE_BYTES)
-        conn.sendall(challenge_i + proof(cookie, ROLE_INITIATOR, challenge_a, challenge_i, mine, peer.raw))
+        conn.sendall(challenge_i + proof(cookie, ROLE_INITIATOR, challenge_a, challenge_i, mine, peer.raw, binding))
         status = _recv_exact(conn, 1, peer.name, deadline, eof_means="it refused our cookie")
         if status != STATUS_OK:
             raise HandshakeError(f"{peer.name} refused our cookie")
         theirs = _recv_exact(conn, PROOF_BYTES, peer.name, deadline)
-        if not hmac.compare_digest(theirs, proof(cookie, ROLE_ACCEPTOR, challenge_a, challenge_i, mine, peer.raw)):
+        if not hmac.compare_digest(theirs, proof(cookie, ROLE_ACCEPTOR, challenge_a, challenge_i, mine, peer.raw,
+                                                 binding)):
             raise HandshakeError(f"{peer.name} failed to prove it knows our cookie")
         deadline.done(conn)
     except BaseException:
@@ -180,15 +187,16 @@ def accept(
         conn = _start_tls(sock, tls, f"{peer.name} (from {where})", deadline, server_side=True)
         challenge_a = secrets.token_bytes(CHALLENGE_BYTES)
     try:
+        binding = _binding(conn)
         if conn is not sock:
             conn.sendall(challenge_a)
         reply = _recv_exact(conn, CHALLENGE_BYTES + PROOF_BYTES, peer.name, deadline)
         challenge_i, theirs = reply[:CHALLENGE_BYTES], reply[CHALLENGE_BYTES:]
-        expected = proof(cookie, ROLE_INITIATOR, challenge_a, challenge_i, peer.raw, mine)
+        expected = proof(cookie, ROLE_INITIATOR, challenge_a, challenge_i, peer.raw, mine, binding)
         if not hmac.compare_digest(theirs, expected):
             _send_quietly(conn, STATUS_REFUSED)
             raise HandshakeError(f"{peer.name} (from {where}) failed to prove the cookie")
-        conn.sendall(STATUS_OK + proof(cookie, ROLE_ACCEPTOR, challenge_a, challenge_i, peer.raw, mine))
+        conn.sendall(STATUS_OK + proof(cookie, ROLE_ACCEPTOR, challenge_a, challenge_i, peer.raw, mine, binding))
         deadline.done(conn)
     except BaseException:
         if conn is not sock:
@@ -273,6 +281,17 @@ def _start_tls(sock: socket.socket, tls: ssl.SSLContext | None, who: str, deadli
         raise HandshakeError(f"TLS handshake with {who} failed: {exc.reason or exc}") from exc
     except OSError as exc:
         raise HandshakeError(f"TLS handshake with {who} failed: {exc}") from exc
+
+
+def _binding(sock: socket.socket) -> bytes:
+    """The TLS channel binding of ``sock`` (b"" for a plain socket). Raises HandshakeError when a
+    TLS socket has none (an ssl build without tls-unique: the proofs could not be bound)."""
+    if not isinstance(sock, ssl.SSLSocket):
+        return b""
+    binding = sock.get_channel_binding("tls-unique")
+    if not binding:
+        raise HandshakeError("this ssl module gives no TLS channel binding; refusing to run the handshake unbound")
+    return binding
 
 
 def _recv_exact(sock: socket.socket, n: int, where: str, deadline: _Deadline,

@@ -146,6 +146,7 @@ def test_proof_binds_names_flags_limits_role_and_both_challenges() -> None:
         handshake.proof("k", handshake.ROLE_INITIATOR, ca, ci, hello_a, handshake._hello(B, False, 1 << 21)),
         handshake.proof("k", handshake.ROLE_INITIATOR, ca, ci, hello_a, handshake._hello(B, False, tls=True)),
         handshake.proof("k2", handshake.ROLE_INITIATOR, ca, ci, hello_a, hello_b),
+        handshake.proof("k", handshake.ROLE_INITIATOR, ca, ci, hello_a, hello_b, b"t" * 48),  # TLS binding
     ]
     assert len({base, *variants}) == 1 + len(variants)
 

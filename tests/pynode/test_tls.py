@@ -181,3 +181,50 @@ def test_node_start_with_unusable_tls_files_starts_nothing(tmp_path: Path) -> No
         pynode.Node.start("tlsfail@127.0.3.33", cookie="k",
                           tls=pynode.TLS(str(tmp_path / "missing.pem"), str(tmp_path / "k"), str(tmp_path / "c")))
     assert not pynode.Node.alive()
+
+
+def test_a_relay_holding_a_cluster_certificate_but_no_cookie_cannot_sit_between_two_nodes(certs: Path) -> None:
+    """A man in the middle with a certificate of the cluster's CA terminates TLS with each node and
+    relays every byte of the cookie handshake: the proofs are bound to each TLS channel, so both
+    nodes refuse (without the binding, both would accept and the relay would read everything)."""
+    a_side, relay_a = socket.socketpair()
+    relay_b, b_side = socket.socketpair()
+    relay_tls = config(certs, "b")  # any certificate the CA signed
+
+    def relay() -> None:
+        try:
+            hello_i = relay_a.recv(handshake.HELLO_MAX)  # the hellos go across in clear
+            relay_b.sendall(hello_i)
+            hello_a = relay_b.recv(handshake.HELLO_MAX)
+            relay_a.sendall(hello_a)
+            to_a = relay_tls.server_context().wrap_socket(relay_a, server_side=True)
+            to_b = relay_tls.client_context().wrap_socket(relay_b)
+            to_a.settimeout(5)
+            to_b.settimeout(5)
+            to_a.sendall(to_b.recv(handshake.CHALLENGE_BYTES))  # challenge_a
+            to_b.sendall(to_a.recv(handshake.CHALLENGE_BYTES + handshake.PROOF_BYTES))  # challenge_i, proof_i
+            to_a.sendall(to_b.recv(1 + handshake.PROOF_BYTES))  # status, proof_a
+        except OSError:
+            pass
+
+    threading.Thread(target=relay, daemon=True).start()
+    results: dict[str, Any] = {}
+
+    def side(key: str, fn: Callable[[], Any]) -> None:
+        try:
+            results[key] = fn()
+        except Exception as exc:
+            results[key] = exc
+
+    threads = [
+        threading.Thread(target=side, args=("ini", lambda: handshake.initiate(
+            a_side, A, B, "k", hidden=False, tls=config(certs, "a").client_context()))),
+        threading.Thread(target=side, args=("acc", lambda: handshake.accept(
+            b_side, B, lambda peer: "k", hidden=False, tls=config(certs, "b").server_context()))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert isinstance(results["acc"], HandshakeError) and "failed to prove the cookie" in str(results["acc"])
+    assert isinstance(results["ini"], HandshakeError)
