@@ -264,3 +264,19 @@ def test_kill_9_of_the_caller_mid_call_cancels_the_call_on_the_callee(
     assert wait_until(cancelled.exists, timeout=30)  # the callee saw the caller go and cancelled
     assert still_serves(cluster)
     assert wait_until(lambda: node_figures(cluster.pid(TARGET))[0] <= threads0 + 2, timeout=15)
+
+
+def test_handshake_slots_flag_sets_the_bound(local_cluster) -> None:
+    from pynode.launch import NodeSpec
+
+    name = "fault_slots@127.0.3.24"
+    c = local_cluster([NodeSpec(name, extra_args=("--handshake-slots", "2"))])
+    socks = [socket.create_connection(("127.0.3.24", c.port(name)), timeout=10) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.3.24", c.port(name)), timeout=10) as third:
+            assert third.recv(1) == b""  # closed at once: both slots are taken
+        assert wait_until(lambda: "all 2 handshake slots are taken" in c.stderr(name), timeout=10)
+    finally:
+        for sock in socks:
+            sock.close()
