@@ -178,3 +178,34 @@ def test_a_tls_peer_killed_while_it_sends_a_large_result_fails_the_call(cluster:
     with pytest.raises(NoConnection):
         erpc.call(victim, dies_mid_send, timeout=60)
     assert erpc.call(SECURE, "os:getpid", timeout=30) == cluster.pid(SECURE)
+
+
+@pytest.mark.slow
+def test_tls_bidirectional_bulk_soak_keeps_every_byte(cluster: LocalCluster) -> None:
+    """Both directions of each TLS connection busy at once (one thread reading while others write
+    on the same TLS socket): 8 threads x 60 calls whose 1-4 MiB arguments come back transformed,
+    and calls from the node back to this one in between; every result checked byte for byte."""
+    errors: list[BaseException] = []
+
+    def echo_back(a: np.ndarray, me: str) -> np.ndarray:
+        return erpc.call(me, np.negative, a, timeout=60)  # a nested call back over TLS
+
+    def worker(t: int) -> None:
+        rng = np.random.default_rng(t)
+        try:
+            for i in range(60):
+                a = rng.integers(0, 2**31, size=int(rng.integers(1 << 17, 1 << 19)))
+                fn = echo_back if i % 3 == 0 else (lambda x, me: x[::-1].copy())
+                out = erpc.call(SECURE, fn, a, ME, timeout=120)
+                expected = -a if i % 3 == 0 else a[::-1]
+                if not np.array_equal(out, expected):
+                    raise AssertionError(f"thread {t} call {i}: corrupted result")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(600)
+    assert not errors, errors[:3]
