@@ -243,6 +243,7 @@ def test_oversized_header_is_refused_from_the_header_alone(cluster: LocalCluster
     assert wait_until(lambda: "more than our max_message_size" in cluster.stderr(SERVER), timeout=10)
     line = [ln for ln in cluster.stderr(SERVER).splitlines() if "more than our max_message_size" in ln][-1]
     assert f"oversized@{RAW_HOST}" in line and str(SERVER_LIMIT) in line
+    print(f"\noversized header ({size} bytes announced): node RSS grew {(rss(pid) - before) / MIB:.1f} MiB")
     assert rss(pid) - before < 40 * MIB
     assert erpc.call(SERVER, "os:getpid", timeout=30) == pid
 
@@ -257,6 +258,7 @@ def test_memory_for_a_large_message_is_committed_as_its_bytes_arrive(cluster: Lo
         raw.sock.sendall(b"\1" * (2 * MIB))
         time.sleep(1.0)
         grown = rss(pid) - before
+        print(f"\n1000 MiB announced, 2 MiB sent: node RSS grew {grown / MIB:.1f} MiB")
         assert grown < 100 * MIB, f"{grown / MIB:.0f} MiB committed for 2 MiB received of 1000 MiB announced"
     finally:
         raw.close()
