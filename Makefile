@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test validate validation-report demo bench bench-smoke clean
+.PHONY: install test validate validation-report demo bench bench-smoke soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ test: $(STAMP)
 validate: $(STAMP)
 	$(PY) -m pytest -q -m 'validate or slow' -p no:cacheprovider
 
+# pynode's long fault runs: 100,000 soaked calls (the default run soaks 10,000), and the rest of
+# the slow-marked fault tests.
+soak: $(STAMP)
+	$(PY) -m pytest -q -s -m slow tests/integration/test_fault_suite.py tests/integration/test_tls_cluster.py
+
 # Re-samples every posteriordb port and rewrites docs/validation.md (1-2 hours on 2 cores).
 validation-report: $(STAMP)
 	$(PY) bench/validation_report.py
@@ -30,14 +35,14 @@ demo: $(STAMP)
 	$(PY) -m livebook_client.cluster_demo --config configs/cluster.toml
 
 bench: $(STAMP)
-	$(PY) bench/erpc_bench.py
+	$(PY) bench/erpc_bench.py --tls
 	$(PY) bench/logp_bench.py
 	$(PY) bench/sampler_bench.py
 	$(PY) bench/demo_bench.py
 
 # CI's smoke run of every benchmark: tiny sizes, exmc/pynode only, checks that they still run.
 bench-smoke: $(STAMP)
-	$(PY) bench/erpc_bench.py --quick --no-beam
+	$(PY) bench/erpc_bench.py --quick --no-beam --tls
 	$(PY) bench/logp_bench.py --quick
 	$(PY) bench/sampler_bench.py --quick
 	$(PY) bench/demo_bench.py --smoke

@@ -13,7 +13,10 @@ Three measurements, each taken for every contender in the same run on loopback:
    median of a few calls after an untimed first one), next to the time of one in-memory copy of it.
 
 and printed as ratios against the targets of issue 2: p50 <= 0.8x raw rpyc and <= 1.5x BEAM (each
-for both kinds of call), 100 MiB <= 1.2x BEAM.
+for both kinds of call), 100 MiB <= 1.2x BEAM. With ``--tls``, pynode is measured a second time
+with every connection inside TLS 1.3 (certificates from ``pynode.tls.init`` in a temporary
+directory), and the TLS ratios are printed against issue 11's targets: p50 <= 2x plaintext pynode
+and the 100 MiB argument <= 2x plaintext, each ratio taken within a round.
 
 Contenders: pynode (``erpc.call`` of a closure to a ``LocalCluster`` node); raw rpyc (an rpyc
 ``ThreadedServer`` in another process whose one exposed method unpickles a cloudpickled
@@ -21,7 +24,7 @@ Contenders: pynode (``erpc.call`` of a closure to a ``LocalCluster`` node); raw 
 BEAM (two ``erl -name`` nodes on loopback, ``erpc:call(Node, fun() -> node() end)``,
 ``erpc:call(Node, erlang, node, [])`` and ``erpc:call(Node, erlang, byte_size, [Bin])``).
 
-Usage: ``python bench/erpc_bench.py [--quick] [--rounds N] [--json FILE] [--check]``. Every
+Usage: ``python bench/erpc_bench.py [--quick] [--tls] [--rounds N] [--json FILE] [--check]``. Every
 contender is measured ``N`` times (default 3), the contenders interleaved round by round, and the
 ratios are the medians of the rounds' ratios (a loopback round trip on a shared machine drifts by
 tens of percent within minutes). ``--quick`` (CI's smoke mode) uses few iterations, a 16 MiB
@@ -59,6 +62,7 @@ TARGETS = {  # issue 2's targets: (metric, baseline) -> maximal ratio pynode / b
     ("p50_ref_us", "beam"): 1.5,
     ("big_ms", "beam"): 1.2,
 }
+TLS_TARGETS = {"p50_us": 2.0, "p50_ref_us": 2.0, "big_ms": 2.0}  # issue 11: pynode-tls / pynode
 HOST_PYNODE = "127.0.0.51"
 HOST_RPYC = "127.0.0.52"
 HOST_BEAM_CALLER = "127.0.0.53"
@@ -162,14 +166,19 @@ def memcpy_ms(nbytes: int, reps: int = 5) -> float:
 # --- pynode ---------------------------------------------------------------------------------------
 
 
-def bench_pynode(mode: Mode) -> Result:
+def bench_pynode(mode: Mode, tls_dir: Path | None = None) -> Result:
+    """pynode's figures; inside TLS with the certificates in ``tls_dir`` (see :func:`make_certs`)."""
     from pynode import Node, erpc
+    from pynode import tls as tls_config
     from pynode.testing import LocalCluster
 
     target = f"benchtarget@{HOST_PYNODE}"
-    with LocalCluster([target], cookie=COOKIE, epmd_port=0) as cluster:
+    node_tls = None if tls_dir is None else tls_config.TLS(
+        str(tls_dir / "node.pem"), str(tls_dir / "node.key"), str(tls_dir / "ca.pem"))
+    env = tls_config.env_for(node_tls) if node_tls else {}
+    with LocalCluster([target], cookie=COOKIE, epmd_port=0, env=env) as cluster:
         os.environ["PYNODE_EPMD_PORT"] = str(cluster.epmd_port)
-        Node.start(f"bench@{HOST_PYNODE}", cookie=COOKIE, hidden=True)
+        Node.start(f"bench@{HOST_PYNODE}", cookie=COOKIE, hidden=True, tls=node_tls)
         try:
             return measure(
                 lambda: erpc.call(target, lambda: None, timeout=30),
@@ -179,6 +188,15 @@ def bench_pynode(mode: Mode) -> Result:
             )
         finally:
             Node.stop()
+
+
+def make_certs() -> Path:
+    """A throwaway CA and one node certificate in a fresh temporary directory."""
+    from pynode import tls as tls_config
+
+    directory = Path(tempfile.mkdtemp(prefix="erpc-bench-tls-"))
+    tls_config.init(directory, ["node"])
+    return directory
 
 
 # --- raw rpyc + cloudpickle -----------------------------------------------------------------------
@@ -367,12 +385,22 @@ def report(rounds: dict[str, list[Result]], mode: Mode, copy_ms: float) -> list[
         return sorted(ratio(p, b, key) for p, b in zip(rounds["pynode"], rounds[baseline]))
 
     print("\nratios pynode / baseline, median [range] of the rounds (lower is better; throughput: baseline / pynode):")
-    for baseline in names[1:]:
+    for baseline in [n for n in names[1:] if n != "pynode-tls"]:
         for label, key, _ in rows:
             rs = ratios(baseline, key)
             print(f"  {label:40} vs {baseline:6}: {statistics.median(rs):6.2f}x [{rs[0]:.2f}-{rs[-1]:.2f}]")
     print(f"  {size} argument / memory copy: {medians['pynode'].big_ms / copy_ms:6.2f}x")
     missed = []
+    if "pynode-tls" in rounds:
+        print("\nTLS: ratios pynode-tls / pynode (plaintext), median [range] of the rounds (issue 11's targets):")
+        for label, key, _ in rows:
+            rs = sorted(ratio(t, p, key) for t, p in zip(rounds["pynode-tls"], rounds["pynode"]))
+            limit = TLS_TARGETS.get(key)
+            verdict = "" if limit is None else (f" <= {limit}x: met" if statistics.median(rs) <= limit
+                                                 else f" <= {limit}x: MISSED")
+            print(f"  {label:40}: {statistics.median(rs):6.2f}x [{rs[0]:.2f}-{rs[-1]:.2f}]{verdict}")
+            if limit is not None and statistics.median(rs) > limit:
+                missed.append(f"{key} pynode-tls vs pynode: {statistics.median(rs):.2f}x > {limit}x")
     print("\ntargets (issue 2), on the median ratio:")
     for (key, baseline), limit in TARGETS.items():
         if baseline not in rounds:
@@ -394,12 +422,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--no-beam", action="store_true", help="skip BEAM even if erl is installed")
+    parser.add_argument("--tls", action="store_true", help="also measure pynode inside TLS; print the TLS ratios")
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
     count = args.rounds or (1 if args.quick else 3)
     if count < 1:
         parser.error(f"--rounds must be positive, got {count}")
-    contenders = [("pynode", bench_pynode), ("rpyc", bench_rpyc)]
+    contenders: list[tuple[str, Callable[[Mode], Result]]] = [("pynode", bench_pynode)]
+    if args.tls:
+        certs = make_certs()
+        contenders.append(("pynode-tls", lambda m: bench_pynode(m, certs)))
+    contenders.append(("rpyc", bench_rpyc))
     if not args.no_beam:
         if shutil.which("erl") is None:
             print("  beam: not available (install erlang-base for erl)", flush=True)

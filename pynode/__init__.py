@@ -11,6 +11,7 @@ from pynode import erpc, global_names
 from pynode.execution import cancelled
 from pynode.mailbox import Pid, receive, self_pid
 from pynode.node import Node
+from pynode.tls import TLS
 
 # Last: ``pynode.link`` is the process-link function, not the module of that name.
 from pynode.process import (  # noqa: E402
@@ -19,7 +20,7 @@ from pynode.process import (  # noqa: E402
 )
 
 __all__ = [
-    "Node", "Pid", "Ref", "cancelled", "demonitor", "erpc", "exit", "global_names", "link", "monitor",
+    "TLS", "Node", "Pid", "Ref", "cancelled", "demonitor", "erpc", "exit", "global_names", "link", "monitor",
     "receive", "register", "registered", "self_pid", "send", "spawn", "spawn_link", "spawn_monitor",
     "trap_exit", "unlink", "unregister", "whereis",
 ]

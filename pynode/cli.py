@@ -9,10 +9,17 @@
     pynode call NODE module:function [JSON_ARRAY_OF_ARGS] [--timeout S]
     pynode shell NAME                      # a Python REPL that is a node
     pynode cluster up|down CONFIG          # detached nodes from a cluster TOML file
+    pynode tls init DIR [--name N ...] [--host H ...]   # a throwaway CA and node certificates
+
+Every command that is a node (start, ping, call, shell) takes ``--max-message-size BYTES``
+(``64M``, ``1GiB``...), ``--handshake-slots N`` and ``--tls-certfile F --tls-keyfile F
+--tls-cafile F`` (TLS: all three, see :mod:`pynode.tls`).
 
 Environment: ``PYNODE_COOKIE`` (the cookie when no flag gives one), ``PYNODE_EPMD_PORT`` (the port
 mapper port; ``--epmd-port`` overrides it), ``PYNODE_LOG_LEVEL`` (stderr logging level),
-``PYNODE_TICKTIME`` (``--ticktime``'s default, see :mod:`pynode.ticks`).
+``PYNODE_TICKTIME`` (``--ticktime``'s default, see :mod:`pynode.ticks`),
+``PYNODE_MAX_MESSAGE_SIZE``, ``PYNODE_HANDSHAKE_SLOTS``, ``PYNODE_TLS_CERTFILE``,
+``PYNODE_TLS_KEYFILE``, ``PYNODE_TLS_CAFILE`` (the flags override them).
 
 ``start`` prints exactly one line to stdout, ``pynode: NAME ready on HOST:PORT``, once the node is
 listening, registered with its port mapper and every preload module is imported (a preloaded
@@ -39,6 +46,7 @@ from typing import Any
 
 import pynode
 from pynode import Node, cluster_cli, erpc, names, portmapper
+from pynode import tls as tls_config
 from pynode.errors import CliError, PynodeError
 from pynode.ticks import resolve_ticktime
 
@@ -79,6 +87,16 @@ def _parser() -> argparse.ArgumentParser:
         group = p.add_mutually_exclusive_group()
         group.add_argument("--cookie", help="the cluster cookie (default $PYNODE_COOKIE, else ~/.pynode.cookie)")
         group.add_argument("--cookie-file", help="read the cookie from this file (owner-only mode)")
+        node_flags(p)
+
+    def node_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--max-message-size", metavar="BYTES",
+                       help="largest message accepted from a peer, e.g. 64M (default $PYNODE_MAX_MESSAGE_SIZE or 1GiB)")
+        p.add_argument("--handshake-slots", type=int, metavar="N",
+                       help="connections allowed in their handshake at once (default $PYNODE_HANDSHAKE_SLOTS or 64)")
+        p.add_argument("--tls-certfile", metavar="FILE", help="this node's TLS certificate (PEM; with TLS, all three)")
+        p.add_argument("--tls-keyfile", metavar="FILE", help="this node's TLS private key (PEM)")
+        p.add_argument("--tls-cafile", metavar="FILE", help="the cluster CA certificate peers must be signed by")
 
     def ticktime_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -130,7 +148,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["up", "down"])
     p.add_argument("config", help="cluster file, e.g. configs/cluster.toml")
     p.add_argument("--state-dir", help="where up records pids and logs (default: a temp directory per file)")
+
+    p = command("tls", _tls, "TLS set-up: `tls init DIR` makes a throwaway CA and node certificates")
+    p.add_argument("action", choices=["init"])
+    p.add_argument("directory", help="where to write ca.pem, ca.key and NAME.pem/NAME.key (must not hold them yet)")
+    p.add_argument("--name", action="append", default=[], help="a certificate to make (repeatable; default: node)")
+    p.add_argument("--host", action="append", default=[],
+                   help="an address or DNS name the certificates are for (repeatable; default 127.0.0.1, localhost)")
     return parser
+
+
+def _node_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Node.start's limit and TLS arguments from the flags (None: Node.start reads the environment)."""
+    tls = tls_config.from_files(args.tls_certfile, args.tls_keyfile, args.tls_cafile, "--tls-certfile/keyfile/cafile")
+    return {"max_message_size": args.max_message_size, "handshake_slots": args.handshake_slots, "tls": tls}
+
+
+def _tls(args: argparse.Namespace) -> int:
+    names_ = args.name or ["node"]
+    paths = tls_config.init(args.directory, names_, args.host or ["127.0.0.1", "localhost"])
+    for path in paths.values():
+        print(path)
+    d, first = paths["ca.pem"].parent, names_[0]
+    print(f"pynode: start TLS nodes with --tls-certfile {d / (first + '.pem')} --tls-keyfile {d / (first + '.key')} "
+          f"--tls-cafile {d / 'ca.pem'}", flush=True)
+    return 0
 
 
 def _cookie(args: argparse.Namespace) -> str | None:
@@ -174,6 +216,7 @@ def _start(args: argparse.Namespace) -> int:
         port=args.port,
         ticktime=args.ticktime,
         connect_all=args.connect_all,
+        **_node_options(args),
     )
     try:
         preload(args.preload)
@@ -201,7 +244,7 @@ def _local_name(target_host: str) -> str:
 
 def _ping(args: argparse.Namespace) -> int:
     target = names.parse(args.node)
-    Node.start(_local_name(target.host), cookie=_cookie(args), hidden=True)
+    Node.start(_local_name(target.host), cookie=_cookie(args), hidden=True, **_node_options(args))
     try:
         answer = Node.ping(str(target))
     finally:
@@ -227,7 +270,7 @@ def _call(args: argparse.Namespace) -> int:
         raise CliError(f"arguments {args.args!r} are not JSON: {exc}") from None
     if not isinstance(call_args, list):
         raise CliError(f"arguments must be a JSON array of positional arguments, got {args.args!r}")
-    Node.start(_local_name(target.host), cookie=_cookie(args), hidden=True)
+    Node.start(_local_name(target.host), cookie=_cookie(args), hidden=True, **_node_options(args))
     try:
         try:
             result = erpc.call(str(target), args.function, *call_args, timeout=args.timeout)
@@ -252,7 +295,8 @@ def _shell(args: argparse.Namespace) -> int:
 
     _check_ticktime(args.ticktime)
     Node.start(
-        args.name, cookie=_cookie(args), hidden=args.hidden, ticktime=args.ticktime, connect_all=args.connect_all
+        args.name, cookie=_cookie(args), hidden=args.hidden, ticktime=args.ticktime, connect_all=args.connect_all,
+        **_node_options(args),
     )
     try:
         banner = (

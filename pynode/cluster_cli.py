@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pynode import cluster_config, names, portmapper
+from pynode import cluster_config, names, portmapper, tls
 from pynode.errors import ClusterStateError
 from pynode.launch import STOP_GRACE, NodeProcess
 
@@ -65,6 +65,8 @@ def up(config: cluster_config.ClusterConfig, state_dir: Path, ready_timeout: flo
     state_dir.mkdir(parents=True, exist_ok=True)
     mapper_port = config.effective_epmd_port() or portmapper.epmd_port()
     env = dict(os.environ)
+    if config.tls is not None:
+        env.update(tls.env_for(config.tls))
     env[portmapper.EPMD_PORT_ENV] = str(mapper_port)
     cookie = config.resolve_cookie()
     if cookie is not None:

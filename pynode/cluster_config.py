@@ -17,6 +17,12 @@ Format::
                                         # (e.g. the notebook process that becomes this node)
     ticktime = 5.0                      # optional; overrides [cluster] ticktime for this node
     connect_all = false                 # optional; overrides [cluster] connect_all
+
+    [tls]                               # optional: every node of the cluster speaks TLS
+    certfile = "tls/node.pem"           # paths relative to this file (`pynode tls init tls`)
+    keyfile = "tls/node.key"
+    cafile = "tls/ca.pem"
+    verify_peer = true                  # optional
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 
 from pynode import cookie as cookie_mod
 from pynode import names
+from pynode import tls as tls_mod
 from pynode.errors import BadNodeName, ClusterConfigError
 from pynode.launch import NodeSpec
 from pynode.portmapper import EPMD_PORT_ENV, epmd_port
@@ -37,6 +44,7 @@ from pynode.ticks import resolve_ticktime
 _NODE_FLAGS = {"ticktime", "connect_all"}  # settable for the whole cluster and per node
 _CLUSTER_KEYS = {"epmd_port", "cookie_file"} | _NODE_FLAGS
 _NODE_KEYS = {"name", "hidden", "preload", "port", "start"} | _NODE_FLAGS
+_TLS_KEYS = {"certfile", "keyfile", "cafile", "verify_peer"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class ClusterConfig:
     epmd_port: int | None = None
     cookie_file: Path | None = None
     source: Path | None = None
+    tls: tls_mod.TLS | None = None  # the [tls] table: every node speaks TLS with these files
 
     @property
     def startable(self) -> list[NodeSpec]:
@@ -95,7 +104,7 @@ def load(path: str | os.PathLike[str]) -> ClusterConfig:
 
 def parse(data: dict[str, Any], where: str = "<cluster config>") -> ClusterConfig:
     """Validate an already-parsed TOML document (see :func:`load`)."""
-    unknown = set(data) - {"cluster", "node"}
+    unknown = set(data) - {"cluster", "node", "tls"}
     if unknown:
         raise ClusterConfigError(f"{where}: unknown top-level keys {sorted(unknown)}")
     cluster = data.get("cluster", {})
@@ -118,12 +127,31 @@ def parse(data: dict[str, Any], where: str = "<cluster config>") -> ClusterConfi
         if entry.spec.name in seen:
             raise ClusterConfigError(f"{where}: node {entry.spec.name!r} is listed twice")
         seen.add(entry.spec.name)
+    source = Path(where) if where != "<cluster config>" else None
     return ClusterConfig(
         nodes=nodes,
         epmd_port=epmd_port,
         cookie_file=Path(cookie_file).expanduser() if cookie_file else None,
-        source=Path(where) if where != "<cluster config>" else None,
+        source=source,
+        tls=_tls(data.get("tls"), f"{where}: [tls]", source.parent if source else Path.cwd()),
     )
+
+
+def _tls(table: Any, where: str, base: Path) -> tls_mod.TLS | None:
+    """The [tls] table: three paths (relative ones to the cluster file's folder), verify_peer."""
+    if table is None:
+        return None
+    _check_keys(table, _TLS_KEYS, where)
+    paths = {}
+    for key in ("certfile", "keyfile", "cafile"):
+        value = table.get(key)
+        if not isinstance(value, str) or not value:
+            raise ClusterConfigError(f"{where} needs {key} as a path string")
+        paths[key] = str(base / Path(value).expanduser())
+    verify = table.get("verify_peer", True)
+    if not isinstance(verify, bool):
+        raise ClusterConfigError(f"{where} verify_peer must be true or false")
+    return tls_mod.TLS(paths["certfile"], paths["keyfile"], paths["cafile"], verify)
 
 
 def _node(entry: Any, where: str) -> NodeEntry:

@@ -25,8 +25,8 @@ from typing import Protocol
 
 import rpyc
 
-from pynode import outcome, protocol
-from pynode.errors import NoConnection
+from pynode import outcome, protocol, transport
+from pynode.errors import MessageTooLarge, NoConnection
 from pynode.execution import CallContext, execute
 from pynode.handshake import PeerInfo
 from pynode.payload import Payload, dumps
@@ -80,6 +80,7 @@ class Connection:
         self.name = peer.name
         self.hidden = peer.hidden
         self.outgoing = outgoing  # True: this node dialled it; False: it accepted it
+        self.peer_limit = peer.max_message_size  # the largest message the peer accepts (handshake)
         self.sock = sock
         self.conn: protocol.ErpcConnection | None = None  # set by attach, before any message is read
         self.closed = False  # False -> True once (close or disconnected); never back
@@ -118,6 +119,10 @@ class Connection:
             with self._lock:
                 self._pending.pop(seq, None)
             raise self._lost() from exc
+        except MessageTooLarge as exc:  # nothing was sent
+            with self._lock:
+                self._pending.pop(seq, None)
+            raise MessageTooLarge(f"call to {self.name} not sent: {exc}") from None
         return seq, pending
 
     def await_result(self, pending: Pending, timeout: float | None) -> bool:
@@ -170,10 +175,7 @@ class Connection:
         if reason is not None and self._reason is None:
             self._reason = reason
         self.closed = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        transport.shutdown(self.sock)
 
     def _conn(self) -> protocol.ErpcConnection:
         conn = self.conn
@@ -186,7 +188,10 @@ class Connection:
         return NoConnection(f"connection to {self.name} lost" + (f": {reason}" if reason else ""))
 
     def _drop(self, exc: Exception) -> None:
-        log.warning("dropped the connection with %s: undecodable data (%s: %s)", self.name, type(exc).__name__, exc)
+        if isinstance(exc, transport.FrameTooLarge):
+            log.warning("%s dropped the connection with %s: %s", self.owner.name, self.name, exc)
+        else:
+            log.warning("dropped the connection with %s: undecodable data (%s: %s)", self.name, type(exc).__name__, exc)
         self.close()
 
     # --- serving ------------------------------------------------------------------------------
@@ -301,7 +306,7 @@ class Connection:
 
         def run() -> Callable[[], None]:
             try:
-                status, payload = outcome.run_call(self.owner.name, data, buffers)
+                status, payload = outcome.run_call(self.owner.name, data, buffers, self.peer_limit)
             finally:
                 with self._lock:
                     self._running.pop(seq, None)
@@ -313,7 +318,10 @@ class Connection:
 
     def _reply(self, seq: int, status: int, payload: Payload) -> None:
         try:
-            self._conn().send_result(seq, status, payload[0], payload[1])
+            try:
+                self._conn().send_result(seq, status, payload[0], payload[1])
+            except MessageTooLarge as exc:  # run_call's own check leaves room: not expected
+                self._conn().send_result(seq, outcome.ERROR, *outcome.encode_error(exc, self.peer_limit))
         except (NoConnection, EOFError, OSError):
             log.info("result of call %d not delivered: the connection to %s is gone", seq, self.name)
 

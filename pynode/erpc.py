@@ -22,7 +22,11 @@ Failure classes of every call (compare ``lib/kernel/src/erpc.erl``):
   unreachable, refused our cookie, or the connection dropped while the call was in flight (pending
   calls fail at once, not at their timeout); the call may or may not have run;
 - :class:`~pynode.errors.EncodeError` (a ``TypeError``): ``fn`` or an argument cannot be pickled;
-  nothing was sent. A result that cannot be pickled on the remote node raises it too;
+  nothing was sent. A result that cannot be pickled on the remote node, or is larger than this
+  node's ``max_message_size``, raises it too; its subclass
+  :class:`~pynode.errors.MessageTooLarge`: the call is larger than the remote node's
+  ``max_message_size`` (learned in the handshake), nothing was sent (in a multicall, for that
+  node only);
 - :class:`~pynode.errors.BadNodeName`, :class:`~pynode.errors.NodeNotStarted`: caller mistakes.
 """
 
@@ -36,7 +40,7 @@ from typing import Any, Literal
 from pynode import output, outcome
 from pynode import payload as payloads
 from pynode.connection import Connection
-from pynode.errors import EncodeError, ErpcTimeout, NoConnection
+from pynode.errors import EncodeError, ErpcTimeout, MessageTooLarge, NoConnection
 from pynode.pending import Pending
 from pynode.runtime import current
 
@@ -197,7 +201,7 @@ def multicall(
     for node in nodes:
         try:
             started.append(_send(node, payload))
-        except NoConnection as exc:
+        except (NoConnection, MessageTooLarge) as exc:  # this node only: the others still get it
             started.append(exc)
     results: list[Any] = []
     for item in started:

@@ -26,6 +26,11 @@ class HandshakeError(PynodeError):
     """The connection handshake failed: bad magic, wrong cookie, wrong peer name, or a timeout."""
 
 
+class TLSError(PynodeError):
+    """The TLS configuration is unusable: a missing or unreadable certificate, key or CA file, a
+    key that does not match its certificate, or only some of the three files given."""
+
+
 class PortMapperError(PynodeError):
     """The port mapper is unreachable, answered garbage, or refused a registration."""
 
@@ -74,6 +79,11 @@ class CallCancelled(BaseException):
 
 class EncodeError(ErpcError, TypeError):
     """A function, argument, result or message cannot be pickled (the message names which)."""
+
+
+class MessageTooLarge(EncodeError):
+    """A message (a call, its result, a cast or a mailbox message) is larger than the receiving
+    node's ``max_message_size`` (learned in the handshake): refused before anything was sent."""
 
 
 class ReceiveTimeout(PynodeError, TimeoutError):

@@ -16,7 +16,7 @@ import threading
 import time
 
 from pynode import cookie as cookies
-from pynode import handshake, kinds, names, output, portmapper, runtime, transport
+from pynode import handshake, kinds, limits, names, output, portmapper, runtime, transport
 from pynode.connection import Connection, NodeService
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
 from pynode.handoff import HandoffWatchdog
@@ -27,6 +27,7 @@ from pynode.mesh import Mesh, surviving
 from pynode.monitors import NodeMonitors
 from pynode.ticks import Ticker, resolve_ticktime
 from pynode.node_processes import NodeProcesses
+from pynode.tls import TLS
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,15 @@ class LocalNode:
     """This process as a node. Create it with :meth:`Node.start`; one per process."""
 
     def __init__(
-        self, name: str, cookie: str, *, hidden: bool, port: int, ticktime: float | None = None, connect_all: bool = True
+        self, name: str, cookie: str, *, hidden: bool, port: int, ticktime: float | None = None, connect_all: bool = True,
+        max_message_size: int = limits.DEFAULT_MAX_MESSAGE_SIZE,
+        handshake_slots: int = limits.DEFAULT_HANDSHAKE_SLOTS, tls: TLS | None = None,
     ) -> None:
         parsed = names.parse(name)
+        self.max_message_size = max_message_size
+        self.tls = tls
+        server_tls = tls.server_context() if tls is not None else None
+        self._client_tls = tls.client_context() if tls is not None else None
         self.name = str(parsed)
         self.host = parsed.host
         self.cookie = cookie
@@ -65,8 +72,11 @@ class LocalNode:
         self.handoff = HandoffWatchdog(self._connections_snapshot, parsed.alive)
         self.ticker = Ticker(self._connections_snapshot, self.ticktime, parsed.alive)
         try:
+            authenticator = handshake.Authenticator(
+                self.name, self.cookie_for, hidden=hidden, max_message_size=max_message_size, tls=server_tls
+            )
             self._listener = transport.Listener(
-                self.host, port, handshake.Authenticator(self.name, self.cookie_for, hidden=hidden), self._accepted
+                self.host, port, authenticator, self._accepted, handshake_slots=handshake_slots
             )
         except OSError as exc:
             self.handoff.stop()
@@ -133,16 +143,19 @@ class LocalNode:
         if port is None:
             raise NoConnection(f"no node {name}: {peer.alive!r} is not registered with the port mapper on {peer.host}")
         try:
-            sock = transport.dial(peer.host, port, CONNECT_TIMEOUT)
+            sock = transport.dial(peer.host, port, CONNECT_TIMEOUT, source=self.host)
         except OSError as exc:
-            raise NoConnection(f"cannot connect to {name} at {peer.host}:{port}: {exc}") from exc
+            raise NoConnection(f"cannot connect to {name} at {peer.host}:{port} from {self.host}: {exc}") from exc
         try:
-            info = handshake.initiate(sock, self.name, name, self.cookie_for(name), hidden=self.hidden)
+            sock, info = handshake.initiate(
+                sock, self.name, name, self.cookie_for(name), hidden=self.hidden,
+                max_message_size=self.max_message_size, tls=self._client_tls,
+            )
         except (HandshakeError, OSError) as exc:
             sock.close()
             raise NoConnection(f"cannot connect to {name}: {exc}") from exc
         conn = Connection(self, sock, info, outgoing=True)
-        transport.wrap(sock, NodeService(conn), info)
+        transport.wrap(sock, NodeService(conn), info, self.max_message_size)
         use = self._register(conn)
         threading.Thread(target=conn.run_reader, name=f"conn-{name}", daemon=True).start()
         log.info("%s connected to %s", self.name, name)
@@ -152,7 +165,7 @@ class LocalNode:
     def _accepted(self, sock: socket.socket, peer: PeerInfo) -> None:
         """Serve an accepted, authenticated connection in this (the listener's) thread."""
         conn = Connection(self, sock, peer)
-        transport.wrap(sock, NodeService(conn), peer)
+        transport.wrap(sock, NodeService(conn), peer, self.max_message_size)
         self._register(conn)
         log.info("%s accepted a connection from %s", self.name, peer.name)
         self.mesh.connected(conn)
@@ -293,14 +306,26 @@ class Node:
         port: int = 0,
         ticktime: float | None = None,
         connect_all: bool = True,
+        *,
+        max_message_size: int | str | None = None,
+        handshake_slots: int | None = None,
+        tls: TLS | None = None,
     ) -> str:
         """Make this process the node ``name`` (``alive@host``) and return the name.
 
-        Listens on ``host`` (``port`` 0: any free port), starts a port mapper on ``host`` when none
-        answers, and registers ``alive`` with it. The cookie comes from ``cookie``, else
-        ``$PYNODE_COOKIE``, else ``~/.pynode.cookie`` (see :mod:`pynode.cookie`).
+        Listens on ``host`` (``port`` 0: any free port) and dials peers from it, starts a port
+        mapper on ``host`` when none answers, and registers ``alive`` with it. The cookie comes from
+        ``cookie``, else ``$PYNODE_COOKIE``, else ``~/.pynode.cookie`` (see :mod:`pynode.cookie`).
         ``sys.stdout`` and ``sys.stderr`` are wrapped so that output of remote calls running here
         goes to their callers, per thread (:mod:`pynode.output`; other threads write as before).
+
+        ``max_message_size`` (bytes, or ``"64M"``/``"1GiB"``; else ``$PYNODE_MAX_MESSAGE_SIZE``,
+        default 1 GiB): the largest message (a frame, each out-of-band buffer and their sum)
+        accepted from a peer; peers learn it in the handshake and refuse to send more
+        (MessageTooLarge). ``handshake_slots`` (else ``$PYNODE_HANDSHAKE_SLOTS``, default 64):
+        connections allowed in their handshake at once (see :mod:`pynode.limits`). ``tls``
+        (else ``$PYNODE_TLS_CERTFILE/KEYFILE/CAFILE``): run every connection inside mutually
+        authenticated TLS 1.3 (see :mod:`pynode.tls`); TLS nodes and plain nodes refuse each other.
 
         ``ticktime`` (Erlang's ``net_ticktime``, seconds; default ``$PYNODE_TICKTIME``, else 10):
         a peer from which nothing arrives for that long is declared down (its connection closed,
@@ -315,9 +340,11 @@ class Node:
         take part.
 
         Raises BadNodeName, CookieError, ValueError for a ticktime below 1 s or not a number,
-        PortMapperError (e.g. the name is taken), PynodeError when the address cannot be bound or
-        a node is already running in this process.
+        TLSError, PortMapperError (e.g. the name is taken), PynodeError for a bad limit, when the
+        address cannot be bound or a node is already running in this process.
         """
+        from pynode import tls as tls_config
+
         with _start_lock:
             existing = runtime.running()
             if existing is not None:
@@ -325,7 +352,10 @@ class Node:
             names.parse(name)
             resolve_ticktime(ticktime)  # a bad value fails before anything starts
             node = LocalNode(
-                name, cookies.resolve(cookie), hidden=hidden, port=port, ticktime=ticktime, connect_all=connect_all
+                name, cookies.resolve(cookie), hidden=hidden, port=port, ticktime=ticktime, connect_all=connect_all,
+                max_message_size=limits.max_message_size(max_message_size),
+                handshake_slots=limits.handshake_slots(handshake_slots),
+                tls=tls if tls is not None else tls_config.from_env(),
             )
             runtime.install(node)
             return node.name

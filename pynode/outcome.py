@@ -6,6 +6,14 @@ lambdas travel by value) or a ``"module:function"`` string resolved on the remot
 A reply is ``(status, payload)``. ``OK``: the pickled value. ``ERROR``: a pickled tuple of plain
 strings and bytes ``(type name, message, formatted traceback, pickled exception or None)``, so the
 caller can always report the error even when the exception itself cannot be rebuilt there.
+
+Nothing a remote function does can break the encoding of its outcome (and with it the connection,
+which every other call on it shares): an exception whose ``__str__``, ``__repr__`` or
+``__reduce__`` raises, a result that recurses too deeply to pickle or pickles to more than the
+caller's ``max_message_size`` all become an ``ERROR`` reply carrying what could be said (the type
+name, the traceback as text when it can be formatted). An exception whose message cannot be
+formatted is sent without its pickle, so the caller gets a RemoteError rather than an exception
+object it could not print either.
 """
 
 from __future__ import annotations
@@ -26,29 +34,55 @@ log = logging.getLogger(__name__)
 
 OK = 0
 ERROR = 1
+# Longest message and traceback text (characters) an ERROR reply carries: an exception whose
+# message is a megabyte-long repr is still reported, cut, and cannot exceed the caller's limit.
+MAX_ERROR_TEXT = 64 * 1024
+# An ERROR reply's pickled exception is dropped (the caller gets a RemoteError) when it is larger
+# than this many bytes, or than the caller's max_message_size less the text around it.
+MAX_PICKLED_EXCEPTION = 1024 * 1024
+# Bytes the rest of an ERROR reply may take: two texts of MAX_ERROR_TEXT characters of up to 4
+# UTF-8 bytes each, the type name and the pickle's framing (limits.MIN_MESSAGE_SIZE is larger).
+_TEXT_ROOM = 8 * MAX_ERROR_TEXT + 4096
 
 Reply = tuple[int, payloads.Payload]
 
 
-def run_call(node: str, data: transport.Data, buffers: transport.Buffers) -> Reply:
+def run_call(node: str, data: transport.Data, buffers: transport.Buffers, limit: int | None = None) -> Reply:
     """Unpickle and run a call payload on this node (``node`` is its name, for messages).
 
+    ``limit``: the largest message the caller accepts (its ``max_message_size``, learned in the
+    handshake); a larger result becomes an ``ERROR`` reply (EncodeError) instead.
+
     Never raises, except CallCancelled (which the worker pool absorbs): every failure, including
-    an undecodable payload, an unknown ``module:function`` or an unpicklable result, becomes an
-    ``ERROR`` reply.
+    an undecodable payload, an unknown ``module:function``, an unpicklable or too large result and
+    an exception that cannot be formatted or pickled, becomes an ``ERROR`` reply.
     """
+    fn: Any = None
     try:
         fn, args, kwargs = payloads.loads(data, buffers)
         value = resolve(fn, node)(*args, **kwargs)
     except CallCancelled:
         raise
     except BaseException as exc:  # the caller decides what a remote SystemExit means
-        return ERROR, encode_error(exc)
+        return ERROR, encode_error(exc, limit)
     try:
-        return OK, payloads.dumps(value)
-    except Exception as exc:
-        error = EncodeError(f"the result of {describe_fn(fn)} on {node} cannot be pickled: {type(exc).__name__}: {exc}")
-        return ERROR, encode_error(error)
+        payload = payloads.dumps(value)
+    except CallCancelled:
+        raise
+    except BaseException as exc:  # __reduce__ may raise anything, RecursionError included
+        error = EncodeError(
+            f"the result of {describe_fn(fn)} on {node} cannot be pickled: {_type_name(exc)}: {_text(exc)}"
+        )
+        return ERROR, encode_error(error, limit)
+    if limit is not None:
+        size = transport.payload_size(payload)
+        if size > limit:
+            error = EncodeError(
+                f"the result of {describe_fn(fn)} on {node} pickles to {size} bytes, more than the "
+                f"caller's max_message_size of {limit} bytes"
+            )
+            return ERROR, encode_error(error, limit)
+    return OK, payload
 
 
 def resolve(fn: Any, node: str) -> Any:
@@ -78,18 +112,54 @@ def resolve(fn: Any, node: str) -> Any:
 
 
 def describe_fn(fn: Any) -> str:
+    """A short name for ``fn`` in messages; never raises (a hostile ``__repr__`` included)."""
     if isinstance(fn, str):
         return repr(fn)
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
-def encode_error(exc: BaseException) -> payloads.Payload:
-    tb = "".join(traceback.format_exception(exc))
     try:
-        pickled: bytes | None = cloudpickle.dumps(exc, protocol=payloads.PICKLE_PROTOCOL)
-    except Exception:
-        pickled = None
-    return payloads.dumps((_type_name(exc), str(exc), tb, pickled))
+        name = getattr(fn, "__qualname__", None)
+        if isinstance(name, str):
+            return name
+        return _cut(repr(fn))
+    except CallCancelled:
+        raise
+    except BaseException:
+        return f"<a {_type_name(fn)} whose repr() fails>"
+
+
+def encode_error(exc: BaseException, limit: int | None = None) -> payloads.Payload:
+    """The ``ERROR`` payload for ``exc``; never raises (but CallCancelled).
+
+    Each part is encoded on its own, so one that fails only loses that part: the message (an
+    exception whose ``__str__`` fails is sent without its pickle), the traceback text, the pickled
+    exception (dropped when it fails, is larger than MAX_PICKLED_EXCEPTION or does not fit in
+    ``limit`` bytes)."""
+    type_name = _type_name(exc)
+    try:
+        message: str | None = _cut(str(exc))
+    except CallCancelled:
+        raise
+    except BaseException as err:
+        message = None
+        text = f"<str() of the {type_name} failed: {_type_name(err)}>"
+    try:
+        tb = _cut("".join(traceback.format_exception(exc)))
+    except CallCancelled:
+        raise
+    except BaseException as err:
+        tb = f"<the traceback of the {type_name} cannot be formatted: {_type_name(err)}>"
+    pickled: bytes | None = None
+    if message is not None:
+        text = message
+        try:
+            pickled = cloudpickle.dumps(exc, protocol=payloads.PICKLE_PROTOCOL)
+        except CallCancelled:
+            raise
+        except BaseException:
+            pickled = None
+        room = MAX_PICKLED_EXCEPTION if limit is None else min(MAX_PICKLED_EXCEPTION, limit - _TEXT_ROOM)
+        if pickled is not None and len(pickled) > room:
+            pickled = None
+    return payloads.dumps((type_name, text, tb, pickled))
 
 
 def unpack(node: str, status: int, data: transport.Data, buffers: transport.Buffers) -> Any:
@@ -101,9 +171,17 @@ def unpack(node: str, status: int, data: transport.Data, buffers: transport.Buff
     if status == OK:
         try:
             return payloads.loads(data, buffers)
-        except Exception as exc:
+        except (CallCancelled, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # a pickle may raise anything while it is loaded, SystemExit too
             raise RemoteError(node, _type_name(exc), f"the result cannot be unpickled here: {exc}", "") from exc
-    type_name, message, tb, pickled = payloads.loads(data, buffers)
+    try:
+        type_name, message, tb, pickled = payloads.loads(data, buffers)
+        if not (isinstance(type_name, str) and isinstance(message, str) and isinstance(tb, str)):
+            raise TypeError(f"an error reply of {type(type_name).__name__}, {type(message).__name__}, ...")
+    except Exception as exc:
+        raise RemoteError(node, "<unknown>", f"the error reply cannot be decoded here: {_type_name(exc)}: {exc}",
+                          "") from exc
     exc = _rebuild(pickled)
     if exc is None:
         raise RemoteError(node, type_name, message, tb)
@@ -118,7 +196,7 @@ def describe(payload: payloads.Payload) -> str:
 
 
 def _rebuild(pickled: bytes | None) -> BaseException | None:
-    if pickled is None:
+    if not isinstance(pickled, bytes):
         return None
     try:
         exc = pickle.loads(pickled)
@@ -128,6 +206,26 @@ def _rebuild(pickled: bytes | None) -> BaseException | None:
     return exc if isinstance(exc, BaseException) else None
 
 
-def _type_name(exc: BaseException) -> str:
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+def _type_name(obj: object) -> str:
+    """The qualified name of ``obj``'s class (``ValueError``, ``mymod.MyError``); never raises."""
+    cls = type(obj)
+    name, module = getattr(cls, "__qualname__", None), getattr(cls, "__module__", None)
+    if not isinstance(name, str):
+        name = "<unnamed class>"
+    return name if module == "builtins" or not isinstance(module, str) else f"{module}.{name}"
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)``, cut to MAX_ERROR_TEXT; a placeholder when it fails."""
+    try:
+        return _cut(str(exc))
+    except CallCancelled:
+        raise
+    except BaseException:
+        return f"<str() of the {_type_name(exc)} failed>"
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_ERROR_TEXT:
+        return text
+    return f"{text[:MAX_ERROR_TEXT]}... [{len(text) - MAX_ERROR_TEXT} more characters cut]"

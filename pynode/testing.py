@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from pynode import cluster_config, names, portmapper
+from pynode import cluster_config, names, portmapper, tls
 from pynode.launch import NodeProcess, NodeSpec, NodeStartError
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class LocalCluster:
         self.cookie: str = config.resolve_cookie(cookie) or secrets.token_hex(16)
         self.ready_timeout = ready_timeout
         self.ping = ping
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, **(tls.env_for(config.tls) if config.tls else {}), **(env or {})}
         self.env["PYNODE_COOKIE"] = self.cookie
         self.env[portmapper.EPMD_PORT_ENV] = str(self.epmd_port)
         self._log_dir: Path | None = None

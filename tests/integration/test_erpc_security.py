@@ -130,7 +130,7 @@ def test_authenticated_peer_cannot_use_rpyc_attribute_access(cluster: LocalClust
     from pynode import transport
 
     sock = raw_connect(cluster)
-    peer = handshake.initiate(sock, "rawpeer@127.0.0.40", SERVER, cluster.cookie, hidden=True)
+    sock, peer = handshake.initiate(sock, "rawpeer@127.0.0.40", SERVER, cluster.cookie, hidden=True)
     conn = rpyc.Service._connect(transport._Channel(transport._Stream(sock)), dict(transport.PROTOCOL_CONFIG))
     try:
         with pytest.raises(Exception, match="not served by pynode"):

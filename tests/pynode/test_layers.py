@@ -15,7 +15,7 @@ import pytest
 import pynode
 
 # Leaf modules: they import no pynode module but errors (and each other's constants).
-BASE = {"errors", "names", "kinds", "execution", "bufferpool", "codecache", "fnpickle", "cookie"}
+BASE = {"errors", "names", "kinds", "execution", "bufferpool", "codecache", "fnpickle", "cookie", "limits"}
 # Bottom up; a module may import the modules of the layers before its own.
 LAYERS = [
     ["handshake"],

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from pynode import outcome
+from pynode import outcome, transport
 from pynode import payload as payloads
 from pynode.errors import EncodeError, RemoteError
 
@@ -73,3 +73,66 @@ def test_unpicklable_result_raises_encode_error_naming_the_function() -> None:
 
     with pytest.raises(EncodeError, match="make_lock"):
         run(make_lock)
+
+
+class _StrRaises(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+class _EverythingRaises(Exception):
+    def __str__(self) -> str:
+        raise KeyboardInterrupt
+
+    def __repr__(self) -> str:
+        raise KeyboardInterrupt
+
+    def __reduce__(self):
+        raise SystemExit
+
+
+@pytest.mark.parametrize("exc", [_StrRaises(), _EverythingRaises(), RecursionError("deep")])
+def test_encode_error_never_raises_and_says_what_it_can(exc: BaseException) -> None:
+    data, buffers = outcome.encode_error(exc)
+    with pytest.raises(BaseException) as info:
+        outcome.unpack("remote@127.0.0.9", outcome.ERROR, data, buffers)
+    if isinstance(exc, RecursionError):
+        assert isinstance(info.value, RecursionError)
+    else:
+        assert isinstance(info.value, RemoteError)
+        assert type(exc).__name__ in info.value.type_name
+
+
+def test_huge_exception_text_is_cut_to_fit() -> None:
+    def fail() -> None:
+        raise ValueError("x" * 10_000_000)
+
+    data, buffers = payloads.dumps((fail, (), {}))
+    status, payload = outcome.run_call("remote@127.0.0.9", data, buffers, limit=2 << 20)
+    assert status == outcome.ERROR and transport.payload_size(payload) < 2 << 20
+    with pytest.raises(RemoteError) as info:  # its pickle is too large to travel: type and text do
+        outcome.unpack("remote@127.0.0.9", status, *payload)
+    assert info.value.type_name == "ValueError" and "more characters cut" in str(info.value)[-200:]
+
+
+def test_result_over_the_callers_limit_is_an_encode_error() -> None:
+    data, buffers = payloads.dumps((lambda: bytes(3 << 20), (), {}))
+    status, payload = outcome.run_call("remote@127.0.0.9", data, buffers, limit=2 << 20)
+    with pytest.raises(EncodeError, match="max_message_size of 2097152 bytes"):
+        outcome.unpack("remote@127.0.0.9", status, *payload)
+
+
+def test_undecodable_error_reply_is_a_remote_error() -> None:
+    with pytest.raises(RemoteError, match="cannot be decoded"):
+        outcome.unpack("remote@127.0.0.9", outcome.ERROR, b"\x80\x05garbage", ())
+
+
+class _ExitsOnLoad:
+    def __reduce__(self):
+        return (exit, (3,))
+
+
+def test_a_result_that_raises_system_exit_when_loaded_is_a_remote_error() -> None:
+    data, buffers = payloads.dumps(_ExitsOnLoad())
+    with pytest.raises(RemoteError, match="cannot be unpickled here"):
+        outcome.unpack("remote@127.0.0.9", outcome.OK, data, buffers)

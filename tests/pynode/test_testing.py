@@ -180,6 +180,8 @@ def test_repository_cluster_file_describes_the_seed():
         ('[[node]]\nname = "a@h"\npreload = "exmc"\n', r"\(a@h\): preload must be a list"),
         ("[cluster]\n", "no \\[\\[node\\]\\] entries"),
         ("[[node]\n", "is not valid TOML"),
+        ('[[node]]\nname = "a@h"\n[tls]\ncertfile = "c.pem"\nkeyfile = "k.pem"\n', r"\[tls\] needs cafile"),
+        ('[[node]]\nname = "a@h"\n[tls]\ncert = "c.pem"\n', r"\[tls\]: unknown keys \['cert'\]"),
     ],
 )
 def test_cluster_file_errors_name_the_problem(tmp_path, text, message):
@@ -223,3 +225,11 @@ def test_ticktime_and_connect_all_reach_every_node_command_line():
         assert command[command.index("--ticktime") + 1] == "2.0"
         assert "--no-connect-all" in command
     assert LocalCluster(["t3@127.0.1.33"]).specs["t3@127.0.1.33"].command()[-1] == "t3@127.0.1.33"  # defaults: no flags
+
+
+def test_tls_table_paths_are_relative_to_the_cluster_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[[node]]\nname = "a@h"\n[tls]\ncertfile = "t/n.pem"\nkeyfile = "t/n.key"\ncafile = "/etc/ca.pem"\n')
+    config = cluster_config.load(path)
+    assert config.tls is not None and config.tls.certfile == str(tmp_path / "t/n.pem")
+    assert config.tls.cafile == "/etc/ca.pem" and config.tls.verify_peer is True
