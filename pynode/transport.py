@@ -486,6 +486,9 @@ class Listener(ThreadedServer):
         self._slots = threading.BoundedSemaphore(handshake_slots)
         self.refused_for_slots = 0  # connections closed for want of a slot (for tests and logs)
         self._last_slot_log = 0.0
+        # Listen now, not when start() runs in its thread: a peer (or a test) may dial as soon as
+        # the constructor returns, and would otherwise be refused until that thread gets a turn.
+        self._listen()
 
     def _accept_method(self, sock: socket.socket) -> None:
         if not self._slots.acquire(blocking=False):
