@@ -126,20 +126,45 @@ def accept(sock: socket.socket, local: str, cookie_for: CookieFor, *, hidden: bo
     return PeerInfo(peer, peer_hidden)
 
 
-class Authenticator:
-    """rpyc authenticator running :func:`accept`; credentials are the :class:`PeerInfo`."""
+OtherProtocol = Callable[[socket.socket, bytes], object]
+"""Given an accepted socket and its first bytes (peeked, still unread) that are not pynode's
+``MAGIC``: run that protocol's handshake and return its credentials, or None when the bytes are
+no protocol it knows. Raises HandshakeError or OSError when its handshake fails."""
 
-    def __init__(self, local: str, cookie_for: CookieFor, *, hidden: bool) -> None:
+
+class Authenticator:
+    """rpyc authenticator running :func:`accept`; credentials are the :class:`PeerInfo`.
+
+    With ``other`` (the Erlang distribution, :mod:`pynode.beam`), a connection whose first four
+    bytes are not ``MAGIC`` is handed to it instead; its credentials are whatever it returns."""
+
+    def __init__(self, local: str, cookie_for: CookieFor, *, hidden: bool, other: OtherProtocol | None = None) -> None:
         self.local = local
         self.cookie_for = cookie_for
         self.hidden = hidden
+        self.other = other
 
-    def __call__(self, sock: socket.socket) -> tuple[socket.socket, PeerInfo]:
+    def __call__(self, sock: socket.socket) -> tuple[socket.socket, object]:
         try:
+            if self.other is not None:
+                first = _peek(sock, len(MAGIC))
+                if first != MAGIC:
+                    credentials = self.other(sock, first)
+                    if credentials is not None:
+                        return sock, credentials
             return sock, accept(sock, self.local, self.cookie_for, hidden=self.hidden)
         except (HandshakeError, OSError) as exc:
             log.warning("%s: refused a connection: %s", self.local, exc)
             raise AuthenticationError(str(exc)) from exc
+
+
+def _peek(sock: socket.socket, n: int) -> bytes:
+    """The first ``n`` bytes the peer sent (fewer if it closes first), left unread."""
+    with _deadline(sock):
+        try:
+            return sock.recv(n, socket.MSG_PEEK | socket.MSG_WAITALL)
+        except TimeoutError as exc:
+            raise HandshakeError(f"{_peer_address(sock)} sent nothing within {HANDSHAKE_TIMEOUT} s") from exc
 
 
 def _hello(name: str, hidden: bool) -> bytes:

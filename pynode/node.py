@@ -17,6 +17,11 @@ import time
 
 from pynode import cookie as cookies
 from pynode import handshake, kinds, names, portmapper, runtime, transport
+from pynode.beam import calls as beam_calls
+from pynode.beam import handshake as beam_handshake
+from pynode.beam.connection import BeamConnection
+from pynode.beam.dist import BeamSide
+from pynode.beam.local import MailboxProcesses
 from pynode.connection import Connection, NodeService
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
 from pynode.handoff import HandoffWatchdog
@@ -41,7 +46,15 @@ class LocalNode:
     """This process as a node. Create it with :meth:`Node.start`; one per process."""
 
     def __init__(
-        self, name: str, cookie: str, *, hidden: bool, port: int, ticktime: float | None = None, connect_all: bool = True
+        self,
+        name: str,
+        cookie: str,
+        *,
+        hidden: bool,
+        port: int,
+        ticktime: float | None = None,
+        connect_all: bool = True,
+        beam: bool = True,
     ) -> None:
         parsed = names.parse(name)
         self.name = str(parsed)
@@ -61,10 +74,12 @@ class LocalNode:
         self.mesh = Mesh(self, connect_all)
         self.handoff = HandoffWatchdog(self._connections_snapshot, parsed.alive)
         self.ticker = Ticker(self._connections_snapshot, self.ticktime, parsed.alive)
+        # Erlang's distribution on the same port (pynode.beam); None with beam=False (--no-beam).
+        self.beam: BeamSide | None = None
+        self.processes = MailboxProcesses(self.mailboxes)
+        authenticator = handshake.Authenticator(self.name, self.cookie_for, hidden=hidden, other=self._other_protocol)
         try:
-            self._listener = transport.Listener(
-                self.host, port, handshake.Authenticator(self.name, self.cookie_for, hidden=hidden), self._accepted
-            )
+            self._listener = transport.Listener(self.host, port, authenticator, self._accepted)
         except OSError as exc:
             self.handoff.stop()
             self.ticker.stop()
@@ -76,12 +91,16 @@ class LocalNode:
         self._listener_thread.start()
         try:
             portmapper.ensure_running(self.host)
-            self._registration = portmapper.register(self.host, parsed.alive, self.port, hidden=hidden)
+            self._registration = portmapper.register(
+                self.host, parsed.alive, self.port, hidden=hidden, extra=portmapper.PYNODE_EXTRA
+            )
         except PortMapperError:
             self._listener.close()
             self.handoff.stop()
             self.ticker.stop()
             raise
+        if beam:
+            self.beam = BeamSide(self, self.processes)
         log.info("node %s listening on %s:%d", self.name, self.host, self.port)
 
     # --- cookies ------------------------------------------------------------------------------
@@ -142,8 +161,12 @@ class LocalNode:
         self.mesh.connected(conn)
         return use
 
-    def _accepted(self, sock: socket.socket, peer: PeerInfo) -> None:
+    def _accepted(self, sock: socket.socket, peer: PeerInfo | beam_handshake.BeamPeer) -> None:
         """Serve an accepted, authenticated connection in this (the listener's) thread."""
+        if isinstance(peer, beam_handshake.BeamPeer):
+            if self.beam is not None:
+                self.beam.serve(sock, peer)
+            return
         conn = Connection(self, sock, peer)
         transport.wrap(sock, NodeService(conn), peer)
         self._register(conn)
@@ -211,8 +234,65 @@ class LocalNode:
     def peers(self, kind: Kind) -> list[str]:
         kinds.check(kind, "Node.list")
         with self._lock:
-            conns = [conn for conn in self._connections.values() if not conn.closed and conn.name != self.name]
-        return sorted(conn.name for conn in conns if kinds.includes(kind, conn.hidden or self.hidden))
+            conns: list[Connection | BeamConnection] = [
+                conn for conn in self._connections.values() if not conn.closed and conn.name != self.name
+            ]
+        conns += self.beam.connections() if self.beam is not None else []
+        return sorted({conn.name for conn in conns if kinds.includes(kind, conn.hidden or self.hidden)})
+
+    # --- Erlang peers (pynode.beam; pynode.beam.dist.Owner) -----------------------------------
+
+    def _other_protocol(self, sock: socket.socket, first: bytes) -> beam_handshake.BeamPeer | None:
+        """The listener's hook for connections that are not pynode's: Erlang's handshake."""
+        if not beam_handshake.looks_like_beam(first):
+            return None
+        if self.beam is None:  # --no-beam: say so to the Erlang node, then close
+            sock.sendall(b"\x00\x0csnot_allowed")
+            raise HandshakeError("refused an Erlang connection: this node runs with --no-beam")
+        return self.beam.accept(sock)
+
+    def creation(self) -> int:
+        return self._registration.creation
+
+    def peer_up(self, peer: str, hidden: bool) -> None:
+        with self._lock:
+            if peer not in self._up:
+                self._up[peer] = hidden
+                self.monitors.node_up(peer, hidden)
+
+    def peer_down(self, peer: str, hidden: bool) -> None:
+        with self._lock:
+            others = [conn for conn in self._all_connections if conn.name == peer and not conn.closed]
+            if not others and self._up.pop(peer, None) is not None:
+                self.monitors.node_down(peer, hidden)
+
+    def beam_peer(self, peer: str) -> BeamConnection | None:
+        """The Erlang connection to ``peer`` when it is a BEAM node (dialling it if needed), None
+        when it is a pynode node (or unknown: then :meth:`connection_to` reports why). Which
+        protocol a node speaks comes from its port mapper entry
+        (:attr:`pynode.portmapper.NodeInfo.speaks_pynode`). Raises BadNodeName; NoConnection when
+        a BEAM node cannot be connected."""
+        if self.beam is None:
+            return None
+        conn = self.beam.connected(peer)
+        if conn is not None:
+            return conn
+        known = self._connections.get(peer)
+        if known is not None and not known.closed:
+            return None
+        parsed = names.parse(peer)
+        try:
+            info = portmapper.node_info(parsed.host, parsed.alive, timeout=CONNECT_TIMEOUT)
+        except PortMapperError:
+            return None
+        if info is None or info.speaks_pynode:
+            return None
+        return self.beam.connect(str(parsed), parsed.host, info.port, CONNECT_TIMEOUT)
+
+    def reach(self, peer: str) -> None:
+        """Connect to ``peer`` in whichever protocol it speaks. Raises NoConnection, BadNodeName."""
+        if self.beam_peer(peer) is None:
+            self.connection_to(peer)
 
     def disconnect(self, peer: str) -> bool:
         """Close every connection with ``peer``: it is down at once (monitors fire, as Erlang's
@@ -227,10 +307,17 @@ class LocalNode:
             hidden = self._up.pop(peer, None)
             if hidden is not None:
                 self.monitors.node_down(peer, hidden)
-        return bool(found)
+        beam_found = self.beam is not None and self.beam.disconnect(peer)
+        return bool(found) or beam_found
 
     def ping(self, peer: str) -> bool:
         try:
+            conn = self.beam_peer(peer)
+            if conn is not None and self.beam is not None:
+                if beam_calls.ping(self.beam, conn, PING_TIMEOUT):
+                    return True
+                log.info("ping %s: pang (no answer within %s s)", peer, PING_TIMEOUT)
+                return False
             if self.connection_to(peer).ping(PING_TIMEOUT):
                 return True
             log.info("ping %s: pang (no answer within %s s)", peer, PING_TIMEOUT)
@@ -258,6 +345,8 @@ class LocalNode:
         self._listener.close()
         self.handoff.stop()
         self.ticker.stop()
+        if self.beam is not None:
+            self.beam.stop()
         with self._lock:
             conns = list(self._all_connections)
         for conn in conns:
@@ -279,6 +368,7 @@ class Node:
         port: int = 0,
         ticktime: float | None = None,
         connect_all: bool = True,
+        beam: bool = True,
     ) -> str:
         """Make this process the node ``name`` (``alive@host``) and return the name.
 
@@ -298,6 +388,10 @@ class Node:
         off for this node (it neither announces nor follows announcements). Hidden nodes never
         take part.
 
+        With ``beam`` (the default) the node also speaks Erlang's distribution protocol on the
+        same port (:mod:`pynode.beam`; its MD5 handshake is weaker than pynode's own, so use it on
+        trusted networks); ``beam=False`` refuses Erlang nodes.
+
         Raises BadNodeName, CookieError, ValueError for a ticktime below 1 s or not a number,
         PortMapperError (e.g. the name is taken), PynodeError when the address cannot be bound or
         a node is already running in this process.
@@ -309,7 +403,8 @@ class Node:
             names.parse(name)
             resolve_ticktime(ticktime)  # a bad value fails before anything starts
             node = LocalNode(
-                name, cookies.resolve(cookie), hidden=hidden, port=port, ticktime=ticktime, connect_all=connect_all
+                name, cookies.resolve(cookie), hidden=hidden, port=port, ticktime=ticktime,
+                connect_all=connect_all, beam=beam,
             )
             runtime.install(node)
             return node.name
@@ -345,7 +440,7 @@ class Node:
         """Connect to ``peer``; True on success (or when already connected), False when it cannot
         be reached or refuses us (the reason is logged). Raises BadNodeName, NodeNotStarted."""
         try:
-            runtime.current().connection_to(peer)
+            runtime.current().reach(peer)
             return True
         except NoConnection as exc:
             log.warning("Node.connect(%r) failed: %s", peer, exc)
@@ -376,7 +471,7 @@ class Node:
             return
         node.monitors.monitor(peer, mailbox_id)
         try:
-            node.connection_to(peer)
+            node.reach(peer)
         except NoConnection as exc:
             log.info("monitor of %s: nodedown at once (%s)", peer, exc)
             node.monitors.unreachable(peer, mailbox_id)
