@@ -8,8 +8,9 @@
 """
 
 from pynode import erpc
+from pynode.etf import Atom
 from pynode.execution import cancelled
 from pynode.mailbox import Pid, receive, self_pid, send
 from pynode.node import Node
 
-__all__ = ["Node", "Pid", "cancelled", "erpc", "receive", "self_pid", "send"]
+__all__ = ["Atom", "Node", "Pid", "cancelled", "erpc", "receive", "self_pid", "send"]

@@ -3,7 +3,7 @@
 ::
 
     pynode start NAME [--cookie C | --cookie-file F] [--hidden] [--preload MODULE ...] [--port N]
-                      [--ticktime S] [--no-connect-all]
+                      [--ticktime S] [--no-connect-all] [--no-beam]
     pynode ping NODE                       # prints pong / pang (exit 0 / 1)
     pynode names [HOST]                    # like `epmd -names`
     pynode call NODE module:function [JSON_ARRAY_OF_ARGS] [--timeout S]
@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="alive@host")
     cookie_flags(p)
     p.add_argument("--hidden", action="store_true", help="a hidden node (not in peers' Node.list())")
+    p.add_argument("--no-beam", action="store_true", help="refuse Erlang nodes (no Erlang distribution protocol)")
     p.add_argument("--preload", action="append", default=[], metavar="MODULE", help="import before ready")
     p.add_argument("--port", type=int, default=0, help="listening port (default: any free port)")
     ticktime_flag(p)
@@ -174,6 +175,7 @@ def _start(args: argparse.Namespace) -> int:
         port=args.port,
         ticktime=args.ticktime,
         connect_all=args.connect_all,
+        beam=not args.no_beam,
     )
     try:
         preload(args.preload)

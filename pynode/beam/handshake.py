@@ -132,7 +132,7 @@ def gen_digest(challenge: int, cookie: str) -> bytes:
 def looks_like_beam(first: bytes) -> bool:
     """True when the first bytes of a connection are an Erlang send_name (``len:u16 | 'N'`` or the
     old ``'n'``); pynode's own handshake starts with ``PYND``."""
-    return len(first) >= 3 and first[2:3] in (b"N", b"n") and int.from_bytes(first[:2], "big") > 0
+    return len(first) >= 3 and first[2:3] in (b"N", b"n") and 0 < int.from_bytes(first[:2], "big") <= MAX_MESSAGE
 
 
 def initiate(sock: socket.socket, local: str, expected: str, creation: int, cookie: str, *, hidden: bool) -> BeamPeer:
