@@ -45,6 +45,9 @@ from pynode.ticks import resolve_ticktime
 log = logging.getLogger(__name__)
 
 PRELOAD_HOOK = "__pynode_preload__"
+# A preloaded module's table {(erlang_module, function): "python.module:function"} of functions
+# Erlang nodes may call by those names (exmc's Elixir.Exmc.NUTS.Sampler.sample_chains).
+ERLANG_EXPORTS = "__erlang_exports__"
 LOG_LEVEL_ENV = "PYNODE_LOG_LEVEL"
 DEFAULT_CALL_TIMEOUT = 60.0  # seconds; erpc.call's default in the issue
 
@@ -156,6 +159,11 @@ def preload(modules: Sequence[str]) -> None:
             hook = getattr(module, PRELOAD_HOOK, None)
             if callable(hook):
                 hook()
+            erlang_exports = getattr(module, ERLANG_EXPORTS, None)
+            if erlang_exports:  # what Erlang/Elixir callers may call (pynode.beam.exports)
+                from pynode.beam.exports import export_table
+
+                export_table(erlang_exports)
         except Exception as exc:
             log.exception("preloading %s failed", module_name)
             raise CliError(f"preloading module {module_name!r} failed: {type(exc).__name__}: {exc}") from exc

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pynode.etf import Atom
@@ -41,6 +41,21 @@ def export(module: str, function: str, fn: Callable[..., Any], arity: int | None
         raise TypeError(f"export of {module}:{function} needs a callable, got {fn!r}")
     with _lock:
         _exports.setdefault((str(module), str(function)), {})[arity] = fn
+
+
+def export_table(table: Mapping[tuple[str, str], str | Callable[..., Any]]) -> None:
+    """:func:`export` every ``(module, function) -> fn`` of ``table``; ``fn`` may be a
+    ``"python.module:function"`` string, imported now. Raises ImportError/AttributeError naming
+    a string that does not resolve, TypeError for a non-callable."""
+    for (module, function), target in table.items():
+        if isinstance(target, str):
+            module_name, _, attribute = target.partition(":")
+            fn: Any = importlib.import_module(module_name)
+            for part in attribute.split("."):
+                fn = getattr(fn, part)
+        else:
+            fn = target
+        export(module, function, fn)
 
 
 def unexport(module: str, function: str) -> None:
