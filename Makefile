@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test validate validation-report demo bench bench-smoke clean
+.PHONY: install test validate validation-report demo demo-elixir bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ validation-report: $(STAMP)
 # seed demo as livebook@127.0.0.13, and stops the cluster also on failure or Ctrl-C.
 demo: $(STAMP)
 	$(PY) -m livebook_client.cluster_demo --config configs/cluster.toml
+
+# The seed notebook as Elixir code (examples/seed.exs) against the Python exmc node: starts
+# exmc@127.0.0.14 from the config, runs the script with `elixir` (apt-get install elixir), stops all.
+demo-elixir: $(STAMP)
+	$(PY) -m livebook_client.elixir_demo --config configs/cluster.toml
 
 bench: $(STAMP)
 	$(PY) bench/erpc_bench.py
