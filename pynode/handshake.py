@@ -127,9 +127,10 @@ def accept(sock: socket.socket, local: str, cookie_for: CookieFor, *, hidden: bo
 
 
 OtherProtocol = Callable[[socket.socket, bytes], object]
-"""Given an accepted socket and its first bytes (peeked, still unread) that are not pynode's
-``MAGIC``: run that protocol's handshake and return its credentials, or None when the bytes are
-no protocol it knows. Raises HandshakeError or OSError when its handshake fails."""
+"""Given an accepted socket and its first bytes (already read, and served again by the socket's
+``recv_into``) that are not pynode's ``MAGIC``: run that protocol's handshake and return its
+credentials, or None when the bytes are no protocol it knows. Raises HandshakeError or OSError
+when its handshake fails."""
 
 
 class Authenticator:
@@ -146,25 +147,55 @@ class Authenticator:
 
     def __call__(self, sock: socket.socket) -> tuple[socket.socket, object]:
         try:
-            if self.other is not None:
-                first = _peek(sock, len(MAGIC))
-                if first != MAGIC:
-                    credentials = self.other(sock, first)
-                    if credentials is not None:
-                        return sock, credentials
-            return sock, accept(sock, self.local, self.cookie_for, hidden=self.hidden)
+            if self.other is None:
+                return sock, accept(sock, self.local, self.cookie_for, hidden=self.hidden)
+            first = _read_first(sock, len(MAGIC))
+            replay: socket.socket = _Replay(sock, first)  # type: ignore[assignment]
+            if first != MAGIC:
+                credentials = self.other(replay, first)
+                if credentials is not None:
+                    return sock, credentials
+            return sock, accept(replay, self.local, self.cookie_for, hidden=self.hidden)
         except (HandshakeError, OSError) as exc:
             log.warning("%s: refused a connection: %s", self.local, exc)
             raise AuthenticationError(str(exc)) from exc
 
 
-def _peek(sock: socket.socket, n: int) -> bytes:
-    """The first ``n`` bytes the peer sent (fewer if it closes first), left unread."""
+def _read_first(sock: socket.socket, n: int) -> bytes:
+    """The first ``n`` bytes the peer sends (fewer if it closes first)."""
+    got = b""
     with _deadline(sock):
-        try:
-            return sock.recv(n, socket.MSG_PEEK | socket.MSG_WAITALL)
-        except TimeoutError as exc:
-            raise HandshakeError(f"{_peer_address(sock)} sent nothing within {HANDSHAKE_TIMEOUT} s") from exc
+        while len(got) < n:
+            try:
+                chunk = sock.recv(n - len(got))
+            except TimeoutError as exc:
+                raise HandshakeError(f"{_peer_address(sock)} sent nothing within {HANDSHAKE_TIMEOUT} s") from exc
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
+class _Replay:
+    """An accepted socket whose first bytes were read to tell the protocols apart: ``recv_into``
+    serves them again before reading on; everything else is the socket's. (A ``MSG_PEEK`` would
+    avoid this, but on Linux a peeked connection's later round trips were measured 30x slower:
+    22 -> 660 us per call.)"""
+
+    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
+        self._sock = sock
+        self._prefix = prefix
+
+    def recv_into(self, view: memoryview) -> int:  # type: ignore[override]
+        if self._prefix:
+            count = min(len(view), len(self._prefix))
+            view[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        return self._sock.recv_into(view)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
 
 
 def _hello(name: str, hidden: bool) -> bytes:

@@ -20,7 +20,7 @@ from pynode import handshake, kinds, names, portmapper, runtime, transport
 from pynode.beam import calls as beam_calls
 from pynode.beam import handshake as beam_handshake
 from pynode.beam.connection import BeamConnection
-from pynode.beam.dist import BeamSide
+from pynode.beam.dist import BeamSide, NotBeam
 from pynode.beam.local import MailboxProcesses
 from pynode.connection import Connection, NodeService
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
@@ -77,6 +77,7 @@ class LocalNode:
         # Erlang's distribution on the same port (pynode.beam); None with beam=False (--no-beam).
         self.beam: BeamSide | None = None
         self.processes = MailboxProcesses(self.mailboxes)
+        self._unmarked_pynode: dict[str, int] = {}  # peer -> port where it refused Erlang's handshake
         authenticator = handshake.Authenticator(self.name, self.cookie_for, hidden=hidden, other=self._other_protocol)
         try:
             self._listener = transport.Listener(self.host, port, authenticator, self._accepted)
@@ -285,9 +286,13 @@ class LocalNode:
             info = portmapper.node_info(parsed.host, parsed.alive, timeout=CONNECT_TIMEOUT)
         except PortMapperError:
             return None
-        if info is None or info.speaks_pynode:
+        if info is None or info.speaks_pynode or self._unmarked_pynode.get(str(parsed)) == info.port:
             return None
-        return self.beam.connect(str(parsed), parsed.host, info.port, CONNECT_TIMEOUT)
+        try:
+            return self.beam.connect(str(parsed), parsed.host, info.port, CONNECT_TIMEOUT)
+        except NotBeam:  # a pynode node without the port mapper mark (an older pynode): speak pynode
+            self._unmarked_pynode[str(parsed)] = info.port
+            return None
 
     def reach(self, peer: str) -> None:
         """Connect to ``peer`` in whichever protocol it speaks. Raises NoConnection, BadNodeName."""

@@ -35,6 +35,7 @@ import logging
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -67,6 +68,10 @@ SPAWN_MONITORED = 2
 YES = A("yes")
 
 
+class NotBeam(NoConnection):
+    """The node dialled as a BEAM node does not speak Erlang's protocol."""
+
+
 class Owner(Protocol):
     """What the BEAM side needs of its node."""
 
@@ -94,6 +99,9 @@ class Processes(Protocol):
 
     def whereis(self, name: str) -> Pid | None:
         """The local process registered as ``name``, if any."""
+
+    def alive(self, pid: Pid) -> bool:
+        """True while the local process ``pid`` exists."""
 
 
 @dataclass(eq=False)
@@ -207,6 +215,15 @@ class BeamSide:
                 info = hs.initiate(
                     sock, self.owner.name, peer, self.owner.creation(), self.owner.cookie_for(peer), hidden=self.owner.hidden
                 )
+            except hs.NotErlang as exc:
+                sock.close()
+                raise NotBeam(str(exc)) from exc
+            except hs.SimultaneousConnect:
+                sock.close()
+                conn = self._await_accepted(peer, timeout)
+                if conn is not None:
+                    return conn
+                raise NoConnection(f"{peer} won a simultaneous connect but its connection never arrived") from None
             except (HandshakeError, OSError) as exc:
                 if "sock" in locals():
                     sock.close()
@@ -218,6 +235,15 @@ class BeamSide:
         threading.Thread(target=conn.run_reader, name=f"beam-{peer}", daemon=True).start()
         log.info("%s connected to Erlang node %s", self.owner.name, peer)
         return conn
+
+    def _await_accepted(self, peer: str, timeout: float) -> BeamConnection | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            conn = self.connected(peer)
+            if conn is not None:
+                return conn
+            time.sleep(0.01)
+        return None
 
     def _register(self, sock: socket.socket, peer: hs.BeamPeer) -> BeamConnection:
         conn = BeamConnection(sock, peer, self.local, self)
@@ -473,16 +499,13 @@ class BeamSide:
                 if task is not None:
                     task.monitors[ref] = watcher
                     return
-            if target.node == self.owner.name and self._is_mailbox(target):
-                return  # a live mailbox: it has no exit to report (monitors of processes come with p10-proc)
+            if self.processes.alive(target):
+                return  # a live mailbox: it reports no exit (monitors of processes come with them)
             conn.send((OP_MONITOR_P_EXIT, target, watcher, ref, NOPROC))
         elif str(target) in ("net_kernel", "rex") or self.processes.whereis(str(target)) is not None:
             return  # these never exit while the node lives
         else:
             conn.send((OP_MONITOR_P_EXIT, (target, A(self.owner.name)), watcher, ref, NOPROC))
-
-    def _is_mailbox(self, pid: Pid) -> bool:
-        return False
 
     def _on_demonitor(self, conn: BeamConnection, c: tuple[Any, ...], _: Any) -> None:
         target, ref = c[2], c[3]

@@ -108,6 +108,17 @@ HANDSHAKE_TIMEOUT = 7.0
 MAX_MESSAGE = 2 + 8 + 4 + 4 + 2 + names.MAX_ALIVE_LEN + 1 + names.MAX_HOST_LEN + 64  # name + slack
 
 
+class NotErlang(HandshakeError):
+    """The peer closed the connection at our send_name or answered it with something that is
+    not a status: it does not speak Erlang's protocol (a pynode node the port mapper did not
+    mark as one, say)."""
+
+
+class SimultaneousConnect(HandshakeError):
+    """The peer answered ``nok``: it is dialling us too and its connection wins the tie (the
+    connection it dials arrives at our listener)."""
+
+
 class BeamPeer(NamedTuple):
     """What the handshake established about a BEAM peer."""
 
@@ -141,12 +152,19 @@ def initiate(sock: socket.socket, local: str, expected: str, creation: int, cook
         name = local.encode()
         flags = OFFERED | (0 if hidden else PUBLISHED)
         _send(sock, b"N" + struct.pack(">QIH", flags, creation, len(name)) + name)
-        status = _recv(sock, expected)
+        try:
+            status = _recv(sock, expected)
+        except HandshakeError as exc:
+            if "timed out" in str(exc):
+                raise
+            raise NotErlang(f"{expected} closed the connection at our Erlang name: it does not speak Erlang") from exc
         if status[:1] != b"s":
-            raise HandshakeError(f"{expected} answered our name with {status[:20]!r}, not a status")
+            raise NotErlang(f"{expected} answered our name with {status[:20]!r}, not a status")
         code = status[1:]
         if code == STATUS_ALIVE:
             _send(sock, b"strue")  # we have no connection to it: the one it has is stale
+        elif code == STATUS_NOK:
+            raise SimultaneousConnect(f"{expected} is connecting to us at the same time; its connection wins")
         elif code not in (STATUS_OK, STATUS_OK_SIMULTANEOUS):
             raise HandshakeError(f"{expected} refused the connection: status {code.decode(errors='replace')!r}")
         challenge_msg = _recv(sock, expected)

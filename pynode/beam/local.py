@@ -25,6 +25,9 @@ class MailboxProcesses:
     def deliver(self, pid: Pid, message: Any) -> None:
         self._mailboxes.deliver(pid.id, message)
 
+    def alive(self, pid: Pid) -> bool:
+        return pid.id in self._mailboxes._boxes  # the registry has no public lookup yet
+
     def whereis(self, name: str) -> Pid | None:
         with self._lock:
             return self._names.get(name)

@@ -173,11 +173,13 @@ def test_spawn_with_a_monitor_reports_the_exit(world):
 def test_send_to_registered_names_both_ways(world):
     beam.register("pybox")
     ev(world, "register(echo, spawn(fun() -> receive {From, Msg} -> From ! {echoed, Msg} end end)).")
-    beam.send(("echo", ERL1), ((Atom("pybox"), Atom(TEST)), [1, "two", 3.0]))
+    pynode.send(("echo", ERL1), ((Atom("pybox"), Atom(TEST)), [1, "two", 3.0]))  # (name, node)
     assert pynode.receive(timeout=10) == (Atom("echoed"), [1, b"two", 3.0])
-    ev(world, f"{{pybox, '{TEST}'}} ! {{hello, self()}}.")
+    ev(world, f"Self = self(), spawn(fun() -> {{pybox, '{TEST}'}} ! {{hello, self()}}, receive M -> Self ! {{got, M}} end end).")
     hello, pid = pynode.receive(timeout=10)
     assert hello == "hello" and isinstance(pid, BeamPid) and pid.node == ERL1
+    pynode.send(pid, {"reply": (1, 2)})  # to the BEAM pid itself
+    assert ev(world, "receive {got, M} -> M after 10000 -> timeout end.") == {b"reply": (1, 2)}
     beam.unregister("pybox")
 
 
