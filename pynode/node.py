@@ -76,7 +76,7 @@ class LocalNode:
         self.ticker = Ticker(self._connections_snapshot, self.ticktime, parsed.alive)
         # Erlang's distribution on the same port (pynode.beam); None with beam=False (--no-beam).
         self.beam: BeamSide | None = None
-        self.processes = MailboxProcesses(self.mailboxes)
+        self.beam_processes = MailboxProcesses(self.mailboxes)
         self._unmarked_pynode: dict[str, int] = {}  # peer -> port where it refused Erlang's handshake
         authenticator = handshake.Authenticator(self.name, self.cookie_for, hidden=hidden, other=self._other_protocol)
         try:
@@ -101,7 +101,7 @@ class LocalNode:
             self.ticker.stop()
             raise
         if beam:
-            self.beam = BeamSide(self, self.processes)
+            self.beam = BeamSide(self, self.beam_processes)
         log.info("node %s listening on %s:%d", self.name, self.host, self.port)
 
     # --- cookies ------------------------------------------------------------------------------

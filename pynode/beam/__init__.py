@@ -28,11 +28,11 @@ def register(name: str, pid: Pid | None = None) -> None:
     ``send({name, :"py@host"}, msg)`` reaches it. Raises ValueError when the name is taken,
     NodeNotStarted."""
     node = runtime.current()
-    node.processes.register(name, pid if pid is not None else node.mailboxes.own().pid)
+    node.beam_processes.register(name, pid if pid is not None else node.mailboxes.own().pid)
 
 
 def unregister(name: str) -> None:
-    runtime.current().processes.unregister(name)
+    runtime.current().beam_processes.unregister(name)
 
 
 def send(dest: BeamPid | tuple[str, str], message: Any) -> None:
@@ -49,6 +49,12 @@ def send(dest: BeamPid | tuple[str, str], message: Any) -> None:
     else:
         raise TypeError(f"send needs a BeamPid or a (name, node) pair, got {dest!r}")
     conn = node.beam_peer(peer)
+    if (conn is None or node.beam is None) and isinstance(dest, BeamPid):
+        # a pid of a pynode node that came back through a BEAM node: it is a pynode Pid
+        from pynode.mailbox import send as send_to_pid
+
+        send_to_pid(Pid(dest.node, dest.id | dest.serial << 32), message)
+        return
     if conn is None or node.beam is None:
         raise NoConnection(f"{peer} is not a reachable BEAM node")
     calls.send(node.beam, conn, target, message)

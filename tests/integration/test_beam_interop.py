@@ -263,6 +263,16 @@ def test_nodedown_both_ways_on_kill_9(world):
         victims.stop()
 
 
+def test_a_hidden_erl_node_is_listed_as_hidden(world):
+    hidden = ErlNode("hid@127.0.4.5", COOKIE, world.epmd_port, extra=["-hidden"])
+    try:
+        assert hidden.eval(f"net_adm:ping('{PY}').") == "pong"
+        seen = erpc.call(PY, lambda: (Node.list(), Node.list("hidden")), timeout=10)
+        assert "hid@127.0.4.5" not in seen[0] and "hid@127.0.4.5" in seen[1]
+    finally:
+        hidden.stop()
+
+
 def test_wrong_cookie_is_refused_both_ways(world):
     stranger = ErlNode("stranger@127.0.4.5", "not-the-cookie", world.epmd_port)
     try:
