@@ -90,4 +90,5 @@ def test_elixir_calls_a_python_node(exmc_node):
     assert lines["validation"].startswith('{:"exmc.errors.ValidationError", "rv \'mu\' dist: unknown distribution \'Nromal\'')
     assert lines["timeout"] == "{:erpc, :timeout}"
     assert lines["spawn_down"] == f'{{:"{EXMC}", :normal}}'
+    assert lines["binary_draws"] == "{160, true}"  # 20 little-endian f64 for Nx.from_binary
     assert lines["monitoring"] == f'[:"{EXMC}"]'

@@ -44,5 +44,11 @@ wait_down = fn {pid, ref} ->
 end
 show.("spawn_down", wait_down.(Node.spawn_monitor(py, :operator, :add, [1, 2])))
 
+ir = [%{rv: "mu", dist: "Normal", params: %{mu: 0.0, sigma: 1.0}}]
+[chain] = :erpc.call(py, Exmc.NUTS.Sampler, :sample_chains,
+                     [ir, 1, [num_samples: 20, num_warmup: 20, arrays: :binary]], 60_000)
+%{"dtype" => "f64", "shape" => [20], "data" => data} = chain["mu"]
+show.("binary_draws", {byte_size(data), Enum.all?(for <<x::float-little-64 <- data>>, do: is_float(x))})
+
 Node.monitor(py, true)
 show.("monitoring", Node.list())
