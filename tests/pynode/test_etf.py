@@ -290,3 +290,44 @@ def test_python_values_are_the_erlang_terms_the_table_promises(erl, term, expres
     ours = etf.encode(term)
     answer = erl.request(3, struct.pack(">I", len(ours)) + ours + expression.encode())
     assert etf.decode(answer) is True
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(7.0),
+        np.arange(24, dtype=np.int16).reshape(2, 3, 4),
+        np.zeros((3, 0)),
+        np.array([], dtype=float),
+        np.array([True, False]),
+        np.float32(1.5) * np.ones((2, 2), dtype=np.float32),
+        np.array(3.0),
+        np.random.default_rng(1).normal(size=(5, 3)),
+    ],
+)
+def test_numpy_arrays_encode_as_their_plain_nested_lists(array):
+    plain = etf.encode(etf._array_as_lists(array))  # the oracle: the element-by-element path
+    assert etf.encode(array) == plain
+    assert etf.decode(etf.encode(array)) == etf._array_as_lists(array)
+
+
+def test_a_numpy_array_with_nan_is_refused():
+    with pytest.raises(EncodeError, match="NaN"):
+        etf.encode(np.array([1.0, float("nan")]))
+
+
+def test_long_float_lists_decode_like_the_element_by_element_path():
+    rng = np.random.default_rng(3)
+    floats = rng.normal(size=100).tolist()
+    raw = etf.encode(floats)
+    fast = etf.decode(raw)
+    class Plain(etf._Decoder):  # the element-by-element path as the oracle
+        def float_run(self, pos, n):
+            return None
+
+    assert fast == Plain(raw, None).term(1, 0)[0] == floats
+    mixed = floats[:50] + [Atom("x")] + floats[50:]  # not all floats: the plain path
+    assert etf.decode(etf.encode(mixed)) == mixed
+    assert etf.decode(etf.encode([floats, (floats,)])) == [floats, (floats,)]
+    with pytest.raises(DecodeError):  # a run cut short is still refused
+        etf.decode(raw[:-20])
