@@ -502,10 +502,10 @@ class BeamSide:
             if self.processes.alive(target):
                 return  # a live mailbox: it reports no exit (monitors of processes come with them)
             conn.send((OP_MONITOR_P_EXIT, target, watcher, ref, NOPROC))
-        elif str(target) in ("net_kernel", "rex") or self.processes.whereis(str(target)) is not None:
+        elif isinstance(target, Atom) and (target in ("net_kernel", "rex") or self.processes.whereis(target) is not None):
             return  # these never exit while the node lives
-        else:
-            conn.send((OP_MONITOR_P_EXIT, (target, A(self.owner.name)), watcher, ref, NOPROC))
+        else:  # a name nobody holds, or not a process of this node: DOWN at once, as BEAM does
+            conn.send((OP_MONITOR_P_EXIT, target, watcher, ref, NOPROC))
 
     def _on_demonitor(self, conn: BeamConnection, c: tuple[Any, ...], _: Any) -> None:
         target, ref = c[2], c[3]

@@ -281,3 +281,11 @@ def test_wrong_cookie_is_refused_both_ways(world):
     finally:
         stranger.stop()
     assert ev(world, f"erpc:call('{PY}', operator, add, [1, 1], 5000).") == 2
+
+
+def test_monitors_of_missing_processes_fire_noproc_at_once(world):
+    down = ev(world, f"M = monitor(process, {{nobody_here, '{PY}'}}), receive {{'DOWN', M, process, W, R}} -> {{W, R}} after 10000 -> none end.")
+    assert down == ((Atom("nobody_here"), Atom(PY)), Atom("noproc"))
+    # net_kernel and rex are always there: a monitor of them stays quiet
+    quiet = ev(world, f"M = monitor(process, {{rex, '{PY}'}}), receive {{'DOWN', M, _, _, R}} -> R after 300 -> quiet end.")
+    assert quiet == "quiet"
