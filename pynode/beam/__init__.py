@@ -8,7 +8,7 @@ way. Terms map as :mod:`pynode.etf` says; docs/erlang.md is the user's guide.
 
 Modules: :mod:`~pynode.beam.handshake` (version 6), :mod:`~pynode.beam.connection` (packets,
 ticks), :mod:`~pynode.beam.dist` (the signals), :mod:`~pynode.beam.calls` (Python -> BEAM),
-:mod:`~pynode.beam.exports` (MFA -> Python function), :mod:`~pynode.beam.local` (the seam to
+:mod:`~pynode.beam.tasks` (Python functions run for peers), :mod:`~pynode.beam.exports` (MFA -> Python function), :mod:`~pynode.beam.local` (the seam to
 pynode's processes).
 """
 

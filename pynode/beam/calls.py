@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 from pynode.beam.connection import OP_DEMONITOR_P, OP_EXIT2, OP_REG_SEND, OP_SEND, OP_SPAWN_REQUEST, BeamConnection
-from pynode.beam.dist import KILLED, BeamSide, Waiter
+from pynode.beam.dist import BeamSide, Waiter
+from pynode.beam.tasks import KILLED
 from pynode.errors import ErlangError, NoConnection
 from pynode.etf import Atom, BeamPid
 

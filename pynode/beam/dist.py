@@ -20,12 +20,13 @@ MONITOR_P / LINK / UNLINK_ID      monitors and links of tasks (``noproc`` at onc
 REG_SEND ``net_kernel``           ``{'$gen_call', From, {is_auth, _}}``: replies ``yes`` (net_adm:ping)
 REG_SEND ``rex``                  ``rpc``'s old path: ``{call | block_call, M, F, A, GL}`` gen_calls,
                                   ``{cast, ...}`` casts and ``features_request``
-REG_SEND other names, SEND        delivered to pynode processes through the :class:`Processes` seam
+REG_SEND other names, SEND        delivered to pynode processes through the ``Processes`` seam
 ================================  =================================================================
 
 Python's calls to a BEAM node go the other way (:mod:`pynode.beam.calls`). The node reaches this
-object through the :class:`Owner` interface and processes through :class:`Processes`, so that
-neither layer imports the other.
+object through the :class:`Owner` interface and processes through
+:class:`pynode.beam.tasks.Processes`, so that neither layer imports the other; the Python
+functions run as tasks (:mod:`pynode.beam.tasks`).
 """
 
 from __future__ import annotations
@@ -37,11 +38,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pynode import etf, names
-from pynode.beam import exports
+from pynode import etf
 from pynode.beam import handshake as hs
 from pynode.beam.connection import (
     OP_DEMONITOR_P, OP_EXIT, OP_EXIT2, OP_EXIT2_TT, OP_EXIT_TT, OP_LINK, OP_MONITOR_P, OP_MONITOR_P_EXIT,
@@ -50,20 +49,15 @@ from pynode.beam.connection import (
     OP_SPAWN_REPLY_TT, OP_SPAWN_REQUEST, OP_SPAWN_REQUEST_TT, OP_UNLINK_ID, OP_UNLINK_ID_ACK,
     BeamConnection, Ticker,
 )
-from pynode.errors import EncodeError, HandshakeError, NoConnection
+from pynode.beam.tasks import KILLED, NORMAL, Processes, TaskTable
+from pynode.errors import HandshakeError, NoConnection
 from pynode.etf import Atom, BeamPid, Ref
-from pynode.execution import CallContext, execute
 from pynode.mailbox import Pid
 
 log = logging.getLogger(__name__)
 
 A = Atom
-NORMAL = A("normal")
-KILLED = A("killed")
 NOPROC = A("noproc")
-NOCONNECTION = A("noconnection")
-SPAWN_LINKED = 1  # SPAWN_REPLY flags
-SPAWN_MONITORED = 2
 # The name gen_server:call replies are matched on by net_adm:ping's is_auth.
 YES = A("yes")
 
@@ -85,41 +79,6 @@ class Owner(Protocol):
     def peer_up(self, peer: str, hidden: bool) -> None: ...
 
     def peer_down(self, peer: str, hidden: bool) -> None: ...
-
-
-class Processes(Protocol):
-    """The node's processes, as the BEAM side needs them (pynode's mailboxes today; its
-    processes and registered names once they exist)."""
-
-    def self_pid(self) -> Pid:
-        """The calling thread's pid (its mailbox is created on first use)."""
-
-    def deliver(self, pid: Pid, message: Any) -> None:
-        """Put a message into a local process's mailbox (dropped when it has none)."""
-
-    def whereis(self, name: str) -> Pid | None:
-        """The local process registered as ``name``, if any."""
-
-    def alive(self, pid: Pid) -> bool:
-        """True while the local process ``pid`` exists."""
-
-
-@dataclass(eq=False)
-class Task:
-    """A Python function running for a BEAM peer, as an Erlang process would.
-
-    ``pid`` is set by the task's thread before SPAWN_REPLY goes out; ``monitors`` (ref -> the
-    monitoring pid) and ``links`` change under the BEAM side's lock; ``call_ref`` is the erpc
-    request id whose demonitor cancels the task (None for a plain spawn)."""
-
-    conn: BeamConnection
-    origin: BeamPid
-    mfa: tuple[str, str, int]
-    ctx: CallContext
-    pid: Pid | None = None
-    call_ref: Ref | None = None
-    monitors: dict[Ref, BeamPid] = field(default_factory=dict)
-    links: set[BeamPid] = field(default_factory=set)
 
 
 class Waiter:
@@ -152,7 +111,7 @@ class BeamSide:
         self._conns: dict[str, BeamConnection] = {}  # guarded by _lock; the live one per peer
         self._dialling: set[str] = set()  # peers we are dialling (simultaneous-connect ties)
         self._dial_locks: dict[str, threading.Lock] = {}
-        self._tasks: dict[int, Task] = {}  # by our pid's id
+        self.tasks = TaskTable(owner.name, processes, self._lock)
         self._waiters: dict[Ref, Waiter] = {}
         self._ref_ids = itertools.count(1)
         self._ref_salt = secrets.randbits(32)
@@ -261,7 +220,7 @@ class BeamSide:
             current = self._conns.get(conn.name) is conn
             if current:
                 del self._conns[conn.name]
-            tasks = [t for t in self._tasks.values() if t.conn is conn]
+            tasks = [t for t in self.tasks.by_id.values() if t.conn is conn]
             waiters = [(ref, w) for ref, w in self._waiters.items() if w.conn is conn]
             for ref, _ in waiters:
                 del self._waiters[ref]
@@ -355,9 +314,9 @@ class BeamSide:
     def _rex(self, conn: BeamConnection, sender: Any, message: Any) -> None:
         match message:
             case ("$gen_call", (BeamPid() as to, tag), ("call" | "block_call", m, f, list() as args, _gl)):
-                self._start(conn, to, (str(m), str(f), len(args)), args, rex_reply=(to, tag))
+                self.tasks.start(conn, to, (str(m), str(f), len(args)), args, rex_reply=(to, tag))
             case ("$gen_cast", ("cast", m, f, list() as args, _gl)):
-                self._start(conn, sender, (str(m), str(f), len(args)), args, cast=True)
+                self.tasks.start(conn, sender, (str(m), str(f), len(args)), args, cast=True)
             case (BeamPid() as to, "features_request"):
                 conn.send((OP_SEND, A(""), to), (A("features_reply"), A(self.owner.name), [A("erpc")]))
             case _:
@@ -373,129 +332,18 @@ class BeamSide:
         module, function = str(module), str(function)
         if (module, function, arity) == ("erpc", "execute_call", 4):
             res, m, f, a = args
-            self._start(conn, origin, (str(m), str(f), len(a)), a, erpc_res=res, req_id=req_id, monitor=monitor, link=link)
+            self.tasks.start(conn, origin, (str(m), str(f), len(a)), a, erpc_res=res, req_id=req_id, monitor=monitor, link=link)
         elif (module, function, arity) == ("erpc", "execute_cast", 3):
             m, f, a = args
-            self._start(conn, origin, (str(m), str(f), len(a)), a, cast=True, req_id=req_id, monitor=monitor, link=link)
+            self.tasks.start(conn, origin, (str(m), str(f), len(a)), a, cast=True, req_id=req_id, monitor=monitor, link=link)
         else:
-            self._start(conn, origin, (module, function, arity), args, req_id=req_id, monitor=monitor, link=link)
-
-    def _start(
-        self,
-        conn: BeamConnection,
-        origin: BeamPid,
-        mfa: tuple[str, str, int],
-        args: list[Any],
-        *,
-        erpc_res: Any = None,
-        req_id: Ref | None = None,
-        monitor: bool = False,
-        link: bool = False,
-        cast: bool = False,
-        rex_reply: tuple[BeamPid, Any] | None = None,
-    ) -> None:
-        task = Task(conn, origin, mfa, CallContext(f"{mfa[0]}:{mfa[1]}/{mfa[2]} for {conn.name}"))
-        if erpc_res is not None:
-            task.call_ref = req_id
-        if monitor and req_id is not None:
-            task.monitors[req_id] = origin
-        if link:
-            task.links.add(origin)
-        flags = (SPAWN_MONITORED if monitor else 0) | (SPAWN_LINKED if link else 0)
-        threading.Thread(
-            target=self._run_task,
-            args=(task, args, req_id, flags, erpc_res, cast, rex_reply),
-            name=f"beam-task-{mfa[0]}:{mfa[1]}",
-            daemon=True,
-        ).start()
-
-    def _run_task(self, task: Task, args: list[Any], req_id: Ref | None, flags: int, erpc_res: Any, cast: bool, rex_reply: Any) -> None:
-        task.pid = self.processes.self_pid()
-        with self._lock:
-            self._tasks[task.pid.id] = task
-        if req_id is not None:
-            task.conn.send((OP_SPAWN_REPLY, req_id, task.origin, flags, task.pid))
-        module, function, arity = task.mfa
-        stack = [(A(module), A(function), arity, [])]
-        result: list[Any] = []
-
-        def run() -> Callable[[], None]:
-            try:
-                fn = exports.resolve(module, function, arity)
-            except exports.Undefined as exc:
-                log.info("%s: %s", self.owner.name, exc)
-                result.append(("undef", None))
-                return lambda: None
-            try:
-                result.append(("ok", fn(*args)))
-            except Exception as exc:
-                tb = exc.__traceback__
-                result.append(("error", exc.with_traceback(tb.tb_next if tb is not None else None)))  # not this frame
-            return lambda: None
-
-        finished = execute(task.ctx, run)
-        if finished is None:  # cancelled: whoever is still linked hears "killed"
-            reason: Any = KILLED
-            reply = None
-        else:
-            kind, value = result[0]
-            reason, reply = self._exit_reason(kind, value, erpc_res, stack, module, function, args)
-        with self._lock:
-            self._tasks.pop(task.pid.id, None)
-            monitors, links = dict(task.monitors), set(task.links)
-        if rex_reply is not None and finished is not None:
-            to, tag = rex_reply
-            self._send_checked(task.conn, (OP_SEND, A(""), to), (tag, reply), fallback=lambda exc: (tag, _badrpc(exc)))
-        if cast and finished is not None and result[0][0] != "ok":
-            log.warning("%s: cast of %s:%s from %s failed: %r", self.owner.name, module, function, task.conn.name, result[0][1])
-        for ref, watcher in monitors.items():
-            self._send_exit(task.conn, (OP_MONITOR_P_EXIT, task.pid, watcher, ref), reason, erpc_res, stack)
-        for linked in links:
-            self._send_exit(task.conn, (OP_EXIT, task.pid, linked), reason, erpc_res, stack)
-
-    def _exit_reason(self, kind: str, value: Any, erpc_res: Any, stack: list[Any], module: str, function: str, args: list[Any]) -> tuple[Any, Any]:
-        """(exit reason, rex reply) of a finished task."""
-        if kind == "ok":
-            reply = value
-            reason = (erpc_res, A("return"), value) if erpc_res is not None else NORMAL
-            return reason, reply
-        if kind == "undef":
-            error: Any = A("undef")
-            trace = [(A(module), A(function), args, [])]
-        else:
-            error = exports.exception_reason(value)
-            trace = stack
-        if erpc_res is not None:
-            reason = (erpc_res, A("error"), error, trace)
-        else:
-            reason = (error, trace)
-        return reason, (A("badrpc"), (A("EXIT"), (error, trace)))
-
-    def _send_exit(self, conn: BeamConnection, control: tuple[Any, ...], reason: Any, erpc_res: Any, stack: list[Any]) -> None:
-        """MONITOR_P_EXIT / EXIT with ``reason`` in the control message (the peer accepts the
-        non-PAYLOAD forms whatever was negotiated); a reason without an Erlang form (an
-        unencodable result) becomes the error of an EncodeError."""
-
-        def fallback(exc: EncodeError) -> Any:
-            error = exports.exception_reason(exc)
-            return (erpc_res, A("error"), error, stack) if erpc_res is not None else (error, stack)
-
-        try:
-            conn.send(control + (reason,))
-        except EncodeError as exc:
-            conn.send(control + (fallback(exc),))
-
-    def _send_checked(self, conn: BeamConnection, control: tuple[Any, ...], message: Any, fallback: Callable[[EncodeError], Any]) -> None:
-        try:
-            conn.send(control, message)
-        except EncodeError as exc:
-            conn.send(control, fallback(exc))
+            self.tasks.start(conn, origin, (module, function, arity), args, req_id=req_id, monitor=monitor, link=link)
 
     def _on_monitor(self, conn: BeamConnection, c: tuple[Any, ...], _: Any) -> None:
         watcher, target, ref = c[1], c[2], c[3]
         if isinstance(target, Pid):
             with self._lock:
-                task = self._tasks.get(target.id)
+                task = self.tasks.get(target)
                 if task is not None:
                     task.monitors[ref] = watcher
                     return
@@ -512,7 +360,7 @@ class BeamSide:
         if not isinstance(target, Pid):
             return
         with self._lock:
-            task = self._tasks.get(target.id)
+            task = self.tasks.get(target)
             if task is None:
                 return
             task.monitors.pop(ref, None)
@@ -524,7 +372,7 @@ class BeamSide:
     def _on_link(self, conn: BeamConnection, c: tuple[Any, ...], _: Any) -> None:
         origin, target = c[1], c[2]
         with self._lock:
-            task = self._tasks.get(target.id) if isinstance(target, Pid) else None
+            task = self.tasks.get(target)
             if task is not None:
                 task.links.add(origin)
                 return
@@ -533,7 +381,7 @@ class BeamSide:
     def _on_unlink(self, conn: BeamConnection, c: tuple[Any, ...], _: Any) -> None:
         unlink_id, origin, target = c[1], c[2], c[3]
         with self._lock:
-            task = self._tasks.get(target.id) if isinstance(target, Pid) else None
+            task = self.tasks.get(target)
             if task is not None:
                 task.links.discard(origin)
         conn.send((OP_UNLINK_ID_ACK, unlink_id, target, origin))
@@ -547,7 +395,7 @@ class BeamSide:
             reason = c[-1]
         linked = op in (OP_EXIT, OP_EXIT_TT, OP_PAYLOAD_EXIT, OP_PAYLOAD_EXIT_TT)
         with self._lock:
-            task = self._tasks.get(target.id) if isinstance(target, Pid) else None
+            task = self.tasks.get(target)
             if task is None:
                 return
             if linked:
@@ -581,10 +429,6 @@ class BeamSide:
         elif abandoned:
             self.forget(req_id)
             conn.send((OP_EXIT2, c[2], result, KILLED))
-
-
-def _badrpc(exc: EncodeError) -> Any:
-    return (A("badrpc"), (A("EXIT"), exports.exception_reason(exc)))
 
 
 _DISPATCH: dict[int, Callable[[BeamSide, BeamConnection, tuple[Any, ...], Any], None]] = {
