@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) bench/logp_bench.py
 	$(PY) bench/sampler_bench.py
 	$(PY) bench/demo_bench.py
+	$(PY) bench/beam_bench.py
 
 # CI's smoke run of every benchmark: tiny sizes, exmc/pynode only, checks that they still run.
 bench-smoke: $(STAMP)
