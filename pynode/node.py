@@ -20,8 +20,9 @@ from pynode import handshake, kinds, names, portmapper, runtime, transport
 from pynode.beam import calls as beam_calls
 from pynode.beam import handshake as beam_handshake
 from pynode.beam.connection import BeamConnection
-from pynode.beam.dist import BeamSide, NotBeam
+from pynode.beam.dist import BeamSide
 from pynode.beam.local import MailboxProcesses
+from pynode.beam.peers import BeamPeers
 from pynode.connection import Connection, NodeService
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
 from pynode.handoff import HandoffWatchdog
@@ -42,7 +43,7 @@ PING_TIMEOUT = 5.0
 
 
 
-class LocalNode:
+class LocalNode(BeamPeers):
     """This process as a node. Create it with :meth:`Node.start`; one per process."""
 
     def __init__(
@@ -240,64 +241,6 @@ class LocalNode:
             ]
         conns += self.beam.connections() if self.beam is not None else []
         return sorted({conn.name for conn in conns if kinds.includes(kind, conn.hidden or self.hidden)})
-
-    # --- Erlang peers (pynode.beam; pynode.beam.dist.Owner) -----------------------------------
-
-    def _other_protocol(self, sock: socket.socket, first: bytes) -> beam_handshake.BeamPeer | None:
-        """The listener's hook for connections that are not pynode's: Erlang's handshake."""
-        if not beam_handshake.looks_like_beam(first):
-            return None
-        if self.beam is None:  # --no-beam: say so to the Erlang node, then close
-            sock.sendall(b"\x00\x0csnot_allowed")
-            raise HandshakeError("refused an Erlang connection: this node runs with --no-beam")
-        return self.beam.accept(sock)
-
-    def creation(self) -> int:
-        return self._registration.creation
-
-    def peer_up(self, peer: str, hidden: bool) -> None:
-        with self._lock:
-            if peer not in self._up:
-                self._up[peer] = hidden
-                self.monitors.node_up(peer, hidden)
-
-    def peer_down(self, peer: str, hidden: bool) -> None:
-        with self._lock:
-            others = [conn for conn in self._all_connections if conn.name == peer and not conn.closed]
-            if not others and self._up.pop(peer, None) is not None:
-                self.monitors.node_down(peer, hidden)
-
-    def beam_peer(self, peer: str) -> BeamConnection | None:
-        """The Erlang connection to ``peer`` when it is a BEAM node (dialling it if needed), None
-        when it is a pynode node (or unknown: then :meth:`connection_to` reports why). Which
-        protocol a node speaks comes from its port mapper entry
-        (:attr:`pynode.portmapper.NodeInfo.speaks_pynode`). Raises BadNodeName; NoConnection when
-        a BEAM node cannot be connected."""
-        if self.beam is None:
-            return None
-        conn = self.beam.connected(peer)
-        if conn is not None:
-            return conn
-        known = self._connections.get(peer)
-        if known is not None and not known.closed:
-            return None
-        parsed = names.parse(peer)
-        try:
-            info = portmapper.node_info(parsed.host, parsed.alive, timeout=CONNECT_TIMEOUT)
-        except PortMapperError:
-            return None
-        if info is None or info.speaks_pynode or self._unmarked_pynode.get(str(parsed)) == info.port:
-            return None
-        try:
-            return self.beam.connect(str(parsed), parsed.host, info.port, CONNECT_TIMEOUT)
-        except NotBeam:  # a pynode node without the port mapper mark (an older pynode): speak pynode
-            self._unmarked_pynode[str(parsed)] = info.port
-            return None
-
-    def reach(self, peer: str) -> None:
-        """Connect to ``peer`` in whichever protocol it speaks. Raises NoConnection, BadNodeName."""
-        if self.beam_peer(peer) is None:
-            self.connection_to(peer)
 
     def disconnect(self, peer: str) -> bool:
         """Close every connection with ``peer``: it is down at once (monitors fire, as Erlang's
