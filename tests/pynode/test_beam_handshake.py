@@ -12,7 +12,7 @@ import pytest
 
 from pynode.beam import handshake as hs
 from pynode.errors import HandshakeError
-from pynode.testing import this_node
+from pynode.testing import this_node, wait_until
 
 A, B = "a@127.0.4.21", "b@127.0.4.22"
 
@@ -98,3 +98,26 @@ def test_a_node_started_without_beam_answers_erlang_with_not_allowed():
         assert sock.recv(64) == b"\x00\x0csnot_allowed"
         sock.close()
         assert Node.list() == [] and name == "nobeam@127.0.4.23"
+
+
+def test_a_reconnecting_erlang_node_replaces_its_stale_connection():
+    """Status 'alive': the node says it still has a connection from this name; the initiator
+    answers true and the old connection is closed in favour of the new one."""
+    with this_node("srv@127.0.4.25", cookie="c") as name:
+        from pynode import Node
+
+        def dial() -> socket.socket:
+            sock = socket.create_connection(("127.0.4.25", Node.port()), timeout=10)
+            peer = hs.initiate(sock, "fake@127.0.4.26", name, 1, "c", hidden=False)
+            assert peer.name == name
+            return sock
+
+        first = dial()
+        assert wait_until(lambda: "fake@127.0.4.26" in Node.list(), 5)
+        second = dial()  # the node answered 'alive', we said true
+        first.settimeout(10)
+        assert first.recv(64) == b""  # the stale connection was closed by the node
+        assert "fake@127.0.4.26" in Node.list()
+        second.close()
+        assert wait_until(lambda: "fake@127.0.4.26" not in Node.list(), 10)
+        first.close()
