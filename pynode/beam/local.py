@@ -6,18 +6,21 @@ this adapter is the one place to point at them."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pynode.mailbox import Pid, Registry
 
 
 class MailboxProcesses:
-    """Processes = mailboxes; names = a dict guarded by a lock."""
+    """Processes = mailboxes; names = a dict guarded by a lock, then ``whereis`` (the node's own
+    registered names, once it has them: pass ``node.processes.names.whereis``)."""
 
-    def __init__(self, mailboxes: Registry) -> None:
+    def __init__(self, mailboxes: Registry, whereis: Callable[[str], Pid | None] | None = None) -> None:
         self._mailboxes = mailboxes
         self._lock = threading.Lock()
         self._names: dict[str, Pid] = {}
+        self._whereis = whereis
 
     def self_pid(self) -> Pid:
         return self._mailboxes.own().pid
@@ -30,7 +33,10 @@ class MailboxProcesses:
 
     def whereis(self, name: str) -> Pid | None:
         with self._lock:
-            return self._names.get(name)
+            pid = self._names.get(name)
+        if pid is None and self._whereis is not None:
+            pid = self._whereis(name)
+        return pid
 
     def register(self, name: str, pid: Pid) -> None:
         with self._lock:
