@@ -289,3 +289,15 @@ def test_monitors_of_missing_processes_fire_noproc_at_once(world):
     # net_kernel and rex are always there: a monitor of them stays quiet
     quiet = ev(world, f"M = monitor(process, {{rex, '{PY}'}}), receive {{'DOWN', M, _, _, R}} -> R after 300 -> quiet end.")
     assert quiet == "quiet"
+
+
+def test_erlang_terms_cross_to_python_and_back_unchanged(world):
+    """Every kind of term an Erlang process holds survives erpc to Python and back (copy:copy)."""
+    same = ev(world, f"""
+        Ts = [make_ref(), self(), hd(erlang:ports()), fun lists:map/2, fun(X) -> X end, <<1:3>>,
+              <<"bin">>, "charlist", [a | b], {{1, [], {{}}}}, #{{a => [1.5], <<"k">> => #{{}}}},
+              1 bsl 100, -(1 bsl 70), -2147483648, 0.1, -0.0, true, false, nil, undefined, 'ünï',
+              lists:seq(1, 300), list_to_tuple(lists:seq(1, 300)), [1.0 * X || X <- lists:seq(1, 100)]],
+        Back = erpc:call('{PY}', copy, copy, [Ts], 10000),
+        [{{T, T =:= B}} || {{T, B}} <- lists:zip(Ts, Back), T =/= B].""")
+    assert same == []
