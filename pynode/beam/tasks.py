@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from pynode.beam import exports
 from pynode.beam.connection import OP_EXIT, OP_MONITOR_P_EXIT, OP_SEND, OP_SPAWN_REPLY, BeamConnection
 from pynode.errors import EncodeError
-from pynode.etf import Atom, BeamPid, Ref
+from pynode.etf import Atom, BeamPid, Fun, Ref
 from pynode.execution import CallContext, execute
 from pynode.mailbox import Pid
 
@@ -131,6 +131,10 @@ class TaskTable:
         result: list[Any] = []
 
         def run() -> Callable[[], None]:
+            if (module, function) == ("erlang", "apply") and args and isinstance(args[0], Fun):
+                message = "an Erlang fun cannot run on a Python node; call Module:Function(Args) instead"
+                result.append(("error", TypeError(message)))  # :erpc.call(node, fun) or Node.spawn(node, fun)
+                return lambda: None
             try:
                 fn = exports.resolve(module, function, arity)
             except exports.Undefined as exc:

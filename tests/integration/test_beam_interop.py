@@ -301,3 +301,10 @@ def test_erlang_terms_cross_to_python_and_back_unchanged(world):
         Back = erpc:call('{PY}', copy, copy, [Ts], 10000),
         [{{T, T =:= B}} || {{T, B}} <- lists:zip(Ts, Back), T =/= B].""")
     assert same == []
+
+
+def test_an_erlang_fun_is_refused_with_a_clear_error(world):
+    caught = ev(world, f"try erpc:call('{PY}', fun() -> 1 end, 5000) catch C:R -> {{C, R}} end.")
+    kind, (exception, (python, name, message, _tb), _stack) = caught
+    assert (kind, exception, python, name) == ("error", "exception", "python", "TypeError")
+    assert b"an Erlang fun cannot run on a Python node" in message
