@@ -22,7 +22,7 @@ from pynode.beam import handshake as beam_handshake
 from pynode.beam.connection import BeamConnection
 from pynode.beam.dist import BeamSide
 from pynode.beam.local import MailboxProcesses
-from pynode.beam.peers import BeamPeers
+from pynode.beam.peers import BeamPeers, MeshView
 from pynode.connection import Connection, NodeService
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
 from pynode.handoff import HandoffWatchdog
@@ -72,7 +72,7 @@ class LocalNode(BeamPeers):
         self._dial_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.ticktime = resolve_ticktime(ticktime)
-        self.mesh = Mesh(self, connect_all)
+        self.mesh = Mesh(MeshView(self), connect_all)  # BEAM peers take part (pynode.beam.peers)
         self.handoff = HandoffWatchdog(self._connections_snapshot, parsed.alive)
         self.ticker = Ticker(self._connections_snapshot, self.ticktime, parsed.alive)
         # Erlang's distribution on the same port (pynode.beam); None with beam=False (--no-beam).

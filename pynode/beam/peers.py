@@ -99,3 +99,24 @@ class BeamPeers:
         if self.beam_peer(peer) is None:
             self.connection_to(peer)
 
+
+
+class MeshView:
+    """The node as the transitive mesh (:mod:`pynode.mesh`) sees it, BEAM peers included: a
+    pynode peer that announces an Erlang node gets it dialled in Erlang's protocol, and a node
+    connected to a peer in either protocol counts as connected (Erlang's ``connect_all``)."""
+
+    def __init__(self, node: Any) -> None:
+        self._node = node
+        self.name: str = node.name
+        self.hidden: bool = node.hidden
+
+    def peers(self, kind: str) -> list[str]:
+        return self._node.peers(kind)
+
+    def connected(self, peer: str) -> bool:
+        beam = self._node.beam
+        return self._node.connected(peer) or (beam is not None and beam.connected(peer) is not None)
+
+    def connection_to(self, peer: str) -> object:
+        return self._node.reach(peer)

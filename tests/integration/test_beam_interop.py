@@ -33,7 +33,7 @@ ERL1 = "e1@127.0.4.2"
 TEST = "t@127.0.4.3"
 VICTIM_PY = "victim@127.0.4.4"
 VICTIM_ERL = "ev@127.0.4.5"
-HOSTS = ["127.0.4.1", "127.0.4.2", "127.0.4.3", "127.0.4.4", "127.0.4.5"]
+HOSTS = ["127.0.4.1", "127.0.4.2", "127.0.4.3", "127.0.4.4", "127.0.4.5", "127.0.4.6"]
 TICKTIME = "4"
 
 
@@ -308,3 +308,17 @@ def test_an_erlang_fun_is_refused_with_a_clear_error(world):
     kind, (exception, (python, name, message, _tb), _stack) = caught
     assert (kind, exception, python, name) == ("error", "exception", "python", "TypeError")
     assert b"an Erlang fun cannot run on a Python node" in message
+
+
+def test_the_mesh_connects_a_new_pynode_node_to_the_erl_node_it_is_told_of(world):
+    assert ev(world, f"net_adm:ping('{PY}').") == "pong"
+    joiner = "joiner@127.0.4.6"
+    cluster = LocalCluster(
+        [joiner], cookie=COOKIE, env={"PYNODE_EPMD_PORT": str(world.epmd_port), "PYNODE_NET_TICKTIME": TICKTIME}
+    ).start()
+    try:
+        assert erpc.call(joiner, lambda: Node.connect(PY), timeout=30) is True
+        assert wait_until(lambda: ERL1 in erpc.call(joiner, lambda: Node.list(), timeout=10), 15)
+        assert joiner in ev(world, "nodes().")  # the erl node sees it as a peer of its own
+    finally:
+        cluster.stop()
