@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test validate validation-report demo bench bench-smoke soak clean
+.PHONY: install test validate validation-report demo demo-elixir bench bench-smoke soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,11 +34,17 @@ validation-report: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m livebook_client.cluster_demo --config configs/cluster.toml
 
+# The seed notebook as Elixir code (examples/seed.exs) against the Python exmc node: starts
+# exmc@127.0.0.14 from the config, runs the script with `elixir` (apt-get install elixir), stops all.
+demo-elixir: $(STAMP)
+	$(PY) -m livebook_client.elixir_demo --config configs/cluster.toml
+
 bench: $(STAMP)
 	$(PY) bench/erpc_bench.py --tls
 	$(PY) bench/logp_bench.py
 	$(PY) bench/sampler_bench.py
 	$(PY) bench/demo_bench.py
+	$(PY) bench/beam_bench.py
 
 # CI's smoke run of every benchmark: tiny sizes, exmc/pynode only, checks that they still run.
 bench-smoke: $(STAMP)

@@ -12,12 +12,15 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Builder": ("exmc.builder", "Builder"),
     "Dist": ("exmc.dist", "Dist"),
+    "IR": ("exmc.ir", "IR"),
     "ValidationError": ("exmc.errors", "ValidationError"),
     "compile": ("exmc.model", "compile"),
     "Predictive": ("exmc.predictive", "Predictive"),
     "NUTS": ("exmc.nuts", None),
     # `pynode start --preload exmc` calls this to start the sampler pool ahead of the first call.
     "__pynode_preload__": ("exmc.nuts.pool", "__pynode_preload__"),
+    # The Erlang names a node speaking Erlang's protocol registers for exmc (exmc.interop).
+    "__erlang_exports__": ("exmc.interop", "ERLANG_EXPORTS"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -187,6 +187,19 @@ class IR:
         """rv name -> its observation."""
         return {node.rv: node for node in self.nodes if isinstance(node, Obs)}
 
+    def to_terms(self) -> list[dict[str, Any]]:
+        """This model as plain maps and lists (:mod:`exmc.terms`): what an Elixir node sends."""
+        from exmc.terms import to_terms
+
+        return to_terms(self)
+
+    @staticmethod
+    def from_terms(terms: Any) -> "IR":
+        """The model described by plain terms (:mod:`exmc.terms`); raises ValidationError."""
+        from exmc.terms import from_terms
+
+        return from_terms(terms)
+
 
 def check_structure(ir: IR) -> list[Node]:
     """Check the wiring of ``ir`` and return its nodes in dependency order (stable: among nodes

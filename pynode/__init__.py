@@ -8,6 +8,7 @@
 """
 
 from pynode import erpc, global_names
+from pynode.etf import Atom
 from pynode.execution import cancelled
 from pynode.mailbox import Pid, receive, self_pid
 from pynode.node import Node
@@ -20,7 +21,7 @@ from pynode.process import (  # noqa: E402
 )
 
 __all__ = [
-    "TLS", "Node", "Pid", "Ref", "cancelled", "demonitor", "erpc", "exit", "global_names", "link", "monitor",
+    "TLS", "Atom", "Node", "Pid", "Ref", "cancelled", "demonitor", "erpc", "exit", "global_names", "link", "monitor",
     "receive", "register", "registered", "self_pid", "send", "spawn", "spawn_link", "spawn_monitor",
     "trap_exit", "unlink", "unregister", "whereis",
 ]

@@ -3,7 +3,7 @@
 ::
 
     pynode start NAME [--cookie C | --cookie-file F] [--hidden] [--preload MODULE ...] [--port N]
-                      [--ticktime S] [--no-connect-all]
+                      [--ticktime S] [--no-connect-all] [--no-beam]
     pynode ping NODE                       # prints pong / pang (exit 0 / 1)
     pynode names [HOST]                    # like `epmd -names`
     pynode call NODE module:function [JSON_ARRAY_OF_ARGS] [--timeout S]
@@ -53,6 +53,9 @@ from pynode.ticks import resolve_ticktime
 log = logging.getLogger(__name__)
 
 PRELOAD_HOOK = "__pynode_preload__"
+# A preloaded module's table {(erlang_module, function): "python.module:function"} of functions
+# Erlang nodes may call by those names (exmc's Elixir.Exmc.NUTS.Sampler.sample_chains).
+ERLANG_EXPORTS = "__erlang_exports__"
 LOG_LEVEL_ENV = "PYNODE_LOG_LEVEL"
 DEFAULT_CALL_TIMEOUT = 60.0  # seconds; erpc.call's default in the issue
 
@@ -118,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="alive@host")
     cookie_flags(p)
     p.add_argument("--hidden", action="store_true", help="a hidden node (not in peers' Node.list())")
+    p.add_argument("--no-beam", action="store_true", help="refuse Erlang nodes (no Erlang distribution protocol)")
     p.add_argument("--preload", action="append", default=[], metavar="MODULE", help="import before ready")
     p.add_argument("--port", type=int, default=0, help="listening port (default: any free port)")
     ticktime_flag(p)
@@ -197,6 +201,11 @@ def preload(modules: Sequence[str]) -> None:
             hook = getattr(module, PRELOAD_HOOK, None)
             if callable(hook):
                 hook()
+            erlang_exports = getattr(module, ERLANG_EXPORTS, None)
+            if erlang_exports:  # what Erlang/Elixir callers may call (pynode.beam.exports)
+                from pynode.beam.exports import export_table
+
+                export_table(erlang_exports)
         except Exception as exc:
             log.exception("preloading %s failed", module_name)
             raise CliError(f"preloading module {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
@@ -217,6 +226,7 @@ def _start(args: argparse.Namespace) -> int:
         ticktime=args.ticktime,
         connect_all=args.connect_all,
         **_node_options(args),
+        beam=not args.no_beam,
     )
     try:
         preload(args.preload)

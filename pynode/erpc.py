@@ -129,7 +129,25 @@ def send_request(node: str, fn: Fn, *args: Any, capture_output: bool = True, **k
 
     Raises BadNodeName, EncodeError, or NoConnection when ``node`` cannot be connected.
     """
+    beam = _beam_request(node, fn, args, kwargs)
+    if beam is not None:
+        return beam  # type: ignore[no-any-return]
     return _send(node, encode_call(fn, args, kwargs, capture_output))
+
+
+def _beam_request(node: str, fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A call to a BEAM node (:mod:`pynode.beam.calls`: ``"module:function"`` only, terms as
+    :mod:`pynode.etf` maps them, failures as ErlangError), or None when ``node`` is a pynode node.
+    Raises TypeError for a Python callable or keyword arguments, before anything is sent."""
+    local = current()
+    conn = local.beam_peer(node)
+    if conn is None or local.beam is None:
+        return None
+    from pynode.beam.calls import BeamRequest
+
+    if kwargs:
+        raise TypeError(f"Erlang functions take no keyword arguments (got {sorted(kwargs)} for {fn!r} on {node})")
+    return BeamRequest(local.beam, conn, fn, list(args))  # type: ignore[arg-type]
 
 
 def _send(node: str, payload: payloads.Payload) -> Request:
@@ -180,9 +198,18 @@ def cast(node: str, fn: Fn, *args: Any, capture_output: bool = True, **kwargs: A
     Raises BadNodeName or EncodeError (caller mistakes); an unreachable node or a failing function
     is only logged, as Erlang's ``erpc:cast`` promises nothing.
     """
+    local = current()
+    conn = local.beam_peer(node)
+    if conn is not None and local.beam is not None:
+        from pynode.beam import calls
+
+        if kwargs:
+            raise TypeError(f"Erlang functions take no keyword arguments (got {sorted(kwargs)})")
+        calls.cast(local.beam, conn, fn, list(args))  # type: ignore[arg-type]
+        return
     data, buffers = encode_call(fn, args, kwargs, capture_output)
     try:
-        current().connection_to(node).cast(data, buffers)
+        local.connection_to(node).cast(data, buffers)
     except NoConnection as exc:
         log.info("erpc.cast to %s dropped: %s", node, exc)
 
@@ -194,12 +221,18 @@ def multicall(
     """Run ``fn`` on every node concurrently; results in node order, ``("ok", value)`` or
     ``("error", exception)`` (any failure class of :func:`call`, per node). ``timeout`` bounds the
     whole multicall; output comes home unless ``capture_output=False``. Raises EncodeError
-    (nothing sent) or BadNodeName."""
-    payload = encode_call(fn, args, kwargs, capture_output)
+    (nothing sent to a pynode node) or BadNodeName."""
+    payload: payloads.Payload | None = None
     deadline = None if timeout is None else time.monotonic() + timeout
     started: list[Request | BaseException] = []
     for node in nodes:
         try:
+            beam = _beam_request(node, fn, args, kwargs)
+            if beam is not None:
+                started.append(beam)
+                continue
+            if payload is None:
+                payload = encode_call(fn, args, kwargs, capture_output)
             started.append(_send(node, payload))
         except (NoConnection, MessageTooLarge) as exc:  # this node only: the others still get it
             started.append(exc)

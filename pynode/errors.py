@@ -104,3 +104,24 @@ class ClusterStateError(PynodeError):
 
 class CliError(PynodeError):
     """A command failed in a way the user can fix; printed as one ``pynode: error:`` line."""
+
+
+class DecodeError(PynodeError, ValueError):
+    """Bytes that are not a well-formed Erlang external term (truncated, an unknown tag, a count
+    the data cannot hold, nested too deep...); the message names the offset."""
+
+
+class ErlangError(ErpcError):
+    """An Erlang exception raised by a call on a BEAM node.
+
+    Attributes: ``node``, ``kind`` (``"error"``, ``"exit"`` or ``"throw"``, Erlang's class),
+    ``reason`` (the reason term, decoded) and ``stacktrace`` (Erlang's stack trace term, a list;
+    empty for ``exit`` and ``throw``).
+    """
+
+    def __init__(self, node: str, kind: str, reason: object, stacktrace: object = ()) -> None:
+        super().__init__(f"{kind}: {reason!r} (raised on {node})")
+        self.node = node
+        self.kind = kind
+        self.reason = reason
+        self.stacktrace = stacktrace

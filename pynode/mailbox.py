@@ -193,10 +193,18 @@ def self_pid() -> Pid:
 def send(pid: Pid, message: Any) -> None:
     """Send ``message`` to ``pid`` on any node (connecting implicitly); returns at once.
 
+    ``pid`` may also be a :class:`pynode.etf.BeamPid` or ``(registered_name, beam_node)``: the
+    message goes to that Erlang process as a term (:func:`pynode.beam.send`).
+
     Raises TypeError for a non-Pid, EncodeError when ``message`` cannot be pickled, NodeNotStarted.
     An unreachable node or a dead mailbox drops the message (logged), as Erlang's ``!`` does.
     """
     if not isinstance(pid, Pid):
+        if type(pid).__name__ == "BeamPid" or (isinstance(pid, tuple) and len(pid) == 2):
+            from pynode import beam  # a process of a BEAM node, or (name, beam_node)
+
+            beam.send(pid, message)  # type: ignore[arg-type]
+            return
         raise TypeError(f"send needs a pynode Pid, got {type(pid).__name__} {pid!r}")
     node = current()
     if pid.node == node.name:

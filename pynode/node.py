@@ -17,6 +17,12 @@ import time
 
 from pynode import cookie as cookies
 from pynode import handshake, kinds, limits, names, output, portmapper, runtime, transport
+from pynode.beam import calls as beam_calls
+from pynode.beam import handshake as beam_handshake
+from pynode.beam.connection import BeamConnection
+from pynode.beam.dist import BeamSide
+from pynode.beam.local import MailboxProcesses
+from pynode.beam.peers import BeamPeers, MeshView
 from pynode.connection import Connection, NodeService
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
 from pynode.handoff import HandoffWatchdog
@@ -39,13 +45,22 @@ PING_TIMEOUT = 5.0
 
 
 
-class LocalNode:
+class LocalNode(BeamPeers):
     """This process as a node. Create it with :meth:`Node.start`; one per process."""
 
     def __init__(
-        self, name: str, cookie: str, *, hidden: bool, port: int, ticktime: float | None = None, connect_all: bool = True,
+        self,
+        name: str,
+        cookie: str,
+        *,
+        hidden: bool,
+        port: int,
+        ticktime: float | None = None,
+        connect_all: bool = True,
         max_message_size: int = limits.DEFAULT_MAX_MESSAGE_SIZE,
-        handshake_slots: int = limits.DEFAULT_HANDSHAKE_SLOTS, tls: TLS | None = None,
+        handshake_slots: int = limits.DEFAULT_HANDSHAKE_SLOTS,
+        tls: TLS | None = None,
+        beam: bool = True,
     ) -> None:
         parsed = names.parse(name)
         self.max_message_size = max_message_size
@@ -68,13 +83,19 @@ class LocalNode:
         self._dial_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.ticktime = resolve_ticktime(ticktime)
-        self.mesh = Mesh(self, connect_all)
+        self.mesh = Mesh(MeshView(self), connect_all)  # BEAM peers take part (pynode.beam.peers)
         self.handoff = HandoffWatchdog(self._connections_snapshot, parsed.alive)
         self.ticker = Ticker(self._connections_snapshot, self.ticktime, parsed.alive)
+        # Erlang's distribution on the same port (pynode.beam); None with beam=False (--no-beam).
+        self.beam: BeamSide | None = None
+        # Erlang's sends to a registered name reach pynode.register'ed processes too
+        self.beam_processes = MailboxProcesses(self.mailboxes, whereis=self.processes.names.whereis)
+        self._unmarked_pynode: dict[str, int] = {}  # peer -> port where it refused Erlang's handshake
+        authenticator = handshake.Authenticator(
+            self.name, self.cookie_for, hidden=hidden, max_message_size=max_message_size, tls=server_tls,
+            other=None if tls is not None else self._other_protocol,  # a TLS node speaks no plain Erlang
+        )
         try:
-            authenticator = handshake.Authenticator(
-                self.name, self.cookie_for, hidden=hidden, max_message_size=max_message_size, tls=server_tls
-            )
             self._listener = transport.Listener(
                 self.host, port, authenticator, self._accepted, handshake_slots=handshake_slots
             )
@@ -89,12 +110,16 @@ class LocalNode:
         self._listener_thread.start()
         try:
             portmapper.ensure_running(self.host)
-            self._registration = portmapper.register(self.host, parsed.alive, self.port, hidden=hidden)
+            self._registration = portmapper.register(
+                self.host, parsed.alive, self.port, hidden=hidden, extra=portmapper.PYNODE_EXTRA
+            )
         except PortMapperError:
             self._listener.close()
             self.handoff.stop()
             self.ticker.stop()
             raise
+        if beam and tls is None:  # Erlang's distribution has no TLS here: a TLS node refuses it
+            self.beam = BeamSide(self, self.beam_processes)
         log.info("node %s listening on %s:%d", self.name, self.host, self.port)
 
     # --- cookies ------------------------------------------------------------------------------
@@ -162,8 +187,12 @@ class LocalNode:
         self.mesh.connected(conn)
         return use
 
-    def _accepted(self, sock: socket.socket, peer: PeerInfo) -> None:
+    def _accepted(self, sock: socket.socket, peer: PeerInfo | beam_handshake.BeamPeer) -> None:
         """Serve an accepted, authenticated connection in this (the listener's) thread."""
+        if isinstance(peer, beam_handshake.BeamPeer):
+            if self.beam is not None:
+                self.beam.serve(sock, peer)
+            return
         conn = Connection(self, sock, peer)
         transport.wrap(sock, NodeService(conn), peer, self.max_message_size)
         self._register(conn)
@@ -233,8 +262,11 @@ class LocalNode:
     def peers(self, kind: Kind) -> list[str]:
         kinds.check(kind, "Node.list")
         with self._lock:
-            conns = [conn for conn in self._connections.values() if not conn.closed and conn.name != self.name]
-        return sorted(conn.name for conn in conns if kinds.includes(kind, conn.hidden or self.hidden))
+            conns: list[Connection | BeamConnection] = [
+                conn for conn in self._connections.values() if not conn.closed and conn.name != self.name
+            ]
+        conns += self.beam.connections() if self.beam is not None else []
+        return sorted({conn.name for conn in conns if kinds.includes(kind, conn.hidden or self.hidden)})
 
     def disconnect(self, peer: str) -> bool:
         """Close every connection with ``peer``: it is down at once (monitors fire, as Erlang's
@@ -250,10 +282,17 @@ class LocalNode:
             if hidden is not None:
                 self.monitors.node_down(peer, hidden)
                 self.processes.node_down(peer)
-        return bool(found)
+        beam_found = self.beam is not None and self.beam.disconnect(peer)
+        return bool(found) or beam_found
 
     def ping(self, peer: str) -> bool:
         try:
+            conn = self.beam_peer(peer)
+            if conn is not None and self.beam is not None:
+                if beam_calls.ping(self.beam, conn, PING_TIMEOUT):
+                    return True
+                log.info("ping %s: pang (no answer within %s s)", peer, PING_TIMEOUT)
+                return False
             if self.connection_to(peer).ping(PING_TIMEOUT):
                 return True
             log.info("ping %s: pang (no answer within %s s)", peer, PING_TIMEOUT)
@@ -285,6 +324,8 @@ class LocalNode:
         self.handoff.stop()
         self.ticker.stop()
         self.processes.stop()  # spawned processes end with the node (best effort)
+        if self.beam is not None:
+            self.beam.stop()
         with self._lock:
             conns = list(self._all_connections)
         for conn in conns:
@@ -310,6 +351,7 @@ class Node:
         max_message_size: int | str | None = None,
         handshake_slots: int | None = None,
         tls: TLS | None = None,
+        beam: bool = True,
     ) -> str:
         """Make this process the node ``name`` (``alive@host``) and return the name.
 
@@ -339,6 +381,10 @@ class Node:
         off for this node (it neither announces nor follows announcements). Hidden nodes never
         take part.
 
+        With ``beam`` (the default) the node also speaks Erlang's distribution protocol on the
+        same port (:mod:`pynode.beam`; its MD5 handshake is weaker than pynode's own, so use it on
+        trusted networks); ``beam=False`` refuses Erlang nodes, and so does a node with ``tls``.
+
         Raises BadNodeName, CookieError, ValueError for a ticktime below 1 s or not a number,
         TLSError, PortMapperError (e.g. the name is taken), PynodeError for a bad limit, when the
         address cannot be bound or a node is already running in this process.
@@ -355,7 +401,7 @@ class Node:
                 name, cookies.resolve(cookie), hidden=hidden, port=port, ticktime=ticktime, connect_all=connect_all,
                 max_message_size=limits.max_message_size(max_message_size),
                 handshake_slots=limits.handshake_slots(handshake_slots),
-                tls=tls if tls is not None else tls_config.from_env(),
+                tls=tls if tls is not None else tls_config.from_env(), beam=beam,
             )
             runtime.install(node)
             return node.name
@@ -392,7 +438,7 @@ class Node:
         """Connect to ``peer``; True on success (or when already connected), False when it cannot
         be reached or refuses us (the reason is logged). Raises BadNodeName, NodeNotStarted."""
         try:
-            runtime.current().connection_to(peer)
+            runtime.current().reach(peer)
             return True
         except NoConnection as exc:
             log.warning("Node.connect(%r) failed: %s", peer, exc)
@@ -423,7 +469,7 @@ class Node:
             return
         node.monitors.monitor(peer, mailbox_id)
         try:
-            node.connection_to(peer)
+            node.reach(peer)
         except NoConnection as exc:
             log.info("monitor of %s: nodedown at once (%s)", peer, exc)
             node.monitors.unreachable(peer, mailbox_id)

@@ -56,6 +56,10 @@ HIGHEST_VERSION = 6
 LOWEST_VERSION = 5
 
 MAX_NAME_BYTES = 255  # epmd's MAXSYMLEN: longer alive names are refused
+# ALIVE2's Extra field of a pynode node: how a peer tells, from the port mapper's answer, that the
+# node speaks pynode's protocol (besides Erlang's). A real epmd keeps and returns it too; BEAM
+# nodes register an empty Extra.
+PYNODE_EXTRA = b"pynode/1"
 RESULT_OK = 0
 
 # --- client tuning -----------------------------------------------------------------------------
@@ -97,6 +101,12 @@ class NodeInfo:
     @property
     def hidden(self) -> bool:
         return self.node_type == NODE_TYPE_HIDDEN
+
+    @property
+    def speaks_pynode(self) -> bool:
+        """True for a node that registered with :data:`PYNODE_EXTRA` (a pynode node); False for
+        a BEAM node, which speaks only Erlang's distribution protocol."""
+        return self.extra.split(b" ", 1)[0] == PYNODE_EXTRA
 
 
 def _resolve(mapper_port: int | None) -> int:

@@ -39,14 +39,16 @@ earlier run of a restarted node reaches the new run's process of the same number
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
 
-from pynode import erpc, names, outcome, signals
+from pynode import beam, erpc, names, outcome, signals
 from pynode import payload as payloads
-from pynode.errors import EncodeError
+from pynode.errors import EncodeError, NoConnection
+from pynode.etf import BeamPid
 from pynode.mailbox import Pid, self_pid
 from pynode.mailbox import send as _send_to_pid
 from pynode.registered import check_name
@@ -61,6 +63,8 @@ __all__ = [
 # Seconds a remote spawn waits for the node to start the process (a round trip; the function
 # then runs on its own). Erlang's spawn/4 waits as long as the connection setup.
 SPAWN_TIMEOUT = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def _check_pid(pid: Any, what: str) -> Pid:
@@ -223,6 +227,9 @@ def send(dest: Pid | str | tuple[str, str], message: Any) -> None:
     if isinstance(dest, Pid):
         _send_to_pid(dest, message)
         return
+    if isinstance(dest, BeamPid):  # a process of a BEAM node: the message goes as a term
+        beam.send(dest, message)
+        return
     node = current()
     if isinstance(dest, str):
         check_name(dest, "send")
@@ -241,6 +248,13 @@ def send(dest: Pid | str | tuple[str, str], message: Any) -> None:
             pid = node.processes.names.whereis(name)
             if pid is not None:
                 _send_to_pid(pid, message)
+            return
+        try:
+            if node.beam_peer(where) is not None:  # a name registered on a BEAM node: sent as a term
+                beam.send((name, where), message)
+                return
+        except NoConnection as exc:  # fire-and-forget, as Erlang's {Name, Node} ! Msg
+            log.info("message to %r dropped: %s", dest, exc)
             return
         try:
             data = _in_band(message)
