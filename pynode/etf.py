@@ -20,6 +20,7 @@ Python                      Erlang term (tag written)                    decoded
 :class:`pynode.Pid`         pid (88) of this node                        :class:`pynode.Pid`
 :class:`BeamPid`            pid (88) of another node                     :class:`BeamPid`
 :class:`Ref`                reference (90)                               :class:`Ref`
+:class:`pynode.Ref`         reference (90) of this node, marked          :class:`pynode.Ref`
 :class:`Port`               port (89, 120 when its id exceeds 32 bits)   :class:`Port`
 :class:`Export`             ``fun M:F/A`` (113)                          :class:`Export`
 :class:`Fun`                a fun's exact bytes (112), kept opaque       :class:`Fun`
@@ -39,6 +40,13 @@ node's registration creation when the encoder knows it, see :class:`Local`); a p
 node decodes back to a pynode ``Pid``, a pid of any other node to a :class:`BeamPid` keeping all
 four fields, so it encodes back to the same bytes.
 
+References: a pynode :class:`pynode.Ref` ``(node, id)`` (a monitor's reference) is written as a
+3-word reference of ``node``: ``(id mod 2**18, (id >> 18) mod 2**32, PYREF_MARK)``, with the
+node's creation like a pid; a reference of the local node whose third word is
+:data:`PYREF_MARK` decodes back to a pynode ``Ref``, any other to an etf :class:`Ref`. So the
+``ref`` of ``pynode.monitor(beam_pid)`` is the Erlang reference of the MONITOR_P it sends, and
+a pynode ``Ref`` in a message to an Erlang process comes back as itself.
+
 Safety (the decoder reads bytes from the network): every malformed, truncated or hostile input
 raises :class:`~pynode.errors.DecodeError` naming the offset; nothing is allocated from a count a
 peer announced before checking that the bytes for it are there (each element takes at least one
@@ -57,6 +65,10 @@ from typing import Any, NamedTuple
 
 from pynode.errors import DecodeError, EncodeError
 from pynode.mailbox import Pid
+from pynode.signals import Ref as PyRef
+
+# Third word of the Erlang form of a pynode Ref (pynode.beam.dist's own refs never use it).
+PYREF_MARK = 0x70794E64  # "pyNd"
 
 # --- tags (erts/doc/guides/erl_ext_dist.md) ----------------------------------------------------
 VERSION = 131
@@ -267,6 +279,14 @@ class _Encoder:
             self.atom(term.node)
             out += _U32.pack(term.creation)
             for word in term.ids:
+                out += _U32.pack(word)
+        elif kind is PyRef:
+            creation = self.local.creation if self.local is not None and term.node == self.local.node else 0
+            out.append(NEWER_REFERENCE_EXT)
+            out += _U16.pack(3)
+            self.atom(term.node)
+            out += _U32.pack(creation)
+            for word in (term.id & 0x3FFFF, (term.id >> 18) & 0xFFFFFFFF, PYREF_MARK):
                 out += _U32.pack(word)
         elif kind is Port:
             if term.id >> 32:
@@ -599,6 +619,8 @@ class _Decoder:
                 creation, pos = self.u8(pos, "reference creation"), pos + 1
             self.need(pos, 4 * n, "reference words")
             ids = struct.unpack_from(f">{n}I", buf, pos)
+            if n == 3 and ids[2] == PYREF_MARK and self.local is not None and node == self.local.node:
+                return PyRef(str(node), ids[0] | ids[1] << 18), pos + 4 * n
             return Ref(str(node), creation, ids), pos + 4 * n
         if tag == REFERENCE_EXT:
             node, pos = self.atom_term(pos, "reference node")

@@ -21,7 +21,7 @@ from pynode.beam import calls as beam_calls
 from pynode.beam import handshake as beam_handshake
 from pynode.beam.connection import BeamConnection
 from pynode.beam.dist import BeamSide
-from pynode.beam.local import MailboxProcesses
+from pynode.beam.local import LocalProcesses
 from pynode.beam.peers import BeamPeers, MeshView
 from pynode.connection import Connection, NodeService
 from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
@@ -88,8 +88,9 @@ class LocalNode(BeamPeers):
         self.ticker = Ticker(self._connections_snapshot, self.ticktime, parsed.alive)
         # Erlang's distribution on the same port (pynode.beam); None with beam=False (--no-beam).
         self.beam: BeamSide | None = None
-        # Erlang's sends to a registered name reach pynode.register'ed processes too
-        self.beam_processes = MailboxProcesses(self.mailboxes, whereis=self.processes.names.whereis)
+        # Erlang's signals reach pynode's processes, its sends pynode.register'ed names
+        self.beam_processes = LocalProcesses(self.mailboxes, self.processes)
+        self.processes.foreign = self._beam_signal  # pynode processes' signals to BEAM processes
         self._unmarked_pynode: dict[str, int] = {}  # peer -> port where it refused Erlang's handshake
         authenticator = handshake.Authenticator(
             self.name, self.cookie_for, hidden=hidden, max_message_size=max_message_size, tls=server_tls,

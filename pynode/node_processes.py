@@ -43,6 +43,9 @@ class NodeProcesses:
         self._mailboxes = mailboxes
         self._stopped = False  # set once by stop(): then signals to other nodes are dropped
         self._connect = connect
+        # The node's hook for peers that are not pynode nodes (BEAM nodes, pynode.beam.procs):
+        # sends the signal and returns whether it went, or None for a pynode peer.
+        self.foreign: Callable[[str, tuple], bool | None] | None = None
         self.table = ProcessTable(mailboxes, self)
         self.names = NameTable(self.node, self.table.alive)
         self.sinks = output.Sinks(self.send_signal)
@@ -102,6 +105,10 @@ class NodeProcesses:
             return True
         if self._stopped:
             return False
+        if self.foreign is not None:
+            sent = self.foreign(node, signal)
+            if sent is not None:
+                return sent
         try:
             data, buffers = signals.encode(signal)
         except EncodeError:

@@ -68,9 +68,9 @@ log = logging.getLogger(__name__)
 
 
 def _check_pid(pid: Any, what: str) -> Pid:
-    if not isinstance(pid, Pid):
-        raise TypeError(f"{what}: pid must be a pynode Pid, got {type(pid).__name__} {pid!r}")
-    return pid
+    if not isinstance(pid, (Pid, BeamPid)):
+        raise TypeError(f"{what}: pid must be a pynode Pid, got {type(pid).__name__} {pid!r} (or a BeamPid: an Erlang process)")
+    return pid  # a BeamPid (a process of a BEAM node) takes part as a pid of its node would
 
 
 def _spawn(node: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, link: bool,
@@ -198,7 +198,9 @@ def register(name: str, pid: Pid | None = None) -> None:
     process of this node."""
     check_name(name, "register")
     node = current()
-    node.processes.names.register(name, self_pid() if pid is None else _check_pid(pid, "register"))
+    if pid is not None and not isinstance(pid, Pid):
+        raise TypeError(f"register: pid must be a pynode Pid, got {type(pid).__name__} {pid!r}")
+    node.processes.names.register(name, self_pid() if pid is None else pid)
 
 
 def unregister(name: str) -> None:

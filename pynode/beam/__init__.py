@@ -24,15 +24,18 @@ from pynode.mailbox import Pid
 
 
 def register(name: str, pid: Pid | None = None) -> None:
-    """Register ``pid`` (default: the calling thread's mailbox) as ``name``, so that Erlang's
-    ``send({name, :"py@host"}, msg)`` reaches it. Raises ValueError when the name is taken,
-    NodeNotStarted."""
-    node = runtime.current()
-    node.beam_processes.register(name, pid if pid is not None else node.mailboxes.own().pid)
+    """An alias of :func:`pynode.register`: Erlang's ``send({name, :"py@host"}, msg)`` and
+    ``monitor(process, {name, :"py@host"})`` look in the node's one name table."""
+    from pynode import process
+
+    process.register(name, pid)
 
 
 def unregister(name: str) -> None:
-    runtime.current().beam_processes.unregister(name)
+    """An alias of :func:`pynode.unregister`."""
+    from pynode import process
+
+    process.unregister(name)
 
 
 def send(dest: BeamPid | tuple[str, str], message: Any) -> None:

@@ -16,7 +16,10 @@ SPAWN_REQUEST any other MFA       ``Node.spawn(node, M, F, A)``: a task exiting 
                                   ``{{python, Class, Msg, Tb}, Stack}``
 DEMONITOR_P of a call's monitor,  cancels the task (as pynode's own timeout does, see
 EXIT2 / link EXIT not ``normal``  :mod:`pynode.execution`): erpc's timeout demonitors
-MONITOR_P / LINK / UNLINK_ID      monitors and links of tasks (``noproc`` at once for others)
+MONITOR_P / LINK / UNLINK_ID /    monitors, links and exit signals of tasks; of pynode processes
+EXIT / EXIT2 / MONITOR_P_EXIT     (and the DOWNs of their monitors of Erlang processes) through
+                                  :mod:`pynode.beam.procs` into the process table; ``noproc`` at
+                                  once for anything else
 REG_SEND ``net_kernel``           ``{'$gen_call', From, {is_auth, _}}``: replies ``yes`` (net_adm:ping)
 REG_SEND ``rex``                  ``rpc``'s old path: ``{call | block_call, M, F, A, GL}`` gen_calls,
                                   ``{cast, ...}`` casts and ``features_request``
@@ -40,7 +43,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pynode import etf
+from pynode import etf, signals
 from pynode.beam import handshake as hs
 from pynode.beam.connection import (
     OP_DEMONITOR_P, OP_EXIT, OP_EXIT2, OP_EXIT2_TT, OP_EXIT_TT, OP_LINK, OP_MONITOR_P, OP_MONITOR_P_EXIT,
@@ -49,8 +52,9 @@ from pynode.beam.connection import (
     OP_SPAWN_REPLY_TT, OP_SPAWN_REQUEST, OP_SPAWN_REQUEST_TT, OP_UNLINK_ID, OP_UNLINK_ID_ACK,
     BeamConnection, Ticker,
 )
+from pynode.beam import procs
 from pynode.beam.tasks import KILLED, NORMAL, Processes, TaskTable
-from pynode.errors import HandshakeError, NoConnection
+from pynode.errors import EncodeError, HandshakeError, NoConnection
 from pynode.etf import Atom, BeamPid, Ref
 from pynode.mailbox import Pid
 
@@ -114,7 +118,7 @@ class BeamSide:
         self.tasks = TaskTable(owner.name, processes, self._lock)
         self._waiters: dict[Ref, Waiter] = {}
         self._ref_ids = itertools.count(1)
-        self._ref_salt = secrets.randbits(32)
+        self._ref_salt = secrets.randbits(32) | 0x80000000  # never etf.PYREF_MARK (a pynode Ref)
         self.ticker = Ticker(self.connections)
         self._stopped = False
 
@@ -266,6 +270,32 @@ class BeamSide:
         with self._lock:
             return self._waiters.pop(ref, None)
 
+    # --- pynode processes' signals to Erlang processes ------------------------------------------
+
+    def send_signal(self, conn: BeamConnection, signal: tuple) -> bool:
+        """A pynode process's signal to a process of the BEAM peer ``conn`` (monitor, link, exit,
+        DOWN: :mod:`pynode.beam.procs`). False when it cannot be sent (the connection is gone, or
+        Erlang has no form of the signal)."""
+        try:
+            control = procs.to_control(signal, self.owner.name)
+        except (TypeError, ValueError) as exc:
+            log.warning("%s: %r has no Erlang form: %s", self.owner.name, signal, exc)
+            return False
+        if control is None:
+            log.info("%s: %s to the Erlang node %s dropped: Erlang has no form of it", self.owner.name, type(signal).__name__, conn.name)
+            return False
+        try:
+            return conn.send(control)
+        except EncodeError as exc:  # a pid or ref with no Erlang form: the reason is already mapped
+            log.warning("%s: %r to %s not sent: %s", self.owner.name, signal, conn.name, exc)
+            return False
+
+    def _to_processes(self, conn: BeamConnection, control: tuple[Any, ...], payload: Any) -> None:
+        """A control message about a pynode process (not a task), handed to the process table."""
+        signal = procs.from_control(control, payload)
+        if signal is not None:
+            self.processes.on_signal(conn.name, signal)
+
     # --- incoming signals ------------------------------------------------------------------------
 
     def signal(self, conn: BeamConnection, control: tuple[Any, ...], message: Any) -> None:
@@ -341,28 +371,38 @@ class BeamSide:
 
     def _on_monitor(self, conn: BeamConnection, c: tuple[Any, ...], _: Any) -> None:
         watcher, target, ref = c[1], c[2], c[3]
+        if isinstance(target, Atom) and target not in ("net_kernel", "rex"):
+            pid = self.processes.whereis(target)
+            if pid is not None:  # a registered pynode process: monitored as its pid
+                self.processes.on_signal(conn.name, signals.Monitor(watcher, pid, ref))
+                return
         if isinstance(target, Pid):
             with self._lock:
                 task = self.tasks.get(target)
                 if task is not None:
                     task.monitors[ref] = watcher
                     return
-            if self.processes.alive(target):
-                return  # a live mailbox: it reports no exit (monitors of processes come with them)
-            conn.send((OP_MONITOR_P_EXIT, target, watcher, ref, NOPROC))
-        elif isinstance(target, Atom) and (target in ("net_kernel", "rex") or self.processes.whereis(target) is not None):
+            self._to_processes(conn, c, None)  # the table answers noproc for a dead pid
+        elif isinstance(target, Atom) and target in ("net_kernel", "rex"):
             return  # these never exit while the node lives
         else:  # a name nobody holds, or not a process of this node: DOWN at once, as BEAM does
             conn.send((OP_MONITOR_P_EXIT, target, watcher, ref, NOPROC))
 
     def _on_demonitor(self, conn: BeamConnection, c: tuple[Any, ...], _: Any) -> None:
         target, ref = c[2], c[3]
+        if isinstance(target, Atom):
+            pid = self.processes.whereis(target)
+            if pid is not None:
+                self.processes.on_signal(conn.name, signals.Demonitor(c[1], pid, ref))
+            return
         if not isinstance(target, Pid):
             return
         with self._lock:
             task = self.tasks.get(target)
-            if task is None:
-                return
+        if task is None:
+            self._to_processes(conn, c, None)
+            return
+        with self._lock:
             task.monitors.pop(ref, None)
             cancel = task.call_ref == ref  # erpc gave up on the call (its timeout)
         if cancel:
@@ -376,6 +416,9 @@ class BeamSide:
             if task is not None:
                 task.links.add(origin)
                 return
+        if isinstance(target, Pid):  # a pynode process (the table answers noproc for a dead one)
+            self._to_processes(conn, c, None)
+            return
         conn.send((OP_EXIT, target, origin, NOPROC))
 
     def _on_unlink(self, conn: BeamConnection, c: tuple[Any, ...], _: Any) -> None:
@@ -384,6 +427,8 @@ class BeamSide:
             task = self.tasks.get(target)
             if task is not None:
                 task.links.discard(origin)
+        if task is None and isinstance(target, Pid):
+            self._to_processes(conn, c, None)
         conn.send((OP_UNLINK_ID_ACK, unlink_id, target, origin))
 
     def _on_exit(self, conn: BeamConnection, c: tuple[Any, ...], payload: Any) -> None:
@@ -396,8 +441,11 @@ class BeamSide:
         linked = op in (OP_EXIT, OP_EXIT_TT, OP_PAYLOAD_EXIT, OP_PAYLOAD_EXIT_TT)
         with self._lock:
             task = self.tasks.get(target)
-            if task is None:
-                return
+        if task is None:
+            if isinstance(target, Pid):
+                self._to_processes(conn, c, payload)
+            return
+        with self._lock:
             if linked:
                 if origin not in task.links:
                     return
@@ -412,6 +460,8 @@ class BeamSide:
         waiter = self.forget(ref)
         if waiter is not None:
             waiter.finish(("DOWN", reason))
+        elif isinstance(c[2], Pid):  # a pynode process's monitor of an Erlang process
+            self._to_processes(conn, c, payload)
 
     def _on_spawn_reply(self, conn: BeamConnection, c: tuple[Any, ...], _: Any) -> None:
         req_id, result = c[1], c[4]

@@ -1,26 +1,38 @@
-"""The :class:`pynode.beam.dist.Processes` seam over what pynode has today: thread mailboxes
-(:mod:`pynode.mailbox`) and a small table of names registered for Erlang peers
-(:func:`pynode.beam.register`). When pynode gains processes and registered names of its own,
-this adapter is the one place to point at them."""
+"""The :class:`pynode.beam.tasks.Processes` seam over the node's processes
+(:mod:`pynode.proctable`) and its registered names (:mod:`pynode.registered`): the one name
+table :func:`pynode.register` fills is the one Erlang's ``send({name, node}, msg)`` and
+``monitor(process, {name, node})`` look in (:func:`pynode.beam.register` is an alias)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pynode.mailbox import Pid, Registry
 
 
-class MailboxProcesses:
-    """Processes = mailboxes; names = a dict guarded by a lock, then ``whereis`` (the node's own
-    registered names, once it has them: pass ``node.processes.names.whereis``)."""
+class _Table(Protocol):
+    def alive(self, pid: Pid) -> bool: ...
 
-    def __init__(self, mailboxes: Registry, whereis: Callable[[str], Pid | None] | None = None) -> None:
+    def on_signal(self, peer: str, signal: tuple) -> None: ...
+
+
+class _Names(Protocol):
+    def whereis(self, name: str) -> Pid | None: ...
+
+
+class NodeProcesses(Protocol):
+    """What this adapter needs of :class:`pynode.node_processes.NodeProcesses`."""
+
+    table: _Table
+    names: _Names
+
+
+class LocalProcesses:
+    """Processes = the node's process table (mailboxes for delivery); names = its name table."""
+
+    def __init__(self, mailboxes: Registry, processes: NodeProcesses) -> None:
         self._mailboxes = mailboxes
-        self._lock = threading.Lock()
-        self._names: dict[str, Pid] = {}
-        self._whereis = whereis
+        self._processes = processes
 
     def self_pid(self) -> Pid:
         return self._mailboxes.own().pid
@@ -29,22 +41,13 @@ class MailboxProcesses:
         self._mailboxes.deliver(pid.id, message)
 
     def alive(self, pid: Pid) -> bool:
-        return pid.id in self._mailboxes._boxes  # the registry has no public lookup yet
+        return self._processes.table.alive(pid)
 
     def whereis(self, name: str) -> Pid | None:
-        with self._lock:
-            pid = self._names.get(name)
-        if pid is None and self._whereis is not None:
-            pid = self._whereis(name)
-        return pid
+        try:
+            return self._processes.names.whereis(name)
+        except (TypeError, ValueError):  # not a name pynode could register ('', ' x')
+            return None
 
-    def register(self, name: str, pid: Pid) -> None:
-        with self._lock:
-            holder = self._names.get(name)
-            if holder is not None and holder != pid:
-                raise ValueError(f"name {name!r} is already registered to {holder!r}")
-            self._names[name] = pid
-
-    def unregister(self, name: str) -> None:
-        with self._lock:
-            self._names.pop(name, None)
+    def on_signal(self, peer: str, signal: tuple) -> None:
+        self._processes.table.on_signal(peer, signal)

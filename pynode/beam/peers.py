@@ -8,6 +8,7 @@ the listener's hook for foreign first bytes, and the per-peer protocol choice ``
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from typing import TYPE_CHECKING, Any
@@ -16,11 +17,14 @@ from pynode import names, portmapper
 from pynode.beam import handshake as beam_handshake
 from pynode.beam.connection import BeamConnection
 from pynode.beam.dist import BeamSide, NotBeam
-from pynode.errors import HandshakeError, PortMapperError
+from pynode.errors import BadNodeName, HandshakeError, NoConnection, PortMapperError
 
 if TYPE_CHECKING:
     from pynode.monitors import NodeMonitors
+    from pynode.node_processes import NodeProcesses
     from pynode.portmapper import Registration
+
+log = logging.getLogger(__name__)
 
 # Seconds to look a BEAM peer up and connect to it (as pynode.node's CONNECT_TIMEOUT).
 CONNECT_TIMEOUT = 7.0
@@ -33,6 +37,7 @@ class BeamPeers:
     name: str
     beam: BeamSide | None
     monitors: NodeMonitors
+    processes: NodeProcesses
     _lock: threading.Lock
     _up: dict[str, bool]
     _connections: dict[str, Any]
@@ -66,6 +71,7 @@ class BeamPeers:
             others = [conn for conn in self._all_connections if conn.name == peer and not conn.closed]
             if not others and self._up.pop(peer, None) is not None:
                 self.monitors.node_down(peer, hidden)
+                self.processes.node_down(peer)  # monitors and links of its processes: noconnection
 
     def beam_peer(self, peer: str) -> BeamConnection | None:
         """The Erlang connection to ``peer`` when it is a BEAM node (dialling it if needed), None
@@ -93,6 +99,20 @@ class BeamPeers:
         except NotBeam:  # a pynode node without the port mapper mark (an older pynode): speak pynode
             self._unmarked_pynode[str(parsed)] = info.port
             return None
+
+    def _beam_signal(self, peer: str, signal: tuple) -> bool | None:
+        """NodeProcesses' hook: a pynode process's signal to a process of ``peer`` when it is a
+        BEAM node (True/False: sent or not), None when it is a pynode node."""
+        try:
+            conn = self.beam_peer(peer)
+        except NoConnection as exc:
+            log.info("%s to %s not sent: %s", type(signal).__name__, peer, exc)
+            return False
+        except BadNodeName:
+            return None
+        if conn is None or self.beam is None:
+            return None
+        return self.beam.send_signal(conn, signal)
 
     def reach(self, peer: str) -> None:
         """Connect to ``peer`` in whichever protocol it speaks. Raises NoConnection, BadNodeName."""

@@ -43,8 +43,8 @@ SPAWN_MONITORED = 2
 
 
 class Processes(Protocol):
-    """The node's processes, as the BEAM side needs them (pynode's mailboxes today; its
-    processes and registered names once they exist)."""
+    """The node's processes and registered names, as the BEAM side needs them
+    (:class:`pynode.beam.local.LocalProcesses`)."""
 
     def self_pid(self) -> Pid:
         """The calling thread's pid (its mailbox is created on first use)."""
@@ -57,6 +57,10 @@ class Processes(Protocol):
 
     def alive(self, pid: Pid) -> bool:
         """True while the local process ``pid`` exists."""
+
+    def on_signal(self, peer: str, signal: tuple) -> None:
+        """A signal (:mod:`pynode.signals`) from a process of the BEAM peer ``peer`` to a local
+        process, or the DOWN of a local process's monitor of one (:mod:`pynode.beam.procs`)."""
 
 
 @dataclass(eq=False)
