@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="largest message accepted from a peer, e.g. 64M (default $PYNODE_MAX_MESSAGE_SIZE or 1GiB)")
         p.add_argument("--handshake-slots", type=int, metavar="N",
                        help="connections allowed in their handshake at once (default $PYNODE_HANDSHAKE_SLOTS or 64)")
+        p.add_argument("--beam-max-calls", type=int, metavar="N",
+                       help="calls one Erlang node may run here at once (default $PYNODE_BEAM_MAX_CALLS or 256)")
         p.add_argument("--tls-certfile", metavar="FILE", help="this node's TLS certificate (PEM; with TLS, all three)")
         p.add_argument("--tls-keyfile", metavar="FILE", help="this node's TLS private key (PEM)")
         p.add_argument("--tls-cafile", metavar="FILE", help="the cluster CA certificate peers must be signed by")
@@ -165,7 +167,10 @@ def _parser() -> argparse.ArgumentParser:
 def _node_options(args: argparse.Namespace) -> dict[str, Any]:
     """Node.start's limit and TLS arguments from the flags (None: Node.start reads the environment)."""
     tls = tls_config.from_files(args.tls_certfile, args.tls_keyfile, args.tls_cafile, "--tls-certfile/keyfile/cafile")
-    return {"max_message_size": args.max_message_size, "handshake_slots": args.handshake_slots, "tls": tls}
+    options = {"max_message_size": args.max_message_size, "handshake_slots": args.handshake_slots, "tls": tls}
+    if getattr(args, "beam_max_calls", None) is not None:
+        options["beam_max_calls"] = args.beam_max_calls
+    return options
 
 
 def _tls(args: argparse.Namespace) -> int:

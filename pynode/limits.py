@@ -11,6 +11,13 @@ node's memory or threads:
   it allocates anything (:mod:`pynode.transport`);
 - ``handshake_slots`` bounds the connections that have not yet proved the cookie: each holds a
   thread for at most the handshake timeout, and more are closed as soon as they are accepted.
+  Erlang's handshakes (:mod:`pynode.beam`) take the same slots: the listener runs them inside
+  its authenticator;
+- ``beam_max_calls`` bounds the Python functions one BEAM peer runs here at once (each
+  ``:erpc.call``/``cast``, ``:rpc.call``, ``Node.spawn`` is a thread of its own,
+  :mod:`pynode.beam.tasks`); one over it is refused with Erlang's ``system_limit``
+  (``:erpc.call`` raises ``{:erpc, :system_limit}``, ``:rpc.call`` returns
+  ``{:badrpc, :system_limit}``, a cast is dropped and logged) and no thread is started.
 """
 
 from __future__ import annotations
@@ -34,7 +41,12 @@ MAX_FRAME = (1 << 32) - 1
 # threads stalled for the handshake timeout are cheap).
 DEFAULT_HANDSHAKE_SLOTS = 64
 
+# Default number of Python functions one BEAM peer may run here at once (threads; a notebook's
+# erpc:multicall or a pool of Elixir tasks stays far below it).
+DEFAULT_BEAM_MAX_CALLS = 256
+
 MAX_MESSAGE_SIZE_ENV = "PYNODE_MAX_MESSAGE_SIZE"
+BEAM_MAX_CALLS_ENV = "PYNODE_BEAM_MAX_CALLS"
 HANDSHAKE_SLOTS_ENV = "PYNODE_HANDSHAKE_SLOTS"
 
 _SUFFIXES = {"": 1, "K": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MIB": 1 << 20, "G": 1 << 30, "GIB": 1 << 30}
@@ -67,12 +79,20 @@ def max_message_size(value: int | str | None) -> int:
 
 def handshake_slots(value: int | None) -> int:
     """``value``, else ``$PYNODE_HANDSHAKE_SLOTS``, else the default; at least 1."""
-    where = "handshake_slots"
+    return _positive(value, "handshake_slots", HANDSHAKE_SLOTS_ENV, DEFAULT_HANDSHAKE_SLOTS)
+
+
+def beam_max_calls(value: int | None) -> int:
+    """``value``, else ``$PYNODE_BEAM_MAX_CALLS``, else the default; at least 1."""
+    return _positive(value, "beam_max_calls", BEAM_MAX_CALLS_ENV, DEFAULT_BEAM_MAX_CALLS)
+
+
+def _positive(value: int | None, where: str, env_name: str, default: int) -> int:
     if value is None:
-        env = os.environ.get(HANDSHAKE_SLOTS_ENV)
+        env = os.environ.get(env_name)
         if not env:
-            return DEFAULT_HANDSHAKE_SLOTS
-        where = f"${HANDSHAKE_SLOTS_ENV}"
+            return default
+        where = f"${env_name}"
         try:
             value = int(env)
         except ValueError:

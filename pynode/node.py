@@ -61,6 +61,7 @@ class LocalNode(BeamPeers):
         handshake_slots: int = limits.DEFAULT_HANDSHAKE_SLOTS,
         tls: TLS | None = None,
         beam: bool = True,
+        beam_max_calls: int = limits.DEFAULT_BEAM_MAX_CALLS,
     ) -> None:
         parsed = names.parse(name)
         self.max_message_size = max_message_size
@@ -120,7 +121,7 @@ class LocalNode(BeamPeers):
             self.ticker.stop()
             raise
         if beam and tls is None:  # Erlang's distribution has no TLS here: a TLS node refuses it
-            self.beam = BeamSide(self, self.beam_processes)
+            self.beam = BeamSide(self, self.beam_processes, beam_max_calls)
         log.info("node %s listening on %s:%d", self.name, self.host, self.port)
 
     # --- cookies ------------------------------------------------------------------------------
@@ -353,6 +354,7 @@ class Node:
         handshake_slots: int | None = None,
         tls: TLS | None = None,
         beam: bool = True,
+        beam_max_calls: int | None = None,
     ) -> str:
         """Make this process the node ``name`` (``alive@host``) and return the name.
 
@@ -385,6 +387,9 @@ class Node:
         With ``beam`` (the default) the node also speaks Erlang's distribution protocol on the
         same port (:mod:`pynode.beam`; its MD5 handshake is weaker than pynode's own, so use it on
         trusted networks); ``beam=False`` refuses Erlang nodes, and so does a node with ``tls``.
+        ``beam_max_calls`` (else ``$PYNODE_BEAM_MAX_CALLS``, default 256): Python functions one
+        BEAM peer may run here at once; more are refused with Erlang's ``system_limit`` (see
+        :mod:`pynode.limits`). Erlang's handshakes take ``handshake_slots`` like pynode's.
 
         Raises BadNodeName, CookieError, ValueError for a ticktime below 1 s or not a number,
         TLSError, PortMapperError (e.g. the name is taken), PynodeError for a bad limit, when the
@@ -403,6 +408,7 @@ class Node:
                 max_message_size=limits.max_message_size(max_message_size),
                 handshake_slots=limits.handshake_slots(handshake_slots),
                 tls=tls if tls is not None else tls_config.from_env(), beam=beam,
+                beam_max_calls=limits.beam_max_calls(beam_max_calls),
             )
             runtime.install(node)
             return node.name

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pynode import etf, signals
+from pynode import etf, limits, signals
 from pynode.beam import handshake as hs
 from pynode.beam.connection import (
     OP_DEMONITOR_P, OP_EXIT, OP_EXIT2, OP_EXIT2_TT, OP_EXIT_TT, OP_LINK, OP_MONITOR_P, OP_MONITOR_P_EXIT,
@@ -108,14 +108,14 @@ class Waiter:
 class BeamSide:
     """Every Erlang connection of one node, and the tasks and waiters that use them."""
 
-    def __init__(self, owner: Owner, processes: Processes) -> None:
+    def __init__(self, owner: Owner, processes: Processes, max_calls: int = limits.DEFAULT_BEAM_MAX_CALLS) -> None:
         self.owner = owner
         self.processes = processes
         self._lock = threading.RLock()
         self._conns: dict[str, BeamConnection] = {}  # guarded by _lock; the live one per peer
         self._dialling: set[str] = set()  # peers we are dialling (simultaneous-connect ties)
         self._dial_locks: dict[str, threading.Lock] = {}
-        self.tasks = TaskTable(owner.name, processes, self._lock)
+        self.tasks = TaskTable(owner.name, processes, self._lock, max_calls)
         self._waiters: dict[Ref, Waiter] = {}
         self._ref_ids = itertools.count(1)
         self._ref_salt = secrets.randbits(32) | 0x80000000  # never etf.PYREF_MARK (a pynode Ref)

@@ -14,6 +14,12 @@ any other MFA (``spawn``)   ``normal``                       ``{Reason, Stack}``
 ``rex`` ``call``            reply ``v``                      reply ``{badrpc, {'EXIT', {Reason, Stack}}}``
 ==========================  ===============================  =====================================
 
+At most ``max_calls`` tasks of one peer run at once (:data:`pynode.limits.DEFAULT_BEAM_MAX_CALLS`,
+``Node.start(beam_max_calls=...)``, ``$PYNODE_BEAM_MAX_CALLS``): one more is refused before any
+thread starts, with Erlang's ``system_limit``: SPAWN_REPLY ``system_limit`` (``erpc:call`` raises
+``{erpc, system_limit}``, ``spawn/4`` ``system_limit``), a ``rex`` call's reply
+``{badrpc, system_limit}``, a cast dropped (logged).
+
 ``Reason`` is ``{python, 'Class', <<"message">>, <<"traceback">>}``
 (:func:`pynode.beam.exports.exception_reason`) or ``undef``. A cancelled task exits ``killed``.
 """
@@ -22,12 +28,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pynode.beam import exports
 from pynode.beam.connection import OP_EXIT, OP_MONITOR_P_EXIT, OP_SEND, OP_SPAWN_REPLY, BeamConnection
+from pynode import limits
 from pynode.errors import EncodeError
 from pynode.etf import Atom, BeamPid, Fun, Ref
 from pynode.execution import CallContext, execute
@@ -38,6 +46,7 @@ log = logging.getLogger(__name__)
 A = Atom
 NORMAL = A("normal")
 KILLED = A("killed")
+SYSTEM_LIMIT = A("system_limit")
 SPAWN_LINKED = 1  # SPAWN_REPLY flags
 SPAWN_MONITORED = 2
 
@@ -83,13 +92,23 @@ class Task:
 
 class TaskTable:
     """The running tasks of one node by their pid's id, guarded by ``lock`` (shared with the BEAM
-    side, whose signal handlers change the tasks' monitors and links under it)."""
+    side, whose signal handlers change the tasks' monitors and links under it). ``running``
+    counts each connection's tasks (0 < count <= ``max_calls``; a connection with none has no
+    entry), under the same lock; ``refused`` counts the tasks refused for the cap."""
 
-    def __init__(self, node: str, processes: Processes, lock: threading.RLock) -> None:
+    # Seconds between two log lines about calls refused for the cap.
+    LOG_EVERY = 5.0
+
+    def __init__(self, node: str, processes: Processes, lock: threading.RLock,
+                 max_calls: int = limits.DEFAULT_BEAM_MAX_CALLS) -> None:
         self.node = node
         self.processes = processes
         self._lock = lock
+        self.max_calls = max_calls
         self.by_id: dict[int, Task] = {}
+        self.running: dict[BeamConnection, int] = {}
+        self.refused = 0
+        self._last_log = 0.0
 
     def get(self, pid: Any) -> Task | None:
         """The task whose pid is ``pid`` (call with the lock held), None for anything else."""
@@ -109,6 +128,15 @@ class TaskTable:
         cast: bool = False,
         rex_reply: tuple[BeamPid, Any] | None = None,
     ) -> None:
+        with self._lock:
+            count = self.running.get(conn, 0)
+            if count < self.max_calls:
+                self.running[conn] = count + 1
+            else:
+                self.refused += 1
+        if count >= self.max_calls:
+            self._refuse(conn, origin, mfa, req_id, rex_reply)
+            return
         task = Task(conn, origin, mfa, CallContext(f"{mfa[0]}:{mfa[1]}/{mfa[2]} for {conn.name}"))
         if erpc_res is not None:
             task.call_ref = req_id
@@ -117,14 +145,43 @@ class TaskTable:
         if link:
             task.links.add(origin)
         flags = (SPAWN_MONITORED if monitor else 0) | (SPAWN_LINKED if link else 0)
-        threading.Thread(
-            target=self._run,
-            args=(task, args, req_id, flags, erpc_res, cast, rex_reply),
-            name=f"beam-task-{mfa[0]}:{mfa[1]}",
-            daemon=True,
-        ).start()
+        try:
+            threading.Thread(
+                target=self._run,
+                args=(task, args, req_id, flags, erpc_res, cast, rex_reply),
+                name=f"beam-task-{mfa[0]}:{mfa[1]}",
+                daemon=True,
+            ).start()
+        except RuntimeError:  # no thread could be started: as refused
+            self._done(conn)
+            self._refuse(conn, origin, mfa, req_id, rex_reply)
+
+    def _done(self, conn: BeamConnection) -> None:
+        with self._lock:
+            count = self.running.pop(conn, 1) - 1
+            if count > 0:
+                self.running[conn] = count
+
+    def _refuse(self, conn: BeamConnection, origin: BeamPid, mfa: tuple[str, str, int], req_id: Ref | None,
+                rex_reply: tuple[BeamPid, Any] | None) -> None:
+        now = time.monotonic()
+        if now - self._last_log >= self.LOG_EVERY:
+            self._last_log = now
+            log.warning("%s: %s already runs %d calls here (beam_max_calls): refused %s:%s/%d with system_limit "
+                        "(%d refused so far)", self.node, conn.name, self.max_calls, *mfa, self.refused)
+        if req_id is not None:
+            conn.send((OP_SPAWN_REPLY, req_id, origin, 0, SYSTEM_LIMIT))
+        elif rex_reply is not None:
+            to, tag = rex_reply
+            conn.send((OP_SEND, A(""), to), (tag, (A("badrpc"), SYSTEM_LIMIT)))
 
     def _run(self, task: Task, args: list[Any], req_id: Ref | None, flags: int, erpc_res: Any, cast: bool, rex_reply: Any) -> None:
+        try:
+            self._run_task(task, args, req_id, flags, erpc_res, cast, rex_reply)
+        finally:
+            self._done(task.conn)
+
+    def _run_task(self, task: Task, args: list[Any], req_id: Ref | None, flags: int, erpc_res: Any, cast: bool, rex_reply: Any) -> None:
         task.pid = self.processes.self_pid()
         with self._lock:
             self.by_id[task.pid.id] = task

@@ -35,6 +35,19 @@ def test_environment_gives_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
         limits.handshake_slots(None)
 
 
+def test_beam_max_calls_from_argument_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(limits.BEAM_MAX_CALLS_ENV, raising=False)
+    assert limits.beam_max_calls(None) == limits.DEFAULT_BEAM_MAX_CALLS
+    assert limits.beam_max_calls(5) == 5
+    monkeypatch.setenv(limits.BEAM_MAX_CALLS_ENV, "7")
+    assert limits.beam_max_calls(None) == 7
+    monkeypatch.setenv(limits.BEAM_MAX_CALLS_ENV, "many")
+    with pytest.raises(PynodeError, match=limits.BEAM_MAX_CALLS_ENV):
+        limits.beam_max_calls(None)
+    with pytest.raises(PynodeError, match="beam_max_calls 0 must be a positive integer"):
+        limits.beam_max_calls(0)
+
+
 def channels(limit: int) -> tuple[transport._Channel, transport._Channel, socket.socket]:
     left, right = socket.socketpair()
     sender = transport._Channel(transport._Stream(left), max_send=limits.MAX_MESSAGE_SIZE)
