@@ -9,7 +9,8 @@ way. Terms map as :mod:`pynode.etf` says; docs/erlang.md is the user's guide.
 Modules: :mod:`~pynode.beam.handshake` (version 6), :mod:`~pynode.beam.connection` (packets,
 ticks), :mod:`~pynode.beam.dist` (the signals), :mod:`~pynode.beam.calls` (Python -> BEAM),
 :mod:`~pynode.beam.tasks` (Python functions run for peers), :mod:`~pynode.beam.exports` (MFA -> Python function), :mod:`~pynode.beam.local` (the seam to
-pynode's processes).
+pynode's processes), :mod:`~pynode.beam.procs` (pynode processes <-> Erlang processes: monitors,
+links, exit signals).
 """
 
 from __future__ import annotations
