@@ -117,6 +117,10 @@ class BeamSide:
         self._dial_locks: dict[str, threading.Lock] = {}
         self.tasks = TaskTable(owner.name, processes, self._lock, max_calls)
         self._waiters: dict[Ref, Waiter] = {}
+        # Erlang monitors of a registered name (monitor(process, {Name, Node})): ref -> (name,
+        # peer), guarded by _lock, until the DOWN goes out (it names the name, as BEAM's does),
+        # the peer demonitors or its connection is lost.
+        self._named: dict[Ref, tuple[Atom, str]] = {}
         self._ref_ids = itertools.count(1)
         self._ref_salt = secrets.randbits(32) | 0x80000000  # never etf.PYREF_MARK (a pynode Ref)
         self.ticker = Ticker(self.connections)
@@ -228,6 +232,8 @@ class BeamSide:
             waiters = [(ref, w) for ref, w in self._waiters.items() if w.conn is conn]
             for ref, _ in waiters:
                 del self._waiters[ref]
+            for ref in [r for r, (_, peer) in self._named.items() if peer == conn.name]:
+                del self._named[ref]
         for task in tasks:
             if task.call_ref is not None or task.links:  # nobody is left to want the result
                 task.ctx.cancel()
@@ -281,6 +287,11 @@ class BeamSide:
         except (TypeError, ValueError) as exc:
             log.warning("%s: %r has no Erlang form: %s", self.owner.name, signal, exc)
             return False
+        if type(signal) is signals.Down:
+            with self._lock:
+                named = self._named.pop(signal.ref, None)
+            if named is not None:  # {'DOWN', Ref, process, {Name, Node}, Reason}
+                control = (control[0], named[0]) + control[2:]
         if control is None:
             log.info("%s: %s to the Erlang node %s dropped: Erlang has no form of it", self.owner.name, type(signal).__name__, conn.name)
             return False
@@ -374,6 +385,8 @@ class BeamSide:
         if isinstance(target, Atom) and target not in ("net_kernel", "rex"):
             pid = self.processes.whereis(target)
             if pid is not None:  # a registered pynode process: monitored as its pid
+                with self._lock:
+                    self._named[ref] = (target, conn.name)
                 self.processes.on_signal(conn.name, signals.Monitor(watcher, pid, ref))
                 return
         if isinstance(target, Pid):
@@ -392,6 +405,8 @@ class BeamSide:
         target, ref = c[2], c[3]
         if isinstance(target, Atom):
             pid = self.processes.whereis(target)
+            with self._lock:
+                self._named.pop(ref, None)
             if pid is not None:
                 self.processes.on_signal(conn.name, signals.Demonitor(c[1], pid, ref))
             return

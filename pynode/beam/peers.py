@@ -13,7 +13,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
-from pynode import names, portmapper
+from pynode import names, portmapper, signals
 from pynode.beam import handshake as beam_handshake
 from pynode.beam.connection import BeamConnection
 from pynode.beam.dist import BeamSide, NotBeam
@@ -103,6 +103,8 @@ class BeamPeers:
     def _beam_signal(self, peer: str, signal: tuple) -> bool | None:
         """NodeProcesses' hook: a pynode process's signal to a process of ``peer`` when it is a
         BEAM node (True/False: sent or not), None when it is a pynode node."""
+        if type(signal) in (signals.Output, signals.NamedSend):  # pynode-only; output is hot
+            return None
         try:
             conn = self.beam_peer(peer)
         except NoConnection as exc:

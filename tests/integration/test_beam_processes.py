@@ -161,7 +161,7 @@ def test_erlang_monitor_by_registered_name(world):
     pynode.spawn(TEST, named)
     assert ev(world, f"""receive registered -> M = monitor(process, {{py_named, '{TEST}'}}), {{py_named, '{TEST}'}} ! go,
                          receive {{'DOWN', M, process, Who, R}} -> {{Who, R}} after 15000 -> timeout end
-                       after 15000 -> not_registered end.""")[1] == "normal"
+                       after 15000 -> not_registered end.""") == ((Atom("py_named"), Atom(TEST)), "normal")
     assert wait_until(lambda: pynode.whereis("py_named") is None, 5)
     # pynode.beam.register is pynode.register: one name table
     beam.register("alias_box")
