@@ -246,3 +246,12 @@ def test_first_node_on_a_host_leaves_a_port_mapper_that_outlives_it():
     finally:
         proc.kill()
         portmapper.kill("127.0.0.45", mapper_port=mapper_port)
+
+
+def test_beam_max_calls_flag_reaches_node_start():
+    from pynode import cli
+
+    args = cli._parser().parse_args(["start", "x@127.0.0.42", "--beam-max-calls", "3"])
+    assert cli._node_options(args)["beam_max_calls"] == 3
+    args = cli._parser().parse_args(["start", "x@127.0.0.42"])
+    assert "beam_max_calls" not in cli._node_options(args)  # Node.start reads the environment

@@ -331,3 +331,20 @@ def test_long_float_lists_decode_like_the_element_by_element_path():
     assert etf.decode(etf.encode([floats, (floats,)])) == [floats, (floats,)]
     with pytest.raises(DecodeError):  # a run cut short is still refused
         etf.decode(raw[:-20])
+
+
+def test_a_pynode_ref_crosses_as_an_erlang_reference_of_its_node_and_comes_back():
+    from pynode.signals import Ref as PyRef
+
+    local = etf.Local("a@h", 7)
+    for ident in (1, 0x3FFFF, 0x40000, 123456789, (1 << 50) - 1):
+        ref = PyRef("a@h", ident)
+        data = etf.encode(ref, local)
+        assert data[1] == 90  # NEWER_REFERENCE_EXT: an Erlang reference
+        assert etf.decode(data, local) == ref
+        plain = etf.decode(data)  # decoded elsewhere (another node): an Erlang reference
+        assert plain == Ref("a@h", 7, (ident & 0x3FFFF, ident >> 18, etf.PYREF_MARK))
+        assert etf.encode(plain, local) == data  # and it goes back as the same bytes
+    # a reference of this node without the mark stays an Erlang reference
+    other = Ref("a@h", 7, (1, 2, 3))
+    assert etf.decode(etf.encode(other, local), local) == other
