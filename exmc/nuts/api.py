@@ -16,6 +16,17 @@ from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH
 logger = logging.getLogger(__name__)
 
 
+def validate_payload(model) -> None:
+    """Run the IR's whole-model checks now (compiled models pass through): the ValidationError
+    reaches the caller before any worker or node sees the model."""
+    from exmc.ir import IR
+
+    if isinstance(model, IR):
+        from exmc.analysis import analyse
+
+        analyse(model)
+
+
 def _chain_seeds(seed: int | np.random.SeedSequence, num_chains: int) -> list[np.random.SeedSequence]:
     """Per-chain streams: ``SeedSequence(seed).spawn(num_chains)``, independent of where chains run."""
     root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
@@ -68,6 +79,8 @@ class Sampler:
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         keep_deterministics: bool | Sequence[str] = True,
+        nodes: Sequence[str] | str | None = None,
+        backend: Any = None,
     ) -> Chains:
         """Run ``num_chains`` chains and return them as :class:`Chains`.
 
@@ -93,6 +106,18 @@ class Sampler:
         Concurrent calls from several threads share the pool one run at a time. An exception
         raised by ``progress`` aborts the run like any other.
 
+        ``nodes``: run the chains on other nodes' warm pools instead (names of pynode nodes
+        running exmc, or ``"all"``: every connected node that has exmc loaded); this process must
+        be a pynode node. Draws are identical to a local run with the same seed; each
+        ``Trace.info`` records its ``node`` and ``worker``; a node lost mid-run has its unfinished
+        chains rerun on the others. See :mod:`exmc.nuts.multinode` for the scheduling, failover
+        and failure classes; ``backend`` replaces the pynode transport (an
+        :class:`exmc.nuts.multinode.ClusterBackend`).
+
+        An IR is validated here, in the calling process, before any chain is dispatched: a
+        malformed model raises :class:`exmc.ValidationError` at once and never costs the pool its
+        workers.
+
         Raises ``ValueError`` on bad options, :class:`~exmc.nuts.errors.ChainFailed` naming the
         chain whose worker died, and a chain's own exception (e.g. ``InitializationError``).
         """
@@ -100,6 +125,12 @@ class Sampler:
             raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
         options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values,
                                  keep_deterministics)
+        validate_payload(model)
+        if nodes is not None:
+            from exmc.nuts.multinode import sample_on_nodes
+
+            return sample_on_nodes(model, num_chains, seed, options, nodes, progress=progress,
+                                   should_stop=should_stop, backend=backend)
         seeds = _chain_seeds(seed, num_chains)
         logger.debug("sampling %d chains (parallel=%r, seed=%r): %s", num_chains, parallel, seed, options)
         if parallel == "vectorized":

@@ -16,3 +16,8 @@ class ChainFailed(SamplerError):
     def __init__(self, chain: int, message: str) -> None:
         super().__init__(f"chain {chain}: {message}")
         self.chain = chain
+        self.message = message
+
+    def __reduce__(self):
+        # Travels between nodes pickled; rebuilt from both fields (plus notes and attributes).
+        return (type(self), (self.chain, self.message), self.__dict__)

@@ -231,5 +231,8 @@ def chain_steps(
         "warmup_steps": warmup_steps,
         "warmup_divergences": warmup_divergences,
         "max_tree_depth": options.max_tree_depth,
+        # Which recorded variables are deterministics (the rest are free rvs): displays plot the
+        # free ones by default.
+        "deterministics": [name for name, _ in getattr(model, "det_names", ()) if name not in dropped],
     }
     return Trace(draws, stats, info, unconstrained=positions)

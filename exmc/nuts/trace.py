@@ -27,7 +27,9 @@ class Trace(Mapping):
         stats: per-draw sampler statistics (keys of ``STAT_DTYPES``), arrays of ``num_samples``.
         info: ``chain``, ``seed``, ``spawn_key``, final ``step_size``, ``inverse_metric``,
             ``warmup_seconds``, ``sampling_seconds``, ``num_warmup``, ``warmup_steps`` (leapfrog
-            steps spent in warmup), ``warmup_divergences``, ``max_tree_depth``.
+            steps spent in warmup), ``warmup_divergences``, ``max_tree_depth``, ``deterministics``
+            (names of the recorded deterministics); after a pool run also ``worker`` (the worker
+            process id) and, after a run over several nodes, ``node`` (the node that ran it).
         unconstrained: the ``(num_samples, dim)`` draws on the sampler's unconstrained scale.
     """
 
@@ -68,8 +70,13 @@ class Chains(list):
     """The traces of one run (a ``list`` of :class:`Trace`), with diagnostics.
 
     ``summary()`` returns an :class:`exmc.diagnostics.Summary`, ``warnings()`` a list of strings,
-    ``to_arviz()`` an ArviZ ``DataTree`` (needs ``arviz-base``).
+    ``to_arviz()`` an ArviZ ``DataTree`` (needs ``arviz-base``). ``notes``: what happened to the
+    run itself (a node lost and the chains that moved), listed first by ``warnings()``.
     """
+
+    def __init__(self, traces: Any = (), notes: Sequence[str] = ()) -> None:
+        super().__init__(traces)
+        self.notes = list(notes)
 
     def summary(self, hdi_prob: float = 0.94, var_names: Sequence[str] | None = None):
         from exmc.diagnostics import summary
@@ -79,7 +86,7 @@ class Chains(list):
     def warnings(self) -> list[str]:
         from exmc.diagnostics import warnings
 
-        return warnings(self)
+        return list(getattr(self, "notes", ())) + warnings(self)
 
     def to_arviz(self):
         from exmc.arviz import to_arviz
