@@ -3,7 +3,9 @@
 Modules: ``metric`` (mass matrices), ``integrator`` (leapfrog), ``tree`` (one NUTS transition),
 ``stepsize`` (heuristic + dual averaging), ``adaptation`` (windows, Welford estimators), ``init``,
 ``sampler`` (one chain), ``pool`` / ``worker`` (warm process pool), ``vectorized`` (all chains in
-one process with batched gradients), ``trace`` (results), ``progress``.
+one process with batched gradients), ``trace`` (results), ``progress``, ``multinode`` (chains over
+several nodes, behind a ``ClusterBackend`` Protocol) and ``pynode_backend`` (its pynode transport,
+imported only for such a run), ``runs`` (runs in progress, for status views).
 """
 from __future__ import annotations
 

@@ -109,11 +109,12 @@ def run_share(caller: pynode.Pid, token: str, payload: Any, chains: list[int],
 class _Run:
     """One share in flight: its node, token, and erpc request (None when it could not start)."""
 
-    __slots__ = ("node", "token", "request", "start_error")
+    __slots__ = ("node", "token", "request", "start_error", "received")
 
     def __init__(self, node: str, token: str) -> None:
         self.node = node
         self.token = token
+        self.received: set[int] = set()  # chains whose trace arrived
         self.request: erpc.Request | None = None
         self.start_error: BaseException | None = None
 
@@ -182,22 +183,17 @@ class PynodeBackend:
                 events.append(ShareFailed(run, error, lost=False))
                 continue
             if response is not None:
-                events += self._late_traces(run, response[1], events)
+                events += self._late_traces(run, response[1])
                 del self._runs[run.token]
                 events.append(ShareEnded(run, response[1]))
         return events
 
-    def _late_traces(self, run: _Run, chains: list[int], events: list[Any]) -> list[Any]:
-        """Drain until the traces of every chain in ``chains`` arrived (bounded wait)."""
-        got = {e.trace.info["chain"] for e in events if isinstance(e, ShareChainDone) and e.run is run}
-        extra: list[Any] = []
+    def _late_traces(self, run: _Run, chains: list[int]) -> list[Any]:
+        """Drain until the trace of every chain in ``chains`` has arrived (bounded wait)."""
+        extra = self._drain(0)
         deadline = time.monotonic() + LATE_TRACE_SECONDS
-        extra += self._drain(0)
-        got |= {e.trace.info["chain"] for e in extra if isinstance(e, ShareChainDone) and e.run is run}
-        while not set(chains) <= got and time.monotonic() < deadline:
-            more = self._drain(0.05)
-            got |= {e.trace.info["chain"] for e in more if isinstance(e, ShareChainDone) and e.run is run}
-            extra += more
+        while not set(chains) <= run.received and time.monotonic() < deadline:
+            extra += self._drain(0.05)
         return extra
 
     def _drain(self, wait: float) -> list[Any]:
@@ -221,6 +217,7 @@ class PynodeBackend:
             if message[2] == "progress":
                 return ShareProgress(run, ProgressEvent(**message[3]))
             if message[2] == "done":
+                run.received.add(message[3].info["chain"])
                 return ShareChainDone(run, message[3])
             logger.warning("unknown share message kind %r from %s", message[2], run.node)
             return None
