@@ -38,6 +38,7 @@ from .progress import ChainProgress, ProgressDisplay, make_progress
 if TYPE_CHECKING:
     from exmc.ir import IR
 
+    from .jobs import Job, JobList
     from .status import ClusterStatus
     from exmc.nuts.trace import Chains
 
@@ -154,6 +155,53 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {Node.self()} -> {self.node} (exmc {self.versions.get('exmc')})>"
+
+    def start(self, ir: IR, chains: int = 4, num_samples: int = 1000, num_warmup: int = 500,
+              seed: int | None = None, name: str | None = None, nodes: Sequence[str] | str | None = None,
+              **sampler_options: Any) -> Job:
+        """Start a *detached* run on the attached node and return its :class:`~livebook_client.jobs.Job`.
+
+        The run belongs to the node (:mod:`exmc.nuts.jobs`): it keeps running when this process
+        exits or its kernel restarts; ``session.job(name)`` from any attached process follows
+        it, ``job.result()`` returns its ``Chains``, ``job.cancel()`` stops it. ``name``: a
+        unique name on the node (default ``job-<time>-<random>``); ``nodes``: spread its chains
+        over these nodes, coordinated by the attached node. Other arguments as :meth:`sample`.
+
+        Failure modes: ``exmc.ValidationError`` here for a malformed IR (nothing sent);
+        ``ValueError`` from the node for a taken name (naming the job holding it) or bad options;
+        ``NoConnection`` when the node cannot be reached.
+        """
+        from exmc.nuts.api import validate_payload
+
+        from .jobs import CALL_TIMEOUT, Job
+
+        validate_payload(ir)
+        options: dict[str, Any] = dict(sampler_options, num_samples=num_samples, num_warmup=num_warmup)
+        if seed is not None:
+            options["seed"] = seed
+        if nodes is not None:
+            options["nodes"] = ([self.node] + [p for p in _nodes_with_exmc() if p != self.node]
+                                if nodes == "all" else list(nodes))
+        if name is None:
+            name = f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        erpc.call(self.node, "exmc.nuts.jobs:start", name, ir, chains, options, timeout=CALL_TIMEOUT)
+        return Job(self.node, name)
+
+    def jobs(self) -> JobList:
+        """The detached runs on the attached node, running and finished (name, status, started,
+        progress, nodes): a table in Jupyter."""
+        from .jobs import list_jobs
+
+        return list_jobs(self.node)
+
+    def job(self, name: str) -> Job:
+        """The detached run ``name`` on the attached node (any process may reattach). Raises
+        KeyError naming the node's jobs when there is none of that name."""
+        from .jobs import Job
+
+        job = Job(self.node, name)
+        job.state()  # KeyError now rather than at the first use
+        return job
 
     def status(self, timeout: float = ATTACH_TIMEOUT) -> ClusterStatus:
         """The attached node and every other connected node with exmc: exmc workers busy/free, load

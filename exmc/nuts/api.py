@@ -81,6 +81,7 @@ class Sampler:
         keep_deterministics: bool | Sequence[str] = True,
         nodes: Sequence[str] | str | None = None,
         backend: Any = None,
+        on_result: Callable[[Trace], None] | None = None,
     ) -> Chains:
         """Run ``num_chains`` chains and return them as :class:`Chains`.
 
@@ -114,6 +115,9 @@ class Sampler:
         and failure classes; ``backend`` replaces the pynode transport (an
         :class:`exmc.nuts.multinode.ClusterBackend`).
 
+        ``on_result(trace)`` is called in the calling thread as each chain finishes (a detached job
+        keeps the finished chains of a run that is then cancelled).
+
         An IR is validated here, in the calling process, before any chain is dispatched: a
         malformed model raises :class:`exmc.ValidationError` at once and never costs the pool its
         workers.
@@ -130,24 +134,29 @@ class Sampler:
             from exmc.nuts.multinode import sample_on_nodes
 
             return sample_on_nodes(model, num_chains, seed, options, nodes, progress=progress,
-                                   should_stop=should_stop, backend=backend)
+                                   should_stop=should_stop, backend=backend, on_result=on_result)
         seeds = _chain_seeds(seed, num_chains)
         logger.debug("sampling %d chains (parallel=%r, seed=%r): %s", num_chains, parallel, seed, options)
         if parallel == "vectorized":
             from exmc.nuts.vectorized import run_vectorized
 
             traces = run_vectorized(load_model(model), seeds, options, progress, should_stop)
+            for trace in traces if on_result is not None else ():
+                on_result(trace)
         elif parallel is True:
             workers = max_workers or pool_module.default_workers(num_chains)
             if workers < 1:
                 raise ValueError(f"max_workers must be positive, got {max_workers!r}")
-            traces = pool_module.get_pool().run(model, seeds, options, workers, progress, should_stop)
+            traces = pool_module.get_pool().run(model, seeds, options, workers, progress, should_stop,
+                                                on_result=on_result)
         elif parallel is False:
             model = load_model(model)
             traces = []
             for chain, chain_seed in enumerate(seeds):
                 report = Throttle(progress) if progress is not None else None
                 traces.append(run_chain(model, chain, chain_seed, options, report, should_stop))
+                if on_result is not None:
+                    on_result(traces[-1])
         else:
             raise ValueError(f"parallel must be True, False or 'vectorized', got {parallel!r}")
         return Chains(traces)

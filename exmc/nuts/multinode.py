@@ -183,13 +183,15 @@ class Coordinator:
 
     def __init__(self, backend: ClusterBackend, payload: Any, seeds: list[np.random.SeedSequence],
                  options: SamplerOptions, progress: Callable[[Any], None] | None,
-                 should_stop: Callable[[], bool] | None) -> None:
+                 should_stop: Callable[[], bool] | None,
+                 on_result: Callable[[Trace], None] | None = None) -> None:
         self.backend = backend
         self.payload = payload
         self.seeds = seeds
         self.options = options
         self.progress = progress
         self.should_stop = should_stop
+        self.on_result = on_result
         self.capacity: dict[str, int] = {}
         self.shares: dict[Any, _Share] = {}
         self.owner: dict[int, str] = {}
@@ -269,6 +271,8 @@ class Coordinator:
             if chain in share.chains and chain not in self.results:
                 event.trace.info["node"] = share.node
                 self.results[chain] = event.trace
+                if self.on_result is not None:
+                    self.on_result(event.trace)
         elif isinstance(event, ShareEnded):
             del self.shares[event.run]
             missing = [c for c in share.chains if c not in self.results]
@@ -320,7 +324,8 @@ class Coordinator:
 def sample_on_nodes(payload: Any, num_chains: int, seed: int | np.random.SeedSequence, options: SamplerOptions,
                     nodes: Sequence[str] | str, *, progress: Callable[[Any], None] | None = None,
                     should_stop: Callable[[], bool] | None = None,
-                    backend: ClusterBackend | None = None) -> Chains:
+                    backend: ClusterBackend | None = None,
+                    on_result: Callable[[Trace], None] | None = None) -> Chains:
     """Run ``num_chains`` chains of ``payload`` (an IR or compiled model) on ``nodes`` and return
     them in chain order (see the module docstring for scheduling and failure classes). Raises
     ValueError for an empty node list."""
@@ -334,5 +339,6 @@ def sample_on_nodes(payload: Any, num_chains: int, seed: int | np.random.SeedSeq
     if not resolved:
         backend.close()
         raise ValueError(f"no nodes to sample on (nodes={nodes!r})")
-    coordinator = Coordinator(backend, payload, _chain_seeds(seed, num_chains), options, progress, should_stop)
+    coordinator = Coordinator(backend, payload, _chain_seeds(seed, num_chains), options, progress, should_stop,
+                              on_result)
     return coordinator.run(resolved)

@@ -70,9 +70,13 @@ def node_has_exmc() -> bool:
 
 
 def nodes_with_exmc() -> list[str]:
-    """The connected nodes (visible or hidden: a hidden caller's peers are all hidden to it) that
-    have exmc loaded, in ``Node.list`` order; a node that does not answer is left out."""
-    peers = Node.list("connected")
+    """The peers that have exmc loaded, in ``Node.list`` order; a node that does not answer is
+    left out. Peers are the visible ones; for a hidden caller (a notebook, whose every connection
+    is hidden) all connected ones. So a compute node coordinating ``nodes="all"`` never counts a
+    notebook attached to it (hidden, with exmc imported) as a compute node."""
+    from pynode import runtime
+
+    peers = Node.list("connected" if runtime.current().hidden else "visible")
     answers = erpc.multicall(peers, node_has_exmc, timeout=QUERY_TIMEOUT)
     return [peer for peer, (kind, value) in zip(peers, answers) if kind == "ok" and value]
 

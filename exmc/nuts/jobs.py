@@ -1,0 +1,254 @@
+"""Detached sampling runs: jobs that belong to the process that runs them, not to their caller.
+
+A compute node runs ``start(name, ir, num_chains, options)`` (a caller reaches it with
+``erpc.call(node, "exmc.nuts.jobs:start", ...)``; ``livebook_client``'s ``session.start`` does):
+the sampling runs in a thread of *this* process, so it goes on when the notebook that started it
+exits or its kernel restarts. Anyone may later list the jobs, follow one's progress, fetch its
+result, or cancel it, by name.
+
+State (one process-wide table ``_jobs``, name -> :class:`Job`, in start order, guarded by
+``_lock``). A job's ``status`` is one of:
+
+- ``"running"`` — its thread samples; ``progress`` holds each chain's latest event;
+- ``"done"`` — ``result`` holds the ``Chains`` until fetched or evicted;
+- ``"failed"`` — ``error`` holds the exception (raised again by :func:`result`);
+- ``"cancelled"`` — stopped by :func:`cancel`; ``result`` holds the ``Chains`` of the chains that
+  had finished (``partial`` True in their ``notes``; chains still running are excluded);
+- ``"fetched"`` / ``"evicted"`` — the result left the table (fetched by a caller, or dropped by
+  the limits below, with a log line); the job's description stays.
+
+Limits: at most ``MAX_STORED`` finished results and ``MAX_STORED_BYTES`` of their arrays are kept;
+beyond either, the oldest finished result is evicted first. ``set_limits`` changes them.
+
+Every function here returns plain data (dicts, ``Chains``) so that it travels to a caller on
+another node as it is; exmc knows nothing of pynode: the thread's ``nodes=`` runs (chains over
+several nodes) use pynode only through :mod:`exmc.nuts.multinode`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# Finished results kept at most (count and bytes of their arrays); the oldest goes first.
+MAX_STORED = 20
+MAX_STORED_BYTES = 1 << 30  # 1 GiB: a few large runs on a compute box with tens of GiB
+
+STATUSES = ("running", "done", "failed", "cancelled", "fetched", "evicted")
+_FINISHED_WITH_RESULT = ("done", "cancelled")
+
+_lock = threading.Lock()
+_jobs: dict[str, Job] = {}
+_limits = {"count": MAX_STORED, "bytes": MAX_STORED_BYTES}
+
+
+class Job:
+    """One detached run; fields are written under ``_lock`` (``status``: see the module docstring)."""
+
+    def __init__(self, name: str, num_chains: int, total: int, nodes: list[str] | None) -> None:
+        self.name = name
+        self.num_chains = num_chains
+        self.total = total
+        self.nodes = nodes
+        self.started = time.time()
+        self.finished: float | None = None
+        self.status = "running"
+        self.progress: dict[int, dict[str, Any]] = {}
+        self.placed: dict[int, str] = {}
+        self.notes: list[str] = []
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        self.ended = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def nbytes(self) -> int:
+        if self.result is None:
+            return 0
+        return sum(np.asarray(v).nbytes for trace in self.result for v in trace.values())
+
+    def describe(self) -> dict[str, Any]:
+        done = sum(int(p.get("iteration", 0)) for p in self.progress.values())
+        return {
+            "name": self.name, "status": self.status, "started": self.started, "finished": self.finished,
+            "chains": self.num_chains, "iterations_done": done, "iterations_total": self.num_chains * self.total,
+            "nodes": self.nodes, "placed": dict(self.placed), "notes": list(self.notes),
+            "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+        }
+
+
+def set_limits(count: int | None = None, nbytes: int | None = None) -> dict[str, int]:
+    """Change the eviction limits (finished results kept, bytes of their arrays); returns them.
+    Raises ValueError for a negative limit."""
+    with _lock:
+        for key, value in (("count", count), ("bytes", nbytes)):
+            if value is not None:
+                if int(value) != value or value < 0:
+                    raise ValueError(f"limit {key} must be a non-negative integer, got {value!r}")
+                _limits[key] = int(value)
+        _evict_locked()
+        return dict(_limits)
+
+
+def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Start ``Sampler.sample_chains(payload, num_chains, **options)`` in a thread of this process
+    as job ``name``; returns its description at once.
+
+    ``options`` may hold ``nodes`` (chains over several nodes, coordinated from here). Raises
+    ValueError when ``name`` is not a non-empty string or is taken (naming the job holding it),
+    ``exmc.ValidationError`` for a malformed IR and ValueError for bad options — all before
+    anything starts.
+    """
+    from exmc.nuts.api import Sampler, validate_payload
+    from exmc.nuts.multinode import ChainPlaced, NodeLost
+    from exmc.nuts.sampler import SamplerOptions
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a job name must be a non-empty string, got {name!r}")
+    options = dict(options)
+    for key in ("progress", "should_stop"):
+        if key in options:
+            raise ValueError(f"a detached job sets {key!r} itself; do not pass it")
+    validate_payload(payload)
+    SamplerOptions(options.get("num_samples", 1000), options.get("num_warmup", 1000))  # early ValueError
+    total = int(options.get("num_samples", 1000)) + int(options.get("num_warmup", 1000))
+    nodes = options.get("nodes")
+    job = Job(name, int(num_chains), total, None if nodes is None else list(nodes) if not isinstance(nodes, str) else [nodes])
+
+    def record(event: Any) -> None:
+        with _lock:
+            if isinstance(event, ChainPlaced):
+                job.placed[event.chain] = event.node
+                job.progress.pop(event.chain, None)  # a moved chain starts again
+            elif isinstance(event, NodeLost):
+                job.notes.append(event.describe())
+            else:
+                job.progress[event.chain] = {"chain": event.chain, "iteration": event.iteration,
+                                             "total": event.total, "phase": event.phase,
+                                             "divergences": event.divergences, "step_size": event.step_size}
+
+    finished: list[Any] = []
+
+    def run() -> None:
+        try:
+            chains = Sampler.sample_chains(payload, num_chains, progress=record, should_stop=job.stop.is_set,
+                                           on_result=finished.append, **options)
+        except InterruptedError:
+            _finish(job, "cancelled", result=_partial(finished, job))
+        except BaseException as error:  # noqa: BLE001 - kept for the caller, raised by result()
+            _finish(job, "failed", error=error)
+        else:
+            _finish(job, "done", result=chains)
+
+    with _lock:
+        holder = _jobs.get(name)
+        if holder is not None:
+            raise ValueError(f"job name {name!r} is taken by a job {holder.status} since "
+                             f"{time.strftime('%H:%M:%S', time.localtime(holder.started))}; choose another "
+                             "or forget() it first")
+        _jobs[name] = job
+        job.thread = threading.Thread(target=run, name=f"exmc job {name}", daemon=True)
+        job.thread.start()
+        return job.describe()
+
+
+def _partial(finished: list[Any], job: Job) -> Any:
+    from exmc.nuts.trace import Chains
+
+    traces = sorted(finished, key=lambda trace: trace.info["chain"])
+    chains = [trace.info["chain"] for trace in traces]
+    note = (f"partial: job {job.name!r} was cancelled; these are the {len(traces)} of {job.num_chains} chains "
+            f"that had finished ({chains}); chains still running were dropped")
+    return Chains(traces, notes=job.notes + [note])
+
+
+def _finish(job: Job, status: str, result: Any = None, error: BaseException | None = None) -> None:
+    with _lock:
+        job.status = status
+        job.result = result
+        job.error = error
+        job.finished = time.time()
+        _evict_locked()
+    job.ended.set()
+    logger.info("job %r %s", job.name, status)
+
+
+def _evict_locked() -> None:
+    stored = [job for job in _jobs.values() if job.status in _FINISHED_WITH_RESULT and job.result is not None]
+    stored.sort(key=lambda job: job.finished or 0)
+    total = sum(job.nbytes() for job in stored)
+    while stored and (len(stored) > _limits["count"] or total > _limits["bytes"]):
+        oldest = stored.pop(0)
+        total -= oldest.nbytes()
+        logger.warning("evicting the result of job %r (finished %s, %.1f MiB): over the limit of %d results / "
+                       "%.0f MiB", oldest.name, time.strftime("%H:%M:%S", time.localtime(oldest.finished)),
+                       oldest.nbytes() / 2**20, _limits["count"], _limits["bytes"] / 2**20)
+        oldest.result = None
+        oldest.status = "evicted"
+
+
+def _get(name: str) -> Job:
+    try:
+        return _jobs[name]
+    except KeyError:
+        raise KeyError(f"no job named {name!r} here (jobs: {list(_jobs)})") from None
+
+
+def jobs() -> list[dict[str, Any]]:
+    """Every job's description (running and finished), in start order."""
+    with _lock:
+        return [job.describe() for job in _jobs.values()]
+
+
+def state(name: str) -> dict[str, Any]:
+    """Job ``name``'s description plus ``progress``: each chain's latest event (a dict). Raises
+    KeyError naming the known jobs."""
+    with _lock:
+        job = _get(name)
+        return dict(job.describe(), progress=[dict(p) for _, p in sorted(job.progress.items())])
+
+
+def result(name: str, timeout: float | None = None, keep: bool = False) -> Any:
+    """Wait up to ``timeout`` seconds (None: until it ends) for job ``name`` and return its
+    ``Chains`` (partial ones for a cancelled job); the result then leaves this process unless
+    ``keep``. Raises the job's own exception for a failed job, ``TimeoutError`` when it is still
+    running, ``LookupError`` when its result was already fetched or evicted, ``KeyError`` for an
+    unknown name."""
+    with _lock:
+        job = _get(name)
+    if not job.ended.wait(timeout):
+        raise TimeoutError(f"job {name!r} still running after {timeout} s")
+    with _lock:
+        if job.status == "failed":
+            raise job.error  # type: ignore[misc]
+        if job.result is None:
+            raise LookupError(f"the result of job {name!r} is gone ({job.status})")
+        value = job.result
+        if not keep:
+            job.result = None
+            job.status = "fetched"
+        return value
+
+
+def cancel(name: str) -> dict[str, Any]:
+    """Ask job ``name`` to stop (its chains stop within ~0.1 s; the chains that had finished are
+    kept as a partial result); returns its description. A finished job is left as it is."""
+    with _lock:
+        job = _get(name)
+    job.stop.set()
+    job.ended.wait(30)
+    with _lock:
+        return job.describe()
+
+
+def forget(name: str) -> None:
+    """Drop job ``name`` (cancelling it first if it runs) and free its name."""
+    cancel(name)
+    with _lock:
+        _jobs.pop(name, None)
