@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pynode import erpc
@@ -20,6 +21,7 @@ from pynode import erpc
 from .progress import ChainProgress, ProgressDisplay, make_progress
 
 if TYPE_CHECKING:
+    from exmc.nuts.stream import DrawBatch
     from exmc.nuts.trace import Chains
 
 # Deadline of the short calls (start, state, cancel): a node answers in milliseconds.
@@ -50,7 +52,23 @@ class Job:
         """``running``, ``done``, ``failed``, ``cancelled``, ``fetched`` or ``evicted``."""
         return self.state()["status"]
 
-    def result(self, timeout: float | None = None, progress: bool | ProgressDisplay = True) -> Chains:
+    def draws(self, poll: float = FOLLOW_SECONDS) -> Iterator[DrawBatch]:
+        """Yield the job's sampling draws as they are made, as ``exmc.nuts.stream.DrawBatch``
+        es (per chain, in order, at most every 0.2 s each; a chain rerun on another node after a
+        node was lost starts again with ``start == 0``), until the job ends. Ask every ``poll``
+        seconds. Draws already made when called come first."""
+        cursor = None
+        while True:
+            answer = erpc.call(self.node, "exmc.nuts.jobs:draws", self.name, cursor, timeout=CALL_TIMEOUT)
+            cursor = answer["cursor"]
+            yield from answer["batches"]
+            if answer["status"] != "running" and not answer["batches"]:
+                return
+            if not answer["batches"]:
+                time.sleep(poll)
+
+    def result(self, timeout: float | None = None, progress: bool | ProgressDisplay = True,
+               live_trace: str | None = None) -> Chains:
         """Wait for the job (showing its live progress from where it is) and return its
         ``Chains``; a cancelled job's are partial (``Chains.warnings()`` says so).
 
@@ -58,6 +76,8 @@ class Job:
         then — the job goes on, call again; the job's own exception for a failed job;
         ``LookupError`` when its result was fetched by another process or evicted. The result
         is fetched once from the node (it then leaves the node) and kept in this handle.
+        ``live_trace``: a variable whose running trace is drawn (in Jupyter, redrawn in place at
+        most once a second; see :class:`~livebook_client.progress.LiveTrace`).
         """
         if self._result is not None:
             return self._result
@@ -69,9 +89,20 @@ class Job:
             display = (make_progress(state["chains"], total, enabled=progress) if isinstance(progress, bool)
                        else progress)
         completed = False
+        trace_view = None
+        cursor = None
+        if live_trace is not None and state["status"] == "running":
+            from .progress import LiveTrace
+
+            trace_view = LiveTrace(live_trace)
         try:
             notes_shown = 0
             while state["status"] == "running":
+                if trace_view is not None:
+                    answer = erpc.call(self.node, "exmc.nuts.jobs:draws", self.name, cursor, timeout=CALL_TIMEOUT)
+                    cursor = answer["cursor"]
+                    for batch in answer["batches"]:
+                        trace_view.add(batch)
                 if display is not None:
                     for event in state["progress"]:
                         node = state["placed"].get(event["chain"])
@@ -91,6 +122,8 @@ class Job:
         finally:
             if display is not None:
                 display.close(completed=completed)
+            if trace_view is not None:
+                trace_view.close()
 
     def cancel(self) -> dict[str, Any]:
         """Stop the job (its chains stop within ~0.1 s); the chains that had finished stay as a
@@ -100,6 +133,32 @@ class Job:
     def forget(self) -> None:
         """Drop the job from the node (cancelling it if it runs) and free its name."""
         erpc.call(self.node, "exmc.nuts.jobs:forget", self.name, timeout=CALL_TIMEOUT + 30)
+
+
+class DrawStream:
+    """What ``session.sample(..., stream=True)`` returns: iterate it for ``DrawBatch`` es as the
+    chains make them; ``result()`` then gives the ``Chains``. Leaving the loop early (``break``,
+    an exception, Ctrl-C) or ``close()`` cancels the sampling on the node."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self._finished = False
+
+    def __iter__(self) -> Iterator[DrawBatch]:
+        try:
+            yield from self.job.draws()
+            self._finished = True
+        finally:
+            if not self._finished:
+                self.close()
+
+    def close(self) -> None:
+        """Cancel the sampling unless it finished (the partial result stays available)."""
+        if not self._finished:
+            self.job.cancel()
+
+    def result(self, timeout: float | None = None) -> Chains:
+        return self.job.result(timeout, progress=False)
 
 
 class JobList(list):

@@ -220,6 +220,83 @@ class NotebookProgress:
         self._draw("done" if completed else "stopped")
 
 
+# Redraws of a live trace at most this often (s): a matplotlib render costs tens of ms.
+LIVE_TRACE_REFRESH_SECONDS = 1.0
+
+
+class LiveTrace:
+    """A running trace plot of one variable (its first scalar element), fed with
+    ``exmc.nuts.stream.DrawBatch`` es and redrawn in place through a display handle at most every
+    ``LIVE_TRACE_REFRESH_SECONDS`` (and once more by ``close``). Outside Jupyter it draws
+    nothing unless a ``display`` is given. ``display`` and ``clock`` are injectable for tests;
+    the picture is a PNG (``IPython.display.Image``), so it shows in every frontend.
+    """
+
+    def __init__(self, name: str, *, display: Callable[..., Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.values: dict[int, list[Any]] = {}
+        self.of = 0  # sampling draws per chain when complete: the x axis's extent
+        self._clock = clock
+        self._last_draw = -float("inf")
+        self._dirty = False
+        if display is None and in_jupyter():
+            from IPython.display import display
+        self._display = display
+        self._handle = None
+
+    def add(self, batch: Any) -> None:
+        if self.name not in batch.draws:
+            raise KeyError(f"live trace: variable {self.name!r} is not in the draws "
+                           f"(they carry {sorted(batch.draws)})")
+        column = list(batch.draws[self.name].reshape(len(batch), -1)[:, 0])
+        self.of = max(self.of, int(batch.of))
+        if batch.start == 0:
+            self.values[batch.chain] = column
+        else:
+            self.values.setdefault(batch.chain, []).extend(column)
+        self._dirty = True
+        if self._clock() - self._last_draw >= LIVE_TRACE_REFRESH_SECONDS:
+            self.draw()
+
+    def render(self) -> bytes:
+        """The current picture as PNG bytes."""
+        import io
+
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(8, 2.4), layout="constrained")
+        ax = figure.subplots()
+        for chain in sorted(self.values):
+            ax.plot(self.values[chain], color=f"C{chain % 10}", linewidth=0.7, label=f"chain {chain}")
+        ax.set_title(f"{self.name}: draws so far")
+        if self.of:
+            ax.set_xlim(0, self.of)
+        ax.set_xlabel("draw")
+        if self.values:
+            ax.legend(fontsize="small", loc="upper right")
+        out = io.BytesIO()
+        figure.savefig(out, format="png")
+        return out.getvalue()
+
+    def draw(self) -> None:
+        self._last_draw = self._clock()
+        self._dirty = False
+        if self._display is None:
+            return
+        from IPython.display import Image
+
+        picture = Image(data=self.render(), format="png")
+        if self._handle is None:
+            self._handle = self._display(picture, display_id=True)
+        else:
+            self._handle.update(picture)
+
+    def close(self) -> None:
+        if self._dirty:
+            self.draw()
+
+
 def in_jupyter() -> bool:
     """True inside a Jupyter kernel (an IPython shell with a kernel attached)."""
     try:

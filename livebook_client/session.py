@@ -38,7 +38,7 @@ from .progress import ChainProgress, ProgressDisplay, make_progress
 if TYPE_CHECKING:
     from exmc.ir import IR
 
-    from .jobs import Job, JobList
+    from .jobs import DrawStream, Job, JobList
     from .status import ClusterStatus
     from exmc.nuts.trace import Chains
 
@@ -221,7 +221,7 @@ class Session:
     def sample(self, ir: IR, chains: int = 4, num_samples: int = 1000, num_warmup: int = 500,
                seed: int | None = None, progress: bool | ProgressDisplay = True,
                timeout: float | None = None, nodes: Sequence[str] | str | None = None,
-               **sampler_options: Any) -> Chains:
+               stream: bool = False, live_trace: str | None = None, **sampler_options: Any) -> Chains | DrawStream:
         """Run ``exmc.NUTS.Sampler.sample_chains`` on the attached node and return its ``Chains``.
 
         ``seed=None`` leaves the sampler's default seed; other ``sampler_options``
@@ -238,6 +238,13 @@ class Session:
         node, and a node lost mid-run has its unfinished chains rerun on the others (the
         display and ``Chains.warnings()`` say which node and which chains).
 
+        ``stream=True``: return at once a :class:`~livebook_client.jobs.DrawStream` that yields
+        the draws as they are made (``exmc.nuts.stream.DrawBatch`` es, at most every 0.2 s per
+        chain) and whose ``result()`` gives the ``Chains``; leaving its loop early cancels the
+        sampling. ``live_trace="mu"``: draw a running trace of that variable under the progress
+        table (redrawn in place, at most once a second). Both run the sampling as a detached
+        job (:meth:`start`) that this call follows; interrupting the call cancels it.
+
         The IR is validated here first: a malformed model raises ``exmc.ValidationError``
         before anything is sent.
 
@@ -250,6 +257,22 @@ class Session:
         from exmc.nuts.api import validate_payload
 
         validate_payload(ir)  # a typo fails here, before anything is sent (the node checks again)
+        if stream or live_trace is not None:
+            from .jobs import DrawStream
+
+            job = self.start(ir, chains, num_samples, num_warmup, seed, nodes=nodes, **sampler_options)
+            if stream:
+                return DrawStream(job)
+            finished = False
+            try:
+                result = job.result(timeout, progress=progress, live_trace=live_trace)
+                finished = True
+                return result
+            except TimeoutError as error:
+                raise ErpcTimeout(f"sampling on {self.node} did not finish within {timeout} s") from error
+            finally:
+                if not finished:
+                    job.forget()
         if nodes is not None:
             return self._sample_on_nodes(ir, chains, num_samples, num_warmup, seed, progress, timeout,
                                          nodes, sampler_options)

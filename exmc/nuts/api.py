@@ -82,6 +82,7 @@ class Sampler:
         nodes: Sequence[str] | str | None = None,
         backend: Any = None,
         on_result: Callable[[Trace], None] | None = None,
+        draws: Callable[[Any], None] | None = None,
     ) -> Chains:
         """Run ``num_chains`` chains and return them as :class:`Chains`.
 
@@ -115,6 +116,10 @@ class Sampler:
         and failure classes; ``backend`` replaces the pynode transport (an
         :class:`exmc.nuts.multinode.ClusterBackend`).
 
+        ``draws(batch)`` receives the sampling draws of every chain as they are made, as
+        :class:`exmc.nuts.stream.DrawBatch` es (at most every 0.2 s per chain; not with
+        ``parallel="vectorized"``, which raises ``ValueError``).
+
         ``on_result(trace)`` is called in the calling thread as each chain finishes (a detached job
         keeps the finished chains of a run that is then cancelled).
 
@@ -134,12 +139,14 @@ class Sampler:
             from exmc.nuts.multinode import sample_on_nodes
 
             return sample_on_nodes(model, num_chains, seed, options, nodes, progress=progress,
-                                   should_stop=should_stop, backend=backend, on_result=on_result)
+                                   should_stop=should_stop, backend=backend, on_result=on_result, draws=draws)
         seeds = _chain_seeds(seed, num_chains)
         logger.debug("sampling %d chains (parallel=%r, seed=%r): %s", num_chains, parallel, seed, options)
         if parallel == "vectorized":
             from exmc.nuts.vectorized import run_vectorized
 
+            if draws is not None:
+                raise ValueError("draws= (streaming) is not supported with parallel='vectorized'")
             traces = run_vectorized(load_model(model), seeds, options, progress, should_stop)
             for trace in traces if on_result is not None else ():
                 on_result(trace)
@@ -148,13 +155,20 @@ class Sampler:
             if workers < 1:
                 raise ValueError(f"max_workers must be positive, got {max_workers!r}")
             traces = pool_module.get_pool().run(model, seeds, options, workers, progress, should_stop,
-                                                on_result=on_result)
+                                                on_result=on_result, draws=draws)
         elif parallel is False:
             model = load_model(model)
             traces = []
             for chain, chain_seed in enumerate(seeds):
                 report = Throttle(progress) if progress is not None else None
-                traces.append(run_chain(model, chain, chain_seed, options, report, should_stop))
+                on_draw = None
+                if draws is not None:
+                    from exmc.nuts.sampler import dropped_deterministics
+                    from exmc.nuts.stream import DrawBatcher
+
+                    on_draw = DrawBatcher(draws, model, chain, options.num_samples,
+                                          dropped_deterministics(model, options.keep_deterministics)).add
+                traces.append(run_chain(model, chain, chain_seed, options, report, should_stop, on_draw))
                 if on_result is not None:
                     on_result(traces[-1])
         else:

@@ -12,8 +12,9 @@ State (one process-wide table ``_jobs``, name -> :class:`Job`, in start order, g
 - ``"running"`` — its thread samples; ``progress`` holds each chain's latest event;
 - ``"done"`` — ``result`` holds the ``Chains`` until fetched or evicted;
 - ``"failed"`` — ``error`` holds the exception (raised again by :func:`result`);
-- ``"cancelled"`` — stopped by :func:`cancel`; ``result`` holds the ``Chains`` of the chains that
-  had finished (``partial`` True in their ``notes``; chains still running are excluded);
+- ``"cancelled"`` — stopped by :func:`cancel`; ``result`` holds a partial ``Chains``: every chain
+  with sampling draws (running ones up to their last streamed batch, at most 0.2 s behind),
+  cut to a common length, chains still in warmup left out; its ``notes`` say so;
 - ``"fetched"`` / ``"evicted"`` — the result left the table (fetched by a caller, or dropped by
   the limits below, with a log line); the job's description stays.
 
@@ -42,6 +43,8 @@ MAX_STORED_BYTES = 1 << 30  # 1 GiB: a few large runs on a compute box with tens
 
 STATUSES = ("running", "done", "failed", "cancelled", "fetched", "evicted")
 _FINISHED_WITH_RESULT = ("done", "cancelled")
+# A job's draws stream into ``Job.log`` as they are made (``draws()`` reads them): what lets a
+# cancelled job keep its chains' completed iterations, and a notebook plot a running trace.
 
 _lock = threading.Lock()
 _jobs: dict[str, Job] = {}
@@ -64,6 +67,8 @@ class Job:
         self.notes: list[str] = []
         self.result: Any = None
         self.error: BaseException | None = None
+        self.max_tree_depth = 0  # the run's, for the statistics of partial traces
+        self.log: Any = None  # the streamed draws (exmc.nuts.stream.DrawLog) until the result leaves
         self.stop = threading.Event()
         self.ended = threading.Event()
         self.thread: threading.Thread | None = None
@@ -108,6 +113,8 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any]) 
     from exmc.nuts.api import Sampler, validate_payload
     from exmc.nuts.multinode import ChainPlaced, NodeLost
     from exmc.nuts.sampler import SamplerOptions
+    from exmc.nuts.stream import DrawLog
+    from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH
 
     if not isinstance(name, str) or not name:
         raise ValueError(f"a job name must be a non-empty string, got {name!r}")
@@ -120,6 +127,12 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any]) 
     total = int(options.get("num_samples", 1000)) + int(options.get("num_warmup", 1000))
     nodes = options.get("nodes")
     job = Job(name, int(num_chains), total, None if nodes is None else list(nodes) if not isinstance(nodes, str) else [nodes])
+    job.log = DrawLog()
+    job.max_tree_depth = int(options.get("max_tree_depth", DEFAULT_MAX_TREE_DEPTH))
+
+    def streamed(batch: Any) -> None:
+        with _lock:
+            job.log.add(batch)
 
     def record(event: Any) -> None:
         with _lock:
@@ -138,7 +151,7 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any]) 
     def run() -> None:
         try:
             chains = Sampler.sample_chains(payload, num_chains, progress=record, should_stop=job.stop.is_set,
-                                           on_result=finished.append, **options)
+                                           on_result=finished.append, draws=streamed, **options)
         except InterruptedError:
             _finish(job, "cancelled", result=_partial(finished, job))
         except BaseException as error:  # noqa: BLE001 - kept for the caller, raised by result()
@@ -159,12 +172,34 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any]) 
 
 
 def _partial(finished: list[Any], job: Job) -> Any:
-    from exmc.nuts.trace import Chains
+    """The Chains of a cancelled job: every chain with at least one sampling draw (finished
+    chains whole, running ones up to their last streamed batch, warmup-only ones left out), all
+    cut to the shortest one's length so that diagnostics and ArviZ see equal chains."""
+    from exmc.nuts.trace import Chains, Trace
 
-    traces = sorted(finished, key=lambda trace: trace.info["chain"])
-    chains = [trace.info["chain"] for trace in traces]
-    note = (f"partial: job {job.name!r} was cancelled; these are the {len(traces)} of {job.num_chains} chains "
-            f"that had finished ({chains}); chains still running were dropped")
+    whole = {trace.info["chain"]: trace for trace in finished}
+    with _lock:
+        partial = {}
+        for chain in range(job.num_chains):
+            if chain in whole or job.log.count(chain) == 0:
+                continue
+            draws, stats = job.log.arrays(chain)
+            info = {"chain": chain, "partial": True, "node": job.placed.get(chain), "deterministics": [],
+                    "max_tree_depth": job.max_tree_depth}
+            partial[chain] = Trace(draws, stats, info)
+    kept = sorted({**partial, **whole}.items())
+    if not kept:
+        return Chains([], notes=job.notes + [f"partial: job {job.name!r} was cancelled before any sampling draw"])
+    length = min(trace.num_samples for _, trace in kept)
+    traces = []
+    for chain, trace in kept:
+        if trace.num_samples > length:
+            trace = Trace({k: v[:length] for k, v in trace.items()}, {k: v[:length] for k, v in trace.stats.items()},
+                          dict(trace.info, partial=True), None)
+        traces.append(trace)
+    note = (f"partial: job {job.name!r} was cancelled; chains {[c for c, _ in kept]} of {job.num_chains} "
+            f"({sorted(whole)} had finished), each cut to {length} draws, the shortest one's; chains still in "
+            "warmup were dropped")
     return Chains(traces, notes=job.notes + [note])
 
 
@@ -190,6 +225,7 @@ def _evict_locked() -> None:
                        "%.0f MiB", oldest.name, time.strftime("%H:%M:%S", time.localtime(oldest.finished)),
                        oldest.nbytes() / 2**20, _limits["count"], _limits["bytes"] / 2**20)
         oldest.result = None
+        oldest.log = None
         oldest.status = "evicted"
 
 
@@ -232,8 +268,22 @@ def result(name: str, timeout: float | None = None, keep: bool = False) -> Any:
         value = job.result
         if not keep:
             job.result = None
+            job.log = None
             job.status = "fetched"
         return value
+
+
+def draws(name: str, cursor: Mapping[int, tuple[int, int]] | None = None) -> dict[str, Any]:
+    """The sampling draws of job ``name`` that a reader holding ``cursor`` has not seen:
+    ``{"status", "batches": [DrawBatch, ...], "cursor"}`` (pass the returned cursor next time;
+    see :meth:`exmc.nuts.stream.DrawLog.since`). Empty once the result has left this process."""
+    with _lock:
+        job = _get(name)
+        if job.log is None:
+            return {"status": job.status, "batches": [], "cursor": dict(cursor or {})}
+        batches = job.log.since(dict(cursor or {}))
+        new_cursor = {chain: (job.log.generation[chain], job.log.count(chain)) for chain in job.log.batches}
+        return {"status": job.status, "batches": batches, "cursor": new_cursor}
 
 
 def cancel(name: str) -> dict[str, Any]:

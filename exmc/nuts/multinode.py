@@ -25,6 +25,9 @@ Failure classes of a run over nodes:
 - ``should_stop()`` true: ``InterruptedError``; a ``KeyboardInterrupt`` or any other exception
   in the coordinator also cancels every share (each node terminates its chains' workers).
 
+With ``draws=``, each chain's sampling draws stream back as :class:`exmc.nuts.stream.DrawBatch`
+es, from the node currently running it (a moved chain starts again at ``start == 0``).
+
 What the progress callback receives: exmc's :class:`~exmc.nuts.progress.ProgressEvent` of each
 chain (from the node currently running it; events of a lost node's chains are dropped once it is
 lost), :class:`ChainPlaced` when a chain is given to a node (at the start and when it moves),
@@ -63,6 +66,13 @@ class ShareChainDone(NamedTuple):
 
     run: Any
     trace: Trace
+
+
+class ShareDraws(NamedTuple):
+    """A batch of one chain's sampling draws (:class:`exmc.nuts.stream.DrawBatch`)."""
+
+    run: Any
+    batch: Any
 
 
 class ShareEnded(NamedTuple):
@@ -130,9 +140,10 @@ class ClusterBackend(Protocol):
         ...
 
     def start(self, node: str, payload: Any, chains: list[int], seeds: list[np.random.SeedSequence],
-              options: SamplerOptions, max_workers: int) -> Any:
-        """Start a share of chains on ``node``; returns its handle. Never raises for an
-        unreachable node: a ``ShareFailed(lost=True)`` is reported instead."""
+              options: SamplerOptions, max_workers: int, stream: bool = False) -> Any:
+        """Start a share of chains on ``node``; returns its handle (with ``stream``, the share
+        also reports ``ShareDraws``). Never raises for an unreachable node: a
+        ``ShareFailed(lost=True)`` is reported instead."""
         ...
 
     def poll(self, timeout: float) -> list[Any]:
@@ -184,7 +195,8 @@ class Coordinator:
     def __init__(self, backend: ClusterBackend, payload: Any, seeds: list[np.random.SeedSequence],
                  options: SamplerOptions, progress: Callable[[Any], None] | None,
                  should_stop: Callable[[], bool] | None,
-                 on_result: Callable[[Trace], None] | None = None) -> None:
+                 on_result: Callable[[Trace], None] | None = None,
+                 draws: Callable[[Any], None] | None = None) -> None:
         self.backend = backend
         self.payload = payload
         self.seeds = seeds
@@ -192,6 +204,7 @@ class Coordinator:
         self.progress = progress
         self.should_stop = should_stop
         self.on_result = on_result
+        self.draws = draws
         self.capacity: dict[str, int] = {}
         self.shares: dict[Any, _Share] = {}
         self.owner: dict[int, str] = {}
@@ -251,7 +264,7 @@ class Coordinator:
             self._emit(ChainPlaced(chain, node))
         for node, share in by_node.items():
             run = self.backend.start(node, self.payload, share, [self.seeds[c] for c in share], self.options,
-                                     min(self.capacity[node], len(share)))
+                                     min(self.capacity[node], len(share)), stream=self.draws is not None)
             self.shares[run] = _Share(node, share)
             logger.info("chains %s placed on %s (%d workers)", share, node, self.capacity[node])
         return placed
@@ -266,6 +279,9 @@ class Coordinator:
         if isinstance(event, ShareProgress):
             if self.owner.get(event.event.chain) == share.node and event.event.chain not in self.results:
                 self._emit(event.event)
+        elif isinstance(event, ShareDraws):
+            if self.draws is not None and self.owner.get(event.batch.chain) == share.node:
+                self.draws(event.batch)
         elif isinstance(event, ShareChainDone):
             chain = int(event.trace.info["chain"])
             if chain in share.chains and chain not in self.results:
@@ -325,7 +341,8 @@ def sample_on_nodes(payload: Any, num_chains: int, seed: int | np.random.SeedSeq
                     nodes: Sequence[str] | str, *, progress: Callable[[Any], None] | None = None,
                     should_stop: Callable[[], bool] | None = None,
                     backend: ClusterBackend | None = None,
-                    on_result: Callable[[Trace], None] | None = None) -> Chains:
+                    on_result: Callable[[Trace], None] | None = None,
+                    draws: Callable[[Any], None] | None = None) -> Chains:
     """Run ``num_chains`` chains of ``payload`` (an IR or compiled model) on ``nodes`` and return
     them in chain order (see the module docstring for scheduling and failure classes). Raises
     ValueError for an empty node list."""
@@ -340,5 +357,5 @@ def sample_on_nodes(payload: Any, num_chains: int, seed: int | np.random.SeedSeq
         backend.close()
         raise ValueError(f"no nodes to sample on (nodes={nodes!r})")
     coordinator = Coordinator(backend, payload, _chain_seeds(seed, num_chains), options, progress, should_stop,
-                              on_result)
+                              on_result, draws)
     return coordinator.run(resolved)

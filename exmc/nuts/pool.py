@@ -148,6 +148,7 @@ class WorkerPool:
         should_stop: Callable[[], bool] | None,
         chain_ids: Sequence[int] | None = None,
         on_result: Callable[[Trace], None] | None = None,
+        draws: Callable[[Any], None] | None = None,
     ) -> list[Trace]:
         """Run one chain per seed on at most ``max_workers`` workers; results in chain order.
 
@@ -156,6 +157,8 @@ class WorkerPool:
         progress, errors and ``Trace.info["chain"]`` agree with a single-node run.
         ``on_result(trace)`` is called in the calling thread as each chain finishes (before the
         others end). Each trace's ``info["worker"]`` is the pid of the worker that ran it.
+        ``draws(batch)`` receives each chain's sampling draws as :class:`~exmc.nuts.stream.DrawBatch`
+        es while it runs.
 
         ``payload`` (an IR or a compiled model) travels with cloudpickle, once per worker and
         model. Raises :class:`ChainFailed` naming the chain whose worker died, re-raises a chain's
@@ -174,11 +177,11 @@ class WorkerPool:
                 raise InterruptedError("sampling cancelled while waiting for the chain pool")
         try:
             return self._run_locked(model_bytes, key, dict(zip(ids, seeds)), options, max_workers, progress,
-                                    should_stop, on_result)
+                                    should_stop, on_result, draws)
         finally:
             self._lock.release()
 
-    def _run_locked(self, model_bytes, key, seeds, options, max_workers, progress, should_stop, on_result):
+    def _run_locked(self, model_bytes, key, seeds, options, max_workers, progress, should_stop, on_result, draws):
         results: dict[int, Trace] = {}
         busy: dict[Connection, _Worker] = {}
         try:
@@ -189,12 +192,13 @@ class WorkerPool:
                 while pending and idle:
                     worker, chain = idle.pop(0), pending.pop(0)
                     send = None if worker.model_key == key else model_bytes
-                    worker.conn.send(("run", chain, key, send, seeds[chain], options, progress is not None))
+                    worker.conn.send(("run", chain, key, send, seeds[chain], options, progress is not None,
+                                      draws is not None))
                     worker.model_key, worker.chain = key, chain
                     busy[worker.conn] = worker
                 for handle in wait(list(busy), timeout=POLL_INTERVAL):
                     worker = busy[handle]
-                    if self._receive(worker, results, progress, on_result):
+                    if self._receive(worker, results, progress, on_result, draws):
                         del busy[handle]
                         worker.chain = None
                         idle.append(worker)
@@ -232,7 +236,7 @@ class WorkerPool:
         return False
 
     @staticmethod
-    def _receive(worker: _Worker, results: dict[int, Trace], progress, on_result=None) -> bool:
+    def _receive(worker: _Worker, results: dict[int, Trace], progress, on_result=None, draws=None) -> bool:
         """Handle the messages waiting on a worker's socket; True when its chain finished.
         End of file means the worker died: :class:`ChainFailed` names its chain."""
         while worker.conn.poll():
@@ -245,6 +249,9 @@ class WorkerPool:
             if kind == "progress":
                 if progress is not None:
                     progress(message[1])
+            elif kind == "draws":
+                if draws is not None:
+                    draws(message[1])
             elif kind == "done":
                 trace = message[2]
                 trace.info["worker"] = worker.pid

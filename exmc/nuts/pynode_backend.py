@@ -10,6 +10,8 @@ coordinating thread's :func:`pynode.self_pid`), each a tuple tagged with the sha
 ==================================================  ===========================================
 ``(SHARE_TAG, token, "progress", event_dict)``      exmc ``ProgressEvent`` as a dict (≤ ~10/s
                                                     per chain)
+``(SHARE_TAG, token, "draws", batch)``              with streaming: an ``exmc.nuts.stream.DrawBatch``
+                                                    of one chain's draws (≤ 1 per 0.2 s per chain)
 ``(SHARE_TAG, token, "done", trace)``               one finished chain's ``Trace`` (pickled by
                                                     pynode: numpy arrays out of band)
 ==================================================  ===========================================
@@ -36,7 +38,7 @@ import pynode
 from pynode import Node, erpc
 from pynode.errors import NoConnection
 
-from exmc.nuts.multinode import NodeDown, ShareChainDone, ShareEnded, ShareFailed, ShareProgress
+from exmc.nuts.multinode import NodeDown, ShareChainDone, ShareDraws, ShareEnded, ShareFailed, ShareProgress
 from exmc.nuts.progress import ProgressEvent
 from exmc.nuts.sampler import SamplerOptions
 
@@ -82,7 +84,8 @@ def nodes_with_exmc() -> list[str]:
 
 
 def run_share(caller: pynode.Pid, token: str, payload: Any, chains: list[int],
-              seeds: list[np.random.SeedSequence], options: SamplerOptions, max_workers: int) -> list[int]:
+              seeds: list[np.random.SeedSequence], options: SamplerOptions, max_workers: int,
+              stream: bool = False) -> list[int]:
     """On a compute node: run ``chains`` in the warm pool and stream them to ``caller``.
 
     The IR is validated here again (a malformed model never reaches the workers). A chain's
@@ -105,8 +108,11 @@ def run_share(caller: pynode.Pid, token: str, payload: Any, chains: list[int],
             pynode.send(caller, (SHARE_TAG, token, "done", trace))
             entry["done"].append(trace.info["chain"])
 
+        def draws(batch: Any) -> None:
+            pynode.send(caller, (SHARE_TAG, token, "draws", batch))
+
         pool.get_pool().run(payload, seeds, options, max_workers, forward, pynode.cancelled,
-                            chain_ids=chains, on_result=finished)
+                            chain_ids=chains, on_result=finished, draws=draws if stream else None)
     return list(chains)
 
 
@@ -158,11 +164,11 @@ class PynodeBackend:
         return result
 
     def start(self, node: str, payload: Any, chains: list[int], seeds: list[np.random.SeedSequence],
-              options: SamplerOptions, max_workers: int) -> _Run:
+              options: SamplerOptions, max_workers: int, stream: bool = False) -> _Run:
         run = _Run(node, secrets.token_hex(8))
         try:
             run.request = erpc.send_request(node, run_share, self.pid, run.token, payload, chains, seeds,
-                                            options, max_workers)
+                                            options, max_workers, stream)
         except NoConnection as error:
             run.start_error = error
         self._runs[run.token] = run
@@ -220,6 +226,8 @@ class PynodeBackend:
                 return None  # a share already ended or cancelled: dropped
             if message[2] == "progress":
                 return ShareProgress(run, ProgressEvent(**message[3]))
+            if message[2] == "draws":
+                return ShareDraws(run, message[3])
             if message[2] == "done":
                 run.received.add(message[3].info["chain"])
                 return ShareChainDone(run, message[3])

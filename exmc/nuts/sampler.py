@@ -130,13 +130,14 @@ def run_chain(
     options: SamplerOptions,
     report: Callable[[int, int, int, str, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_draw: Callable[[int, np.ndarray, Mapping[str, Any]], None] | None = None,
 ) -> Trace:
     """Sample one chain, evaluating the log-density directly (see :func:`chain_steps`).
 
     Floating-point warnings of the model (overflow far out in a divergent trajectory) are silenced:
     their consequences, non-finite energies, are handled as divergences."""
     with np.errstate(all="ignore"):
-        return drive(chain_steps(model, chain, seed, options, report, should_stop), model.logp_and_grad)
+        return drive(chain_steps(model, chain, seed, options, report, should_stop, on_draw), model.logp_and_grad)
 
 
 def chain_steps(
@@ -146,6 +147,7 @@ def chain_steps(
     options: SamplerOptions,
     report: Callable[[int, int, int, str, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_draw: Callable[[int, np.ndarray, Mapping[str, Any]], None] | None = None,
 ) -> Generator[np.ndarray, tuple[float, np.ndarray], Trace]:
     """Sample one chain of ``model`` (an ``exmc.compile``d model) and return its :class:`Trace`.
 
@@ -153,6 +155,8 @@ def chain_steps(
     not depend on which process runs the chain. ``report(chain, iteration, total, phase,
     divergences, step_size)`` is called after every iteration (callers throttle it).
     ``should_stop()`` is polled once per iteration; when true the chain raises ``InterruptedError``.
+    ``on_draw(i, q, stats)`` receives each sampling draw as it is made (unconstrained position and
+    its statistics; :class:`exmc.nuts.stream.DrawBatcher` batches them for streaming).
 
     A generator: every leapfrog position of every trajectory is yielded and its guarded
     ``(lp, grad)`` is expected back (``integrator.drive`` answers at once; the vectorized driver
@@ -215,6 +219,8 @@ def chain_steps(
         stats["divergent"][i] = t.divergent
         stats["energy"][i] = t.energy
         divergences += t.divergent
+        if on_draw is not None:
+            on_draw(i, q, {name: column[i] for name, column in stats.items()})
         tick(options.num_warmup + i + 1, "sampling")
     sampling_seconds = time.perf_counter() - start
 

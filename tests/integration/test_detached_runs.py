@@ -81,7 +81,10 @@ def test_cancel_stops_the_job_and_keeps_the_chains_that_finished(session):
         time.sleep(0.05)  # chains 0 and 1 run first on the node's 2 workers; then chain 2
     assert job.cancel()["status"] == "cancelled"
     partial = job.result(progress=False)
-    assert [t.info["chain"] for t in partial] == [0, 1]
+    # Chains 0 and 1 had finished; chain 2 is kept too if it had reached sampling (then all are
+    # cut to its length).
+    assert [t.info["chain"] for t in partial][:2] == [0, 1]
+    assert len({t.num_samples for t in partial}) == 1
     assert any("partial: job 'to-cancel' was cancelled" in w for w in partial.warnings())
 
 
@@ -91,3 +94,50 @@ def test_a_detached_job_can_spread_its_chains_over_nodes(session):
     chains = job.result(timeout=120, progress=False)
     assert {t.info["node"] for t in chains} == set(NODES)
     assert [t.info["chain"] for t in chains] == [0, 1, 2, 3]
+
+
+def test_stream_yields_draws_while_sampling_and_result_gives_the_chains(session):
+    stream = session.sample(io_bound_normal(DELAY), chains=2, seed=4, stream=True, num_samples=500, num_warmup=20)
+    seen = {0: [], 1: []}
+    status_at_first = None
+    for batch in stream:
+        assert batch.start == sum(len(block) for block in seen[batch.chain])
+        seen[batch.chain].append(batch.draws["x"])
+        if status_at_first is None:
+            status_at_first = stream.job.status
+    chains = stream.result()
+    for chain in (0, 1):
+        np.testing.assert_array_equal(np.concatenate(seen[chain]), chains[chain]["x"])
+    assert status_at_first == "running"  # draws came while the chains ran
+
+
+def test_leaving_a_stream_early_cancels_the_sampling(session):
+    stream = session.sample(io_bound_normal(DELAY), chains=2, seed=4, stream=True, num_samples=2000, num_warmup=20)
+    for batch in stream:
+        break
+    stream_job = stream.job
+    assert stream_job.status == "cancelled"
+    partial = stream.result()
+    assert 0 < partial[0].num_samples < 2000 and partial[0].info["partial"]
+
+
+def test_chains_over_nodes_stream_their_draws(session):
+    from exmc.nuts.stream import DrawLog
+
+    log = DrawLog()
+    chains = exmc.NUTS.Sampler.sample_chains(io_bound_normal(DELAY), 4, seed=2, nodes=NODES, draws=log.add,
+                                             num_samples=50, num_warmup=20)
+    for trace in chains:
+        streamed, stats = log.arrays(trace.info["chain"])
+        np.testing.assert_array_equal(streamed["x"], trace["x"])
+        np.testing.assert_array_equal(stats["n_steps"], trace.stats["n_steps"])
+
+
+def test_sample_with_a_live_trace_follows_the_run_and_returns_its_chains(session):
+    chains = session.sample(io_bound_normal(DELAY), chains=2, seed=4, live_trace="x", progress=False,
+                            num_samples=100, num_warmup=20)
+    assert len(chains) == 2 and chains[0]["x"].shape == (100, 2)
+    assert all(j["status"] == "fetched" for j in session.jobs() if j["name"].startswith("job-"))
+    with pytest.raises(KeyError, match="live trace: variable 'nope'"):
+        session.sample(io_bound_normal(DELAY), chains=1, live_trace="nope", progress=False,
+                       num_samples=400, num_warmup=20)

@@ -154,3 +154,37 @@ def test_a_real_chain_reports_warmup_divergences_that_the_display_keeps():
                                     progress=events.append)
     warmup = [e for e in events if e.phase == "warmup"]
     assert warmup[-1].iteration == 30  # the switch event is always sent
+
+
+def test_live_trace_redraws_in_place_throttled_and_renders_a_png(tmp_path):
+    import numpy as np
+
+    from exmc.nuts.stream import DrawBatch
+    from livebook_client.progress import LIVE_TRACE_REFRESH_SECONDS, LiveTrace
+
+    now = [0.0]
+    display = RecordingDisplay()
+    live = LiveTrace("mu", display=display, clock=lambda: now[0])
+    rng = np.random.default_rng(0)
+
+    def batch(chain, start, n):
+        return DrawBatch(chain, start, {"mu": rng.normal(size=n), "theta": rng.normal(size=(n, 3))},
+                         {"lp": np.zeros(n)}, 500)
+
+    live.add(batch(0, 0, 100))
+    assert len(display.shown) == 1  # first picture at once
+    live.add(batch(1, 0, 80))
+    live.add(batch(0, 100, 50))
+    assert len(display.shown) == 1  # throttled
+    now[0] = LIVE_TRACE_REFRESH_SECONDS
+    live.add(batch(1, 80, 20))
+    assert len(display.shown) == 2
+    assert [len(live.values[c]) for c in (0, 1)] == [150, 100]
+    live.add(batch(1, 0, 10))  # chain 1 rerun elsewhere: starts again
+    live.close()
+    assert len(live.values[1]) == 10 and len(display.shown) == 3
+    png = live.render()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "live.png").write_bytes(png)
+    with pytest.raises(KeyError, match="'sigma'"):
+        LiveTrace("sigma", display=display).add(batch(0, 0, 5))

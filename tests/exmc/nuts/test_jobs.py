@@ -49,20 +49,47 @@ def test_a_taken_name_and_bad_input_are_refused_before_anything_starts():
     assert [j["name"] for j in jobs.jobs()] == ["radon-v2"]
 
 
-def test_cancel_keeps_the_chains_that_had_finished_marked_partial():
-    # 3 chains one after another; cancel once the first finished and the second is under way.
-    jobs.start("long", io_bound_normal(0.0005), 3, dict(num_samples=100, num_warmup=100, parallel=False, seed=2))
+def test_cancel_keeps_the_completed_iterations_marked_partial():
+    # 3 chains one after another; cancel once chain 1 is sampling (chain 2 has not started).
+    jobs.start("long", io_bound_normal(0.0005), 3, dict(num_samples=150, num_warmup=50, parallel=False, seed=2))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         progress = jobs.state("long")["progress"]
-        if any(p["chain"] == 1 for p in progress):
+        if any(p["chain"] == 1 and p["phase"] == "sampling" and p["iteration"] > 60 for p in progress):
             break
         time.sleep(0.02)
     described = jobs.cancel("long")
     assert described["status"] == "cancelled"
     partial = jobs.result("long")
-    assert [t.info["chain"] for t in partial] == [0]
+    assert [t.info["chain"] for t in partial] == [0, 1]
+    length = partial[1].num_samples
+    assert 0 < length < 150 and partial[0].num_samples == length
+    direct = exmc.NUTS.Sampler.sample_chains(io_bound_normal(0.0005), 2, seed=2, num_samples=150, num_warmup=50,
+                                             parallel=False)
+    for got, want in zip(partial, direct):
+        np.testing.assert_array_equal(got["x"], want["x"][:length])  # the iterations made, as they were
+    assert partial[1].info["partial"] is True
     assert any(note.startswith("partial: job 'long' was cancelled") for note in partial.warnings())
+    assert partial.summary().rows == ["x[0]", "x[1]"]
+
+
+def test_draws_stream_while_a_job_runs_and_a_cursor_reads_each_once():
+    jobs.start("streamed", io_bound_normal(0.0005), 2, dict(num_samples=300, num_warmup=20, parallel=False, seed=6))
+    seen = {0: [], 1: []}
+    cursor = None
+    while True:
+        answer = jobs.draws("streamed", cursor)
+        for batch in answer["batches"]:
+            assert batch.start == sum(len(block) for block in seen[batch.chain])
+            seen[batch.chain].append(batch.draws["x"])
+        cursor = answer["cursor"]
+        if answer["status"] != "running" and not answer["batches"]:
+            break
+        time.sleep(0.05)
+    chains = jobs.result("streamed")
+    for chain in (0, 1):
+        assert len(seen[chain]) > 1  # more than one batch: they came while sampling
+        np.testing.assert_array_equal(np.concatenate(seen[chain]), chains[chain]["x"])
 
 
 def test_a_failed_job_raises_its_own_exception_on_result():

@@ -55,7 +55,7 @@ class InProcessBackend:
         return {n: self.capacity[n] if self.capacity[n] is not None else NodeGone(f"{n} unreachable")
                 for n in nodes}
 
-    def start(self, node, payload, chains, seeds, options, max_workers):
+    def start(self, node, payload, chains, seeds, options, max_workers, stream=False):
         run = (node, tuple(chains), len(self.started))
         self.started.append((node, list(chains), max_workers))
         self.queue.append((run, payload, chains, seeds, options))
