@@ -25,6 +25,7 @@ Usage: ``python bench/cluster_bench.py [--repeat 3] [--quick]``
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import statistics
 import sys
@@ -33,7 +34,7 @@ import time
 import exmc
 from exmc.models.io_bound import DEFAULT_DELAY, io_bound_normal
 from livebook_client.demo import seed_model
-from pynode import Node
+from pynode import Node, portmapper
 from pynode.testing import LocalCluster
 
 # The benchmark's own loopback addresses (p13's range), away from the tests' .1-.3 and .10.
@@ -63,7 +64,9 @@ def main() -> int:
     cpu_chains, cpu_sizes = (2, 50) if args.quick else (2, 500)
     sleepy = io_bound_normal(DEFAULT_DELAY)
 
-    with LocalCluster(NODES, preload=["exmc"]) as cluster:
+    # Its own port mappers (killed when the cluster stops), found by this process through the env.
+    with LocalCluster(NODES, preload=["exmc"], epmd_port=0) as cluster:
+        os.environ[portmapper.EPMD_PORT_ENV] = str(cluster.epmd_port)
         Node.start(CLIENT, cookie=cluster.cookie, hidden=True)
         try:
             def on(nodes, ir, n, w, d):

@@ -188,3 +188,22 @@ def test_live_trace_redraws_in_place_throttled_and_renders_a_png(tmp_path):
     (tmp_path / "live.png").write_bytes(png)
     with pytest.raises(KeyError, match="'sigma'"):
         LiveTrace("sigma", display=display).add(batch(0, 0, 5))
+
+
+def test_notes_say_which_node_was_lost_in_both_displays():
+    from exmc.nuts.multinode import NodeLost
+
+    lost = NodeLost("exmc@b", "NoConnection: gone", {1: "exmc@a", 4: "exmc@c"})
+    display = RecordingDisplay()
+    board = NotebookProgress(5, 100, display=display)
+    board.update(ChainProgress.queued(1, 100, "exmc@a"))
+    board.note(lost.describe())
+    shown = display.shown[-1]
+    assert "node exmc@b was lost" in repr(shown) and "chain 1 → exmc@a, chain 4 → exmc@c" in repr(shown)
+    assert "chain 1: 0/100 queued on exmc@a" in repr(shown)
+    assert "livebook-note" in shown._repr_html_()
+    out = io.StringIO()
+    bars = TerminalProgress(2, 10, file=out)
+    bars.note(lost.describe())
+    bars.close(completed=False)
+    assert "node exmc@b was lost" in out.getvalue()
