@@ -12,6 +12,7 @@ import time
 import numpy as np
 import psutil
 import pytest
+from process_watch import busy_descendants
 
 import exmc
 from exmc.models.io_bound import failing_normal, io_bound_normal
@@ -188,11 +189,10 @@ def test_a_chain_that_raises_fails_the_run_naming_its_chain_and_node(cluster):
 
 
 def busy(cluster, node):
-    from exmc.nuts import runs  # noqa: F401 - the same module is asked on the node
-
+    """The sampling runs in progress on ``node`` (its exmc.nuts.runs table)."""
     from pynode import erpc
 
-    return erpc.call(node, lambda: __import__("exmc.nuts.runs", fromlist=["x"]).snapshot(), timeout=10)
+    return erpc.call(node, "exmc.nuts.runs:snapshot", timeout=10)
 
 
 def test_status_lists_nodes_workers_load_memory_and_running_runs(cluster):
@@ -224,3 +224,16 @@ def test_status_lists_nodes_workers_load_memory_and_running_runs(cluster):
     done.wait(60)
     thread.join()
     assert len(outcome["chains"]) == 2
+
+
+def test_a_timeout_over_nodes_is_erpc_timeout_and_stops_every_chain(cluster):
+    from pynode.errors import ErpcTimeout
+
+    session = attach(NODES[0])
+    started = time.monotonic()
+    with pytest.raises(ErpcTimeout, match=r"did not finish within 1.0 s"):
+        session.sample(model(), chains=CHAINS, seed=SEED, nodes=NODES, progress=False, timeout=1.0,
+                       num_samples=100_000, num_warmup=50)
+    assert time.monotonic() - started < 10
+    assert wait_until(lambda: all(not busy(cluster, n) for n in NODES), timeout=10)
+    assert all(busy_descendants(cluster.pid(n)) == [] for n in NODES)  # no chain worker still sampling
