@@ -237,3 +237,21 @@ def test_a_timeout_over_nodes_is_erpc_timeout_and_stops_every_chain(cluster):
     assert time.monotonic() - started < 10
     assert wait_until(lambda: all(not busy(cluster, n) for n in NODES), timeout=10)
     assert all(busy_descendants(cluster.pid(n)) == [] for n in NODES)  # no chain worker still sampling
+
+
+def test_a_compute_node_can_coordinate_a_run_over_nodes_seed_style(cluster, reference):
+    """The seed's way: ship a closure to one node, which spreads the chains over the others."""
+    from pynode import erpc
+
+    def run_there(ir, nodes):
+        import exmc as remote_exmc
+
+        chains = remote_exmc.NUTS.Sampler.sample_chains(ir, CHAINS, seed=SEED, nodes=nodes, **SIZES)
+        everyone = remote_exmc.NUTS.Sampler.sample_chains(ir, 2, seed=SEED, nodes="all", **SIZES)
+        return chains, {t.info["node"] for t in everyone}
+
+    chains, all_nodes = erpc.call(NODES[0], run_there, model(), NODES[1:], timeout=120)
+    assert_same_draws(chains, reference)
+    assert {t.info["node"] for t in chains} == set(NODES[1:])
+    # "all" from a visible compute node: its visible peers with exmc, never this hidden client.
+    assert all_nodes <= set(NODES[1:]) and CLIENT not in all_nodes

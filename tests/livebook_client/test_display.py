@@ -136,3 +136,21 @@ def test_display_is_an_attribute_after_a_plain_import():
     lines = result.stdout.splitlines()
     assert lines[0] == "plot_trace livebook_client.progress"
     assert "no attribute 'nonsense'" in lines[1]
+
+
+def test_one_chain_numbering_in_warnings_plots_progress_and_arviz():
+    from livebook_client.progress import ChainProgress, ProgressView
+
+    chains = exmc_like_chains(num_chains=3)
+    chains[1].stats["divergent"][[3, 4]] = True
+    for trace in chains:
+        trace.info["max_tree_depth"] = 10
+    (divergence_warning,) = [w for w in chains.warnings() if "divergent" in w]
+    assert "(chain 1: 2)" in divergence_warning
+    figure = display.plot_trace(chains, ["sigma"])
+    labels = [line.get_label() for line in figure.axes[0].lines if line.get_label().startswith("chain")]
+    assert labels == ["chain 0", "chain 1", "chain 2"]
+    assert "chain 1: 5/10" in repr(ProgressView([ChainProgress(1, 5, 10, "warmup")], "running"))
+    pytest.importorskip("arviz_base")
+    tree = chains.to_arviz()
+    assert list(tree.posterior["sigma"].coords["chain"].values) == [0, 1, 2]
