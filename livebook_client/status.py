@@ -3,7 +3,9 @@
 For each node — the attached one and every other connected visible node — one row: whether it
 answers, its exmc chain workers busy/free, load average, memory (available of total, and the
 node process's own resident size), and the sampling runs in progress there. A node that does not
-answer within the timeout is listed as unreachable with the reason; nothing fails.
+answer within the timeout is listed as unreachable with the reason; nothing fails. Runs are the
+samplings in progress there: ``session.sample`` calls, shares of runs over nodes, and running
+detached jobs.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ def _remote_status_fn() -> Callable[[], dict[str, Any]]:
     def node_status() -> dict[str, Any]:
         import os
 
-        from exmc.nuts import pool, runs
+        from exmc.nuts import jobs, pool, runs
 
         def meminfo() -> dict[str, int]:
             values = {}
@@ -48,7 +50,10 @@ def _remote_status_fn() -> Callable[[], dict[str, Any]]:
         return {
             "workers": max(workers.size, pool.default_workers()), "busy": workers.busy(), "cores": os.cpu_count(),
             "load": os.getloadavg(), "mem_total": memory.get("MemTotal"),
-            "mem_available": memory.get("MemAvailable"), "rss": rss(), "runs": runs.snapshot(),
+            "mem_available": memory.get("MemAvailable"), "rss": rss(),
+            "runs": runs.snapshot() + [
+                {"label": f"job {job['name']}", "chains": list(range(job["chains"])), "started": job["started"],
+                 "done": []} for job in jobs.jobs() if job["status"] == "running"],
         }
 
     return node_status

@@ -141,3 +141,16 @@ def test_sample_with_a_live_trace_follows_the_run_and_returns_its_chains(session
     with pytest.raises(KeyError, match="live trace: variable 'nope'"):
         session.sample(io_bound_normal(DELAY), chains=1, live_trace="nope", progress=False,
                        num_samples=400, num_warmup=20)
+
+
+def test_status_lists_a_running_detached_job(session):
+    job = session.start(io_bound_normal(DELAY), chains=2, seed=1, name="watched", num_samples=5000, num_warmup=20)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not job.state()["progress"]:
+            time.sleep(0.05)
+        row = session.status()[NODES[0]]
+        assert any(run["label"] == "job watched" for run in row.runs) and row.busy >= 1
+    finally:
+        job.forget()
+    assert "watched" not in session.jobs().names()
