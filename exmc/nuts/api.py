@@ -10,6 +10,7 @@ from exmc.nuts import pool as pool_module
 from exmc.nuts.progress import ProgressEvent, Throttle
 from exmc.nuts.sampler import SamplerOptions, load_model, run_chain
 from exmc.nuts.stepsize import DEFAULT_TARGET_ACCEPT
+from exmc.nuts.stream import draw_hook
 from exmc.nuts.trace import Chains, Trace
 from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH
 
@@ -161,13 +162,7 @@ class Sampler:
             traces = []
             for chain, chain_seed in enumerate(seeds):
                 report = Throttle(progress) if progress is not None else None
-                on_draw = None
-                if draws is not None:
-                    from exmc.nuts.sampler import dropped_deterministics
-                    from exmc.nuts.stream import DrawBatcher
-
-                    on_draw = DrawBatcher(draws, model, chain, options.num_samples,
-                                          dropped_deterministics(model, options.keep_deterministics)).add
+                on_draw = None if draws is None else draw_hook(draws, model, chain, options)
                 traces.append(run_chain(model, chain, chain_seed, options, report, should_stop, on_draw))
                 if on_result is not None:
                     on_result(traces[-1])

@@ -80,6 +80,15 @@ class DrawBatcher:
         self._emit(batch)
 
 
+def draw_hook(emit: Callable[[DrawBatch], None], model: Any, chain: int, options: Any):
+    """The ``on_draw`` hook of ``sampler.run_chain`` that streams ``chain``'s draws to ``emit``
+    under the run's ``options`` (``SamplerOptions``: sample count, kept deterministics)."""
+    from exmc.nuts.sampler import dropped_deterministics
+
+    dropped = dropped_deterministics(model, options.keep_deterministics)
+    return DrawBatcher(emit, model, chain, options.num_samples, dropped).add
+
+
 class DrawLog:
     """Every chain's draws so far, assembled from batches (a consumer's side)."""
 

@@ -23,8 +23,8 @@ from multiprocessing.connection import Connection
 import cloudpickle
 
 from exmc.nuts.progress import Throttle
-from exmc.nuts.sampler import dropped_deterministics, load_model, preload_model_modules, run_chain
-from exmc.nuts.stream import DrawBatcher
+from exmc.nuts.sampler import load_model, preload_model_modules, run_chain
+from exmc.nuts.stream import draw_hook
 
 # At start-up, which the pool does ahead of time (``start_pool``, node preload), not on the first task.
 preload_model_modules()
@@ -45,11 +45,8 @@ def worker_main(conn: Connection) -> None:
                 cached_model = load_model(cloudpickle.loads(model_bytes))
                 cached_key = key
             report = Throttle(lambda event: conn.send(("progress", event))) if with_progress else None
-            on_draw = None
-            if with_draws:
-                dropped = dropped_deterministics(cached_model, options.keep_deterministics)
-                on_draw = DrawBatcher(lambda batch: conn.send(("draws", batch)), cached_model, chain,
-                                      options.num_samples, dropped).add
+            emit = lambda batch: conn.send(("draws", batch))  # noqa: E731
+            on_draw = draw_hook(emit, cached_model, chain, options) if with_draws else None
             trace = run_chain(cached_model, chain, seed, options, report, on_draw=on_draw)
         except Exception as exc:  # noqa: BLE001 - every failure is reported to the parent
             detail = traceback.format_exc()

@@ -243,3 +243,24 @@ def test_chain_ids_number_a_share_of_a_run_as_the_whole_run_does():
     np.testing.assert_array_equal(share[1]["x"], whole[1]["x"])
     with pytest.raises(ValueError, match="chain_ids"):
         pool_module.get_pool().run(model, seeds[:2], SamplerOptions(**FAST), 2, None, None, chain_ids=[0, 0])
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_streamed_draws_are_the_traces_draws_in_batches(parallel):
+    from exmc.nuts.stream import DrawLog
+
+    log, batches = DrawLog(), []
+
+    def keep(batch):
+        batches.append(batch)
+        log.add(batch)
+
+    chains = Sampler.sample_chains(isotropic(2), 2, seed=3, parallel=parallel, draws=keep, num_samples=200,
+                                   num_warmup=50)
+    for trace in chains:
+        draws, stats = log.arrays(trace.info["chain"])
+        np.testing.assert_array_equal(draws["x"], trace["x"])
+        np.testing.assert_array_equal(stats["n_steps"], trace.stats["n_steps"])
+    assert all(b.of == 200 for b in batches)
+    with pytest.raises(ValueError, match="vectorized"):
+        Sampler.sample_chains(isotropic(2), 2, parallel="vectorized", draws=keep, **FAST)
