@@ -100,8 +100,12 @@ def _remote_sampler_fn(caller: pynode.Pid | None, token: str) -> Callable[..., C
         options.setdefault("should_stop", remote_pynode.cancelled)
         label = f"sample from {caller.node if caller is not None else 'a caller'}"
         with runs.running(label, list(range(num_chains))):
-            return exmc.NUTS.Sampler.sample_chains(
+            chains = exmc.NUTS.Sampler.sample_chains(
                 ir, num_chains, progress=forward if caller is not None else None, **options)
+        here = remote_pynode.Node.self() if remote_pynode.Node.alive() else None
+        for trace in chains:
+            trace.info.setdefault("node", here)
+        return chains
 
     return sample_remotely
 
