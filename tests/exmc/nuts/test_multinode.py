@@ -176,7 +176,7 @@ def test_should_stop_cancels_every_share():
 
 
 def test_exmc_does_not_import_pynode():
-    code = ("import sys, exmc, exmc.nuts, exmc.nuts.multinode, exmc.nuts.api\n"
+    code = ("import sys, exmc, exmc.nuts, exmc.nuts.multinode, exmc.nuts.api, exmc.nuts.jobs, exmc.nuts.stream\n"
             "exmc.NUTS.Sampler.sample_chains\n"
             "assert 'pynode' not in sys.modules, sorted(m for m in sys.modules if 'pynode' in m)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
