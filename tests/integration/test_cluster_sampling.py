@@ -255,3 +255,29 @@ def test_a_compute_node_can_coordinate_a_run_over_nodes_seed_style(cluster, refe
     assert {t.info["node"] for t in chains} == set(NODES[1:])
     # "all" from a visible compute node: its visible peers with exmc, never this hidden client.
     assert all_nodes <= set(NODES[1:]) and CLIENT not in all_nodes
+
+
+@pytest.mark.slow
+def test_two_nodes_killed_one_after_the_other_still_give_the_undisturbed_draws(cluster):
+    undisturbed = exmc.NUTS.Sampler.sample_chains(model(), 12, seed=SEED, nodes=NODES, **LONG)
+    victims = [NODES[1], NODES[2]]
+    placed: dict[int, str] = {}
+    kills: list[str] = []
+
+    def progress(event):
+        if isinstance(event, ChainPlaced):
+            placed[event.chain] = event.node
+        elif isinstance(event, ProgressEvent) and len(kills) < 2:
+            victim = victims[len(kills)]
+            if placed.get(event.chain) == victim and event.iteration >= 5 * (len(kills) + 1):
+                kills.append(victim)
+                threading.Thread(target=cluster.kill, args=(victim,), daemon=True).start()
+
+    try:
+        chains = exmc.NUTS.Sampler.sample_chains(model(), 12, seed=SEED, nodes=NODES, progress=progress, **LONG)
+        assert kills == victims
+        assert_same_draws(chains, undisturbed)
+        assert sum("was lost" in w for w in chains.warnings()) == 2
+    finally:
+        for victim in victims:
+            cluster.restart(victim)
