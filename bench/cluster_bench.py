@@ -11,14 +11,16 @@ coordinating hidden node. In one run:
 2. **Per-chain overhead of going remote** — a CPU model (the seed model, no sleeping), 2 chains
    at a time × (500 + 500): in this process's own warm pool vs on one remote node through
    ``nodes=[...]`` (shipping the IR, streaming progress and traces through the mailbox, the
-   share's response); the difference divided by the chain count, and the size of one trace.
+   share's response), both with a progress callback; the difference divided by the chain count,
+   and the size of one trace.
 3. **Fixed cost of a run** — 12 chains of one draw and no warmup (no sampling to speak of): the
    local pool, one node, three nodes. What remains is dispatch: worker-count queries, one erpc
    request per share, one mailbox message per chain; the floor below which spreading a run does
    not pay.
 
 Every configuration runs once untimed (warm pools, imported model modules), then ``--repeat``
-times; medians are printed. ``--quick``: tiny sizes (CI smoke; the ratio means little there).
+times; medians are printed. The local/remote comparison runs in pairs (local, remote, local, …)
+and reports the median of the pairwise differences, which a drifting machine load affects least. ``--quick``: tiny sizes (CI smoke; the ratio means little there).
 
 Usage: ``python bench/cluster_bench.py [--repeat 3] [--quick]``
 """
@@ -54,6 +56,25 @@ def timed(repeat: int, run) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def paired(repeat: int, first, second) -> tuple[float, float, float, object]:
+    """Medians of ``first`` and ``second`` timed in turn (A B A B …, one untimed pair first), and
+    the median of their pairwise differences: on a shared machine whose speed drifts, the pairs
+    see the same load."""
+    first()
+    second()
+    a, b, diffs, result = [], [], [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        first()
+        middle = time.perf_counter()
+        result = second()
+        ended = time.perf_counter()
+        a.append(middle - started)
+        b.append(ended - middle)
+        diffs.append(b[-1] - a[-1])
+    return statistics.median(a), statistics.median(b), statistics.median(diffs), result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -69,9 +90,11 @@ def main() -> int:
         os.environ[portmapper.EPMD_PORT_ENV] = str(cluster.epmd_port)
         Node.start(CLIENT, cookie=cluster.cookie, hidden=True)
         try:
-            def on(nodes, ir, n, w, d):
+            def on(nodes, ir, n, w, d, progress=None):
                 return lambda: exmc.NUTS.Sampler.sample_chains(ir, n, num_warmup=w, num_samples=d, seed=5,
-                                                               nodes=nodes)
+                                                               nodes=nodes, progress=progress)
+
+            events: list = []
 
             one, single = timed(repeat, on(NODES[:1], sleepy, chains, warmup, draws))
             three, spread = timed(repeat, on(NODES, sleepy, chains, warmup, draws))
@@ -81,9 +104,12 @@ def main() -> int:
                 workers[t.info["node"]].add(t.info["worker"])
 
             cpu = seed_model()
-            local, _ = timed(repeat, lambda: exmc.NUTS.Sampler.sample_chains(
-                cpu, cpu_chains, num_warmup=cpu_sizes, num_samples=cpu_sizes, seed=5, max_workers=cpu_chains))
-            remote, traces = timed(repeat, on(NODES[:1], cpu, cpu_chains, cpu_sizes, cpu_sizes))
+            # Both with a progress callback, so the remote side streams its progress as a notebook's would.
+            local, remote, difference, traces = paired(
+                repeat,
+                lambda: exmc.NUTS.Sampler.sample_chains(cpu, cpu_chains, num_warmup=cpu_sizes, num_samples=cpu_sizes,
+                                                        seed=5, max_workers=cpu_chains, progress=events.append),
+                on(NODES[:1], cpu, cpu_chains, cpu_sizes, cpu_sizes, events.append))
             trace_bytes = len(pickle.dumps(traces[0]))
 
             floor = {"this process's warm pool": timed(repeat, lambda: exmc.NUTS.Sampler.sample_chains(
@@ -107,17 +133,18 @@ def main() -> int:
           f"draws identical to the 1-node run: {same}; workers used per node: "
           f"{ {node: len(pids) for node, pids in workers.items()} }")
     print()
-    per_chain = (remote - local) / cpu_chains
+    per_chain = difference / cpu_chains
     print(f"## Going remote, per chain (seed model, {cpu_chains} chains × ({cpu_sizes} + {cpu_sizes}), "
-          f"2 workers; median of {repeat})")
+          f"2 workers, progress on; median of {repeat})")
     print()
     print("| where | wall s |")
     print("| --- | ---: |")
     print(f"| this process's warm pool | {local:.3f} |")
     print(f"| one remote node (nodes=[...]) | {remote:.3f} |")
     print()
-    print(f"overhead of going remote: {per_chain * 1e3:+.1f} ms per chain "
-          f"({(remote / local - 1) * 100:+.1f} % of the local wall time); one trace is {trace_bytes / 1024:.1f} KiB pickled")
+    print(f"overhead of going remote (median of the paired differences / chains): {per_chain * 1e3:+.1f} ms per "
+          f"chain ({difference / local * 100:+.1f} % of the local wall time); one trace is "
+          f"{trace_bytes / 1024:.1f} KiB pickled")
     print()
     print(f"## Fixed cost of a run (12 chains × (0 + 1 draw), seed model; median of {repeat})")
     print()
