@@ -40,6 +40,8 @@ from exmc._numeric import HALF_LOG_2PI
 from exmc.analysis import Analysis
 from exmc.censoring import censored_family
 from exmc.dist.base import sum_to_shape
+from exmc.dist.observed_kernels import poisson_log_rate_kernel
+from exmc.fusion import Fusion, find_fusions, normal_linear_kernel
 from exmc.ir import RV, Det, is_ref
 
 logger = logging.getLogger(__name__)
@@ -223,8 +225,10 @@ def _chain_sum(lp: Any, axes: tuple[int, ...], ndim: int) -> Any:
 class _Builder:
     """Builds one :class:`Program` variant; see :func:`build_program`."""
 
-    def __init__(self, analysis: Analysis, free: list[FreeRV], batched: bool, float_rows: bool = False) -> None:
+    def __init__(self, analysis: Analysis, free: list[FreeRV], batched: bool, float_rows: bool = False,
+                 fuse: bool = True) -> None:
         self.a = analysis
+        self.fuse = fuse
         self.free = {f.name: f for f in free}
         self.free_list = free
         self.batched = batched
@@ -687,8 +691,14 @@ class _Builder:
         # the "first contribution" of every gradient slot is known when its closure is made.
         reverse_by_name: dict[str, Callable | None] = {}
         forward_by_name: dict[str, Callable | None] = {}
+        fusions = {f.rv: f for f in find_fusions(self.a, self.varying)} if self.fuse and not self.float_rows else {}
+        absorbed = {name for f in fusions.values() for name in f.absorbed}
         for node in reversed(lp_nodes):
-            if node.kind == "det":
+            if node.name in absorbed:
+                continue
+            if node.name in fusions:
+                forward_by_name[node.name], reverse_by_name[node.name] = self._fused_term(fusions[node.name])
+            elif node.kind == "det":
                 if node.name in self.varying:
                     forward_by_name[node.name], reverse_by_name[node.name] = self._det(node)
             elif node.kind == "rv":
@@ -717,6 +727,15 @@ class _Builder:
         return Program(self.batched, self.template, self.slots, self.varying, self.lp_const, phase1, forward, reverse,
                        values_phase1, values)
 
+    def _fused_term(self, fusion: Fusion) -> tuple[Callable, Callable]:
+        """The closures of a fused likelihood (:mod:`exmc.fusion`) over its varying inputs."""
+        data = fusion.data
+        if fusion.kind == "poisson_log":
+            kernel = poisson_log_rate_kernel(data["y"], self.batched)
+        else:
+            kernel = normal_linear_kernel(data["y"], data["Z"], data["sizes"], data["sigma"], self.batched)
+        return self._kernel_term(kernel, [self.slots[name] for name in fusion.inputs])
+
     def _needed_for_lp(self, order) -> set[str]:
         """Names of the nodes the log-density depends on: every rv and its ancestors."""
         needed: set[str] = set()
@@ -731,8 +750,12 @@ class _Builder:
         return needed
 
 
-def build_program(analysis: Analysis, free: list[FreeRV], batched: bool, float_rows: bool = False) -> Program:
+def build_program(analysis: Analysis, free: list[FreeRV], batched: bool, float_rows: bool = False,
+                  fuse: bool = True) -> Program:
     """Compile the single (``batched=False``) or batched variant of the model's program.
+
+    ``fuse=False`` leaves out the fused link kernels of :mod:`exmc.fusion` (the plain path, kept as
+    their test oracle).
 
     ``float_rows=True`` (unbatched, every free rv a scalar) compiles the single variant for
     :meth:`Program.run_rows`, whose values are Python floats: it may raise ``ArithmeticError``
@@ -740,4 +763,4 @@ def build_program(analysis: Analysis, free: list[FreeRV], batched: bool, float_r
     """
     if float_rows and (batched or any(f.ushape != () for f in free)):
         raise ValueError("float rows need the unbatched variant of a model whose free rvs are all scalars")
-    return _Builder(analysis, free, batched, float_rows).build()
+    return _Builder(analysis, free, batched, float_rows, fuse).build()
