@@ -39,7 +39,7 @@ class Sampler:
         seed: int = 0,
         target_accept: float = DEFAULT_TARGET_ACCEPT,
         max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH,
-        dense_mass: bool = False,
+        dense_mass: bool | str = "auto",
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Trace:
@@ -62,7 +62,7 @@ class Sampler:
         seed: int = 0,
         target_accept: float = DEFAULT_TARGET_ACCEPT,
         max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH,
-        dense_mass: bool = False,
+        dense_mass: bool | str = "auto",
         parallel: bool | str = True,
         max_workers: int | None = None,
         progress: Callable[[ProgressEvent], None] | None = None,
