@@ -567,7 +567,8 @@ class _Builder:
         if lp_program:
             self.lp_const -= HALF_LOG_2PI * int(np.prod(f.shape))
 
-        has_grad = slot in self.seen  # consumers were built before (reverse order)
+        # Consumers were built before (reverse order); the values program keeps no gradients.
+        has_grad = lp_program and slot in self.seen
         mu_first = self._first(mu_slot) if (mu_slot is not None and has_grad) else False
         sigma_first = self._first(sigma_slot) if (sigma_slot is not None and has_grad) else False
 
@@ -632,7 +633,9 @@ class _Builder:
 
     # --- dets ------------------------------------------------------------------------------------
 
-    def _det(self, node: Det) -> tuple[Callable, Callable]:
+    def _det(self, node: Det, with_reverse: bool = True) -> tuple[Callable, Callable | None]:
+        """Forward and reverse closures of a det in the log-density program; ``with_reverse=False``
+        gives the values program's forward-only closure (no tape, no gradient bookkeeping)."""
         op = ops.get(node.op)
         options = {**op.options, **dict(node.options)}
         out_ndim = len(self.a.shapes[node.name])
@@ -647,8 +650,13 @@ class _Builder:
         batched_flags = [self.batched and s[0] is not None for s in specs]
         needs = [s[0] is not None for s in specs]
         kernel = op.kernel(shapes, batched_flags, needs, options)
-        slot, tape = self.slots[node.name], self._slot()
         fwd = kernel.forward
+        slot = self.slots[node.name]
+        if not with_reverse:
+            def value(v):
+                v[slot] = fwd(*[c if s is None else (v[s] if p is None else v[s][p]) for s, p, c in specs])
+            return value, None
+        tape = self._slot()
 
         def forward(v):
             args = [c if s is None else (v[s] if p is None else v[s][p]) for s, p, c in specs]
@@ -716,16 +724,23 @@ class _Builder:
                 phase1.append(fwd)
                 reverse.append(rev)
                 values_phase1.append(self._phase1(f, with_logdet=False)[0])
+        values = self._values_steps(order)
+        return Program(self.batched, self.template, self.slots, self.varying, self.lp_const, phase1, forward, reverse,
+                       values_phase1, values)
+
+    def _values_steps(self, order) -> list[Callable]:
+        """The values program (every varying det and noncentered rv, for ``evaluate``): its own
+        forward-only pass over all nodes, independent of the log-density program's reverse
+        bookkeeping (``seen``) and of which nodes that program left out or fused."""
         values = []
         for node in order:
             if node.name not in self.varying:
                 continue
             if node.kind == "det":
-                values.append(self._det(node)[0])
+                values.append(self._det(node, with_reverse=False)[0])
             elif node.kind == "rv" and self.free[node.name].transform is None:
                 values.append(self._noncentered(self.free[node.name], False)[0])
-        return Program(self.batched, self.template, self.slots, self.varying, self.lp_const, phase1, forward, reverse,
-                       values_phase1, values)
+        return values
 
     def _fused_term(self, fusion: Fusion) -> tuple[Callable, Callable]:
         """The closures of a fused likelihood (:mod:`exmc.fusion`) over its varying inputs."""

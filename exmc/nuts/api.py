@@ -23,11 +23,15 @@ def _chain_seeds(seed: int | np.random.SeedSequence, num_chains: int) -> list[np
 
 
 class Sampler:
-    """Stan's adaptive NUTS (diagonal or dense metric) for an exmc IR or compiled model.
+    """Stan's adaptive NUTS for an exmc IR or compiled model. The metric is chosen automatically
+    by default (``dense_mass="auto"``: Stan's diagonal one, with a low-rank correction when warmup
+    shows strong correlations, see :mod:`exmc.nuts.metric_choice`); ``dense_mass=False`` always
+    uses Stan's diagonal metric and ``True`` Stan's dense one.
 
     ``model`` arguments accept an IR (compiled with ``exmc.compile``) or an object that already has
     the compiled-model interface (``dim``, ``free_names``, ``logp_and_grad``, ``to_constrained``,
-    ``to_unconstrained``, and ``det_names`` when ``to_constrained`` also returns deterministics).
+    ``to_unconstrained``, and ``det_names`` when ``to_constrained`` also returns deterministics:
+    the Protocols of :mod:`exmc.nuts.interface`).
     """
 
     @staticmethod

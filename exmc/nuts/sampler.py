@@ -17,6 +17,7 @@ import numpy as np
 from exmc.nuts.adaptation import WelfordCovariance, WelfordVariance, WindowSchedule
 from exmc.nuts.errors import SamplerError
 from exmc.nuts.init import initial_point
+from exmc.nuts.interface import CompiledModel, WithDeterministics
 from exmc.nuts.metric import DenseMetric, DiagonalMetric, LowRankMetric, unit_metric
 from exmc.nuts.metric_choice import AutoMetricEstimator
 from exmc.nuts.stepsize import (
@@ -137,7 +138,7 @@ def preload_model_modules() -> None:
 
 def load_model(payload):
     """Turn a shipped payload into a compiled model: models pass through, IRs are compiled."""
-    if hasattr(payload, "logp_and_grad"):
+    if isinstance(payload, CompiledModel):
         return payload
     import exmc
 
@@ -148,7 +149,7 @@ def dropped_deterministics(model, keep: bool | tuple[str, ...]) -> frozenset[str
     """Names of ``model``'s deterministics to leave out of the draws under ``keep`` (see
     :class:`SamplerOptions`). Raises ValueError naming a kept name that is not a deterministic
     of the model."""
-    dets = [name for name, _ in getattr(model, "det_names", ())]  # optional in the model interface
+    dets = [name for name, _ in model.det_names] if isinstance(model, WithDeterministics) else []
     if keep is True:
         return frozenset()
     if keep is False:
@@ -161,7 +162,7 @@ def dropped_deterministics(model, keep: bool | tuple[str, ...]) -> frozenset[str
 
 
 def run_chain(
-    model,
+    model: CompiledModel,
     chain: int,
     seed: np.random.SeedSequence,
     options: SamplerOptions,
@@ -177,7 +178,7 @@ def run_chain(
 
 
 def chain_steps(
-    model,
+    model: CompiledModel,
     chain: int,
     seed: np.random.SeedSequence,
     options: SamplerOptions,
