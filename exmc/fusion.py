@@ -27,9 +27,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from scipy.special import gammaln
+
 from exmc._numeric import HALF_LOG_2PI
 
-__all__ = ["Fusion", "find_fusions", "normal_linear_kernel"]
+__all__ = ["Fusion", "find_fusions", "normal_linear_kernel", "glm_kernel"]
+
+#: ``ndarray.sum`` without its Python-level wrapper.
+_sum = np.add.reduce
 
 #: The regression fusion pays when the rows outnumber the coefficients by at least this factor
 #: (below it two passes over the design cost about as much as the K² form) ...
@@ -93,8 +98,21 @@ def find_fusions(analysis, varying: set[str]) -> list[Fusion]:
             if det is None or det.op != "exp" or not only_feeds(rate, rv_name):
                 continue
             (eta,) = det.args
-            if isinstance(eta, str) and eta in varying and analysis.shapes[eta] == y.shape and y.ndim >= 1:
+            if not (isinstance(eta, str) and eta in varying and analysis.shapes[eta] == y.shape and y.ndim >= 1):
+                continue
+            linear = _linear_predictor(eta, rate, y, dets, varying, analysis, only_feeds) if y.ndim == 1 else None
+            if linear is not None:
+                Z, inputs, absorbed, sizes = linear
+                fusions.append(Fusion(rv_name, (rate,) + absorbed, "glm", inputs,
+                                      {"link": "log", "y": y, "Z": Z, "sizes": sizes}))
+            else:
                 fusions.append(Fusion(rv_name, (rate,), "poisson_log", (eta,), {"y": y}))
+        elif family.name == "Bernoulli" and set(params) == {"logit_p"} and y.ndim == 1:
+            linear = _linear_predictor(params["logit_p"], rv_name, y, dets, varying, analysis, only_feeds)
+            if linear is not None:
+                Z, inputs, absorbed, sizes = linear
+                fusions.append(Fusion(rv_name, absorbed, "glm", inputs,
+                                      {"link": "logit", "y": y, "Z": Z, "sizes": sizes}))
         elif family.name == "Normal" and set(params) == {"mu", "sigma"} and y.ndim == 1:
             fusion = _normal_linear(rv_name, params, y, dets, varying, analysis, only_feeds)
             if fusion is not None:
@@ -114,8 +132,23 @@ def _normal_linear(rv_name, params, y, dets, varying, analysis, only_feeds) -> F
         if value is None or np.ndim(value) != 0:
             return None
         sigma_input, sigma_const = (), float(value)
+    linear = _linear_predictor(mu, rv_name, y, dets, varying, analysis, only_feeds)
+    if linear is None:
+        return None
+    Z, inputs, absorbed, sizes = linear
+    if y.shape[0] < max(MIN_ROWS, MIN_ROWS_PER_COEFFICIENT * Z.shape[1]):
+        return None
+    return Fusion(rv_name, absorbed, "normal_linear", inputs + sigma_input,
+                  {"y": y, "Z": Z, "sizes": sizes, "sigma": sigma_const})
+
+
+def _linear_predictor(mu, consumer, y, dets, varying, analysis, only_feeds):
+    """``(Z, inputs, absorbed, sizes)`` when the det ``mu`` (feeding only ``consumer``) is
+    ``matmul(X, b)``, ``add(c, matmul(X, b))`` (either order) or ``affine(c, s, x)`` with constant
+    data of ``y``'s rows and varying ``b``, ``c``, ``s``: ``mu = Z θ`` with θ the inputs end to end
+    (``sizes`` entries each); else ``None``."""
     det = dets.get(mu) if isinstance(mu, str) else None
-    if det is None or not only_feeds(mu, rv_name):
+    if det is None or not only_feeds(mu, consumer):
         return None
 
     def is_var(arg, shape) -> bool:
@@ -157,11 +190,66 @@ def _normal_linear(rv_name, params, y, dets, varying, analysis, only_feeds) -> F
         inputs = (c_arg, s_arg)
     else:
         return None
-    if y.shape[0] < max(MIN_ROWS, MIN_ROWS_PER_COEFFICIENT * Z.shape[1]) or not np.all(np.isfinite(Z)):
+    if not np.all(np.isfinite(Z)):
         return None
     sizes = tuple(int(np.prod(analysis.shapes[name], dtype=np.int64)) for name in inputs)
-    return Fusion(rv_name, tuple(absorbed), "normal_linear", inputs + sigma_input,
-                  {"y": y, "Z": Z, "sizes": sizes, "sigma": sigma_const})
+    return Z, inputs, tuple(absorbed), sizes
+
+
+def _theta_packer(sizes: tuple[int, ...], batched: bool) -> tuple[Callable, Callable]:
+    """``(pack, unpack)``: the kernel inputs laid end to end as θ (``(K,)`` or ``(C, K)``), and a
+    θ-gradient split back into one gradient per input, of that input's shape."""
+    bounds = np.cumsum((0,) + tuple(sizes))
+    spans = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    k = int(bounds[-1])
+    if not batched:
+        def pack(args):
+            theta = np.empty(k)
+            for (a, b), x in zip(spans, args):
+                theta[a:b] = x
+            return theta
+
+        def unpack(g, args):
+            return [g[a] if np.ndim(x) == 0 else g[a:b] for (a, b), x in zip(spans, args)]
+        return pack, unpack
+
+    def pack(args):
+        chains = args[0].shape[0]
+        theta = np.empty((chains, k))
+        for (a, b), x in zip(spans, args):
+            theta[:, a:b] = x.reshape(chains, -1)
+        return theta
+
+    def unpack(g, args):
+        return [g[:, a:b].reshape(x.shape) for (a, b), x in zip(spans, args)]
+    return pack, unpack
+
+
+def glm_kernel(link: str, y: np.ndarray, Z: np.ndarray, sizes: tuple[int, ...], batched: bool) -> Callable:
+    """``kernel(*coefficient inputs) -> (lp, grads)`` of ``y ~ Poisson(exp(Z θ))`` (``link``
+    ``"log"``) or ``y ~ Bernoulli(logit_p = Z θ)`` (``"logit"``): ``y·η = θ·(Zᵀy)`` is one
+    K-vector product, ``d lp/dθ = Zᵀy - Zᵀ m`` with ``m = exp(η)`` or ``sigmoid(η)``: one pass over
+    the design each way and one elementwise pass, no per-row residual."""
+    y = np.asarray(y, dtype=float)
+    zty = Z.T @ y
+    c = -float(np.sum(gammaln(y + 1.0))) if link == "log" else 0.0
+    pack, unpack = _theta_packer(sizes, batched)
+    log = link == "log"
+
+    def kernel(*args):
+        theta = pack(args)
+        eta = theta @ Z.T if batched else Z @ theta
+        if log:
+            m = np.exp(eta)
+            total = _sum(m, -1)
+        else:
+            sp = np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))  # softplus
+            total = _sum(sp, -1)
+            m = np.exp(eta - sp)
+        lp = theta @ zty - total + c
+        g_theta = zty - (m @ Z)
+        return lp, tuple(unpack(g_theta, args))
+    return kernel
 
 
 def normal_linear_kernel(y: np.ndarray, Z: np.ndarray, sizes: tuple[int, ...], sigma: float | None,
@@ -175,54 +263,30 @@ def normal_linear_kernel(y: np.ndarray, Z: np.ndarray, sizes: tuple[int, ...], s
     h = Z.T @ e
     G = Z.T @ Z
     n = float(y.shape[0])
-    k = Z.shape[1]
-    bounds = np.cumsum((0,) + sizes)
-    spans = [(int(a), int(b), size) for a, b, size in zip(bounds[:-1], bounds[1:], sizes)]
+    count = len(sizes)
+    pack, unpack = _theta_packer(sizes, batched)
     varying_sigma = sigma is None
     log_sigma_const = 0.0 if varying_sigma else float(np.log(sigma))
     inv_var_const = 0.0 if varying_sigma else 1.0 / (sigma * sigma)
     c = -n * HALF_LOG_2PI
 
-    if not batched:
-        def kernel(*args):
-            theta = np.empty(k)
-            for (a, b, _), x in zip(spans, args):
-                theta[a:b] = x
-            delta = theta - theta_hat
-            g_delta = G @ delta
-            ss = ee - 2.0 * float(delta @ h) + float(delta @ g_delta)
-            if varying_sigma:
-                s = args[-1]
-                inv_var = 1.0 / (s * s)
-                lp = c - n * np.log(s) - 0.5 * ss * inv_var
-            else:
-                inv_var = inv_var_const
-                lp = c - n * log_sigma_const - 0.5 * ss * inv_var
-            g_theta = (h - g_delta) * inv_var
-            grads = [g_theta[a] if size == 1 and a + 1 == b and np.ndim(x) == 0 else g_theta[a:b]
-                     for (a, b, size), x in zip(spans, args)]
-            if varying_sigma:
-                grads.append(-n / s + ss * inv_var / s)
-            return lp, tuple(grads)
-        return kernel
-
     def kernel(*args):
-        chains = args[0].shape[0]
-        theta = np.empty((chains, k))
-        for (a, b, _), x in zip(spans, args):
-            theta[:, a:b] = x.reshape(chains, -1)
-        delta = theta - theta_hat
-        g_delta = delta @ G
-        ss = ee - 2.0 * (delta @ h) + np.einsum("ij,ij->i", delta, g_delta)
+        coefficients = args[:count]
+        delta = pack(coefficients) - theta_hat
+        g_delta = delta @ G  # G is symmetric: row by row G Δ
+        if batched:
+            ss = ee - 2.0 * (delta @ h) + np.einsum("ij,ij->i", delta, g_delta)
+        else:
+            ss = ee - 2.0 * float(delta @ h) + float(delta @ g_delta)
         if varying_sigma:
             s = args[-1]
             inv_var = 1.0 / (s * s)
             lp = c - n * np.log(s) - 0.5 * ss * inv_var
         else:
-            inv_var = np.full(chains, inv_var_const)
+            inv_var = inv_var_const
             lp = c - n * log_sigma_const - 0.5 * ss * inv_var
-        g_theta = (h - g_delta) * inv_var[:, None]
-        grads = [g_theta[:, a:b].reshape(x.shape) for (a, b, _), x in zip(spans, args)]
+        g_theta = (h - g_delta) * (inv_var[:, None] if batched and varying_sigma else inv_var)
+        grads = unpack(g_theta, coefficients)
         if varying_sigma:
             grads.append(-n / s + ss * inv_var / s)
         return lp, tuple(grads)

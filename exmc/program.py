@@ -41,7 +41,7 @@ from exmc.analysis import Analysis
 from exmc.censoring import censored_family
 from exmc.dist.base import sum_to_shape
 from exmc.dist.observed_kernels import poisson_log_rate_kernel
-from exmc.fusion import Fusion, find_fusions, normal_linear_kernel
+from exmc.fusion import Fusion, find_fusions, glm_kernel, normal_linear_kernel
 from exmc.ir import RV, Det, is_ref
 
 logger = logging.getLogger(__name__)
@@ -747,6 +747,8 @@ class _Builder:
         data = fusion.data
         if fusion.kind == "poisson_log":
             kernel = poisson_log_rate_kernel(data["y"], self.batched)
+        elif fusion.kind == "glm":
+            kernel = glm_kernel(data["link"], data["y"], data["Z"], data["sizes"], self.batched)
         else:
             kernel = normal_linear_kernel(data["y"], data["Z"], data["sizes"], data["sigma"], self.batched)
         return self._kernel_term(kernel, [self.slots[name] for name in fusion.inputs])

@@ -20,13 +20,20 @@ Y_REAL = 40.0 + X_SHIFTED @ np.array([0.5, -1.0, 0.2, 2.0]) + rng.normal(0.0, 0.
 Y_COUNT = rng.poisson(np.exp(0.3 + X @ np.array([0.2, -0.1, 0.3, 0.0]))).astype(float)
 
 
-def _poisson(extra_consumer=False):
+def _poisson(extra_consumer=False, linear=True, family="Poisson"):
     ir = Builder.new_ir()
     ir = Builder.data(ir, "X", X)
     ir = Builder.rv(ir, "alpha", Dist.Normal, {"mu": 0.0, "sigma": 2.0})
     ir = Builder.rv(ir, "beta", Dist.Normal, {"mu": 0.0, "sigma": 1.0}, shape=(K,))
     ir = Builder.det(ir, "Xb", "matmul", ["X", "beta"])
-    ir = Builder.det(ir, "eta", "add", ["alpha", "Xb"])
+    if linear:
+        ir = Builder.det(ir, "eta", "add", ["alpha", "Xb"])
+    else:  # not a linear predictor: only the exp is fused
+        ir = Builder.det(ir, "Xb_sin", "tanh", ["Xb"])
+        ir = Builder.det(ir, "eta", "add", ["alpha", "Xb_sin"])
+    if family == "Bernoulli":
+        ir = Builder.rv(ir, "y", Dist.Bernoulli, {"logit_p": "eta"})
+        return Builder.obs(ir, "y_obs", "y", (Y_COUNT > 1).astype(float))
     ir = Builder.det(ir, "rate", "exp", ["eta"])
     ir = Builder.rv(ir, "y", Dist.Poisson, {"mu": "rate"})
     if extra_consumer:  # the rate also feeds a second likelihood: it must stay a det of its own
@@ -58,13 +65,15 @@ def _normal(form, sigma_varying=True):
 
 
 CASES = {
-    "poisson-log": (_poisson, 1),
-    "normal-matmul": (lambda: _normal("matmul"), 1),
-    "normal-add": (lambda: _normal("add"), 1),
-    "normal-add-reversed": (lambda: _normal("add_reversed"), 1),
-    "normal-affine": (lambda: _normal("affine"), 1),
-    "normal-constant-sigma": (lambda: _normal("add", sigma_varying=False), 1),
-    "poisson-shared-rate": (lambda: _poisson(extra_consumer=True), 0),
+    "poisson-glm": (_poisson, ("glm",)),
+    "poisson-log": (lambda: _poisson(linear=False), ("poisson_log",)),
+    "bernoulli-glm": (lambda: _poisson(family="Bernoulli"), ("glm",)),
+    "normal-matmul": (lambda: _normal("matmul"), ("normal_linear",)),
+    "normal-add": (lambda: _normal("add"), ("normal_linear",)),
+    "normal-add-reversed": (lambda: _normal("add_reversed"), ("normal_linear",)),
+    "normal-affine": (lambda: _normal("affine"), ("normal_linear",)),
+    "normal-constant-sigma": (lambda: _normal("add", sigma_varying=False), ("normal_linear",)),
+    "poisson-shared-rate": (lambda: _poisson(extra_consumer=True), ()),
 }
 
 
@@ -72,7 +81,8 @@ CASES = {
 def test_fused_program_equals_plain_program(case):
     make, expected_fusions = CASES[case]
     model = exmc.compile(make())
-    assert len(find_fusions(model._analysis, model._single.varying)) == expected_fusions
+    kinds = tuple(f.kind for f in find_fusions(model._analysis, model._single.varying))
+    assert kinds == expected_fusions
     plain = build_program(model._analysis, model._free, batched=False, fuse=False)
     plain_batched = build_program(model._analysis, model._free, batched=True, fuse=False)
     thetas = rng.uniform(-1.0, 1.0, size=(3, model.dim))
@@ -87,4 +97,4 @@ def test_fused_program_equals_plain_program(case):
     np.testing.assert_allclose(grads, grads0, rtol=RTOL, atol=RTOL * np.max(np.abs(grads0)))
     # the absorbed dets are still reported with the draws
     values = model.to_constrained(thetas[0])
-    assert "mu" in values or "rate" in values
+    assert {"mu", "rate", "eta"} & set(values)
