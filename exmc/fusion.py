@@ -9,8 +9,9 @@ which reports dets with the draws, is unaffected and still computes every det):
   and ``y - e^eta`` — no log of the exponential, no division, ``gammaln(y + 1)`` a constant.
 - **Normal linear regression**: ``y ~ Normal(mu, sigma)`` with ``y`` a vector, ``sigma`` a scalar
   (varying or constant) and ``mu`` one of ``matmul(X, b)``, ``add(c, matmul(X, b))`` (either
-  order) or ``affine(c, s, x)`` (``c + s * x``), with constant data ``X``/``x`` and varying ``b``,
-  ``c``, ``s``. Write ``mu = Z θ`` (``Z`` the data with a column of ones for ``c``). The sum of
+  order), ``affine(c, s, x)`` (``c + s * x``), ``affine(a[idx], s, x)`` or ``a[idx]`` (a varying
+  intercept gathered per row, as one-hot columns), with constant data ``X``/``x``/``idx`` and
+  varying ``b``, ``c``, ``s``, ``a``. Write ``mu = Z θ`` (``Z`` the data with a column of ones for ``c``). The sum of
   squares is ``S(θ) = Σ (y - Z θ)² = e·e - 2 Δ·h + Δ·G Δ`` with ``Δ = θ - θ̂``, ``θ̂`` the least
   squares fit, ``e = y - Z θ̂``, ``h = Zᵀe`` (zero up to rounding) and ``G = ZᵀZ``, all computed once:
   a call costs ``O(K²)`` instead of two passes over the ``N × K`` design. Expanding around the
@@ -43,6 +44,10 @@ MIN_ROWS_PER_COEFFICIENT = 2
 #: short design are cheaper (measured: kilpisjarvi, N=62, K=2: 13.2 µs fused vs 11.5 plain;
 #: earnings, N=1059, K=3: 12.5 vs 14.0; diamonds, N=5000, K=25: 12.6 vs 48.3).
 MIN_ROWS = 200
+#: Groups of a gathered intercept ``a[idx]`` the fusion takes as one-hot columns (``G`` is
+#: ``(J + k)²``: 86² for radon's 85 counties, a 2 µs product; far more groups would cost more than
+#: the gather and scatter it replaces).
+MAX_GROUPS = 256
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,23 @@ def _linear_predictor(mu, consumer, y, dets, varying, analysis, only_feeds):
     def is_var(arg, shape) -> bool:
         return isinstance(arg, str) and arg in varying and analysis.shapes[arg] == shape
 
+    def _gather(name, feeds) -> tuple[np.ndarray, str] | None:
+        """``(one-hot (N, J), a)`` when det ``name`` is ``index(a, idx)`` of a varying ``a`` of
+        shape ``(J,)`` with constant integer ``idx`` of ``y``'s shape, feeding only ``feeds``."""
+        node = dets.get(name) if isinstance(name, str) else None
+        if node is None or node.op != "index" or not only_feeds(name, feeds):
+            return None
+        a_arg, idx_arg = node.args
+        idx = analysis.value_of(idx_arg)
+        if idx is None or np.shape(idx) != y.shape or not isinstance(a_arg, str) or a_arg not in varying:
+            return None
+        a_shape = analysis.shapes[a_arg]
+        if len(a_shape) != 1 or a_shape[0] > MAX_GROUPS:
+            return None
+        onehot = np.zeros((y.shape[0], a_shape[0]))
+        onehot[np.arange(y.shape[0]), np.asarray(idx, dtype=np.int64)] = 1.0
+        return onehot, a_arg
+
     def matmul_parts(node) -> tuple[np.ndarray, str] | None:
         if node.op != "matmul":
             return None
@@ -184,10 +206,24 @@ def _linear_predictor(mu, consumer, y, dets, varying, analysis, only_feeds):
     elif det.op == "affine":
         c_arg, s_arg, x_arg = det.args
         x = analysis.value_of(x_arg)
-        if x is None or np.shape(x) != y.shape or not (is_var(c_arg, ()) and is_var(s_arg, ())):
+        if x is None or np.shape(x) != y.shape or not is_var(s_arg, ()):
             return None
-        Z = np.column_stack([np.ones_like(y), np.asarray(x, dtype=float)])
-        inputs = (c_arg, s_arg)
+        if is_var(c_arg, ()):
+            Z = np.column_stack([np.ones_like(y), np.asarray(x, dtype=float)])
+            inputs = (c_arg, s_arg)
+        else:  # c = a[idx], a group effect gathered per row (a varying intercept)
+            gathered = _gather(c_arg, mu)
+            if gathered is None:
+                return None
+            onehot, a_arg = gathered
+            absorbed.append(c_arg)
+            Z = np.column_stack([onehot, np.asarray(x, dtype=float)])
+            inputs = (a_arg, s_arg)
+    elif det.op == "index":
+        gathered = _gather(mu, consumer)
+        if gathered is None:
+            return None
+        Z, inputs = gathered[0], (gathered[1],)
     else:
         return None
     if not np.all(np.isfinite(Z)):

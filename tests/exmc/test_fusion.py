@@ -64,7 +64,29 @@ def _normal(form, sigma_varying=True):
     return Builder.obs(ir, "y_obs", "y", Y_REAL)
 
 
+GROUPS = rng.integers(0, 12, size=N)
+GROUPS[:12] = np.arange(12)  # every group has a row
+
+
+def _varying_intercept(with_slope=True):
+    ir = Builder.new_ir()
+    ir = Builder.data(ir, "group", GROUPS)
+    ir = Builder.data(ir, "x", X_SHIFTED[:, 0])
+    ir = Builder.rv(ir, "a", Dist.Normal, {"mu": 40.0, "sigma": 10.0}, shape=(12,))
+    ir = Builder.rv(ir, "sigma", Dist.HalfNormal, {"sigma": 2.0})
+    ir = Builder.det(ir, "a_row", "index", ["a", "group"])
+    if with_slope:
+        ir = Builder.rv(ir, "s", Dist.Normal, {"mu": 0.0, "sigma": 5.0})
+        ir = Builder.det(ir, "mu", "affine", ["a_row", "s", "x"])
+        ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigma"})
+    else:
+        ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "a_row", "sigma": "sigma"})
+    return Builder.obs(ir, "y_obs", "y", Y_REAL)
+
+
 CASES = {
+    "normal-varying-intercept-slope": (_varying_intercept, ("normal_linear",)),
+    "normal-varying-intercept": (lambda: _varying_intercept(with_slope=False), ("normal_linear",)),
     "poisson-glm": (_poisson, ("glm",)),
     "poisson-log": (lambda: _poisson(linear=False), ("poisson_log",)),
     "bernoulli-glm": (lambda: _poisson(family="Bernoulli"), ("glm",)),
@@ -97,4 +119,4 @@ def test_fused_program_equals_plain_program(case):
     np.testing.assert_allclose(grads, grads0, rtol=RTOL, atol=RTOL * np.max(np.abs(grads0)))
     # the absorbed dets are still reported with the draws
     values = model.to_constrained(thetas[0])
-    assert {"mu", "rate", "eta"} & set(values)
+    assert {"mu", "rate", "eta", "a_row"} & set(values)
