@@ -1,18 +1,21 @@
 """Fused link kernels: an observed likelihood together with the dets that feed only it, compiled
 into one term that never materialises what the gradient does not need (issue 14).
 
-Two patterns are recognised by :func:`find_fusions` in the log-density program (the values program,
+Three patterns are recognised by :func:`find_fusions` in the log-density program (the values program,
 which reports dets with the draws, is unaffected and still computes every det):
 
 - **Poisson log link**: ``y ~ Poisson(mu = exp(eta))`` with ``eta`` of ``y``'s shape. The term
   becomes :func:`exmc.dist.observed_kernels.poisson_log_rate_kernel` of ``eta``: ``y·eta - Σ e^eta``
   and ``y - e^eta`` — no log of the exponential, no division, ``gammaln(y + 1)`` a constant.
+- **GLM**: the same Poisson, or ``y ~ Bernoulli(logit_p = eta)``, where ``eta`` is a linear
+  predictor ``Z θ`` as below: ``y·eta = θ·(Zᵀy)`` with ``Zᵀy`` computed once and the gradient
+  ``Zᵀy - Zᵀm`` (``m = e^eta`` or ``sigmoid(eta)``), see :func:`glm_kernel`.
 - **Normal linear regression**: ``y ~ Normal(mu, sigma)`` with ``y`` a vector, ``sigma`` a scalar
   (varying or constant) and ``mu`` one of ``matmul(X, b)``, ``add(c, matmul(X, b))`` (either
   order), ``affine(c, s, x)`` (``c + s * x``), ``affine(a[idx], s, x)`` or ``a[idx]`` (a varying
   intercept gathered per row, as one-hot columns), with constant data ``X``/``x``/``idx`` and
-  varying ``b``, ``c``, ``s``, ``a``. Write ``mu = Z θ`` (``Z`` the data with a column of ones for ``c``). The sum of
-  squares is ``S(θ) = Σ (y - Z θ)² = e·e - 2 Δ·h + Δ·G Δ`` with ``Δ = θ - θ̂``, ``θ̂`` the least
+  varying ``b``, ``c``, ``s``, ``a``. Write ``mu = Z θ`` (``Z`` the data, with a column of ones
+  for ``c``). The sum of squares is ``S(θ) = Σ (y - Z θ)² = e·e - 2 Δ·h + Δ·G Δ`` with ``Δ = θ - θ̂``, ``θ̂`` the least
   squares fit, ``e = y - Z θ̂``, ``h = Zᵀe`` (zero up to rounding) and ``G = ZᵀZ``, all computed once:
   a call costs ``O(K²)`` instead of two passes over the ``N × K`` design. Expanding around the
   least squares fit instead of zero keeps the terms of the sum the size of the residuals, so there
@@ -27,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-
 from scipy.special import gammaln
 
 from exmc._numeric import HALF_LOG_2PI
@@ -53,7 +55,7 @@ MAX_GROUPS = 256
 @dataclass(frozen=True)
 class Fusion:
     """One fused term: the observed rv it replaces, the dets it absorbs (left out of the
-    log-density program), the kernel's kind (``"poisson_log"`` or ``"normal_linear"``) and its
+    log-density program), the kernel's kind (``"poisson_log"``, ``"glm"`` or ``"normal_linear"``) and its
     inputs: ``inputs`` names the varying nodes the kernel takes, in order; ``data`` holds what the
     kernel is built from."""
 
