@@ -35,11 +35,15 @@ def _chain_seeds(seed: int | np.random.SeedSequence, num_chains: int) -> list[np
 
 
 class Sampler:
-    """Stan's adaptive NUTS (diagonal or dense metric) for an exmc IR or compiled model.
+    """Stan's adaptive NUTS for an exmc IR or compiled model. The metric is chosen automatically
+    by default (``dense_mass="auto"``: Stan's diagonal one, with a low-rank correction when warmup
+    shows strong correlations, see :mod:`exmc.nuts.metric_choice`); ``dense_mass=False`` always
+    uses Stan's diagonal metric and ``True`` Stan's dense one.
 
     ``model`` arguments accept an IR (compiled with ``exmc.compile``) or an object that already has
     the compiled-model interface (``dim``, ``free_names``, ``logp_and_grad``, ``to_constrained``,
-    ``to_unconstrained``, and ``det_names`` when ``to_constrained`` also returns deterministics).
+    ``to_unconstrained``, and ``det_names`` when ``to_constrained`` also returns deterministics:
+    the Protocols of :mod:`exmc.nuts.interface`).
     """
 
     @staticmethod
@@ -51,7 +55,7 @@ class Sampler:
         seed: int = 0,
         target_accept: float = DEFAULT_TARGET_ACCEPT,
         max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH,
-        dense_mass: bool = False,
+        dense_mass: bool | str = "auto",
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Trace:
@@ -74,7 +78,7 @@ class Sampler:
         seed: int = 0,
         target_accept: float = DEFAULT_TARGET_ACCEPT,
         max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH,
-        dense_mass: bool = False,
+        dense_mass: bool | str = "auto",
         parallel: bool | str = True,
         max_workers: int | None = None,
         progress: Callable[[ProgressEvent], None] | None = None,

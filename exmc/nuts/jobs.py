@@ -27,6 +27,7 @@ several nodes) use pynode only through :mod:`exmc.nuts.multinode`.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -123,7 +124,9 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any]) 
         if key in options:
             raise ValueError(f"a detached job sets {key!r} itself; do not pass it")
     validate_payload(payload)
-    SamplerOptions(options.get("num_samples", 1000), options.get("num_warmup", 1000))  # early ValueError
+    # Early ValueError for every sampler option (dense_mass, target_accept, ...), not in the thread.
+    SamplerOptions(**{field.name: options[field.name] for field in dataclasses.fields(SamplerOptions)
+                      if field.name in options})
     total = int(options.get("num_samples", 1000)) + int(options.get("num_warmup", 1000))
     nodes = options.get("nodes")
     job = Job(name, int(num_chains), total, None if nodes is None else list(nodes) if not isinstance(nodes, str) else [nodes])

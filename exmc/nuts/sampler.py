@@ -17,7 +17,9 @@ import numpy as np
 from exmc.nuts.adaptation import WelfordCovariance, WelfordVariance, WindowSchedule
 from exmc.nuts.errors import SamplerError
 from exmc.nuts.init import initial_point
-from exmc.nuts.metric import DenseMetric, DiagonalMetric, unit_metric
+from exmc.nuts.interface import CompiledModel, WithDeterministics
+from exmc.nuts.metric import DenseMetric, DiagonalMetric, LowRankMetric, unit_metric
+from exmc.nuts.metric_choice import AutoMetricEstimator
 from exmc.nuts.stepsize import (
     DEFAULT_INITIAL_STEP_SIZE,
     DEFAULT_TARGET_ACCEPT,
@@ -28,6 +30,9 @@ from exmc.nuts.trace import STAT_DTYPES, Trace
 from exmc.nuts.integrator import drive
 from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, nuts_transition_steps
 
+#: The metrics a chain can sample with (each has ``inverse``, ``sample_momentum``, ``velocity``).
+Metric = DiagonalMetric | DenseMetric | LowRankMetric
+
 
 @dataclass(frozen=True)
 class SamplerOptions:
@@ -37,7 +42,9 @@ class SamplerOptions:
     num_warmup: int = 1000
     target_accept: float = DEFAULT_TARGET_ACCEPT
     max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH
-    dense_mass: bool = False
+    # "auto": Stan's diagonal metric, corrected by a low rank when warmup shows strong correlations
+    # (exmc.nuts.metric_choice); False: always Stan's diagonal; True: always Stan's dense metric.
+    dense_mass: bool | str = "auto"
     init_values: Mapping[str, Any] | None = None
     # Deterministics kept in the draws: all (True), none (False) or those named.
     keep_deterministics: bool | tuple[str, ...] = True
@@ -48,6 +55,8 @@ class SamplerOptions:
             if isinstance(keep, str) or not all(isinstance(name, str) for name in keep):
                 raise ValueError(f"keep_deterministics must be True, False or a list of names, got {keep!r}")
             object.__setattr__(self, "keep_deterministics", tuple(keep))
+        if self.dense_mass not in (True, False, "auto"):
+            raise ValueError(f"dense_mass must be True, False or 'auto', got {self.dense_mass!r}")
         if int(self.num_samples) != self.num_samples or self.num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
         if int(self.num_warmup) != self.num_warmup or self.num_warmup < 0:
@@ -59,31 +68,60 @@ class SamplerOptions:
 
 
 class _Warmup:
-    """Stan's adapter state: dual averaging plus windowed (co)variance estimation."""
+    """Stan's adapter state: dual averaging plus windowed (co)variance estimation; with
+    ``dense_mass="auto"`` the estimator also chooses the metric's kind (``metric_choice``)."""
 
     def __init__(self, model, options: SamplerOptions) -> None:
         self.schedule = WindowSchedule(options.num_warmup)
-        estimator = WelfordCovariance if options.dense_mass else WelfordVariance
-        self.estimator = estimator(model.dim)
+        self.mode = options.dense_mass
+        if self.mode == "auto":
+            self.estimator = AutoMetricEstimator(model.dim)
+        else:
+            self.estimator = (WelfordCovariance if self.mode else WelfordVariance)(model.dim)
         # Stan sets mu = log(10 * stepsize) from the *user's* initial step size before the heuristic
         # runs (services/sample/hmc_nuts_*_adapt.hpp), and from the heuristic's result after each
         # metric update (adapt_*_nuts.hpp).
         self.dual = DualAveraging(math.log(10.0 * DEFAULT_INITIAL_STEP_SIZE), options.target_accept)
 
-    def adapt(self, accept_prob: float, q: np.ndarray) -> tuple[float, np.ndarray | None]:
-        """Learn from one warmup transition; returns the next step size and, at a window end,
-        the new inverse metric (else ``None``)."""
+    def adapt(self, accept_prob: float, q: np.ndarray, grad: np.ndarray, n_steps: int,
+              metric: Metric) -> tuple[float, Metric | None]:
+        """Learn from one warmup transition (its draw ``q``, the log-density's gradient there and
+        its leapfrog steps; ``metric`` is the one in use); returns the next step size and, at a
+        window end or an early switch of the automatic choice, the new metric (else ``None``)."""
         step_size = self.dual.update(accept_prob)
+        iteration = self.schedule.counter
         collect, update = self.schedule.step()
+        auto = self.mode == "auto"
+        if auto:
+            self.estimator.add_recent(q, grad)
         if collect:
-            self.estimator.add(q)
+            if auto:
+                self.estimator.add(q, grad)
+            else:
+                self.estimator.add(q)
         if not update:
+            if auto and (early := self.estimator.probe(iteration, n_steps)) is not None:
+                return step_size, early
             return step_size, None
         inverse = self.estimator.regularized()
-        self.estimator.restart()
         if not np.all(np.isfinite(inverse)):
             raise SamplerError("numerical overflow in metric adaptation: the posterior may be improper")
-        return step_size, inverse
+        if auto:
+            new: Metric = self.estimator.metric(inverse, metric, iteration)
+        else:
+            new = DenseMetric(inverse) if self.mode else DiagonalMetric(inverse)
+        self.estimator.restart()
+        return step_size, new
+
+    def metric_info(self, metric: Metric) -> dict[str, Any]:
+        """``Trace.info`` entries saying which metric the chain sampled with and why."""
+        kind = "lowrank" if isinstance(metric, LowRankMetric) else "dense" if isinstance(metric, DenseMetric) else "diag"
+        info: dict[str, Any] = {"metric": kind, "dense_mass": self.mode}
+        if kind == "lowrank":
+            info["metric_rank"] = metric.rank
+        if self.mode == "auto":
+            info["metric_windows"] = [choice._asdict() for choice in self.estimator.decisions]
+        return info
 
 
 #: What unpickling and compiling an IR needs: the families, and the compiler with its ops and
@@ -100,7 +138,7 @@ def preload_model_modules() -> None:
 
 def load_model(payload):
     """Turn a shipped payload into a compiled model: models pass through, IRs are compiled."""
-    if hasattr(payload, "logp_and_grad"):
+    if isinstance(payload, CompiledModel):
         return payload
     import exmc
 
@@ -111,7 +149,7 @@ def dropped_deterministics(model, keep: bool | tuple[str, ...]) -> frozenset[str
     """Names of ``model``'s deterministics to leave out of the draws under ``keep`` (see
     :class:`SamplerOptions`). Raises ValueError naming a kept name that is not a deterministic
     of the model."""
-    dets = [name for name, _ in getattr(model, "det_names", ())]  # optional in the model interface
+    dets = [name for name, _ in model.det_names] if isinstance(model, WithDeterministics) else []
     if keep is True:
         return frozenset()
     if keep is False:
@@ -124,7 +162,7 @@ def dropped_deterministics(model, keep: bool | tuple[str, ...]) -> frozenset[str
 
 
 def run_chain(
-    model,
+    model: CompiledModel,
     chain: int,
     seed: np.random.SeedSequence,
     options: SamplerOptions,
@@ -141,7 +179,7 @@ def run_chain(
 
 
 def chain_steps(
-    model,
+    model: CompiledModel,
     chain: int,
     seed: np.random.SeedSequence,
     options: SamplerOptions,
@@ -172,7 +210,7 @@ def chain_steps(
     logp_and_grad = model.logp_and_grad
     total = options.num_warmup + options.num_samples
     q, lp, grad = initial_point(model, rng, options.init_values, chain)
-    metric = unit_metric(model.dim, options.dense_mass)
+    metric = unit_metric(model.dim, options.dense_mass is True)
     step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, DEFAULT_INITIAL_STEP_SIZE, rng)
     warmup = _Warmup(model, options)
     divergences = 0
@@ -190,9 +228,9 @@ def chain_steps(
         q, lp, grad = t.q, t.lp, t.grad
         divergences += t.divergent
         warmup_steps += t.n_steps
-        step_size, inverse = warmup.adapt(t.accept_prob, q)
-        if inverse is not None:
-            metric = DenseMetric(inverse) if options.dense_mass else DiagonalMetric(inverse)
+        step_size, new_metric = warmup.adapt(t.accept_prob, q, grad, t.n_steps, metric)
+        if new_metric is not None:
+            metric = new_metric
             step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, step_size, rng)
             warmup.dual.mu = math.log(10.0 * step_size)
             warmup.dual.restart()
@@ -239,6 +277,8 @@ def chain_steps(
         "max_tree_depth": options.max_tree_depth,
         # Which recorded variables are deterministics (the rest are free rvs): displays plot the
         # free ones by default.
-        "deterministics": [name for name, _ in getattr(model, "det_names", ()) if name not in dropped],
+        "deterministics": [name for name, _ in model.det_names if name not in dropped]
+        if isinstance(model, WithDeterministics) else [],
+        **warmup.metric_info(metric),
     }
     return Trace(draws, stats, info, unconstrained=positions)

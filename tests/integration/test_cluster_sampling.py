@@ -89,6 +89,16 @@ def test_chains_spread_over_nodes_give_the_single_node_draws(cluster, reference)
     assert chains.notes == []
 
 
+def test_sampler_options_travel_to_every_node(cluster):
+    # dense_mass=True (Stan's dense metric; the default is "auto") must reach the nodes' workers.
+    options = dict(SIZES, dense_mass=True, target_accept=0.9)
+    chains = exmc.NUTS.Sampler.sample_chains(model(), 3, seed=SEED, nodes=NODES, **options)
+    local = exmc.NUTS.Sampler.sample_chains(model(), 3, seed=SEED, parallel=False, **options)
+    assert_same_draws(chains, local)
+    assert {t.info["node"] for t in chains} == set(NODES)
+    assert all(t.info["metric"] == "dense" and t.info["dense_mass"] is True for t in chains)
+
+
 def test_session_samples_on_all_nodes_with_one_display(cluster, reference):
     session = attach(NODES[0])
     for node in NODES[1:]:

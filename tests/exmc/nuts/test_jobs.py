@@ -44,6 +44,8 @@ def test_a_taken_name_and_bad_input_are_refused_before_anything_starts():
         jobs.start("", isotropic(1), 1, QUICK)
     with pytest.raises(ValueError, match="num_samples"):
         jobs.start("bad", isotropic(1), 1, dict(QUICK, num_samples=0))
+    with pytest.raises(ValueError, match="dense_mass must be True, False or 'auto', got 'yes'"):
+        jobs.start("bad", isotropic(1), 1, dict(QUICK, dense_mass="yes"))
     with pytest.raises(KeyError, match="no job named 'nope'.*radon-v2"):
         jobs.state("nope")
     assert [j["name"] for j in jobs.jobs()] == ["radon-v2"]

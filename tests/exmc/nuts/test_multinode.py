@@ -26,7 +26,7 @@ from exmc.nuts.multinode import (
 from exmc.nuts.progress import Throttle
 from exmc.nuts.sampler import load_model, run_chain
 
-from gaussian_models import isotropic
+from gaussian_models import Gaussian, isotropic
 
 SIZES = dict(num_samples=30, num_warmup=30)
 
@@ -124,6 +124,24 @@ def test_shares_give_the_one_process_draws_in_chain_order(reference):
     assert {t.info["node"] for t in chains} == {"a", "b"} and backend.closed
     assert [e for e in events if isinstance(e, ChainPlaced)][:3] == [
         ChainPlaced(0, "a"), ChainPlaced(1, "a"), ChainPlaced(2, "b")]
+
+
+@pytest.mark.parametrize("dense_mass, kind", [("auto", "lowrank"), (True, "dense"), (False, "diag")])
+def test_every_share_samples_with_the_runs_metric_option(dense_mass, kind):
+    # A target correlated at 0.999: the automatic metric turns low-rank, so a share that dropped
+    # the option (or sampled with another default) would give other draws and another metric.
+    sd = np.array([30.0, 0.01, 1.0])
+    cov = np.array([[1.0, -0.999, 0.1], [-0.999, 1.0, -0.1], [0.1, -0.1, 1.0]]) * np.outer(sd, sd)
+    model = Gaussian([5.0, -1.0, 0.5], cov)
+    kwargs = dict(num_samples=40, num_warmup=300, seed=12, dense_mass=dense_mass)
+    local = exmc.NUTS.Sampler.sample_chains(model, 3, parallel=False, **kwargs)
+    over = exmc.NUTS.Sampler.sample_chains(model, 3, nodes="all", backend=InProcessBackend({"a": 2, "b": 1}),
+                                           **kwargs)
+    assert_same(over, local)
+    for got, want in zip(over, local):
+        assert got.info["metric"] == want.info["metric"] == kind
+        assert got.info["dense_mass"] == dense_mass
+        assert got.info.get("metric_windows") == want.info.get("metric_windows")
 
 
 def test_a_lost_node_reruns_only_its_unfinished_chains_elsewhere(reference):
