@@ -82,6 +82,35 @@ def _describe(alternatives, optional) -> str:
     return sets + (f" with optional {', '.join(sorted(optional))}" if optional else "")
 
 
+def _find_string(value: Any, at: tuple[int, ...] = ()) -> tuple[tuple[int, ...], str] | None:
+    """``(index, string)`` of the first string inside nested lists/tuples (or a string array),
+    else ``None``: a node name where a number belongs."""
+    if isinstance(value, (str, np.str_)):
+        return at, str(value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "US":
+        index = tuple(int(i) for i in np.ndindex(value.shape).__next__()) if value.size else ()
+        return at + index, str(value[index]) if value.size else ""
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _find_string(item, at + (i,))
+            if found is not None:
+                return found
+    return None
+
+
+def _check_numeric(kind: str, name: str, field: str, value: Any) -> None:
+    """A value that should be numeric (a list of numbers, not a node name) must hold no string:
+    name the node, the field and where the string sits."""
+    if is_ref(value):
+        return
+    found = _find_string(value)
+    if found is not None:
+        index, text = found
+        raise ValidationError(kind, name, field,
+                              f"holds the string {text!r} at index {index} among numbers; a node name can only "
+                              "stand alone (combine nodes into a vector with Builder.det(..., 'stack', [...]))")
+
+
 def _check_finite(kind: str, name: str, field: str, value: np.ndarray) -> None:
     if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0]) if value.ndim else ()
@@ -149,6 +178,8 @@ class Builder:
         except ValueError as exc:
             raise ValidationError("rv", name, "params", str(exc)) from None
         _check_param_names(name, resolved, list(flat))
+        for key, value in flat.items():
+            _check_numeric("rv", name, f"param {key!r}", value)
         integer = set(resolved.integer_params)
         stored = {key: value if is_ref(value) else as_constant(value, floating=key not in integer)
                   for key, value in params.items()}
@@ -174,6 +205,7 @@ class Builder:
         _check_name(ir, "obs", obs_name)
         if not isinstance(rv_name, str):
             raise ValidationError("obs", obs_name, "rv", f"must be the name of an rv, got {rv_name!r}")
+        _check_numeric("obs", obs_name, "value", value)
         array = as_constant(value, floating=True)
         if not isinstance(array, np.ndarray):
             raise ValidationError("obs", obs_name, "value", f"must be numeric, got {type(value).__name__}")
@@ -212,6 +244,7 @@ class Builder:
         """Name a constant array (design matrix, group indices). Integer data keeps an integer type.
         Raises ``ValidationError`` for a duplicate name, non-numeric data, NaN or infinity."""
         _check_name(ir, "data", name)
+        _check_numeric("data", name, "value", array)
         value = as_constant(array)
         if not isinstance(value, np.ndarray):
             raise ValidationError("data", name, "value", f"must be numeric, got {type(array).__name__}")
@@ -231,6 +264,7 @@ class Builder:
             raise ValidationError("det", name, "args", f"must be a list of arguments, got {args!r}")
         stored = []
         for position, arg in enumerate(args):
+            _check_numeric("det", name, f"arg {position}", arg)
             value = arg if is_ref(arg) else as_constant(arg)
             if isinstance(value, np.ndarray):
                 _check_finite("det", name, f"arg {position}", value)
