@@ -106,7 +106,7 @@ def apply_auto_noncentered(ir: IR) -> IR:
                 logger.debug("rv %r: applying the noncentered parametrisation (ncp='auto')", node.name)
                 node = replace(node, reparam=NONCENTERED)
         nodes.append(node)
-    return IR(tuple(nodes))
+    return ir.with_nodes(tuple(nodes))
 
 
 def analyse(ir: IR) -> Analysis:
@@ -138,7 +138,29 @@ def analyse(ir: IR) -> Analysis:
         elif isinstance(node, Obs):
             shapes[node.name] = shapes[node.rv]
             _check_support(node, analysis)
+    _check_dims(ir, analysis)
     return analysis
+
+
+def _check_dims(ir: IR, analysis: Analysis) -> None:
+    """Every node's ``dims`` name each axis of its shape once, and a dimension has one length
+    everywhere: the length of its coords when the IR declares them, else the first use."""
+    coords = ir.coord_map()
+    lengths = {name: (len(labels), "coords") for name, labels in coords.items()}
+    for node in analysis.order:
+        dims = getattr(node, "dims", None)
+        if not dims:
+            continue
+        shape = analysis.shapes[node.name]
+        if len(dims) != len(shape):
+            raise ValidationError(node.kind, node.name, "dims",
+                                  f"names {len(dims)} dimension(s) {tuple(dims)} for a value of shape {shape}")
+        for axis, (dim, n) in enumerate(zip(dims, shape)):
+            known = lengths.setdefault(dim, (n, f"{node.kind} {node.name!r}"))
+            if known[0] != n:
+                raise ValidationError(node.kind, node.name, "dims",
+                                      f"dimension {dim!r} (axis {axis}) has length {n}, but {known[1]} gives it "
+                                      f"length {known[0]}")
 
 
 def _analyse_det(node: Det, analysis: Analysis) -> None:

@@ -133,6 +133,24 @@ def _transform(name: str, transform: Any):
                           f"must be an exmc.transforms.Transform or a transform name, got {type(transform).__name__}")
 
 
+def _dims(kind: str, name: str, dims: Any) -> tuple[str, ...] | None:
+    if dims is None:
+        return None
+    if isinstance(dims, str):
+        dims = (dims,)
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        raise ValidationError(kind, name, "dims", f"must be a tuple of dimension names, got {dims!r}") from None
+    if not all(isinstance(d, str) and d for d in dims):
+        raise ValidationError(kind, name, "dims", f"must hold non-empty strings, got {dims!r}")
+    if len(set(dims)) != len(dims):
+        raise ValidationError(kind, name, "dims", f"repeats a dimension name: {dims!r}")
+    if {"chain", "draw"} & set(dims):
+        raise ValidationError(kind, name, "dims", "'chain' and 'draw' are the sampler's own dimensions")
+    return dims
+
+
 def _shape(name: str, shape: Any) -> tuple[int, ...] | None:
     if shape is None:
         return None
@@ -156,14 +174,15 @@ class Builder:
 
     @staticmethod
     def rv(ir: IR, name: str, dist: Any, params: Mapping[str, Any] | None = None, shape: Any = None,
-           transform: Any = DEFAULT, reparam: str | None = None) -> IR:
+           transform: Any = DEFAULT, reparam: str | None = None, dims: Any = None) -> IR:
         """Add ``name ~ dist(**params)``.
 
         ``params`` values are numbers, arrays, names of other nodes, or the structured values some
         families take (``Mixture``'s components, ``Custom``'s callables). ``shape`` makes an
         array rv; ``transform`` overrides the family's unconstraining transform (a
         ``Transform`` or a name such as ``"log"``); ``reparam="noncentered"`` samples a Normal as
-        ``mu + sigma * z``. Raises ``ValidationError`` for a duplicate name, an unknown
+        ``mu + sigma * z``. ``dims`` names the value's axes (``("school",)``) for ArviZ export
+        (labels come from :meth:`coords`). Raises ``ValidationError`` for a duplicate name, an unknown
         distribution, unknown/missing parameters, a constant parameter outside its domain, a bad
         shape, transform or reparametrisation.
         """
@@ -189,7 +208,7 @@ class Builder:
         if reparam is not None and reparam != NONCENTERED:
             raise ValidationError("rv", name, "reparam", f"unknown reparametrisation {reparam!r} (only {NONCENTERED!r})")
         node = RV(name, family, tuple(stored.items()), _shape(name, shape), _transform(name, transform), reparam,
-                  resolved=(resolved, tuple(constants.items())))
+                  resolved=(resolved, tuple(constants.items())), dims=_dims("rv", name, dims))
         return ir.add(node)
 
     @staticmethod
@@ -240,8 +259,9 @@ class Builder:
         return lower, upper
 
     @staticmethod
-    def data(ir: IR, name: str, array: Any) -> IR:
-        """Name a constant array (design matrix, group indices). Integer data keeps an integer type.
+    def data(ir: IR, name: str, array: Any, dims: Any = None) -> IR:
+        """Name a constant array (design matrix, group indices). Integer data keeps an integer type;
+        ``dims`` names its axes for export (``constant_data``).
         Raises ``ValidationError`` for a duplicate name, non-numeric data, NaN or infinity."""
         _check_name(ir, "data", name)
         _check_numeric("data", name, "value", array)
@@ -249,13 +269,14 @@ class Builder:
         if not isinstance(value, np.ndarray):
             raise ValidationError("data", name, "value", f"must be numeric, got {type(array).__name__}")
         _check_finite("data", name, "value", value)
-        return ir.add(Data(name, value))
+        return ir.add(Data(name, value, _dims("data", name, dims)))
 
     @staticmethod
-    def det(ir: IR, name: str, op: str, args: Sequence[Any], **options: Any) -> IR:
+    def det(ir: IR, name: str, op: str, args: Sequence[Any], dims: Any = None, **options: Any) -> IR:
         """Add ``name = op(*args, **options)`` for an op of :data:`exmc.ops.OPS` (``"add"``,
         ``"matmul"``, ``"index"``...). ``args`` are node names or constants; options are op
-        settings such as ``axis`` for ``sum``/``cumsum``/``concat``/``stack``. Raises
+        settings such as ``axis`` for ``sum``/``cumsum``/``concat``/``stack``; ``dims`` names the
+        result's axes for export. Raises
         ``ValidationError`` for a duplicate name, an unknown op, non-finite constant arguments."""
         _check_name(ir, "det", name)
         if op not in ops.OPS:
@@ -269,7 +290,27 @@ class Builder:
             if isinstance(value, np.ndarray):
                 _check_finite("det", name, f"arg {position}", value)
             stored.append(value)
-        return ir.add(Det(name, op, tuple(stored), tuple(sorted(options.items()))))
+        return ir.add(Det(name, op, tuple(stored), tuple(sorted(options.items())), _dims("det", name, dims)))
+
+    @staticmethod
+    def coords(ir: IR, **coords: Any) -> IR:
+        """The IR with coordinate labels for dimensions named in ``dims`` (``school=["A", ...]``);
+        later calls add to or replace earlier labels. Raises ``ValidationError`` naming the
+        dimension when its labels are not a 1-d sequence of distinct values (lengths are checked
+        against the shapes in :func:`exmc.compile`)."""
+        if not isinstance(ir, IR):
+            raise TypeError(f"expected an IR (from Builder.new_ir()), got {type(ir).__name__}")
+        merged = ir.coord_map()
+        for dim, labels in coords.items():
+            if dim in ("chain", "draw"):
+                raise ValidationError("coords", dim, "labels", "'chain' and 'draw' are the sampler's own dimensions")
+            if isinstance(labels, (str, bytes)) or np.ndim(labels) != 1:
+                raise ValidationError("coords", dim, "labels", f"must be a 1-d sequence of labels, got {labels!r}")
+            values = tuple(np.asarray(labels).tolist())
+            if len(set(values)) != len(values):
+                raise ValidationError("coords", dim, "labels", "repeats a label")
+            merged[dim] = values
+        return IR(ir.nodes, tuple(merged.items()))
 
     @staticmethod
     def validate(ir: IR) -> IR:

@@ -22,6 +22,24 @@ def _chain_seeds(seed: int | np.random.SeedSequence, num_chains: int) -> list[np
     return root.spawn(num_chains)
 
 
+def _source_ir(model):
+    """The IR a model payload comes from (an IR itself, or a compiled model's), else ``None``."""
+    from exmc.ir import IR
+
+    if isinstance(model, IR):
+        return model
+    ir = getattr(model, "ir", None)
+    return ir if isinstance(ir, IR) else None
+
+
+def _check_log_likelihood(model, ir) -> None:
+    if ir is None:
+        raise ValueError("log_likelihood=True needs a model built as an exmc IR (or compiled from one), "
+                         f"not a {type(model).__name__}")
+    if not any(node.kind == "obs" for node in ir.nodes):
+        raise ValueError("log_likelihood=True: the model observes no rv (there is no likelihood)")
+
+
 class Sampler:
     """Stan's adaptive NUTS (diagonal or dense metric) for an exmc IR or compiled model.
 
@@ -42,13 +60,14 @@ class Sampler:
         dense_mass: bool = False,
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        log_likelihood: bool = False,
     ) -> Trace:
         """One chain in the calling process: ``sample_chains`` with one chain and ``parallel=False``,
         so its draws equal chain 0 of ``sample_chains`` with the same seed. Raises ``ValueError`` on bad options, ``InitializationError``, ``SamplerError``,
         ``InterruptedError`` when ``should_stop()`` turns true."""
         chains = Sampler.sample_chains(
             model, 1, init_values, num_samples, num_warmup, seed, target_accept, max_tree_depth, dense_mass,
-            parallel=False, progress=progress, should_stop=should_stop,
+            parallel=False, progress=progress, should_stop=should_stop, log_likelihood=log_likelihood,
         )
         return chains[0]
 
@@ -68,6 +87,7 @@ class Sampler:
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         keep_deterministics: bool | Sequence[str] = True,
+        log_likelihood: bool = False,
     ) -> Chains:
         """Run ``num_chains`` chains and return them as :class:`Chains`.
 
@@ -85,6 +105,11 @@ class Sampler:
         rows is most of a run's memory and transfer), or those named (a ``ValueError`` names any
         that is not a deterministic of the model, before sampling starts).
 
+        ``log_likelihood``: also compute every observation's log-likelihood at every draw, where
+        the chain runs (``Trace.log_likelihood``; exported as ArviZ's ``log_likelihood`` group for
+        ``az.loo`` / ``az.compare``). Needs a model built as an IR with at least one observation
+        (``ValueError`` otherwise, before sampling).
+
         ``progress(event)`` receives :class:`ProgressEvent`s in the calling process (≤ ~10/s per
         chain). ``should_stop()`` is polled ~10 times a second; when it returns true the run stops
         with ``InterruptedError``. An asynchronous exception or ``KeyboardInterrupt`` in the calling
@@ -98,8 +123,11 @@ class Sampler:
         """
         if int(num_chains) != num_chains or num_chains < 1:
             raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
+        ir = _source_ir(model)
+        if log_likelihood:
+            _check_log_likelihood(model, ir)
         options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values,
-                                 keep_deterministics)
+                                 keep_deterministics, log_likelihood=bool(log_likelihood))
         seeds = _chain_seeds(seed, num_chains)
         logger.debug("sampling %d chains (parallel=%r, seed=%r): %s", num_chains, parallel, seed, options)
         if parallel == "vectorized":
@@ -119,7 +147,7 @@ class Sampler:
                 traces.append(run_chain(model, chain, chain_seed, options, report, should_stop))
         else:
             raise ValueError(f"parallel must be True, False or 'vectorized', got {parallel!r}")
-        return Chains(traces)
+        return Chains(traces, ir=ir)
 
     @staticmethod
     def start_pool(max_workers: int | None = None) -> None:

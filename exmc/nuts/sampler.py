@@ -41,6 +41,8 @@ class SamplerOptions:
     init_values: Mapping[str, Any] | None = None
     # Deterministics kept in the draws: all (True), none (False) or those named.
     keep_deterministics: bool | tuple[str, ...] = True
+    # Pointwise log-likelihood of the observed rvs at every draw, computed with the chain.
+    log_likelihood: bool = False
 
     def __post_init__(self) -> None:
         keep = self.keep_deterministics
@@ -255,4 +257,9 @@ def _chain_body(model, chain, seed, options, report, should_stop, where: _Where)
         "warmup_divergences": warmup_divergences,
         "max_tree_depth": options.max_tree_depth,
     }
-    return Trace(draws, stats, info, unconstrained=positions)
+    log_likelihood = None
+    if options.log_likelihood:
+        from exmc.loglik import pointwise_log_likelihood
+
+        log_likelihood = pointwise_log_likelihood(model, positions)
+    return Trace(draws, stats, info, unconstrained=positions, log_likelihood=log_likelihood)
