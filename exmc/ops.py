@@ -401,3 +401,9 @@ OPS: dict[str, Op] = _ops()
 def get(name: str) -> Op:
     """The op called ``name`` (``KeyError`` when there is none)."""
     return OPS[name]
+
+
+# More ops live in their own module (selections, log-space reductions, linear algebra).
+from exmc.ops_extra import EXTRA_OPS  # noqa: E402 - needs the helpers above
+
+OPS.update(EXTRA_OPS)
