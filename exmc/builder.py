@@ -293,6 +293,33 @@ class Builder:
         return ir.add(Det(name, op, tuple(stored), tuple(sorted(options.items())), _dims("det", name, dims)))
 
     @staticmethod
+    def potential(ir: IR, name: str, ref: str) -> IR:
+        """Add ``sum(ref)`` (a node's value) to the model's log-density, as Stan's ``target +=``.
+
+        Adds the det ``name = sum(ref)`` (reported with the draws) and its carrier: the rv
+        ``name + "__potential"`` of family ``Potential``, observed with a dummy value by the obs
+        ``name + "__potential_obs"``. A potential is not a likelihood term: ``log_likelihood`` and
+        predictive draws leave it out. Raises ``ValidationError`` for a duplicate name or a
+        ``ref`` that is not a node name."""
+        _check_name(ir, "det", name)
+        if not is_ref(ref):
+            raise ValidationError("det", name, "ref", f"must be the name of a node, got {ref!r}")
+        ir = Builder.det(ir, name, "sum", [ref])
+        carrier = f"{name}__potential"
+        ir = Builder.rv(ir, carrier, "Potential", {"term": name})
+        return Builder.obs(ir, f"{carrier}_obs", carrier, 0.0)
+
+    @staticmethod
+    def hmm(ir: IR, name: str, init: Any, trans: Any, log_emission: Any) -> IR:
+        """Add the marginal likelihood of a hidden Markov model (family ``HMM``, forward algorithm):
+        ``init`` ``(K,)`` initial probabilities, ``trans`` ``(K, K)`` row-stochastic transitions and
+        ``log_emission`` ``(T, K)`` per-observation log-likelihoods under each state (node names or
+        constants). Adds the rv ``name`` and the obs ``name + "_obs"`` that observes it with a dummy
+        value; ``log_likelihood`` reports one value per sequence under ``name``."""
+        ir = Builder.rv(ir, name, "HMM", {"init": init, "trans": trans, "log_emission": log_emission})
+        return Builder.obs(ir, f"{name}_obs", name, 0.0)
+
+    @staticmethod
     def coords(ir: IR, **coords: Any) -> IR:
         """The IR with coordinate labels for dimensions named in ``dims`` (``school=["A", ...]``);
         later calls add to or replace earlier labels. Raises ``ValidationError`` naming the

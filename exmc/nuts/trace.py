@@ -103,8 +103,8 @@ class Chains(list):
         for node in ir.nodes:
             if node.kind == "obs":
                 rv = ir.get(node.rv)
-                if getattr(rv.dist, "is_potential", False):
-                    continue  # a Potential's carrier: no data
+                if getattr(rv.dist, "is_carrier", False):
+                    continue  # a Potential's or HMM's carrier: a dummy value, no data
                 observed[node.rv] = np.asarray(node.value)
             elif node.kind == "data":
                 constant[node.name] = np.asarray(node.value)
