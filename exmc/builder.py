@@ -283,6 +283,13 @@ class Builder:
             raise ValidationError("det", name, "op", f"unknown op {op!r}; known: {', '.join(sorted(ops.OPS))}")
         if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
             raise ValidationError("det", name, "args", f"must be a list of arguments, got {args!r}")
+        if op == "scan" and "step" in options:
+            from exmc.ops_scan import normalise_step
+
+            try:
+                options["step"] = normalise_step(options["step"])
+            except ValueError as exc:
+                raise ValidationError("det", name, "option 'step'", str(exc)) from None
         stored = []
         for position, arg in enumerate(args):
             _check_numeric("det", name, f"arg {position}", arg)

@@ -8,9 +8,10 @@ likelihood of the whole observed sequence by the forward algorithm in log space:
     alpha_0 = log init + le_0,   alpha_t = logsumexp_i(alpha_{t-1,i} + log trans_ij) + le_t,
     lp = logsumexp(alpha_{T-1})
 
-(Stan's ``hmm_marginal``). Gradients come from the backward pass ``beta``: with the state
-marginals ``gamma_t = exp(alpha_t + beta_t - lp)``, ``d lp / d le_t = gamma_t``, ``d lp / d init =
-gamma_0 / init`` and ``d lp / d trans_ij = sum_t exp(alpha_{t-1,i} + le_tj + beta_tj - lp)``.
+(Stan's ``hmm_marginal``), computed scaled in probability space (:func:`forward_backward`).
+Gradients come from the backward pass ``beta``: with the state marginals ``gamma_t = exp(alpha_t +
+beta_t - lp)``, ``d lp / d le_t = gamma_t``, ``d lp / d init = gamma_0 / init`` and ``d lp / d
+trans_ij = sum_t exp(alpha_{t-1,i} + le_tj + beta_tj - lp)``.
 
 The rv is a carrier: it is observed with a dummy value (``Builder.hmm`` does both steps), its
 log-density does not depend on the value, and it contributes one log-likelihood per sequence.
@@ -21,30 +22,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
-
 from exmc._numeric import as_float
 from exmc.dist.base import Distribution
 
 __all__ = ["HMM", "forward_backward"]
 
 
-def forward_backward(log_init: np.ndarray, log_trans: np.ndarray, log_emission: np.ndarray):
-    """``(lp, alpha, beta)`` for log-space inputs ``(..., K)``, ``(..., K, K)``, ``(..., T, K)``."""
-    batch = np.broadcast_shapes(log_init.shape[:-1], log_trans.shape[:-2], log_emission.shape[:-2])
+def forward_backward(init: np.ndarray, trans: np.ndarray, log_emission: np.ndarray):
+    """The scaled forward-backward recursions (Rabiner 1989, section V.A) on inputs ``(..., K)``,
+    ``(..., K, K)``, ``(..., T, K)``: ``(lp, gamma, g_trans, g_init)``.
+
+    With ``E_t = exp(le_t - max_k le_t)``, ``a_t = (ahat_{t-1} trans) * E_t``, ``c_t = sum a_t``,
+    ``ahat_t = a_t / c_t`` and ``bhat_t = trans (E_{t+1} bhat_{t+1}) / c_{t+1}``:
+    ``lp = sum_t log c_t + max le_t``, ``gamma_t = ahat_t bhat_t``,
+    ``d lp / d trans_ij = sum_t ahat_{t-1,i} E_tj bhat_tj / c_t``,
+    ``d lp / d init_k = E_0k bhat_0k / c_0``. One small matrix-vector product per step and
+    direction, no logarithm inside the loop (the log-space form costs ~10x more)."""
+    batch = np.broadcast_shapes(init.shape[:-1], trans.shape[:-2], log_emission.shape[:-2])
     t_len, k = log_emission.shape[-2], log_emission.shape[-1]
-    log_trans = np.broadcast_to(log_trans, batch + (k, k))
-    log_emission = np.broadcast_to(log_emission, batch + (t_len, k))
-    alpha = np.empty(batch + (t_len, k))
-    beta = np.empty(batch + (t_len, k))
-    alpha[..., 0, :] = log_init + log_emission[..., 0, :]
-    for t in range(1, t_len):
-        alpha[..., t, :] = logsumexp(alpha[..., t - 1, :, None] + log_trans, axis=-2) + log_emission[..., t, :]
-    beta[..., t_len - 1, :] = 0.0
+    trans = np.broadcast_to(trans, batch + (k, k))
+    top = np.max(log_emission, axis=-1, keepdims=True)
+    emission = np.broadcast_to(np.exp(log_emission - top), batch + (t_len, k))
+    ahat = np.empty(batch + (t_len, k))
+    scale = np.empty(batch + (t_len,))
+    a = init * emission[..., 0, :]
+    for t in range(t_len):
+        if t:
+            a = (ahat[..., t - 1, None, :] @ trans)[..., 0, :] * emission[..., t, :]
+        scale[..., t] = np.sum(a, axis=-1)
+        ahat[..., t, :] = a / scale[..., t, None]
+    bhat = np.empty(batch + (t_len, k))
+    bhat[..., t_len - 1, :] = 1.0
     for t in range(t_len - 2, -1, -1):
-        beta[..., t, :] = logsumexp(log_trans + (log_emission[..., t + 1, :] + beta[..., t + 1, :])[..., None, :],
-                                    axis=-1)
-    return logsumexp(alpha[..., t_len - 1, :], axis=-1), alpha, beta
+        bhat[..., t, :] = (trans @ (emission[..., t + 1, :] * bhat[..., t + 1, :])[..., None])[..., 0] \
+            / scale[..., t + 1, None]
+    lp = np.sum(np.log(scale), axis=-1) + np.sum(top[..., 0], axis=-1)
+    gamma = ahat * bhat
+    weighted = emission[..., 1:, :] * bhat[..., 1:, :] / scale[..., 1:, None]
+    g_trans = np.swapaxes(ahat[..., :-1, :], -1, -2) @ weighted
+    g_init = emission[..., 0, :] * bhat[..., 0, :] / scale[..., 0, None]
+    return lp, gamma, g_trans, g_init
 
 
 @dataclass(frozen=True)
@@ -73,15 +90,7 @@ class HMMFamily(Distribution):
 
     def logp_and_grads(self, value, **params):
         init, trans, le = as_float(params["init"]), as_float(params["trans"]), as_float(params["log_emission"])
-        with np.errstate(divide="ignore"):
-            log_init, log_trans = np.log(init), np.log(trans)
-        lp, alpha, beta = forward_backward(log_init, log_trans, le)
-        norm = lp[..., None, None]
-        gamma = np.exp(alpha + beta - norm)
-        # d lp / d trans_ij = sum_t exp(alpha_{t-1,i} + le_tj + beta_tj - lp) (d/d log trans over trans)
-        after = le[..., 1:, :] + beta[..., 1:, :]
-        g_trans = np.sum(np.exp(alpha[..., :-1, :, None] + after[..., None, :] - norm[..., None]), axis=-3)
-        g_init = gamma[..., 0, :] / np.where(init > 0, init, 1.0)
+        lp, gamma, g_trans, g_init = forward_backward(init, trans, le)
         batch = lp.shape
         k = init.shape[-1]
         lp = np.broadcast_to(lp, np.broadcast_shapes(batch, np.shape(value)))
