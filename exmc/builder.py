@@ -174,7 +174,8 @@ class Builder:
 
     @staticmethod
     def rv(ir: IR, name: str, dist: Any, params: Mapping[str, Any] | None = None, shape: Any = None,
-           transform: Any = DEFAULT, reparam: str | None = None, dims: Any = None) -> IR:
+           transform: Any = DEFAULT, reparam: str | None = None, dims: Any = None,
+           lower: Any = None, upper: Any = None) -> IR:
         """Add ``name ~ dist(**params)``.
 
         ``params`` values are numbers, arrays, names of other nodes, or the structured values some
@@ -182,13 +183,23 @@ class Builder:
         array rv; ``transform`` overrides the family's unconstraining transform (a
         ``Transform`` or a name such as ``"log"``); ``reparam="noncentered"`` samples a Normal as
         ``mu + sigma * z``. ``dims`` names the value's axes (``("school",)``) for ArviZ export
-        (labels come from :meth:`coords`). Raises ``ValidationError`` for a duplicate name, an unknown
+        (labels come from :meth:`coords`). ``lower``/``upper`` bound the value as Stan's
+        ``real<lower=a, upper=b>`` does (the density is not renormalised): numbers become the
+        transform ``LowerBound``/``UpperBound``/``Interval``; a node name (``lower="alpha"``)
+        makes the rv ``name`` a det ``lower + exp(u)`` (``upper - exp(u)``, ``lower + (upper -
+        lower) sigmoid(u)``) of a free ``name + "__raw"`` with the family's density and the
+        Jacobian added as a potential (scalar families; give ``shape`` for a non-scalar rv).
+        Raises ``ValidationError`` for a duplicate name, an unknown
         distribution, unknown/missing parameters, a constant parameter outside its domain, a bad
         shape, transform or reparametrisation.
         """
         _check_name(ir, "rv", name)
         family = _family(name, dist)
         params = dict(params or {})
+        if lower is not None or upper is not None:
+            if is_ref(lower) or is_ref(upper):
+                return Builder._node_bounded_rv(ir, name, family, params, shape, transform, reparam, dims, lower, upper)
+            transform = Builder._constant_bounds(name, transform, lower, upper)
         for key in params:
             if not isinstance(key, str):
                 raise ValidationError("rv", name, f"param {key!r}", "parameter names must be strings")
@@ -298,6 +309,62 @@ class Builder:
                 _check_finite("det", name, f"arg {position}", value)
             stored.append(value)
         return ir.add(Det(name, op, tuple(stored), tuple(sorted(options.items())), _dims("det", name, dims)))
+
+    @staticmethod
+    def _constant_bounds(name: str, transform: Any, lower: Any, upper: Any):
+        from exmc import transforms
+
+        if transform is not DEFAULT:
+            raise ValidationError("rv", name, "transform", "give either bounds (lower/upper) or a transform")
+        bounds = [as_constant(b, floating=True) if b is not None else None for b in (lower, upper)]
+        for label, bound in zip(("lower", "upper"), bounds):
+            if bound is not None and (not isinstance(bound, np.ndarray) or np.isnan(bound).any()):
+                raise ValidationError("rv", name, label, f"must be a number, an array or a node name, got {bound!r}")
+        try:
+            if bounds[0] is not None and bounds[1] is not None:
+                return transforms.Interval(bounds[0], bounds[1])
+            return transforms.LowerBound(bounds[0]) if bounds[0] is not None else transforms.UpperBound(bounds[1])
+        except ValueError as exc:
+            raise ValidationError("rv", name, "lower/upper", str(exc)) from None
+
+    @staticmethod
+    def _node_bounded_rv(ir: IR, name, family, params, shape, transform, reparam, dims, lower, upper) -> IR:
+        """``Builder.rv(..., lower=node | upper=node)``: see :meth:`rv`."""
+        if transform is not DEFAULT or reparam is not None:
+            raise ValidationError("rv", name, "lower/upper", "bounds that are nodes take no transform or reparam")
+        if family.discrete or family.event_ndim:
+            raise ValidationError("rv", name, "lower/upper",
+                                  f"bounds that are nodes need a continuous scalar family, not {family.name}")
+        try:
+            resolved, flat = family.resolve(params)
+        except ValueError as exc:
+            raise ValidationError("rv", name, "params", str(exc)) from None
+        _check_param_names(name, resolved, list(flat))
+        for label, bound in (("lower", lower), ("upper", upper)):
+            if bound is not None and not is_ref(bound):
+                _check_numeric("rv", name, label, bound)
+        raw, part = f"{name}__raw", f"{name}__"
+        ir = Builder.rv(ir, raw, "Flat", {}, shape=shape)
+        if lower is not None and upper is not None:
+            ir = Builder.det(ir, part + "width", "sub", [upper, lower])
+            ir = Builder.det(ir, part + "unit", "sigmoid", [raw])
+            ir = Builder.det(ir, part + "offset", "mul", [part + "width", part + "unit"])
+            ir = Builder.det(ir, name, "add", [lower, part + "offset"], dims=dims)
+            ir = Builder.det(ir, part + "log_width", "log", [part + "width"])
+            ir = Builder.det(ir, part + "log_unit", "log_sigmoid", [raw])
+            ir = Builder.det(ir, part + "neg_raw", "neg", [raw])
+            ir = Builder.det(ir, part + "log_rest", "log_sigmoid", [part + "neg_raw"])
+            ir = Builder.det(ir, part + "log_j1", "add", [part + "log_width", part + "log_unit"])
+            ir = Builder.det(ir, part + "log_jacobian", "add", [part + "log_j1", part + "log_rest"])
+        else:
+            ir = Builder.det(ir, part + "step", "exp", [raw])
+            op, bound = ("add", lower) if lower is not None else ("sub", upper)
+            ir = Builder.det(ir, name, op, [bound, part + "step"], dims=dims)
+            ir = Builder.det(ir, part + "log_jacobian", "add", [raw, 0.0])
+        keys = tuple(flat)
+        ir = Builder.det(ir, part + "logp", "family_logp", [name, *flat.values()], family=resolved, keys=keys)
+        ir = Builder.det(ir, part + "target", "add", [part + "logp", part + "log_jacobian"])
+        return Builder.potential(ir, part + "density", part + "target")
 
     @staticmethod
     def potential(ir: IR, name: str, ref: str) -> IR:

@@ -20,6 +20,8 @@ Structural (they handle the chain axis themselves):
   triangle (the other is never read).
 - ``matvec`` forms are :data:`exmc.ops.OPS` ``"matmul"`` (a batched ``L @ z`` included);
   ``transpose(A)`` swaps the last two axes; ``outer(a, b)`` is ``a[:, None] * b[None, :]``.
+- ``family_logp(value, *params, family=F, keys=(...))``: a scalar family's elementwise
+  log-density as a node (used for rvs whose bounds are other nodes, see ``Builder.rv``).
 """
 from __future__ import annotations
 
@@ -195,6 +197,43 @@ def _outer_kernel(shapes, batched, needs, options) -> Kernel:
     return Kernel(forward, vjp)
 
 
+# --- a scalar family's log-density as an op ------------------------------------------------------
+
+def _family_logp_rule(shapes, consts, options):
+    family, keys = options["family"], tuple(options["keys"])
+    if family is None or not hasattr(family, "logp_and_grads"):
+        raise ValueError("family_logp needs family=<a distribution family>")
+    if len(keys) != len(shapes) - 1:
+        raise ValueError(f"family_logp takes the value and {len(keys)} parameter(s) {keys}, got {len(shapes)} "
+                         "argument(s)")
+    if family.event_ndim or any(family.param_event_ndim.get(k, 0) for k in keys):
+        raise ValueError(f"family_logp supports scalar families only, not {family.name}")
+    return _broadcast_rule(shapes, consts, options)
+
+
+def _family_logp_kernel(shapes, batched, needs, options) -> Kernel:
+    """Elementwise ``family.logp(value, **params)``; the VJP is ``g`` times the family's own
+    gradients (exact)."""
+    family, keys = options["family"], tuple(options["keys"])
+    names = ("value",) + keys
+
+    def forward(value, *params):
+        return family.logp_and_grads(value, **dict(zip(keys, params)))[0]
+
+    def vjp(g, out, value, *params):
+        _, grads = family.logp_and_grads(value, **dict(zip(keys, params)))
+        result = []
+        for name, need in zip(names, needs):
+            if not need:
+                result.append(None)
+            elif name in grads:
+                result.append(g * grads[name])
+            else:
+                raise ValueError(f"{family.name} has no gradient for {name!r}: it must be constant here")
+        return tuple(result)
+    return Kernel(forward, vjp)
+
+
 def _extra_ops() -> dict[str, Op]:
     ops = [
         Op("where", 3, True, {}, _broadcast_rule, _where_kernel),
@@ -207,6 +246,7 @@ def _extra_ops() -> dict[str, Op]:
         Op("solve_triangular", 2, False, {"lower": True}, _solve_rule, _solve_kernel),
         Op("transpose", 1, False, {}, _transpose_rule, _transpose_kernel),
         Op("outer", 2, False, {}, _outer_rule, _outer_kernel),
+        Op("family_logp", None, True, {"family": None, "keys": ()}, _family_logp_rule, _family_logp_kernel),
     ]
     return {op.name: op for op in ops}
 
