@@ -11,7 +11,8 @@ Ported: every posterior of the local posteriordb subset that is a regression or 
 normal — eight_schools_noncentered, the earnings, kidiq, kidiq_with_mom_work and mesquite
 families, kilpisjarvi, nes (8 data sets), blr (sblrc, sblri), arK and diamonds; and, with the ops
 and families of issue 15, gp_regr, gp_pois_regr (cholesky), low_dim_gauss_mix (ordered, Mixture)
-and hmm_example (positive_ordered, HMM), arma11 and garch11 (scan).
+hmm_example, hmm_drive_0 and hmm_drive_1 (ordered/positive_ordered, HMM), arma11 and garch11
+(linear_recurrence).
 """
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ MODELS: dict[str, ModelBuilder] = {
     "gp_pois_regr": gp.gp_pois_regr,
     "low_dim_gauss_mix": mixtures.low_dim_gauss_mix,
     "hmm_example": mixtures.hmm_example,
+    "hmm_drive_0": mixtures.hmm_drive_0,
+    "hmm_drive_1": mixtures.hmm_drive_1,
     "arma11": time_series.arma11,
     "garch11": time_series.garch11,
 }

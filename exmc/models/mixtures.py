@@ -55,3 +55,51 @@ def hmm_example(data: Mapping[str, Any]):
     ir = Builder.det(ir, "sq", "square", ["resid"])
     ir = Builder.det(ir, "log_emission", "affine", [-HALF_LOG_2PI, -0.5, "sq"])
     return Builder.hmm(ir, "y_hmm", np.full(k, 1.0 / k), "theta", "log_emission")
+
+
+#: hmm_drive_0/1: ``phi[1] ~ normal(0, 1), phi[2] ~ normal(3, 1)``, the same for ``lambda``.
+DRIVE_MEANS = (0.0, 3.0)
+
+
+def _drive(data: Mapping[str, Any], normal: bool):
+    """hmm_drive_0 (exponential emissions, positive_ordered rates) and hmm_drive_1 (normal
+    emissions with known sds ``tau``, ``rho``; ordered means): two emissions per step, ``u`` (1/speed)
+    and ``v`` (hoop distance), rows ``theta1``, ``theta2`` with Dirichlet(``alpha[k]``) priors."""
+    u, v = vector(data, "u"), vector(data, "v")
+    alpha = np.asarray(data["alpha"], dtype=float)
+    k = int(data["K"])
+    if k != 2:
+        raise ValueError(f"hmm_drive has two states (theta1, theta2), got K={k}")
+    ordering = "ordered" if normal else "positive_ordered"
+    ir = Builder.data(Builder.new_ir(), "u", u[:, None])
+    ir = Builder.data(ir, "v", v[:, None])
+    ir = Builder.rv(ir, "theta1", Dist.Dirichlet, {"alpha": alpha[0]})
+    ir = Builder.rv(ir, "theta2", Dist.Dirichlet, {"alpha": alpha[1]})
+    ir = Builder.det(ir, "theta", "stack", ["theta1", "theta2"])
+    for name in ("phi", "lambda"):
+        ir = Builder.rv(ir, name, Dist.Normal, {"mu": np.array(DRIVE_MEANS), "sigma": 1.0}, transform=ordering)
+    terms = []
+    for name, observed, sd_key in (("phi", "u", "tau"), ("lambda", "v", "rho")):
+        if normal:
+            sd = float(data[sd_key])
+            ir = Builder.det(ir, f"{observed}_resid", "sub", [observed, name])
+            ir = Builder.det(ir, f"{observed}_sq", "square", [f"{observed}_resid"])
+            ir = Builder.det(ir, f"{observed}_le", "affine",
+                             [-HALF_LOG_2PI - np.log(sd), -0.5 / (sd * sd), f"{observed}_sq"])
+        else:  # exponential_lpdf(x | rate) = log(rate) - rate x
+            ir = Builder.det(ir, f"{name}_log", "log", [name])
+            ir = Builder.det(ir, f"{observed}_rate_x", "mul", [name, observed])
+            ir = Builder.det(ir, f"{observed}_le", "sub", [f"{name}_log", f"{observed}_rate_x"])
+        terms.append(f"{observed}_le")
+    ir = Builder.det(ir, "log_emission", "add", terms)
+    return Builder.hmm(ir, "drive_hmm", np.full(k, 1.0 / k), "theta", "log_emission")
+
+
+def hmm_drive_0(data: Mapping[str, Any]):
+    """hmm_drive_0 (see :func:`_drive`)."""
+    return _drive(data, normal=False)
+
+
+def hmm_drive_1(data: Mapping[str, Any]):
+    """hmm_drive_1 (see :func:`_drive`)."""
+    return _drive(data, normal=True)

@@ -348,6 +348,43 @@ def hmm_example(data: Data, p: Params) -> float:
     return lp + float(np.logaddexp.reduce(gamma[N - 1]))
 
 
+# --- hmm_drive_0.stan / hmm_drive_1.stan -------------------------------------------------------
+
+def _dirichlet_lpdf(x, alpha):
+    x, alpha = np.asarray(x, float), np.asarray(alpha, float)
+    return float(gammaln(alpha.sum()) - gammaln(alpha).sum() + np.sum((alpha - 1) * np.log(x)))
+
+
+def _exponential_lpdf(y, rate):
+    return float(np.log(rate) - rate * y)
+
+
+def _hmm_drive(data: Data, p: Params, emission) -> float:
+    u, v, K, N = _vec(data, "u"), _vec(data, "v"), data["K"], data["N"]
+    alpha = np.asarray(data["alpha"], dtype=float)
+    theta = [np.asarray(p["theta1"]), np.asarray(p["theta2"])]
+    phi, lam = np.asarray(p["phi"]), np.asarray(p["lambda"])
+    lp = sum(_dirichlet_lpdf(theta[k], alpha[k]) for k in range(K))
+    lp += normal_lpdf(phi[0], 0, 1) + normal_lpdf(phi[1], 3, 1) + normal_lpdf(lam[0], 0, 1) + normal_lpdf(lam[1], 3, 1)
+    gamma = np.zeros((N, K))
+    for k in range(K):
+        gamma[0, k] = emission(u[0], v[0], phi[k], lam[k])
+    for t in range(1, N):
+        for k in range(K):
+            acc = [gamma[t - 1, j] + np.log(theta[j][k]) + emission(u[t], v[t], phi[k], lam[k]) for j in range(K)]
+            gamma[t, k] = np.logaddexp.reduce(acc)
+    return lp + float(np.logaddexp.reduce(gamma[N - 1]))
+
+
+def hmm_drive_0(data: Data, p: Params) -> float:
+    return _hmm_drive(data, p, lambda u, v, phi, lam: _exponential_lpdf(u, phi) + _exponential_lpdf(v, lam))
+
+
+def hmm_drive_1(data: Data, p: Params) -> float:
+    tau, rho = data["tau"], data["rho"]
+    return _hmm_drive(data, p, lambda u, v, phi, lam: normal_lpdf(u, phi, tau) + normal_lpdf(v, lam, rho))
+
+
 # --- arma11.stan / garch11.stan ------------------------------------------------------------------
 
 def arma11(data: Data, p: Params) -> float:
@@ -391,6 +428,6 @@ TRANSCRIPTIONS: dict[str, Callable[[Data, Params], float]] = {
         kidscore_interaction_c2, kidscore_interaction_z, kidscore_mom_work, kilpisjarvi, mesquite,
         logmesquite, logmesquite_logva, logmesquite_logvas, logmesquite_logvash,
         logmesquite_logvolume, nes, blr, arK, diamonds, gp_regr, gp_pois_regr, low_dim_gauss_mix,
-        hmm_example, arma11, garch11,
+        hmm_example, hmm_drive_0, hmm_drive_1, arma11, garch11,
     )
 }

@@ -30,8 +30,9 @@ EXPECTED_PREFIXES = ("eight_schools-eight_schools_noncentered", "earnings-", "ki
                      "mesquite-", "kilpisjarvi_mod-", "nes1", "nes2", "sblrc-", "sblri-", "arK-", "diamonds-",
                      # issue 15: the ops (cholesky, linear_recurrence) and families (Mixture with ordered
                      # means, HMM) these need
-                     "gp_pois_regr-", "low_dim_gauss_mix-", "hmm_example-", "arma-", "garch-")
-EXPECTED_COUNT = 41
+                     "gp_pois_regr-", "low_dim_gauss_mix-", "hmm_example-", "arma-", "garch-",
+                     "bball_drive_event_")
+EXPECTED_COUNT = 43
 
 PORTED = [name for name in posteriordb.list_posteriors()
           if posteriordb.load_posterior(name).model_name in MODELS]
