@@ -405,8 +405,10 @@ def get(name: str) -> Op:
 
 # More ops live in their own module (selections, log-space reductions, linear algebra).
 from exmc.ops_extra import EXTRA_OPS  # noqa: E402 - needs the helpers above
+from exmc.ops_ode import ODE  # noqa: E402
 from exmc.ops_scan import LINEAR_RECURRENCE, SCAN  # noqa: E402
 
 OPS.update(EXTRA_OPS)
 OPS[SCAN.name] = SCAN
 OPS[LINEAR_RECURRENCE.name] = LINEAR_RECURRENCE
+OPS[ODE.name] = ODE
