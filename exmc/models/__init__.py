@@ -12,7 +12,7 @@ normal — eight_schools_noncentered, the earnings, kidiq, kidiq_with_mom_work a
 families, kilpisjarvi, nes (8 data sets), blr (sblrc, sblri), arK and diamonds; and, with the ops
 and families of issue 15, gp_regr, gp_pois_regr (cholesky), low_dim_gauss_mix (ordered, Mixture)
 hmm_example, hmm_drive_0 and hmm_drive_1 (ordered/positive_ordered, HMM), arma11 and garch11
-(linear_recurrence).
+(linear_recurrence), lotka_volterra and one_comp_mm_elim_abs (ode).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from exmc.models import ark, blr, diamonds, earnings, eight_schools, kidiq, kidiq_with_mom_work
-from exmc.models import gp, kilpisjarvi, mesquite, mixtures, nes, time_series
+from exmc.models import gp, kilpisjarvi, mesquite, mixtures, nes, odes, time_series
 from exmc.models.posteriordb import Posterior, load_posterior
 
 ModelBuilder = Callable[[Mapping[str, Any]], Any]
@@ -63,6 +63,8 @@ MODELS: dict[str, ModelBuilder] = {
     "hmm_drive_1": mixtures.hmm_drive_1,
     "arma11": time_series.arma11,
     "garch11": time_series.garch11,
+    "lotka_volterra": odes.lotka_volterra,
+    "one_comp_mm_elim_abs": odes.one_comp_mm_elim_abs,
 }
 
 #: Stan model name -> function from grouped reference draws to the program's parameters, for

@@ -418,6 +418,50 @@ def garch11(data: Data, p: Params) -> float:
     return _garch11_stan(data, stan) + float(np.log1p(-alpha1))
 
 
+# --- lotka_volterra.stan / one_comp_mm_elim_abs.stan (scipy's odeint, tight tolerances) ----------
+
+def _lognormal_lpdf(y, mu, sigma):
+    y = np.asarray(y, float)
+    return normal_lpdf(np.log(y), mu, sigma) - float(np.sum(np.log(y) * np.ones(np.broadcast(y, mu, sigma).shape)))
+
+
+def lotka_volterra(data: Data, p: Params) -> float:
+    from scipy.integrate import odeint
+
+    theta, z_init, sigma = np.asarray(p["theta"]), np.asarray(p["z_init"]), np.asarray(p["sigma"])
+
+    def dz_dt(z, t):
+        u, v = z
+        alpha, beta, gamma, delta = theta
+        return [(alpha - beta * v) * u, (-gamma + delta * u) * v]
+
+    ts = np.asarray(data["ts"], float)
+    z = odeint(dz_dt, z_init, np.concatenate([[0.0], ts]), rtol=1e-11, atol=1e-11)[1:]
+    y, y_init = np.asarray(data["y"], float), np.asarray(data["y_init"], float)
+    lp = normal_lpdf(theta[[0, 2]], 1, 0.5) + normal_lpdf(theta[[1, 3]], 0.05, 0.05)
+    lp += _lognormal_lpdf(sigma, -1, 1) + _lognormal_lpdf(z_init, np.log(10), 1)
+    for k in range(2):
+        lp += _lognormal_lpdf(y_init[k], np.log(z_init[k]), sigma[k])
+        lp += _lognormal_lpdf(y[:, k], np.log(z[:, k]), sigma[k])
+    return lp
+
+
+def one_comp_mm_elim_abs(data: Data, p: Params) -> float:
+    from scipy.integrate import odeint
+
+    k_a, K_m, V_m, sigma = p["k_a"], p["K_m"], p["V_m"], p["sigma"]
+    D, V = data["D"], data["V"]
+
+    def rhs(y, t):
+        dose = np.exp(-k_a * t) * D * k_a / V if t > 0 else 0.0
+        return [dose - (V_m / V) * y[0] / (K_m + y[0])]
+
+    times = np.asarray(data["times"], float)
+    C = odeint(rhs, [0.0], np.concatenate([[data["t0"]], times]), rtol=1e-11, atol=1e-11)[1:, 0]
+    lp = cauchy_lpdf(k_a, 0, 1) + cauchy_lpdf(K_m, 0, 1) + cauchy_lpdf(V_m, 0, 1) + cauchy_lpdf(sigma, 0, 1)
+    return lp + _lognormal_lpdf(np.asarray(data["C_hat"], float), np.log(C), sigma)
+
+
 #: Stan model name -> transcription.
 TRANSCRIPTIONS: dict[str, Callable[[Data, Params], float]] = {
     f.__name__: f
@@ -428,6 +472,6 @@ TRANSCRIPTIONS: dict[str, Callable[[Data, Params], float]] = {
         kidscore_interaction_c2, kidscore_interaction_z, kidscore_mom_work, kilpisjarvi, mesquite,
         logmesquite, logmesquite_logva, logmesquite_logvas, logmesquite_logvash,
         logmesquite_logvolume, nes, blr, arK, diamonds, gp_regr, gp_pois_regr, low_dim_gauss_mix,
-        hmm_example, hmm_drive_0, hmm_drive_1, arma11, garch11,
+        hmm_example, hmm_drive_0, hmm_drive_1, arma11, garch11, lotka_volterra, one_comp_mm_elim_abs,
     )
 }
