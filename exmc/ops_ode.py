@@ -25,6 +25,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from exmc.ops import Kernel, Op
+from exmc.ops_scan import per_chain_kernel
 
 __all__ = ["ODE"]
 
@@ -103,27 +104,7 @@ def _ode_kernel(shapes, batched, needs, options) -> Kernel:
         total = np.einsum("ti,tij->j", np.asarray(g, dtype=np.float64), sens)
         return (total[:n] if needs[0] else None, total[n:] if needs[1] else None)
 
-    if not any(batched):
-        return Kernel(single_forward, single_vjp)
-
-    def rows(args):
-        chains = next(np.shape(a)[0] for a, b in zip(args, batched) if b)
-        return [[a[c] if b else a for a, b in zip(args, batched)] for c in range(chains)]
-
-    def forward(y0, theta):
-        return np.stack([single_forward(*row) for row in rows((y0, theta))])
-
-    def vjp(g, out, y0, theta):
-        parts = [single_vjp(g[c], out[c], *row) for c, row in enumerate(rows((y0, theta)))]
-        result = []
-        for i, (need, b) in enumerate(zip(needs, batched)):
-            if not need:
-                result.append(None)
-            else:
-                stacked = np.stack([part[i] for part in parts])
-                result.append(stacked if b else stacked.sum(axis=0))
-        return tuple(result)
-    return Kernel(forward, vjp)
+    return per_chain_kernel(single_forward, single_vjp, batched, needs)
 
 
 #: The ode op (merged into :data:`exmc.ops.OPS`).

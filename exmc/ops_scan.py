@@ -159,28 +159,32 @@ def _scan_kernel(shapes, batched, needs, options) -> Kernel:
         result = [g_carry, *g_seqs, *g_params]
         return tuple(r if need else None for r, need in zip(result, needs))
 
+    return per_chain_kernel(single_forward, single_vjp, batched, needs)
+
+
+def per_chain_kernel(single_forward, single_vjp, batched, needs) -> Kernel:
+    """A kernel from single-evaluation ``forward``/``vjp``: unbatched as they are; chain-batched
+    by running them once per chain (batched arguments sliced, constants shared; a constant's
+    gradient, when needed, summed over chains)."""
     if not any(batched):
         return Kernel(single_forward, single_vjp)
 
     def rows(args):
         chains = next(np.shape(a)[0] for a, b in zip(args, batched) if b)
-        return chains, [[a[c] if b else a for a, b in zip(args, batched)] for c in range(chains)]
+        return [[a[c] if b else a for a, b in zip(args, batched)] for c in range(chains)]
 
     def forward(*args):
-        _, per_chain = rows(args)
-        return np.stack([single_forward(*row) for row in per_chain])
+        return np.stack([single_forward(*row) for row in rows(args)])
 
     def vjp(g, out, *args):
-        chains, per_chain = rows(args)
-        parts = [single_vjp(g[c], out[c], *row) for c, row in enumerate(per_chain)]
+        parts = [single_vjp(g[c], out[c], *row) for c, row in enumerate(rows(args))]
         result = []
         for i, (need, b) in enumerate(zip(needs, batched)):
             if not need:
                 result.append(None)
-            elif b:
-                result.append(np.stack([p[i] for p in parts]))
             else:
-                result.append(np.sum([p[i] for p in parts], axis=0))
+                stacked = np.stack([part[i] for part in parts])
+                result.append(stacked if b else stacked.sum(axis=0))
         return tuple(result)
     return Kernel(forward, vjp)
 
@@ -229,33 +233,14 @@ def _linear_kernel(shapes, batched, needs, options) -> Kernel:
         if lead and not x_b:
             chains = next(np.shape(v)[0] for v, b in zip((init, x, a), batched) if b)
             xs = np.broadcast_to(xs, (chains,) + xs.shape)
-        out = np.empty(xs.shape)
-        previous = h0
-        for t in range(x_shape[0]):
-            x_t = xs[:, t] if lead else xs[t]
-            previous = x_t + coef * previous
-            if lead:
-                out[:, t] = previous
-            else:
-                out[t] = previous
-        return out, h0, coef
+        return _recurrence(xs, coef, h0, lead), h0, coef
 
     def forward(init, x, a):
         return forward_parts(init, x, a)[0]
 
     def vjp(g, out, init, x, a):
         h0, coef = align(init, init_shape, init_b), align(a, a_shape, a_b)
-        g = np.asarray(g, dtype=np.float64)
-        lam = np.empty(out.shape)
-        following = np.zeros(())
-        length = x_shape[0]
-        for t in range(length - 1, -1, -1):
-            g_t = g[:, t] if lead else g[t]
-            following = g_t + coef * following
-            if lead:
-                lam[:, t] = following
-            else:
-                lam[t] = following
+        lam = _recurrence(np.asarray(g, dtype=np.float64), coef, np.zeros(()), lead, reverse=True)
         g_init = g_a = None
         if needs[0]:
             g_init = coef * (lam[:, 0] if lead else lam[0])
@@ -270,6 +255,19 @@ def _linear_kernel(shapes, batched, needs, options) -> Kernel:
             g_x = g_x.sum(axis=0)
         return g_init, g_x, g_a
     return Kernel(forward, vjp)
+
+
+def _recurrence(seq: np.ndarray, coef, start, lead: int, reverse: bool = False) -> np.ndarray:
+    """``out_t = seq_t + coef out_{t-1}`` over time axis ``lead`` (0, or 1 after a chain axis),
+    from ``out_{-1} = start``; with ``reverse``, ``out_t = seq_t + coef out_{t+1}`` from the end."""
+    out = np.empty(seq.shape)
+    previous = start
+    length = seq.shape[lead]
+    for t in (range(length - 1, -1, -1) if reverse else range(length)):
+        index = (slice(None), t) if lead else t
+        previous = seq[index] + coef * previous
+        out[index] = previous
+    return out
 
 
 def _reduce(grad, core, is_batched, lead):
