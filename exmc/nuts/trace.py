@@ -77,7 +77,7 @@ class Chains(list):
 
     Attributes (set by ``sample_chains`` from the model's IR, or by ``exmc.load``):
         ir: the IR the chains were sampled from, or ``None`` (a compiled custom model, a loaded
-            file); predictive groups are drawn through it.
+            file, a pickled copy); predictive groups are drawn through it.
         groups: further ArviZ groups, group name -> variable -> array (``observed_data`` and
             ``constant_data`` from the IR; whatever a loaded file held besides posterior,
             sample_stats and log_likelihood).
@@ -95,6 +95,13 @@ class Chains(list):
         self.coords: dict[str, tuple[Any, ...]] = {k: tuple(v) for k, v in (coords or {}).items()}
         if ir is not None:
             self._describe(ir)
+
+    def __reduce_ex__(self, protocol):
+        # A pickled Chains (a remote call's result) leaves the IR behind: it may hold callables and
+        # would carry the model's data a second time. observed_data/constant_data, dims and coords
+        # travel; predictive groups then need their draws passed in (see to_inference_data).
+        state = {**self.__dict__, "ir": None}
+        return (Chains, (list(self),), state)
 
     def _describe(self, ir) -> None:
         """observed_data, constant_data, dims and coords from the IR."""

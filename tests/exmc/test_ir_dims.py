@@ -69,3 +69,4 @@ def test_chains_carry_data_dims_and_coords_through_pickling():
     assert back.coords == {"school": ("A", "B", "C")}
     np.testing.assert_array_equal(back.groups["observed_data"]["y"], [0.5, 1.0, 1.5])
     np.testing.assert_array_equal(back[0]["theta"], chains[0]["theta"])
+    assert chains.ir is ir and back.ir is None  # the IR (data, callables) does not travel
