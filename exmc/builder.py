@@ -394,6 +394,22 @@ class Builder:
         return Builder.obs(ir, f"{name}_obs", name, 0.0)
 
     @staticmethod
+    def lkj_cholesky_cov(ir: IR, name: str, n: int, eta: Any, sd_dist: Any, sd_params: Mapping[str, Any]) -> IR:
+        """PyMC's ``LKJCholeskyCov``: the Cholesky factor ``name = diag(sd) L`` of a covariance
+        whose correlation has an ``LKJ(eta)`` prior and whose standard deviations have the prior
+        ``sd_dist(**sd_params)``. Adds the rvs ``name + "_corr"`` (``LKJCholesky``, ``(n, n)``, sampled
+        through the ``cholesky_corr`` transform) and ``name + "_sd"`` (``(n,)``), and the det
+        ``name`` (``(n, n)``; use it as ``MvNormal``'s factor through ``matmul`` with its
+        ``transpose``, or directly for non-centred draws ``name @ z``). Raises ``ValidationError``
+        as :meth:`rv` and :meth:`det` do."""
+        if not isinstance(n, (int, np.integer)) or n < 2:
+            raise ValidationError("rv", f"{name}_corr", "shape", f"n must be an integer >= 2, got {n!r}")
+        ir = Builder.rv(ir, f"{name}_corr", "LKJCholesky", {"eta": eta}, shape=(int(n), int(n)))
+        ir = Builder.rv(ir, f"{name}_sd", sd_dist, sd_params, shape=(int(n),))
+        ir = Builder.det(ir, f"{name}_sd_column", "stack", [f"{name}_sd"], axis=1)
+        return Builder.det(ir, name, "mul", [f"{name}_sd_column", f"{name}_corr"])
+
+    @staticmethod
     def coords(ir: IR, **coords: Any) -> IR:
         """The IR with coordinate labels for dimensions named in ``dims`` (``school=["A", ...]``);
         later calls add to or replace earlier labels. Raises ``ValidationError`` naming the

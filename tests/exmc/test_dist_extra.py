@@ -307,3 +307,17 @@ def test_potential_adds_its_term_and_is_no_likelihood():
     prior = exmc.Predictive.prior_samples(ir, 5)
     assert "penalty__potential" not in prior
     assert "observed_data" not in chains.groups
+
+
+def test_lkj_cholesky_cov_builds_pymcs_factor():
+    ir = B.lkj_cholesky_cov(B.new_ir(), "chol", 3, eta=2.0, sd_dist="HalfNormal", sd_params={"sigma": 1.0})
+    ir = B.det(ir, "chol_t", "transpose", ["chol"])
+    ir = B.det(ir, "cov", "matmul", ["chol", "chol_t"])
+    ir = B.rv(ir, "y", "MvNormal", {"mu": np.zeros(3), "cov": "cov"})
+    ir = B.obs(ir, "y_obs", "y", RNG.normal(size=(5, 3)))
+    model = check_model_gradients(ir, seed=9)
+    v = model.to_constrained(RNG.normal(size=model.dim))
+    np.testing.assert_allclose(np.sqrt(np.diag(v["cov"])), v["chol_sd"], rtol=1e-12)
+    prior = exmc.Predictive.prior_samples(ir, 50, seed=1)
+    corr = prior["chol_corr"] @ np.swapaxes(prior["chol_corr"], -1, -2)
+    np.testing.assert_allclose(np.diagonal(corr, axis1=-2, axis2=-1), 1.0, rtol=1e-12)
