@@ -8,7 +8,9 @@ on 3 nodes can overlap 6 chains although the machine has 2 cores. Used by
 ``bench/cluster_bench.py`` and the cluster-sampling tests.
 
 ``failing_normal(after)`` raises ``ZeroDivisionError`` from its gradient once it has been called
-``after`` times in a process: a stand-in for a bug in a user's Custom logp.
+``after`` times in a process: a domain error, so a rejected point (a divergence) inside a
+trajectory. ``buggy_normal(after)`` raises ``KeyError`` instead: a bug in a user's Custom logp,
+which stops the run as :class:`exmc.nuts.ModelError`.
 """
 from __future__ import annotations
 
@@ -42,13 +44,13 @@ def io_bound_normal(delay: float = DEFAULT_DELAY, dim: int = 2):
                       shape=(dim,))
 
 
-def _failing_grad(after):
+def _failing_grad(after, error=ZeroDivisionError):
     calls = [0]
 
     def grad(value):
         calls[0] += 1
         if calls[0] > after:
-            raise ZeroDivisionError(f"bug in a custom gradient (call {calls[0]})")
+            raise error(f"bug in a custom gradient (call {calls[0]})")
         return -np.asarray(value, dtype=float)
 
     return grad
@@ -58,3 +60,9 @@ def failing_normal(after: int = 50):
     """A 1-dimensional standard normal whose gradient raises after ``after`` calls per process."""
     ir = Builder.new_ir()
     return Builder.rv(ir, "x", Dist.Custom, {"logp": _logp, "grad": _failing_grad(after), "support": "real"})
+
+
+def buggy_normal(after: int = 50):
+    """:func:`failing_normal` whose gradient raises ``KeyError`` (not a domain error) instead."""
+    ir = Builder.new_ir()
+    return Builder.rv(ir, "x", Dist.Custom, {"logp": _logp, "grad": _failing_grad(after, KeyError), "support": "real"})

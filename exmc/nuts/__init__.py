@@ -10,12 +10,12 @@ imported only for such a run), ``runs`` (runs in progress, for status views).
 from __future__ import annotations
 
 from exmc.nuts.api import Sampler
-from exmc.nuts.errors import ChainFailed, InitializationError, SamplerError
+from exmc.nuts.errors import ChainFailed, InitializationError, ModelError, SamplerError
 from exmc.nuts.pool import __pynode_preload__
 from exmc.nuts.progress import ProgressEvent
 from exmc.nuts.trace import Chains, Trace
 
 __all__ = [
-    "Sampler", "Trace", "Chains", "ProgressEvent", "SamplerError", "InitializationError", "ChainFailed",
+    "Sampler", "Trace", "Chains", "ProgressEvent", "SamplerError", "InitializationError", "ChainFailed", "ModelError",
     "__pynode_preload__",
 ]

@@ -34,6 +34,24 @@ def _chain_seeds(seed: int | np.random.SeedSequence, num_chains: int) -> list[np
     return root.spawn(num_chains)
 
 
+def _source_ir(model):
+    """The IR a model payload comes from (an IR itself, or a compiled model's), else ``None``."""
+    from exmc.ir import IR
+
+    if isinstance(model, IR):
+        return model
+    ir = getattr(model, "ir", None)
+    return ir if isinstance(ir, IR) else None
+
+
+def _check_log_likelihood(model, ir) -> None:
+    if ir is None:
+        raise ValueError("log_likelihood=True needs a model built as an exmc IR (or compiled from one), "
+                         f"not a {type(model).__name__}")
+    if not any(node.kind == "obs" for node in ir.nodes):
+        raise ValueError("log_likelihood=True: the model observes no rv (there is no likelihood)")
+
+
 class Sampler:
     """Stan's adaptive NUTS for an exmc IR or compiled model. The metric is chosen automatically
     by default (``dense_mass="auto"``: Stan's diagonal one, with a low-rank correction when warmup
@@ -58,13 +76,14 @@ class Sampler:
         dense_mass: bool | str = "auto",
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        log_likelihood: bool = False,
     ) -> Trace:
         """One chain in the calling process: ``sample_chains`` with one chain and ``parallel=False``,
         so its draws equal chain 0 of ``sample_chains`` with the same seed. Raises ``ValueError`` on bad options, ``InitializationError``, ``SamplerError``,
         ``InterruptedError`` when ``should_stop()`` turns true."""
         chains = Sampler.sample_chains(
             model, 1, init_values, num_samples, num_warmup, seed, target_accept, max_tree_depth, dense_mass,
-            parallel=False, progress=progress, should_stop=should_stop,
+            parallel=False, progress=progress, should_stop=should_stop, log_likelihood=log_likelihood,
         )
         return chains[0]
 
@@ -88,6 +107,7 @@ class Sampler:
         backend: Any = None,
         on_result: Callable[[Trace], None] | None = None,
         draws: Callable[[Any], None] | None = None,
+        log_likelihood: bool = False,
     ) -> Chains:
         """Run ``num_chains`` chains and return them as :class:`Chains`.
 
@@ -104,6 +124,11 @@ class Sampler:
         all of them (``True``), none (``False``: a regression's linear predictor over thousands of
         rows is most of a run's memory and transfer), or those named (a ``ValueError`` names any
         that is not a deterministic of the model, before sampling starts).
+
+        ``log_likelihood``: also compute every observation's log-likelihood at every draw, where
+        the chain runs (``Trace.log_likelihood``; exported as ArviZ's ``log_likelihood`` group for
+        ``az.loo`` / ``az.compare``). Needs a model built as an IR with at least one observation
+        (``ValueError`` otherwise, before sampling).
 
         ``progress(event)`` receives :class:`ProgressEvent`s in the calling process (≤ ~10/s per
         chain). ``should_stop()`` is polled ~10 times a second; when it returns true the run stops
@@ -137,14 +162,18 @@ class Sampler:
         """
         if int(num_chains) != num_chains or num_chains < 1:
             raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
+        ir = _source_ir(model)
+        if log_likelihood:
+            _check_log_likelihood(model, ir)
         options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values,
-                                 keep_deterministics)
+                                 keep_deterministics, log_likelihood=bool(log_likelihood))
         validate_payload(model)
         if nodes is not None:
             from exmc.nuts.multinode import sample_on_nodes
 
-            return sample_on_nodes(model, num_chains, seed, options, nodes, progress=progress,
-                                   should_stop=should_stop, backend=backend, on_result=on_result, draws=draws)
+            chains = sample_on_nodes(model, num_chains, seed, options, nodes, progress=progress,
+                                     should_stop=should_stop, backend=backend, on_result=on_result, draws=draws)
+            return Chains(chains, notes=chains.notes, ir=ir)
         seeds = _chain_seeds(seed, num_chains)
         logger.debug("sampling %d chains (parallel=%r, seed=%r): %s", num_chains, parallel, seed, options)
         if parallel == "vectorized":
@@ -172,7 +201,7 @@ class Sampler:
                     on_result(traces[-1])
         else:
             raise ValueError(f"parallel must be True, False or 'vectorized', got {parallel!r}")
-        return Chains(traces)
+        return Chains(traces, ir=ir)
 
     @staticmethod
     def start_pool(max_workers: int | None = None) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Generator, Mapping
 import numpy as np
 
 from exmc.nuts.adaptation import WelfordCovariance, WelfordVariance, WindowSchedule
-from exmc.nuts.errors import SamplerError
+from exmc.nuts.errors import ModelError, SamplerError
 from exmc.nuts.init import initial_point
 from exmc.nuts.interface import CompiledModel, WithDeterministics
 from exmc.nuts.metric import DenseMetric, DiagonalMetric, LowRankMetric, unit_metric
@@ -27,7 +27,7 @@ from exmc.nuts.stepsize import (
     find_initial_step_size,
 )
 from exmc.nuts.trace import STAT_DTYPES, Trace
-from exmc.nuts.integrator import drive
+from exmc.nuts.integrator import LogDensityError, drive
 from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, nuts_transition_steps
 
 #: The metrics a chain can sample with (each has ``inverse``, ``sample_momentum``, ``velocity``).
@@ -48,6 +48,8 @@ class SamplerOptions:
     init_values: Mapping[str, Any] | None = None
     # Deterministics kept in the draws: all (True), none (False) or those named.
     keep_deterministics: bool | tuple[str, ...] = True
+    # Pointwise log-likelihood of the observed rvs at every draw, computed with the chain.
+    log_likelihood: bool = False
 
     def __post_init__(self) -> None:
         keep = self.keep_deterministics
@@ -202,9 +204,29 @@ def chain_steps(
     evaluations, call ``model.logp_and_grad`` directly. Drivers set ``np.errstate``.
 
     Raises :class:`~exmc.nuts.errors.InitializationError` when no finite initial point exists,
-    :class:`~exmc.nuts.errors.SamplerError` when adaptation overflows. Model exceptions inside
-    trajectories are divergences, not errors.
+    :class:`~exmc.nuts.errors.SamplerError` when adaptation overflows, and
+    :class:`~exmc.nuts.errors.ModelError` (chain, iteration, phase) when the log-density raises an
+    exception that is not a domain error; domain errors inside trajectories are divergences.
     """
+    where = _Where()
+    try:
+        return (yield from _chain_body(model, chain, seed, options, report, should_stop, on_draw, where))
+    except LogDensityError as exc:
+        raise ModelError(chain, where.iteration, where.phase, str(exc)) from exc.cause
+
+
+class _Where:
+    """Where a chain is, for :class:`ModelError`: ``phase`` is ``"initialization"`` until the first
+    warmup iteration starts, then ``"warmup"`` or ``"sampling"``; ``iteration`` the 1-based
+    iteration in progress (0 during initialization). Written only by the chain's own ``tick``."""
+
+    def __init__(self) -> None:
+        self.phase = "initialization"
+        self.iteration = 0
+
+
+def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where: _Where):
+    """The body of :func:`chain_steps` (which turns a :class:`LogDensityError` into a ModelError)."""
     dropped = dropped_deterministics(model, options.keep_deterministics)
     rng = np.random.default_rng(seed)
     logp_and_grad = model.logp_and_grad
@@ -217,11 +239,14 @@ def chain_steps(
     warmup_steps = 0
 
     def tick(iteration: int, phase: str) -> None:
+        where.iteration = iteration + 1
+        where.phase = "warmup" if iteration < options.num_warmup else "sampling"
         if should_stop is not None and should_stop():
             raise InterruptedError(f"chain {chain} stopped at iteration {iteration}")
         if report is not None:
             report(chain, iteration, total, phase, divergences, step_size)
 
+    where.phase, where.iteration = ("warmup" if options.num_warmup else "sampling"), 1
     start = time.perf_counter()
     for i in range(options.num_warmup):
         t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
@@ -281,4 +306,9 @@ def chain_steps(
         if isinstance(model, WithDeterministics) else [],
         **warmup.metric_info(metric),
     }
-    return Trace(draws, stats, info, unconstrained=positions)
+    log_likelihood = None
+    if options.log_likelihood:
+        from exmc.loglik import pointwise_log_likelihood
+
+        log_likelihood = pointwise_log_likelihood(model, positions)
+    return Trace(draws, stats, info, unconstrained=positions, log_likelihood=log_likelihood)

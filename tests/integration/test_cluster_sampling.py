@@ -15,8 +15,9 @@ import pytest
 from process_watch import busy_descendants
 
 import exmc
-from exmc.models.io_bound import failing_normal, io_bound_normal
+from exmc.models.io_bound import buggy_normal, failing_normal, io_bound_normal
 from exmc.nuts.stepsize import StepSizeError
+from exmc.nuts.errors import ModelError
 from exmc.nuts.multinode import ChainPlaced, NodeLost
 from exmc.nuts.progress import ProgressEvent
 from livebook_client import attach
@@ -196,6 +197,22 @@ def test_a_chain_that_raises_fails_the_run_naming_its_chain_and_node(cluster):
     assert wait_until(lambda: all(not busy(cluster, n) for n in NODES), timeout=10)
     chains = exmc.NUTS.Sampler.sample_chains(model(), 3, seed=SEED, nodes=NODES, num_samples=10, num_warmup=10)
     assert len(chains) == 3
+
+
+def test_a_bug_in_the_model_is_model_error_with_its_fields_and_notes_from_the_node(cluster):
+    # A KeyError is a bug, not a domain error: ModelError, raised in a node's worker, carried to its
+    # pool and on to this coordinator pickled, keeps chain, iteration, phase and both notes.
+    with pytest.raises(ModelError) as caught:
+        exmc.NUTS.Sampler.sample_chains(buggy_normal(after=30), 4, seed=SEED, nodes=NODES, **SIZES,
+                                        init_values={"x": 0.0})
+    error = caught.value
+    assert error.chain == error.exmc_chain and error.chain in range(4)
+    assert error.phase == "warmup" and 1 <= error.iteration <= SIZES["num_warmup"]
+    assert error.error.startswith("KeyError") and "bug in a custom gradient" in error.error
+    notes = "\n".join(error.__notes__)
+    assert f"in exmc chain {error.chain} (worker pid" in notes
+    assert f"chain {error.chain} failed on node exmc@127.0.5." in notes
+    assert wait_until(lambda: all(not busy(cluster, n) for n in NODES), timeout=10)
 
 
 def busy(cluster, node):

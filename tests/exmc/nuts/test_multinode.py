@@ -144,6 +144,20 @@ def test_every_share_samples_with_the_runs_metric_option(dense_mass, kind):
         assert got.info.get("metric_windows") == want.info.get("metric_windows")
 
 
+def test_a_run_over_nodes_keeps_log_likelihood_and_the_irs_groups():
+    ir = exmc.Builder.rv(exmc.Builder.new_ir(), "mu", "Normal", {"mu": 0.0, "sigma": 5.0})
+    ir = exmc.Builder.rv(ir, "y", "Normal", {"mu": "mu", "sigma": 1.0}, shape=(4,))
+    ir = exmc.Builder.obs(ir, "y_obs", "y", np.array([0.5, 1.0, 1.5, 3.0]))
+    kwargs = dict(seed=5, log_likelihood=True, **SIZES)
+    local = exmc.NUTS.Sampler.sample_chains(ir, 3, parallel=False, **kwargs)
+    over = exmc.NUTS.Sampler.sample_chains(ir, 3, nodes="all", backend=InProcessBackend({"a": 2, "b": 1}), **kwargs)
+    for got, want in zip(over, local, strict=True):
+        assert got.log_likelihood["y"].shape == (SIZES["num_samples"], 4)
+        np.testing.assert_array_equal(got.log_likelihood["y"], want.log_likelihood["y"])
+    assert over.ir is ir and over.notes == []
+    np.testing.assert_array_equal(over.groups["observed_data"]["y"], local.groups["observed_data"]["y"])
+
+
 def test_a_lost_node_reruns_only_its_unfinished_chains_elsewhere(reference):
     backend = InProcessBackend({"a": 2, "b": 2, "c": 2}, die={"b": 1})  # b finishes chain 1, then dies
     events = []
