@@ -57,6 +57,13 @@ NOISE_MARGIN = 2.0
 #: A window needs more draws than this multiple of the dimension for the estimate (below it the
 #: two sample covariances are near singular and the window keeps Stan's diagonal estimate).
 MIN_DRAWS_PER_DIM = 1.5
+#: For a Gaussian the Fisher scale ``(sd(x) / sd(g))^½`` equals the posterior sd, and the draws'
+#: own sd lies below it by the factor the chain has not yet explored (100 in a ridge barely
+#: entered). A window whose scale and draws' sd differ by more than this factor in any coordinate
+#: is not near-Gaussian there (a chain stuck where the gradient explodes: posteriordb's arma11
+#: early in warmup had gradients of 1e105 and scales of 1e-55, a metric no step size fits), and
+#: keeps Stan's regularised diagonal estimate.
+MAX_SCALE_DISAGREEMENT = 1e4
 #: Eigenvalues of the sample covariances are clipped at this fraction of the largest.
 EIGEN_FLOOR = 1e-12
 #: ... and never fewer draws than this.
@@ -111,7 +118,8 @@ def fisher_directions(draws: np.ndarray, grads: np.ndarray) -> tuple[np.ndarray,
     ``condition`` is the condition number they span with 1 (``1.0`` when none is kept).
 
     ``draws`` and ``grads`` are ``(n, d)`` with ``n > d``; a coordinate whose draws or gradients
-    do not vary gives no directions (and a unit scale there)."""
+    do not vary, or whose scale and draws' sd differ by more than :data:`MAX_SCALE_DISAGREEMENT`,
+    gives no directions (and a unit scale)."""
     n, d = draws.shape
     x = draws - draws.mean(axis=0)
     g = grads - grads.mean(axis=0)
@@ -120,6 +128,9 @@ def fisher_directions(draws: np.ndarray, grads: np.ndarray) -> tuple[np.ndarray,
     if not (np.all(var_x > 0) and np.all(var_g > 0) and np.all(np.isfinite(var_x)) and np.all(np.isfinite(var_g))):
         return np.ones(d), np.zeros(0), np.zeros((d, 0)), 1.0
     scale = (var_x / var_g) ** 0.25
+    disagreement = scale / np.sqrt(var_x)
+    if not np.all((disagreement < MAX_SCALE_DISAGREEMENT) & (disagreement > 1.0 / MAX_SCALE_DISAGREEMENT)):
+        return np.ones(d), np.zeros(0), np.zeros((d, 0)), 1.0
     x = x / scale
     g = g * scale
     a = (x.T @ x) / (n - 1.0)

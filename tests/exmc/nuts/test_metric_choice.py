@@ -60,6 +60,19 @@ def test_fisher_estimate_recovers_the_covariance_from_draws_that_have_barely_mov
     assert np.linalg.cond(CORR) > 1e3
 
 
+def test_gradients_far_out_of_scale_with_the_draws_give_no_directions():
+    # A chain stuck where the gradient explodes (arma11 early in warmup: gradients ~1e105): the
+    # Fisher scale would be ~1e-55, a metric no step size fits. No directions: Stan's diagonal.
+    rng = np.random.default_rng(5)
+    x = MEAN + 0.01 * rng.multivariate_normal(np.zeros(3), COV, size=60)
+    g = -(x - MEAN) @ np.linalg.inv(COV)
+    scale, values, vectors, condition = fisher_directions(x, g)
+    assert values.size >= 1 and condition >= SWITCH_CONDITION  # the ridge, seen from 100x less spread
+    scale, values, vectors, condition = fisher_directions(x, 1e100 * g)
+    assert values.size == 0 and condition == 1.0
+    np.testing.assert_array_equal(scale, np.ones(3))
+
+
 def test_well_conditioned_targets_keep_stans_diagonal_path_bit_for_bit():
     model = Gaussian([0.0, 1.0, -1.0], np.diag([4.0, 1.0, 0.25]))
     auto = Sampler.sample_chains(model, 2, num_samples=200, num_warmup=300, seed=8, parallel=False)
