@@ -88,3 +88,12 @@ def test_a_failed_solve_is_a_rejected_point():
     from exmc.nuts.integrator import guarded_logp_and_grad
 
     assert guarded_logp_and_grad(model.logp_and_grad, np.array([1.0]))[0] == -np.inf
+
+
+def test_non_finite_inputs_are_a_rejected_point_not_a_model_error():
+    """The step-size search can push a log-transformed y0 to inf: that is a domain error (the
+    sampler then rejects the point) rather than scipy's ValueError (which would stop the run)."""
+    model = exmc.compile(_model("RK45"))
+    from exmc.nuts.integrator import guarded_logp_and_grad
+
+    assert guarded_logp_and_grad(model.logp_and_grad, np.array([800.0, 0.0]))[0] == -np.inf
