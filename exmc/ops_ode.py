@@ -14,8 +14,8 @@ differences of ``f`` (one pair of calls per state and parameter: approximate, ~1
 The sensitivities are computed with the solution (the gradient is therefore as accurate as the
 solver's tolerances) and kept for the VJP of the same point (a one-entry cache keyed by the
 inputs' values, so concurrent evaluations recompute rather than mix). A chain-batched call solves
-once per chain. A failed solve, or a non-finite ``y0`` or ``theta``, raises ``FloatingPointError``:
-a rejected point for the sampler.
+once per chain. A failed solve, or non-finite inputs, raise ``FloatingPointError``: a rejected
+point for the sampler.
 """
 from __future__ import annotations
 
@@ -89,8 +89,8 @@ def _ode_kernel(shapes, batched, needs, options) -> Kernel:
         if getattr(cache, "key", None) == key:
             return cache.value
         if not (np.all(np.isfinite(y0)) and np.all(np.isfinite(theta))):
-            # solve_ivp would raise ValueError, which the sampler takes for a model bug: a
-            # trajectory that overflowed the initial state or the parameters is a rejected point.
+            # Far out in a trajectory (or in the step-size search) a transform overflows: no solution
+            # there, a rejected point -- not the ValueError solve_ivp would raise.
             raise FloatingPointError("ode: non-finite initial state or parameters")
         start = np.concatenate([y0, np.eye(n, n + p).ravel()])
         result = solve_ivp(augmented, (t0, float(times[-1])), start, t_eval=times, args=(theta,), **solver)

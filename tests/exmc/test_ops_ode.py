@@ -90,12 +90,10 @@ def test_a_failed_solve_is_a_rejected_point():
     assert guarded_logp_and_grad(model.logp_and_grad, np.array([1.0]))[0] == -np.inf
 
 
-def test_a_non_finite_initial_state_is_a_rejected_point_not_a_model_error():
-    # A warmup trajectory far out overflows y0 = exp(raw): solve_ivp's ValueError would stop the
-    # run as ModelError (seen on posteriordb's lotka_volterra); it is a rejected point instead.
+def test_non_finite_inputs_are_a_rejected_point_not_a_model_error():
+    """The step-size search can push a log-transformed y0 to inf: that is a domain error (the
+    sampler then rejects the point) rather than scipy's ValueError (which would stop the run)."""
+    model = exmc.compile(_model("RK45"))
     from exmc.nuts.integrator import guarded_logp_and_grad
 
-    model = exmc.compile(_model("RK45"))
-    lp, _ = guarded_logp_and_grad(model.logp_and_grad, np.array([800.0, -0.2]))
-    assert lp == -np.inf
-    assert np.isfinite(guarded_logp_and_grad(model.logp_and_grad, np.array([0.1, -0.2]))[0])
+    assert guarded_logp_and_grad(model.logp_and_grad, np.array([800.0, 0.0]))[0] == -np.inf
