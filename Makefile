@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/sampler_bench.py
 	$(PY) bench/demo_bench.py
 	$(PY) bench/beam_bench.py
+	$(PY) bench/cluster_bench.py
 
 # CI's smoke run of every benchmark: tiny sizes, exmc/pynode only, checks that they still run.
 bench-smoke: $(STAMP)
@@ -52,6 +53,7 @@ bench-smoke: $(STAMP)
 	$(PY) bench/logp_bench.py --quick
 	$(PY) bench/sampler_bench.py --quick
 	$(PY) bench/demo_bench.py --smoke
+	$(PY) bench/cluster_bench.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info

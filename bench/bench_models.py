@@ -14,6 +14,16 @@ Models (issue 4's list):
 - ``sv``: stochastic volatility as in PyMC's example (Gaussian random walk log-volatility with an
   ``N(0, 100)`` start, Student-t returns with scale ``exp(volatility)``), T=100 synthetic returns.
 
+Issue 14's models (medium hierarchies and large data):
+
+- ``radon``: a radon-sized varying-intercept hierarchy, 919 rows in 85 groups of uneven sizes
+  (Gelman & Hill's Minnesota radon layout, synthetic data), non-centred county intercepts
+  ``a = mu_a + gamma * u + sigma_a * a_z`` with a group-level predictor ``u``, a row-level
+  predictor ``floor`` and ``y ~ N(a[county] + beta * floor, sigma_y)``: 90 free coordinates and
+  an ``index`` op.
+- ``poisson_glm``: ``y ~ Poisson(exp(alpha + X @ beta))``, N=20,000 rows, K=10 predictors.
+- ``bernoulli_glm``: ``y ~ Bernoulli(logit_p = alpha + X @ beta)``, N=20,000, K=10.
+
 PyMC and NumPyro are optional: they are imported only inside the functions that build their models,
 so this module (and exmc's half of it) works without them. PyMC's and NumPyro's free variables carry
 the same names as exmc's free rvs, so ESS is taken over the same scalars in every framework.
@@ -48,6 +58,15 @@ SV_STEP_RATE, SV_NU_RATE, SV_INIT_SIGMA = 10.0, 0.1, 100.0
 #: Fixed seeds of the synthetic data sets (any fixed value: they only make runs reproducible).
 LOGISTIC_DATA_SEED = 20_240_501
 SV_DATA_SEED = 20_240_502
+RADON_DATA_SEED = 20_261_203
+GLM_DATA_SEED = 20_261_204
+
+#: Issue 14's sizes: the radon data set's 919 houses in 85 Minnesota counties; the large-data GLMs.
+RADON_N, RADON_COUNTIES = 919, 85
+GLM_N, GLM_K = 20_000, 10
+#: Priors of the radon model (Gelman & Hill's weakly informative choices) and the GLMs.
+RADON_PRIOR_SCALE, RADON_SIGMA_SCALE = 10.0, 5.0
+GLM_INTERCEPT_SCALE, GLM_COEF_SCALE = 2.5, 1.0
 
 
 # --------------------------------------------------------------------------------------- data
@@ -68,6 +87,36 @@ def sv_data() -> np.ndarray:
     rng = np.random.default_rng(SV_DATA_SEED)
     volatility = np.log(0.01) + np.cumsum(rng.normal(0.0, 0.1, size=SV_T))
     return np.exp(volatility) * rng.standard_t(5.0, size=SV_T)
+
+
+def radon_data() -> dict[str, np.ndarray]:
+    """``county`` (N,) int group of each row, ``floor`` (N,) 0/1, ``u`` (J,) group predictor and
+    ``y`` (N,) from known parameters; group sizes uneven (Dirichlet weights, as radon's 1-116)."""
+    rng = np.random.default_rng(RADON_DATA_SEED)
+    weights = rng.dirichlet(np.full(RADON_COUNTIES, 0.8))
+    # every county gets at least one house, the rest by the weights
+    county = np.concatenate([np.arange(RADON_COUNTIES),
+                             rng.choice(RADON_COUNTIES, size=RADON_N - RADON_COUNTIES, p=weights)])
+    county = np.sort(county).astype(np.int64)
+    floor = (rng.uniform(size=RADON_N) < 0.17).astype(float)
+    u = rng.normal(0.0, 0.35, size=RADON_COUNTIES)
+    a = 1.5 + 0.7 * u + rng.normal(0.0, 0.3, size=RADON_COUNTIES)
+    y = a[county] - 0.65 * floor + rng.normal(0.0, 0.75, size=RADON_N)
+    return {"county": county, "floor": floor, "u": u, "y": y}
+
+
+def glm_data(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` for ``kind`` ``"poisson"`` or ``"bernoulli"``: a (N, K) design of N(0, 0.3²)
+    entries and outcomes from a known ``alpha``, ``beta`` (counts with mean ~ e^0.5 for Poisson)."""
+    rng = np.random.default_rng(GLM_DATA_SEED + (kind == "bernoulli"))
+    X = rng.normal(0.0, 0.3, size=(GLM_N, GLM_K))
+    beta = rng.normal(0.0, 0.5, size=GLM_K)
+    eta = 0.5 + X @ beta
+    if kind == "poisson":
+        y = rng.poisson(np.exp(eta)).astype(float)
+    else:
+        y = (rng.uniform(size=GLM_N) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    return X, y
 
 
 # --------------------------------------------------------------------------------------- exmc
@@ -123,6 +172,54 @@ def sv_ir():
     ir = Builder.det(ir, "return_scale", "exp", ["volatility"])
     ir = Builder.rv(ir, "returns", Dist.StudentT, {"df": "nu", "loc": 0.0, "scale": "return_scale"})
     return Builder.obs(ir, "returns_obs", "returns", returns)
+
+
+def radon_ir():
+    """The varying-intercept hierarchy on :func:`radon_data` (non-centred by hand)."""
+    d = radon_data()
+    ir = Builder.new_ir()
+    ir = Builder.data(ir, "county", d["county"])
+    ir = Builder.data(ir, "floor", d["floor"])
+    ir = Builder.data(ir, "u", d["u"])
+    ir = Builder.rv(ir, "mu_a", Dist.Normal, {"mu": 0.0, "sigma": RADON_PRIOR_SCALE})
+    ir = Builder.rv(ir, "gamma", Dist.Normal, {"mu": 0.0, "sigma": RADON_PRIOR_SCALE})
+    ir = Builder.rv(ir, "sigma_a", Dist.HalfNormal, {"sigma": RADON_SIGMA_SCALE})
+    ir = Builder.rv(ir, "a_z", Dist.Normal, {"mu": 0.0, "sigma": 1.0}, shape=(RADON_COUNTIES,))
+    ir = Builder.rv(ir, "beta", Dist.Normal, {"mu": 0.0, "sigma": RADON_PRIOR_SCALE})
+    ir = Builder.rv(ir, "sigma_y", Dist.HalfNormal, {"sigma": RADON_SIGMA_SCALE})
+    ir = Builder.det(ir, "a_mean", "affine", ["mu_a", "gamma", "u"])
+    ir = Builder.det(ir, "a_dev", "mul", ["sigma_a", "a_z"])
+    ir = Builder.det(ir, "a", "add", ["a_mean", "a_dev"])
+    ir = Builder.det(ir, "a_row", "index", ["a", "county"])
+    ir = Builder.det(ir, "mu", "affine", ["a_row", "beta", "floor"])
+    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigma_y"})
+    return Builder.obs(ir, "y_obs", "y", d["y"])
+
+
+def _glm_ir(kind: str):
+    X, y = glm_data(kind)
+    ir = Builder.new_ir()
+    ir = Builder.data(ir, "X", X)
+    ir = Builder.rv(ir, "alpha", Dist.Normal, {"mu": 0.0, "sigma": GLM_INTERCEPT_SCALE})
+    ir = Builder.rv(ir, "beta", Dist.Normal, {"mu": 0.0, "sigma": GLM_COEF_SCALE}, shape=(GLM_K,))
+    ir = Builder.det(ir, "Xbeta", "matmul", ["X", "beta"])
+    ir = Builder.det(ir, "eta", "add", ["alpha", "Xbeta"])
+    if kind == "poisson":
+        ir = Builder.det(ir, "rate", "exp", ["eta"])
+        ir = Builder.rv(ir, "y", Dist.Poisson, {"mu": "rate"})
+    else:
+        ir = Builder.rv(ir, "y", Dist.Bernoulli, {"logit_p": "eta"})
+    return Builder.obs(ir, "y_obs", "y", y)
+
+
+def poisson_glm_ir():
+    """``y ~ Poisson(exp(alpha + X @ beta))`` on :func:`glm_data`."""
+    return _glm_ir("poisson")
+
+
+def bernoulli_glm_ir():
+    """``y ~ Bernoulli(logit_p = alpha + X @ beta)`` on :func:`glm_data`."""
+    return _glm_ir("bernoulli")
 
 
 # --------------------------------------------------------------------------------------- PyMC
@@ -184,6 +281,48 @@ def sv_pymc():
         nu = pm.Exponential("nu", SV_NU_RATE)
         pm.StudentT("returns", nu=nu, mu=0.0, sigma=pm.math.exp(volatility), observed=returns)
     return model
+
+
+def radon_pymc():
+    """PyMC twin of :func:`radon_ir` (raises ``ImportError`` without PyMC)."""
+    import pymc as pm
+
+    d = radon_data()
+    with pm.Model() as model:
+        mu_a = pm.Normal("mu_a", 0.0, RADON_PRIOR_SCALE)
+        gamma = pm.Normal("gamma", 0.0, RADON_PRIOR_SCALE)
+        sigma_a = pm.HalfNormal("sigma_a", RADON_SIGMA_SCALE)
+        a_z = pm.Normal("a_z", 0.0, 1.0, shape=RADON_COUNTIES)
+        beta = pm.Normal("beta", 0.0, RADON_PRIOR_SCALE)
+        sigma_y = pm.HalfNormal("sigma_y", RADON_SIGMA_SCALE)
+        a = mu_a + gamma * d["u"] + sigma_a * a_z
+        pm.Normal("y", a[d["county"]] + beta * d["floor"], sigma_y, observed=d["y"])
+    return model
+
+
+def _glm_pymc(kind: str):
+    import pymc as pm
+
+    X, y = glm_data(kind)
+    with pm.Model() as model:
+        alpha = pm.Normal("alpha", 0.0, GLM_INTERCEPT_SCALE)
+        beta = pm.Normal("beta", 0.0, GLM_COEF_SCALE, shape=GLM_K)
+        eta = alpha + pm.math.dot(X, beta)
+        if kind == "poisson":
+            pm.Poisson("y", mu=pm.math.exp(eta), observed=y)
+        else:
+            pm.Bernoulli("y", logit_p=eta, observed=y)
+    return model
+
+
+def poisson_glm_pymc():
+    """PyMC twin of :func:`poisson_glm_ir` (raises ``ImportError`` without PyMC)."""
+    return _glm_pymc("poisson")
+
+
+def bernoulli_glm_pymc():
+    """PyMC twin of :func:`bernoulli_glm_ir` (raises ``ImportError`` without PyMC)."""
+    return _glm_pymc("bernoulli")
 
 
 # --------------------------------------------------------------------------------------- NumPyro
@@ -264,6 +403,55 @@ def sv_numpyro():
     return model
 
 
+def radon_numpyro():
+    """NumPyro twin of :func:`radon_ir`: the model function (raises ``ImportError`` without NumPyro)."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    d = radon_data()
+
+    def model():
+        mu_a = numpyro.sample("mu_a", dist.Normal(0.0, RADON_PRIOR_SCALE))
+        gamma = numpyro.sample("gamma", dist.Normal(0.0, RADON_PRIOR_SCALE))
+        sigma_a = numpyro.sample("sigma_a", dist.HalfNormal(RADON_SIGMA_SCALE))
+        a_z = numpyro.sample("a_z", dist.Normal(0.0, 1.0).expand([RADON_COUNTIES]).to_event(1))
+        beta = numpyro.sample("beta", dist.Normal(0.0, RADON_PRIOR_SCALE))
+        sigma_y = numpyro.sample("sigma_y", dist.HalfNormal(RADON_SIGMA_SCALE))
+        a = mu_a + gamma * d["u"] + sigma_a * a_z
+        numpyro.sample("y", dist.Normal(a[d["county"]] + beta * d["floor"], sigma_y).to_event(1), obs=d["y"])
+
+    return model
+
+
+def _glm_numpyro(kind: str):
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    X, y = glm_data(kind)
+
+    def model():
+        alpha = numpyro.sample("alpha", dist.Normal(0.0, GLM_INTERCEPT_SCALE))
+        beta = numpyro.sample("beta", dist.Normal(0.0, GLM_COEF_SCALE).expand([GLM_K]).to_event(1))
+        eta = alpha + X @ beta
+        if kind == "poisson":
+            numpyro.sample("y", dist.Poisson(jnp.exp(eta)).to_event(1), obs=y)
+        else:
+            numpyro.sample("y", dist.Bernoulli(logits=eta).to_event(1), obs=y)
+
+    return model
+
+
+def poisson_glm_numpyro():
+    """NumPyro twin of :func:`poisson_glm_ir` (raises ``ImportError`` without NumPyro)."""
+    return _glm_numpyro("poisson")
+
+
+def bernoulli_glm_numpyro():
+    """NumPyro twin of :func:`bernoulli_glm_ir` (raises ``ImportError`` without NumPyro)."""
+    return _glm_numpyro("bernoulli")
+
+
 # --------------------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class BenchModel:
@@ -292,5 +480,8 @@ MODELS: dict[str, BenchModel] = {
         BenchModel("eight_schools", eight_schools_ir, eight_schools_pymc, eight_schools_numpyro, ("mu", "tau", "theta")),
         BenchModel("funnel", funnel_ir, funnel_pymc, funnel_numpyro, ("v", "x")),
         BenchModel("sv", sv_ir, sv_pymc, sv_numpyro, ("step_size", "volatility", "nu")),
+        BenchModel("radon", radon_ir, radon_pymc, radon_numpyro, ("mu_a", "gamma", "sigma_a", "a_z", "beta", "sigma_y")),
+        BenchModel("poisson_glm", poisson_glm_ir, poisson_glm_pymc, poisson_glm_numpyro, ("alpha", "beta")),
+        BenchModel("bernoulli_glm", bernoulli_glm_ir, bernoulli_glm_pymc, bernoulli_glm_numpyro, ("alpha", "beta")),
     )
 }

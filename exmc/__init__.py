@@ -16,6 +16,8 @@ _EXPORTS = {
     "ValidationError": ("exmc.errors", "ValidationError"),
     "compile": ("exmc.model", "compile"),
     "Predictive": ("exmc.predictive", "Predictive"),
+    "load": ("exmc.arviz", "load"),
+    "DomainError": ("exmc.errors", "DomainError"),
     "NUTS": ("exmc.nuts", None),
     # `pynode start --preload exmc` calls this to start the sampler pool ahead of the first call.
     "__pynode_preload__": ("exmc.nuts.pool", "__pynode_preload__"),

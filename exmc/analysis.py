@@ -106,7 +106,7 @@ def apply_auto_noncentered(ir: IR) -> IR:
                 logger.debug("rv %r: applying the noncentered parametrisation (ncp='auto')", node.name)
                 node = replace(node, reparam=NONCENTERED)
         nodes.append(node)
-    return IR(tuple(nodes))
+    return ir.with_nodes(tuple(nodes))
 
 
 def analyse(ir: IR) -> Analysis:
@@ -116,6 +116,9 @@ def analyse(ir: IR) -> Analysis:
     that do not broadcast, an unknown op or option, a wrong number of op arguments, an index out of
     range, a constant parameter outside its domain, an observed value outside the support.
     """
+    if not len(ir):
+        raise ValidationError("model", None, "nodes", "the IR is empty: add random variables with Builder.rv "
+                              "(and data with Builder.obs) before compiling or sampling")
     order = tuple(check_structure(ir))
     observations = ir.observations()
     shapes: dict[str, tuple[int, ...]] = {}
@@ -135,7 +138,29 @@ def analyse(ir: IR) -> Analysis:
         elif isinstance(node, Obs):
             shapes[node.name] = shapes[node.rv]
             _check_support(node, analysis)
+    _check_dims(ir, analysis)
     return analysis
+
+
+def _check_dims(ir: IR, analysis: Analysis) -> None:
+    """Every node's ``dims`` name each axis of its shape once, and a dimension has one length
+    everywhere: the length of its coords when the IR declares them, else the first use."""
+    coords = ir.coord_map()
+    lengths = {name: (len(labels), "coords") for name, labels in coords.items()}
+    for node in analysis.order:
+        dims = getattr(node, "dims", None)
+        if not dims:
+            continue
+        shape = analysis.shapes[node.name]
+        if len(dims) != len(shape):
+            raise ValidationError(node.kind, node.name, "dims",
+                                  f"names {len(dims)} dimension(s) {tuple(dims)} for a value of shape {shape}")
+        for axis, (dim, n) in enumerate(zip(dims, shape)):
+            known = lengths.setdefault(dim, (n, f"{node.kind} {node.name!r}"))
+            if known[0] != n:
+                raise ValidationError(node.kind, node.name, "dims",
+                                      f"dimension {dim!r} (axis {axis}) has length {n}, but {known[1]} gives it "
+                                      f"length {known[0]}")
 
 
 def _analyse_det(node: Det, analysis: Analysis) -> None:
@@ -192,8 +217,10 @@ def _rv_shape(node: RV, family, params: dict[str, Any], analysis: Analysis) -> t
         shape = analysis.shape_of(value)
         k = event_ndims.get(key, 0)
         batch_shapes.append(shape[:len(shape) - k] if k else shape)
-        if k and event_shape is None and k == event:
+        if k and event_shape is None and len(shape) >= k and k == event:
             event_shape = shape[len(shape) - k:]
+        elif k == 2 and event == 1 and event_shape is None and len(shape) >= 2:
+            event_shape = shape[-1:]  # a covariance-like (d, d) parameter of a vector family
     try:
         batch = tuple(np.broadcast_shapes(*batch_shapes)) if batch_shapes else ()
     except ValueError:
@@ -212,7 +239,13 @@ def _analyse_rv(node: RV, analysis: Analysis) -> None:
     shape = _rv_shape(node, family, params, analysis)
     analysis.shapes[node.name] = shape
     event_ndims = family.param_event_ndim
+    if len(shape) < family.event_ndim:
+        source = _shape_source(node, analysis)
+        raise ValidationError("rv", node.name, "shape",
+                              f"{family.name} draws have {family.event_ndim} event dimension(s), but the rv's "
+                              f"shape {shape} (from {source}) has {len(shape)}")
     batch = shape[:len(shape) - family.event_ndim]
+    event = shape[len(shape) - family.event_ndim:]
     integer = set(family.integer_params)
     for key, value in params.items():
         if not (is_ref(value) or isinstance(value, np.ndarray)):
@@ -220,6 +253,7 @@ def _analyse_rv(node: RV, analysis: Analysis) -> None:
         pshape = analysis.shape_of(value)
         k = event_ndims.get(key, 0)
         pbatch = pshape[:len(pshape) - k] if k else pshape
+        _check_param_event(node, family, key, value, pshape, k, event, analysis)
         try:
             fits = tuple(np.broadcast_shapes(pbatch, batch)) == tuple(batch)
         except ValueError:
@@ -234,6 +268,38 @@ def _analyse_rv(node: RV, analysis: Analysis) -> None:
     obs = analysis.observations.get(node.name)
     if obs is not None:
         analysis.consts[node.name] = obs.value
+
+
+def _shape_source(node: RV, analysis: Analysis) -> str:
+    """Where an rv's shape came from, for messages: its obs, its declared shape, its parameters."""
+    obs = analysis.observations.get(node.name)
+    if obs is not None:
+        return f"the value of obs {obs.name!r}"
+    if node.shape is not None:
+        return "its declared shape"
+    return "the shape inferred from its parameters"
+
+
+def _check_param_event(node: RV, family, key: str, value: Any, pshape: tuple[int, ...], k: int,
+                       event: tuple[int, ...], analysis: Analysis) -> None:
+    """Parameter ``key`` of an event family must carry the event shape the rv's shape implies
+    (Dirichlet ``alpha`` of length K for a K-simplex, MvNormal ``cov`` d x d for d-vectors)."""
+    if not k:
+        return
+    if len(pshape) < k:
+        if not pshape and k == family.event_ndim:
+            return  # a scalar broadcasts over the event (MvNormal mu = 0)
+        raise ValidationError("rv", node.name, f"param {key!r}",
+                              f"needs {k} event dimension(s) for {family.name}, got shape {pshape}")
+    expected = family.param_event_shape(key, tuple(event))
+    if expected is None:
+        return
+    got = tuple(pshape[len(pshape) - k:])
+    broadcast = k == family.event_ndim
+    if len(got) != len(expected) or any(g != e and not (broadcast and g == 1) for g, e in zip(got, expected)):
+        raise ValidationError("rv", node.name, f"param {key!r}",
+                              f"event shape {got} does not fit the rv's shape {analysis.shapes[node.name]} (from "
+                              f"{_shape_source(node, analysis)}): {family.name} needs {expected}")
 
 
 def _check_support(obs: Obs, analysis: Analysis) -> None:

@@ -82,6 +82,35 @@ def _describe(alternatives, optional) -> str:
     return sets + (f" with optional {', '.join(sorted(optional))}" if optional else "")
 
 
+def _find_string(value: Any, at: tuple[int, ...] = ()) -> tuple[tuple[int, ...], str] | None:
+    """``(index, string)`` of the first string inside nested lists/tuples (or a string array),
+    else ``None``: a node name where a number belongs."""
+    if isinstance(value, (str, np.str_)):
+        return at, str(value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "US":
+        index = tuple(int(i) for i in np.ndindex(value.shape).__next__()) if value.size else ()
+        return at + index, str(value[index]) if value.size else ""
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _find_string(item, at + (i,))
+            if found is not None:
+                return found
+    return None
+
+
+def _check_numeric(kind: str, name: str, field: str, value: Any) -> None:
+    """A value that should be numeric (a list of numbers, not a node name) must hold no string:
+    name the node, the field and where the string sits."""
+    if is_ref(value):
+        return
+    found = _find_string(value)
+    if found is not None:
+        index, text = found
+        raise ValidationError(kind, name, field,
+                              f"holds the string {text!r} at index {index} among numbers; a node name can only "
+                              "stand alone (combine nodes into a vector with Builder.det(..., 'stack', [...]))")
+
+
 def _check_finite(kind: str, name: str, field: str, value: np.ndarray) -> None:
     if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0]) if value.ndim else ()
@@ -102,6 +131,24 @@ def _transform(name: str, transform: Any):
         return transform
     raise ValidationError("rv", name, "transform",
                           f"must be an exmc.transforms.Transform or a transform name, got {type(transform).__name__}")
+
+
+def _dims(kind: str, name: str, dims: Any) -> tuple[str, ...] | None:
+    if dims is None:
+        return None
+    if isinstance(dims, str):
+        dims = (dims,)
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        raise ValidationError(kind, name, "dims", f"must be a tuple of dimension names, got {dims!r}") from None
+    if not all(isinstance(d, str) and d for d in dims):
+        raise ValidationError(kind, name, "dims", f"must hold non-empty strings, got {dims!r}")
+    if len(set(dims)) != len(dims):
+        raise ValidationError(kind, name, "dims", f"repeats a dimension name: {dims!r}")
+    if {"chain", "draw"} & set(dims):
+        raise ValidationError(kind, name, "dims", "'chain' and 'draw' are the sampler's own dimensions")
+    return dims
 
 
 def _shape(name: str, shape: Any) -> tuple[int, ...] | None:
@@ -127,20 +174,32 @@ class Builder:
 
     @staticmethod
     def rv(ir: IR, name: str, dist: Any, params: Mapping[str, Any] | None = None, shape: Any = None,
-           transform: Any = DEFAULT, reparam: str | None = None) -> IR:
+           transform: Any = DEFAULT, reparam: str | None = None, dims: Any = None,
+           lower: Any = None, upper: Any = None) -> IR:
         """Add ``name ~ dist(**params)``.
 
         ``params`` values are numbers, arrays, names of other nodes, or the structured values some
         families take (``Mixture``'s components, ``Custom``'s callables). ``shape`` makes an
         array rv; ``transform`` overrides the family's unconstraining transform (a
         ``Transform`` or a name such as ``"log"``); ``reparam="noncentered"`` samples a Normal as
-        ``mu + sigma * z``. Raises ``ValidationError`` for a duplicate name, an unknown
+        ``mu + sigma * z``. ``dims`` names the value's axes (``("school",)``) for ArviZ export
+        (labels come from :meth:`coords`). ``lower``/``upper`` bound the value as Stan's
+        ``real<lower=a, upper=b>`` does (the density is not renormalised): numbers become the
+        transform ``LowerBound``/``UpperBound``/``Interval``; a node name (``lower="alpha"``)
+        makes the rv ``name`` a det ``lower + exp(u)`` (``upper - exp(u)``, ``lower + (upper -
+        lower) sigmoid(u)``) of a free ``name + "__raw"`` with the family's density and the
+        Jacobian added as a potential (scalar families; give ``shape`` for a non-scalar rv).
+        Raises ``ValidationError`` for a duplicate name, an unknown
         distribution, unknown/missing parameters, a constant parameter outside its domain, a bad
         shape, transform or reparametrisation.
         """
         _check_name(ir, "rv", name)
         family = _family(name, dist)
         params = dict(params or {})
+        if lower is not None or upper is not None:
+            if is_ref(lower) or is_ref(upper):
+                return Builder._node_bounded_rv(ir, name, family, params, shape, transform, reparam, dims, lower, upper)
+            transform = Builder._constant_bounds(name, transform, lower, upper)
         for key in params:
             if not isinstance(key, str):
                 raise ValidationError("rv", name, f"param {key!r}", "parameter names must be strings")
@@ -149,6 +208,8 @@ class Builder:
         except ValueError as exc:
             raise ValidationError("rv", name, "params", str(exc)) from None
         _check_param_names(name, resolved, list(flat))
+        for key, value in flat.items():
+            _check_numeric("rv", name, f"param {key!r}", value)
         integer = set(resolved.integer_params)
         stored = {key: value if is_ref(value) else as_constant(value, floating=key not in integer)
                   for key, value in params.items()}
@@ -158,7 +219,7 @@ class Builder:
         if reparam is not None and reparam != NONCENTERED:
             raise ValidationError("rv", name, "reparam", f"unknown reparametrisation {reparam!r} (only {NONCENTERED!r})")
         node = RV(name, family, tuple(stored.items()), _shape(name, shape), _transform(name, transform), reparam,
-                  resolved=(resolved, tuple(constants.items())))
+                  resolved=(resolved, tuple(constants.items())), dims=_dims("rv", name, dims))
         return ir.add(node)
 
     @staticmethod
@@ -174,6 +235,7 @@ class Builder:
         _check_name(ir, "obs", obs_name)
         if not isinstance(rv_name, str):
             raise ValidationError("obs", obs_name, "rv", f"must be the name of an rv, got {rv_name!r}")
+        _check_numeric("obs", obs_name, "value", value)
         array = as_constant(value, floating=True)
         if not isinstance(array, np.ndarray):
             raise ValidationError("obs", obs_name, "value", f"must be numeric, got {type(value).__name__}")
@@ -208,34 +270,164 @@ class Builder:
         return lower, upper
 
     @staticmethod
-    def data(ir: IR, name: str, array: Any) -> IR:
-        """Name a constant array (design matrix, group indices). Integer data keeps an integer type.
+    def data(ir: IR, name: str, array: Any, dims: Any = None) -> IR:
+        """Name a constant array (design matrix, group indices). Integer data keeps an integer type;
+        ``dims`` names its axes for export (``constant_data``).
         Raises ``ValidationError`` for a duplicate name, non-numeric data, NaN or infinity."""
         _check_name(ir, "data", name)
+        _check_numeric("data", name, "value", array)
         value = as_constant(array)
         if not isinstance(value, np.ndarray):
             raise ValidationError("data", name, "value", f"must be numeric, got {type(array).__name__}")
         _check_finite("data", name, "value", value)
-        return ir.add(Data(name, value))
+        return ir.add(Data(name, value, _dims("data", name, dims)))
 
     @staticmethod
-    def det(ir: IR, name: str, op: str, args: Sequence[Any], **options: Any) -> IR:
+    def det(ir: IR, name: str, op: str, args: Sequence[Any], dims: Any = None, **options: Any) -> IR:
         """Add ``name = op(*args, **options)`` for an op of :data:`exmc.ops.OPS` (``"add"``,
         ``"matmul"``, ``"index"``...). ``args`` are node names or constants; options are op
-        settings such as ``axis`` for ``sum``/``cumsum``/``concat``/``stack``. Raises
+        settings such as ``axis`` for ``sum``/``cumsum``/``concat``/``stack``; ``dims`` names the
+        result's axes for export. Raises
         ``ValidationError`` for a duplicate name, an unknown op, non-finite constant arguments."""
         _check_name(ir, "det", name)
         if op not in ops.OPS:
             raise ValidationError("det", name, "op", f"unknown op {op!r}; known: {', '.join(sorted(ops.OPS))}")
         if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
             raise ValidationError("det", name, "args", f"must be a list of arguments, got {args!r}")
+        if op == "scan" and "step" in options:
+            from exmc.ops_scan import normalise_step
+
+            try:
+                options["step"] = normalise_step(options["step"])
+            except ValueError as exc:
+                raise ValidationError("det", name, "option 'step'", str(exc)) from None
         stored = []
         for position, arg in enumerate(args):
+            _check_numeric("det", name, f"arg {position}", arg)
             value = arg if is_ref(arg) else as_constant(arg)
             if isinstance(value, np.ndarray):
                 _check_finite("det", name, f"arg {position}", value)
             stored.append(value)
-        return ir.add(Det(name, op, tuple(stored), tuple(sorted(options.items()))))
+        return ir.add(Det(name, op, tuple(stored), tuple(sorted(options.items())), _dims("det", name, dims)))
+
+    @staticmethod
+    def _constant_bounds(name: str, transform: Any, lower: Any, upper: Any):
+        from exmc import transforms
+
+        if transform is not DEFAULT:
+            raise ValidationError("rv", name, "transform", "give either bounds (lower/upper) or a transform")
+        bounds = [as_constant(b, floating=True) if b is not None else None for b in (lower, upper)]
+        for label, bound in zip(("lower", "upper"), bounds):
+            if bound is not None and (not isinstance(bound, np.ndarray) or np.isnan(bound).any()):
+                raise ValidationError("rv", name, label, f"must be a number, an array or a node name, got {bound!r}")
+        try:
+            if bounds[0] is not None and bounds[1] is not None:
+                return transforms.Interval(bounds[0], bounds[1])
+            return transforms.LowerBound(bounds[0]) if bounds[0] is not None else transforms.UpperBound(bounds[1])
+        except ValueError as exc:
+            raise ValidationError("rv", name, "lower/upper", str(exc)) from None
+
+    @staticmethod
+    def _node_bounded_rv(ir: IR, name, family, params, shape, transform, reparam, dims, lower, upper) -> IR:
+        """``Builder.rv(..., lower=node | upper=node)``: see :meth:`rv`."""
+        if transform is not DEFAULT or reparam is not None:
+            raise ValidationError("rv", name, "lower/upper", "bounds that are nodes take no transform or reparam")
+        if family.discrete or family.event_ndim:
+            raise ValidationError("rv", name, "lower/upper",
+                                  f"bounds that are nodes need a continuous scalar family, not {family.name}")
+        try:
+            resolved, flat = family.resolve(params)
+        except ValueError as exc:
+            raise ValidationError("rv", name, "params", str(exc)) from None
+        _check_param_names(name, resolved, list(flat))
+        for label, bound in (("lower", lower), ("upper", upper)):
+            if bound is not None and not is_ref(bound):
+                _check_numeric("rv", name, label, bound)
+        raw, part = f"{name}__raw", f"{name}__"
+        ir = Builder.rv(ir, raw, "Flat", {}, shape=shape)
+        if lower is not None and upper is not None:
+            ir = Builder.det(ir, part + "width", "sub", [upper, lower])
+            ir = Builder.det(ir, part + "unit", "sigmoid", [raw])
+            ir = Builder.det(ir, part + "offset", "mul", [part + "width", part + "unit"])
+            ir = Builder.det(ir, name, "add", [lower, part + "offset"], dims=dims)
+            ir = Builder.det(ir, part + "log_width", "log", [part + "width"])
+            ir = Builder.det(ir, part + "log_unit", "log_sigmoid", [raw])
+            ir = Builder.det(ir, part + "neg_raw", "neg", [raw])
+            ir = Builder.det(ir, part + "log_rest", "log_sigmoid", [part + "neg_raw"])
+            ir = Builder.det(ir, part + "log_j1", "add", [part + "log_width", part + "log_unit"])
+            ir = Builder.det(ir, part + "log_jacobian", "add", [part + "log_j1", part + "log_rest"])
+        else:
+            ir = Builder.det(ir, part + "step", "exp", [raw])
+            op, bound = ("add", lower) if lower is not None else ("sub", upper)
+            ir = Builder.det(ir, name, op, [bound, part + "step"], dims=dims)
+            ir = Builder.det(ir, part + "log_jacobian", "add", [raw, 0.0])
+        keys = tuple(flat)
+        ir = Builder.det(ir, part + "logp", "family_logp", [name, *flat.values()], family=resolved, keys=keys)
+        ir = Builder.det(ir, part + "target", "add", [part + "logp", part + "log_jacobian"])
+        return Builder.potential(ir, part + "density", part + "target")
+
+    @staticmethod
+    def potential(ir: IR, name: str, ref: str) -> IR:
+        """Add ``sum(ref)`` (a node's value) to the model's log-density, as Stan's ``target +=``.
+
+        Adds the det ``name = sum(ref)`` (reported with the draws) and its carrier: the rv
+        ``name + "__potential"`` of family ``Potential``, observed with a dummy value by the obs
+        ``name + "__potential_obs"``. A potential is not a likelihood term: ``log_likelihood`` and
+        predictive draws leave it out. Raises ``ValidationError`` for a duplicate name or a
+        ``ref`` that is not a node name."""
+        _check_name(ir, "det", name)
+        if not is_ref(ref):
+            raise ValidationError("det", name, "ref", f"must be the name of a node, got {ref!r}")
+        ir = Builder.det(ir, name, "sum", [ref])
+        carrier = f"{name}__potential"
+        ir = Builder.rv(ir, carrier, "Potential", {"term": name})
+        return Builder.obs(ir, f"{carrier}_obs", carrier, 0.0)
+
+    @staticmethod
+    def hmm(ir: IR, name: str, init: Any, trans: Any, log_emission: Any) -> IR:
+        """Add the marginal likelihood of a hidden Markov model (family ``HMM``, forward algorithm):
+        ``init`` ``(K,)`` initial probabilities, ``trans`` ``(K, K)`` row-stochastic transitions and
+        ``log_emission`` ``(T, K)`` per-observation log-likelihoods under each state (node names or
+        constants). Adds the rv ``name`` and the obs ``name + "_obs"`` that observes it with a dummy
+        value; ``log_likelihood`` reports one value per sequence under ``name``."""
+        ir = Builder.rv(ir, name, "HMM", {"init": init, "trans": trans, "log_emission": log_emission})
+        return Builder.obs(ir, f"{name}_obs", name, 0.0)
+
+    @staticmethod
+    def lkj_cholesky_cov(ir: IR, name: str, n: int, eta: Any, sd_dist: Any, sd_params: Mapping[str, Any]) -> IR:
+        """PyMC's ``LKJCholeskyCov``: the Cholesky factor ``name = diag(sd) L`` of a covariance
+        whose correlation has an ``LKJ(eta)`` prior and whose standard deviations have the prior
+        ``sd_dist(**sd_params)``. Adds the rvs ``name + "_corr"`` (``LKJCholesky``, ``(n, n)``, sampled
+        through the ``cholesky_corr`` transform) and ``name + "_sd"`` (``(n,)``), and the det
+        ``name`` (``(n, n)``; use it as ``MvNormal``'s factor through ``matmul`` with its
+        ``transpose``, or directly for non-centred draws ``name @ z``). Raises ``ValidationError``
+        as :meth:`rv` and :meth:`det` do."""
+        if not isinstance(n, (int, np.integer)) or n < 2:
+            raise ValidationError("rv", f"{name}_corr", "shape", f"n must be an integer >= 2, got {n!r}")
+        ir = Builder.rv(ir, f"{name}_corr", "LKJCholesky", {"eta": eta}, shape=(int(n), int(n)))
+        ir = Builder.rv(ir, f"{name}_sd", sd_dist, sd_params, shape=(int(n),))
+        ir = Builder.det(ir, f"{name}_sd_column", "stack", [f"{name}_sd"], axis=1)
+        return Builder.det(ir, name, "mul", [f"{name}_sd_column", f"{name}_corr"])
+
+    @staticmethod
+    def coords(ir: IR, **coords: Any) -> IR:
+        """The IR with coordinate labels for dimensions named in ``dims`` (``school=["A", ...]``);
+        later calls add to or replace earlier labels. Raises ``ValidationError`` naming the
+        dimension when its labels are not a 1-d sequence of distinct values (lengths are checked
+        against the shapes in :func:`exmc.compile`)."""
+        if not isinstance(ir, IR):
+            raise TypeError(f"expected an IR (from Builder.new_ir()), got {type(ir).__name__}")
+        merged = ir.coord_map()
+        for dim, labels in coords.items():
+            if dim in ("chain", "draw"):
+                raise ValidationError("coords", dim, "labels", "'chain' and 'draw' are the sampler's own dimensions")
+            if isinstance(labels, (str, bytes)) or np.ndim(labels) != 1:
+                raise ValidationError("coords", dim, "labels", f"must be a 1-d sequence of labels, got {labels!r}")
+            values = tuple(np.asarray(labels).tolist())
+            if len(set(values)) != len(values):
+                raise ValidationError("coords", dim, "labels", "repeats a label")
+            merged[dim] = values
+        return IR(ir.nodes, tuple(merged.items()))
 
     @staticmethod
     def validate(ir: IR) -> IR:

@@ -1,4 +1,4 @@
-"""The one exception exmc raises for a malformed model.
+"""The exceptions of exmc's model layer: a malformed model, and a point outside a density's domain.
 
 Every check on an IR (at build time in :mod:`exmc.builder`, at compile time in :mod:`exmc.ir` and
 :mod:`exmc.model`) raises :class:`ValidationError` before any sampling starts. The message always
@@ -7,7 +7,7 @@ names the offending node and the field of that node, e.g.
 """
 from __future__ import annotations
 
-__all__ = ["ValidationError"]
+__all__ = ["ValidationError", "DomainError"]
 
 
 class ValidationError(ValueError):
@@ -31,3 +31,16 @@ class ValidationError(ValueError):
         # Exceptions pickle through their ``args``; ours needs all four fields to travel between
         # sampler workers and the calling process.
         return (type(self), (self.kind, self.node, self.field, self.reason))
+
+
+class DomainError(ValueError):
+    """Raised by a log-density (e.g. a ``Custom`` family's ``logp``) to say "this point is outside
+    my domain": the sampler treats it as log-density ``-inf`` (a rejected point, a divergence), as
+    Stan treats ``std::domain_error``.
+
+    The sampler treats the same way floating-point errors (``ArithmeticError``: ``FloatingPointError``,
+    ``OverflowError``, ``ZeroDivisionError``), ``numpy.linalg.LinAlgError`` (a matrix that is not
+    positive definite) and the ``ValueError("math domain error")`` of :mod:`math`. Any other
+    exception inside a log-density is a bug and reaches the user (see
+    :class:`exmc.nuts.errors.ModelError`).
+    """

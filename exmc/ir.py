@@ -75,6 +75,8 @@ class RV:
         resolved: ``(family, flat_params)`` from ``dist.resolve(params)`` (the Builder fills it in;
             structured families such as ``Mixture`` and ``Custom`` flatten their parameters there, and
             only the flat parameters' strings are references).
+        dims: names of the value's axes (``("school",)``) for ArviZ export, or ``None``; their
+            lengths must match the shape and the IR's coords (checked in analysis).
     """
 
     name: str
@@ -84,6 +86,7 @@ class RV:
     transform: Any = None
     reparam: str | None = None
     resolved: tuple[Any, tuple[tuple[str, Any], ...]] | None = None
+    dims: tuple[str, ...] | None = None
     kind = "rv"
 
     def family_and_params(self) -> tuple[Any, dict[str, Any]]:
@@ -134,6 +137,7 @@ class Det:
     op: str
     args: tuple[Any, ...]
     options: tuple[tuple[str, Any], ...] = ()
+    dims: tuple[str, ...] | None = None  # axis names for export (see RV.dims)
     kind = "det"
 
     def inputs(self) -> Iterator[tuple[str, str]]:
@@ -148,6 +152,7 @@ class Data:
 
     name: str
     value: np.ndarray
+    dims: tuple[str, ...] | None = None  # axis names for export (see RV.dims)
     kind = "data"
 
     def inputs(self) -> Iterator[tuple[str, str]]:
@@ -159,9 +164,14 @@ Node = Union[RV, Obs, Det, Data]
 
 @dataclass(frozen=True, eq=False)
 class IR:
-    """A model: nodes in the order they were added. Immutable; :meth:`add` returns a new IR."""
+    """A model: nodes in the order they were added. Immutable; :meth:`add` returns a new IR.
+
+    ``coords`` names the labels of dimensions used in the nodes' ``dims`` (``(("school",
+    ("A", "B", ...)),)``), for ArviZ export; set with ``Builder.coords``.
+    """
 
     nodes: tuple[Node, ...] = field(default=())
+    coords: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
@@ -181,7 +191,19 @@ class IR:
 
     def add(self, node: Node) -> "IR":
         """A new IR with ``node`` appended (no checks: :mod:`exmc.builder` does them)."""
-        return IR(self.nodes + (node,))
+        return IR(self.nodes + (node,), self.coords)
+
+    def with_nodes(self, nodes: tuple[Node, ...]) -> "IR":
+        """A new IR with these nodes and this IR's coords."""
+        return IR(tuple(nodes), self.coords)
+
+    def coord_map(self) -> dict[str, tuple[Any, ...]]:
+        """dimension name -> its coordinate labels."""
+        return dict(self.coords)
+
+    def dims_map(self) -> dict[str, tuple[str, ...]]:
+        """node name -> its dims, for the nodes that declare them (an obs takes its rv's)."""
+        return {node.name: node.dims for node in self.nodes if getattr(node, "dims", None)}
 
     def observations(self) -> dict[str, Obs]:
         """rv name -> its observation."""

@@ -18,22 +18,13 @@ import numpy as np
 from exmc.analysis import Analysis, analyse, apply_auto_noncentered
 from exmc.errors import ValidationError
 from exmc.ir import IR, NONCENTERED, RV, is_ref
-from exmc.program import FreeRV, Program, build_program
+from exmc.program import FreeRV, Program
+from exmc.variants import ROWWISE_MAX_CHAINS, Variants
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Model", "compile", "ROWWISE_MAX_CHAINS"]
 
-#: Up to this many chains, a batched call on a model whose free rvs are all scalars, and whose
-#: program computes on floats alone, runs the unbatched program once per chain on Python floats
-#: (:meth:`exmc.program.Program.run_rows`) instead of the batched program's numpy calls on ``(C,)``
-#: arrays. Measured on a 2-core box (us per call, float rows vs batched program, best of 9 rounds):
-#: the seed model 4 chains 10.1 vs 16.2, 6 chains 14.8 vs 17.6, 8 chains 21.7 vs 20.5, 10 chains
-#: 24.3 vs 23.3; eight scalar priors and six Normal likelihoods (tests/exmc/test_float_rows.py's
-#: float zoo) 4 chains 48 vs 118, 6 chains 78 vs 132, 8 chains 94 vs 128, 10 chains 135 vs 133.
-#: Both costs grow with the model's number of operations, so the crossover (7-10 chains here)
-#: moves little; 6 keeps a clear gain on both.
-ROWWISE_MAX_CHAINS = 6
 
 
 def _layout(analysis: Analysis) -> list[FreeRV]:
@@ -86,13 +77,9 @@ class Model:
         self.dim = self._free[-1].stop if self._free else 0
         self.free_names = [(f.name, f.shape) for f in self._free]
         self.det_names = [(n.name, self._analysis.shapes[n.name]) for n in self._analysis.order if n.kind == "det"]
-        self._single = build_program(self._analysis, self._free, batched=False)
+        self._variants = Variants(self._analysis, self._free, self.dim)
+        self._single = self._variants.single  # the hot path reads it without a call
         self._single_shape = (self.dim,)
-        self._batched: Program | None = None
-        # Float rows serve small batches of a model whose free rvs are all scalars and whose program
-        # computes on floats alone (compiled and checked at the first small batch).
-        self._rows_eligible = self.dim > 0 and all(f.ushape == () for f in self._free)
-        self._rows: Program | None = None
         logger.debug("compiled model: dim=%d, free=%s", self.dim, self.free_names)
 
     def __reduce__(self):
@@ -104,26 +91,7 @@ class Model:
     # --- the hot path ---------------------------------------------------------------------------
 
     def _program(self, theta: np.ndarray) -> Program:
-        if theta.ndim == 1:
-            program = self._single
-        elif theta.ndim == 2:
-            program = self._batched
-            if program is None:
-                program = self._batched = build_program(self._analysis, self._free, batched=True)
-        else:
-            raise ValueError(f"theta must have shape (dim,) or (chains, dim), got {theta.shape}")
-        if theta.shape[-1] != self.dim:
-            raise ValueError(f"theta has {theta.shape[-1]} coordinates, the model has dim={self.dim}")
-        return program
-
-    def _compile_float_rows(self) -> Program | None:
-        """The float-rows program, or ``None`` (and no further tries) when it would call numpy."""
-        rows = build_program(self._analysis, self._free, batched=False, float_rows=True)
-        if not rows.computes_on_floats(self.dim):
-            self._rows_eligible = False
-            return None
-        self._rows = rows
-        return rows
+        return self._variants.program(theta)
 
     def logp_and_grad(self, theta: np.ndarray) -> tuple[Any, np.ndarray]:
         """Log-density on the unconstrained scale (Jacobians included) and its gradient.
@@ -142,15 +110,13 @@ class Model:
         if theta.shape == self._single_shape:  # the sampler's hot path: no further checks
             lp, grad = self._single.run(theta)
             return float(lp), grad
-        if (self._rows_eligible and theta.ndim == 2 and theta.shape[1] == self.dim
-                and 0 < theta.shape[0] <= ROWWISE_MAX_CHAINS):
-            rows = self._rows or self._compile_float_rows()
-            if rows is not None:
-                try:
-                    return rows.run_rows(theta)
-                except ArithmeticError:
-                    pass  # Python floats raise where numpy gives inf or nan: the batched program does
-        program = self._program(theta)
+        rows = self._variants.rows_for(theta)
+        if rows is not None:
+            try:
+                return rows.run_rows(theta)
+            except ArithmeticError:
+                pass  # Python floats raise where numpy gives inf or nan: the batched program does
+        program = self._variants.program(theta)
         lp, grad = program.run(theta)
         if program.batched:
             if type(lp) is np.ndarray and lp.shape == theta.shape[:1]:

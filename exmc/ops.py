@@ -401,3 +401,14 @@ OPS: dict[str, Op] = _ops()
 def get(name: str) -> Op:
     """The op called ``name`` (``KeyError`` when there is none)."""
     return OPS[name]
+
+
+# More ops live in their own module (selections, log-space reductions, linear algebra).
+from exmc.ops_extra import EXTRA_OPS  # noqa: E402 - needs the helpers above
+from exmc.ops_ode import ODE  # noqa: E402
+from exmc.ops_scan import LINEAR_RECURRENCE, SCAN  # noqa: E402
+
+OPS.update(EXTRA_OPS)
+OPS[SCAN.name] = SCAN
+OPS[LINEAR_RECURRENCE.name] = LINEAR_RECURRENCE
+OPS[ODE.name] = ODE

@@ -81,7 +81,8 @@ class Predictive:
     @staticmethod
     def prior_samples(ir: IR, n: int, seed: int = 0) -> dict[str, np.ndarray]:
         """``n`` joint draws from the prior of every rv (observed ones included: the prior
-        predictive) and every det, each of shape ``(n,) + shape``.
+        predictive) and every det, each of shape ``(n,) + shape``. Potentials and HMM carriers
+        have no draws and are left out (the prior ignores potential terms).
 
         Raises ``ValidationError`` for a malformed IR, ``ValueError`` when ``n < 1`` and (from the
         family) for a family without draws (``Flat``, ``HalfFlat``, ``Custom`` without ``sample``).
@@ -91,6 +92,8 @@ class Predictive:
         analysis = analyse(ir)
         state = _Ancestral(analysis, int(n), np.random.default_rng(seed))
         for node in analysis.order:
+            if node.kind == "rv" and _is_carrier(analysis, node.name):
+                continue
             if node.kind == "rv":
                 state.rv(node)
             elif node.kind == "det":
@@ -121,11 +124,19 @@ class Predictive:
                 if value.shape != lead + shape:
                     raise ValueError(f"draws of {node.name!r} have shape {value.shape}, expected {lead + shape}")
                 state.drawn[node.name] = value.reshape((n,) + shape)
+            elif node.kind == "rv" and _is_carrier(analysis, node.name):
+                continue
             elif node.kind == "rv":
                 state.rv(node)
             elif node.kind == "det":
                 state.det(node)
-        return {name: state.drawn[name].reshape(lead + analysis.shapes[name]) for name in analysis.observations}
+        return {name: state.drawn[name].reshape(lead + analysis.shapes[name]) for name in analysis.observations
+                if not _is_carrier(analysis, name)}
+
+
+def _is_carrier(analysis: Analysis, name: str) -> bool:
+    """A Potential's or HMM's carrier rv: observed with a dummy value, nothing to draw."""
+    return bool(getattr(analysis.families[name][0], "is_carrier", False))
 
 
 def _get(draws: Mapping[str, Any], name: str) -> Any:

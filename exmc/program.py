@@ -40,6 +40,8 @@ from exmc._numeric import HALF_LOG_2PI
 from exmc.analysis import Analysis
 from exmc.censoring import censored_family
 from exmc.dist.base import sum_to_shape
+from exmc.dist.observed_kernels import poisson_log_rate_kernel
+from exmc.fusion import Fusion, find_fusions, glm_kernel, normal_linear_kernel
 from exmc.ir import RV, Det, is_ref
 
 logger = logging.getLogger(__name__)
@@ -223,8 +225,10 @@ def _chain_sum(lp: Any, axes: tuple[int, ...], ndim: int) -> Any:
 class _Builder:
     """Builds one :class:`Program` variant; see :func:`build_program`."""
 
-    def __init__(self, analysis: Analysis, free: list[FreeRV], batched: bool, float_rows: bool = False) -> None:
+    def __init__(self, analysis: Analysis, free: list[FreeRV], batched: bool, float_rows: bool = False,
+                 fuse: bool = True) -> None:
         self.a = analysis
+        self.fuse = fuse
         self.free = {f.name: f for f in free}
         self.free_list = free
         self.batched = batched
@@ -563,7 +567,8 @@ class _Builder:
         if lp_program:
             self.lp_const -= HALF_LOG_2PI * int(np.prod(f.shape))
 
-        has_grad = slot in self.seen  # consumers were built before (reverse order)
+        # Consumers were built before (reverse order); the values program keeps no gradients.
+        has_grad = lp_program and slot in self.seen
         mu_first = self._first(mu_slot) if (mu_slot is not None and has_grad) else False
         sigma_first = self._first(sigma_slot) if (sigma_slot is not None and has_grad) else False
 
@@ -628,7 +633,9 @@ class _Builder:
 
     # --- dets ------------------------------------------------------------------------------------
 
-    def _det(self, node: Det) -> tuple[Callable, Callable]:
+    def _det(self, node: Det, with_reverse: bool = True) -> tuple[Callable, Callable | None]:
+        """Forward and reverse closures of a det in the log-density program; ``with_reverse=False``
+        gives the values program's forward-only closure (no tape, no gradient bookkeeping)."""
         op = ops.get(node.op)
         options = {**op.options, **dict(node.options)}
         out_ndim = len(self.a.shapes[node.name])
@@ -643,8 +650,13 @@ class _Builder:
         batched_flags = [self.batched and s[0] is not None for s in specs]
         needs = [s[0] is not None for s in specs]
         kernel = op.kernel(shapes, batched_flags, needs, options)
-        slot, tape = self.slots[node.name], self._slot()
         fwd = kernel.forward
+        slot = self.slots[node.name]
+        if not with_reverse:
+            def value(v):
+                v[slot] = fwd(*[c if s is None else (v[s] if p is None else v[s][p]) for s, p, c in specs])
+            return value, None
+        tape = self._slot()
 
         def forward(v):
             args = [c if s is None else (v[s] if p is None else v[s][p]) for s, p, c in specs]
@@ -687,8 +699,14 @@ class _Builder:
         # the "first contribution" of every gradient slot is known when its closure is made.
         reverse_by_name: dict[str, Callable | None] = {}
         forward_by_name: dict[str, Callable | None] = {}
+        fusions = {f.rv: f for f in find_fusions(self.a, self.varying)} if self.fuse and not self.float_rows else {}
+        absorbed = {name for f in fusions.values() for name in f.absorbed}
         for node in reversed(lp_nodes):
-            if node.kind == "det":
+            if node.name in absorbed:
+                continue
+            if node.name in fusions:
+                forward_by_name[node.name], reverse_by_name[node.name] = self._fused_term(fusions[node.name])
+            elif node.kind == "det":
                 if node.name in self.varying:
                     forward_by_name[node.name], reverse_by_name[node.name] = self._det(node)
             elif node.kind == "rv":
@@ -706,16 +724,34 @@ class _Builder:
                 phase1.append(fwd)
                 reverse.append(rev)
                 values_phase1.append(self._phase1(f, with_logdet=False)[0])
+        values = self._values_steps(order)
+        return Program(self.batched, self.template, self.slots, self.varying, self.lp_const, phase1, forward, reverse,
+                       values_phase1, values)
+
+    def _values_steps(self, order) -> list[Callable]:
+        """The values program (every varying det and noncentered rv, for ``evaluate``): its own
+        forward-only pass over all nodes, independent of the log-density program's reverse
+        bookkeeping (``seen``) and of which nodes that program left out or fused."""
         values = []
         for node in order:
             if node.name not in self.varying:
                 continue
             if node.kind == "det":
-                values.append(self._det(node)[0])
+                values.append(self._det(node, with_reverse=False)[0])
             elif node.kind == "rv" and self.free[node.name].transform is None:
                 values.append(self._noncentered(self.free[node.name], False)[0])
-        return Program(self.batched, self.template, self.slots, self.varying, self.lp_const, phase1, forward, reverse,
-                       values_phase1, values)
+        return values
+
+    def _fused_term(self, fusion: Fusion) -> tuple[Callable, Callable]:
+        """The closures of a fused likelihood (:mod:`exmc.fusion`) over its varying inputs."""
+        data = fusion.data
+        if fusion.kind == "poisson_log":
+            kernel = poisson_log_rate_kernel(data["y"], self.batched)
+        elif fusion.kind == "glm":
+            kernel = glm_kernel(data["link"], data["y"], data["Z"], data["sizes"], self.batched)
+        else:
+            kernel = normal_linear_kernel(data["y"], data["Z"], data["sizes"], data["sigma"], self.batched)
+        return self._kernel_term(kernel, [self.slots[name] for name in fusion.inputs])
 
     def _needed_for_lp(self, order) -> set[str]:
         """Names of the nodes the log-density depends on: every rv and its ancestors."""
@@ -731,8 +767,12 @@ class _Builder:
         return needed
 
 
-def build_program(analysis: Analysis, free: list[FreeRV], batched: bool, float_rows: bool = False) -> Program:
+def build_program(analysis: Analysis, free: list[FreeRV], batched: bool, float_rows: bool = False,
+                  fuse: bool = True) -> Program:
     """Compile the single (``batched=False``) or batched variant of the model's program.
+
+    ``fuse=False`` leaves out the fused link kernels of :mod:`exmc.fusion` (the plain path, kept as
+    their test oracle).
 
     ``float_rows=True`` (unbatched, every free rv a scalar) compiles the single variant for
     :meth:`Program.run_rows`, whose values are Python floats: it may raise ``ArithmeticError``
@@ -740,4 +780,4 @@ def build_program(analysis: Analysis, free: list[FreeRV], batched: bool, float_r
     """
     if float_rows and (batched or any(f.ushape != () for f in free)):
         raise ValueError("float rows need the unbatched variant of a model whose free rvs are all scalars")
-    return _Builder(analysis, free, batched, float_rows).build()
+    return _Builder(analysis, free, batched, float_rows, fuse).build()

@@ -332,7 +332,8 @@ _BY_NAME: dict[str, Transform] = {
 
 
 def by_name(name: str) -> Transform:
-    """The parameterless transform called ``name`` ("identity", "log", "logit", "simplex").
+    """The parameterless transform called ``name`` ("identity", "log", "logit", "simplex",
+    "ordered", "positive_ordered", "zerosum", "cholesky_corr").
 
     Raises ``ValueError`` naming the unknown transform and the known ones (bounded transforms need
     their bounds: build them with :class:`Interval`, :class:`LowerBound`, :class:`UpperBound`).
@@ -342,3 +343,9 @@ def by_name(name: str) -> Transform:
     except KeyError:
         raise ValueError(f"unknown transform {name!r}; known: {sorted(_BY_NAME)} "
                          "(bounded ones: Interval(lower, upper), LowerBound(lower), UpperBound(upper))") from None
+
+
+# Vector transforms of their own module (ordered, positive_ordered, zerosum, cholesky_corr).
+from exmc.transforms_extra import EXTRA_TRANSFORMS  # noqa: E402 - needs Transform above
+
+_BY_NAME.update(EXTRA_TRANSFORMS)

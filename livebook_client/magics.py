@@ -100,7 +100,13 @@ class LivebookMagics(Magics):
 
     @line_magic
     def attach(self, line: str) -> Session:
-        """%attach NODE [--name NAME] [--cookie COOKIE]"""
+        """%attach NODE [--name NAME] [--cookie COOKIE]
+
+        Attach this kernel to the compute node NODE (e.g. ``%attach exmc@127.0.0.14``), return
+        the :class:`~livebook_client.session.Session` and make it the default node of
+        ``%%remote``. ``--name``: this kernel's node name; ``--cookie``: the cluster's cookie.
+        The rest is :func:`livebook_client.attach`, whose documentation follows.
+        """
         words = shlex.split(line)
         if not words:
             raise UsageError("%attach needs a node name, e.g. %attach exmc@127.0.0.14")
@@ -117,7 +123,25 @@ class LivebookMagics(Magics):
 
     @cell_magic
     def remote(self, line: str, cell: str) -> Any:
-        """%%remote [NODE] [--timeout SECONDS]"""
+        """%%remote [NODE] [--timeout SECONDS]
+
+        Run the cell on NODE (default: the node of the last ``%attach``) and return the value of
+        its last expression. Names the cell reads and does not assign are taken from the
+        notebook and shipped by value; nothing the cell assigns comes back.
+
+        ``--timeout``: seconds to wait for the cell, default 60 (``DEFAULT_CALL_TIMEOUT``, as the
+        seed's ``erpc.call(..., timeout=60)``); after it ``ErpcTimeout`` is raised and the cell is
+        cancelled on the node (it may or may not have run, partly or completely). Use
+        ``--timeout`` for longer cells. Sampling with ``session.sample(...)`` has no deadline by
+        default (``timeout=None``: it waits until the chains finish; Ctrl-C / interrupting the
+        cell cancels it on the node).
+
+        Failure modes: a cell that does not parse raises ``SyntaxError`` here, before anything is
+        sent; an unpicklable notebook value raises ``TypeError`` naming the variable; a remote
+        exception is raised as itself (with the remote traceback); ``ErpcTimeout``;
+        ``NoConnection`` when the node dies or cannot be reached; without a node on the line and
+        no earlier ``%attach``, ``UsageError``.
+        """
         words = shlex.split(line)
         timeout = DEFAULT_CALL_TIMEOUT
         if "--timeout" in words:
@@ -136,6 +160,11 @@ class LivebookMagics(Magics):
         statements, expression = split_cell(cell)
         values = captured_values(cell, self.shell.user_ns)
         return session.call(_remote_cell_fn(statements, expression), values, timeout=timeout)
+
+
+# ``%attach?`` shows the magic's docstring: make it the whole story, the usage line followed by
+# attach()'s arguments and failure modes.
+LivebookMagics.attach.__doc__ = f"{LivebookMagics.attach.__doc__}\n    {attach.__doc__}"
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -13,9 +13,13 @@ from exmc.dist.bounded import Beta, TruncatedNormal, Uniform, Uniform01
 from exmc.dist.continuous import Cauchy, Flat, Laplace, Logistic, Normal, StudentT
 from exmc.dist.custom import Custom
 from exmc.dist.discrete import Bernoulli, Binomial, NegativeBinomial, Poisson
+from exmc.dist.discrete_extra import BetaBinomial, Categorical, Multinomial
+from exmc.dist.hmm import HMM
 from exmc.dist.mixture import Mixture
 from exmc.dist.multivariate import Dirichlet, GaussianRandomWalk, MvNormal
+from exmc.dist.multivariate_extra import LKJCholesky, ZeroSumNormal
 from exmc.dist.positive import Exponential, Gamma, HalfCauchy, HalfFlat, HalfNormal, InverseGamma, Lognormal, Weibull
+from exmc.dist.potential import Potential
 
 __all__ = ["Dist", "Distribution", "FAMILIES", "by_name", "sum_to_shape"]
 
@@ -23,6 +27,7 @@ _ALL: tuple[Distribution, ...] = (
     Normal, HalfNormal, HalfCauchy, TruncatedNormal, Lognormal, Exponential, Gamma, InverseGamma, Weibull,
     Beta, Uniform, Uniform01, Cauchy, StudentT, Laplace, Logistic, Flat, HalfFlat,
     Bernoulli, Binomial, Poisson, NegativeBinomial, MvNormal, GaussianRandomWalk, Dirichlet, Mixture, Custom,
+    Categorical, Multinomial, BetaBinomial, ZeroSumNormal, LKJCholesky, HMM, Potential,
 )
 
 #: Every family by the name users write; ``LogNormal`` is an alias of ``Lognormal`` (eXMC spells both).

@@ -120,6 +120,24 @@ class Distribution:
         domain (e.g. ``sigma`` <= 0). Called at compile time on constant parameters only: any
         subset of the parameters may be given."""
 
+    def param_event_shape(self, key: str, event_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The event shape parameter ``key`` must have for an rv of event shape ``event_shape``, or
+        ``None`` when it is not tied to it (analysis checks it, naming the parameter).
+
+        Default: a parameter with as many event dimensions as the family (Dirichlet's ``alpha``,
+        MvNormal's ``mu``) has the rv's event shape, where a length of 1 broadcasts; one with two
+        event dimensions over a vector family (MvNormal's ``cov``) is the square ``(d, d)``.
+        Families whose parameters follow other rules (a Mixture's weights) override this.
+        """
+        k = self.param_event_ndim.get(key, 0)
+        if not k:
+            return None
+        if k == self.event_ndim:
+            return tuple(event_shape)
+        if k == 2 and self.event_ndim == 1:
+            return (event_shape[0], event_shape[0])
+        return None
+
     def in_support(self, value: np.ndarray, **params: np.ndarray) -> np.ndarray:
         """Boolean array of ``value``'s shape: which entries lie in the support (used to validate
         observations; for event families every entry of an event carries that event's verdict).

@@ -18,6 +18,8 @@ from scipy.special import digamma, gammaln, xlog1py, xlogy
 
 from exmc._numeric import as_float, sigmoid, softplus
 from exmc.dist.base import Distribution, draw_shape, require, require_finite, require_positive
+from exmc.dist.observed_kernels import (binomial_observed_kernel, negative_binomial_observed_kernel,
+                                        poisson_observed_kernel)
 
 #: ``ndarray.sum`` without its Python-level wrapper.
 _sum = np.add.reduce
@@ -101,6 +103,9 @@ class BinomialFamily(Distribution):
         lp = log_choose + xlogy(value, p) + xlog1py(n_minus_k, -p)
         return lp, {"p": value / p - n_minus_k / (1.0 - p)}
 
+    def observed_kernel(self, value, varying, batched, **params):
+        return binomial_observed_kernel(value, varying, batched, params)
+
     def sample(self, rng, size, shape=None, **params):
         n = np.asarray(params["n"]).astype(np.int64)
         p = sigmoid(params["logit_p"]) if "logit_p" in params else as_float(params["p"])
@@ -121,6 +126,9 @@ class PoissonFamily(Distribution):
         mu = params["mu"]
         lp = xlogy(value, mu) - mu - gammaln(value + 1.0)
         return lp, {"mu": value / mu - 1.0}
+
+    def observed_kernel(self, value, varying, batched, **params):
+        return poisson_observed_kernel(value, varying, batched, params)
 
     def sample(self, rng, size, shape=None, **params):
         mu = params["mu"]
@@ -151,6 +159,9 @@ class NegativeBinomialFamily(Distribution):
             "mu": value / mu - k_alpha * inv_total,
             "alpha": digamma(k_alpha) - digamma(alpha) + log_ratio + (mu - value) * inv_total,
         }
+
+    def observed_kernel(self, value, varying, batched, **params):
+        return negative_binomial_observed_kernel(value, varying, batched, params)
 
     def sample(self, rng, size, shape=None, **params):
         mu, alpha = as_float(params["mu"]), as_float(params["alpha"])

@@ -19,6 +19,7 @@ from exmc._numeric import HALF_LOG_2PI, as_float, minus_inf_below_zero, nan_to_m
 from exmc.dist.base import Distribution, draw_shape, require_finite, require_positive
 from exmc.dist.continuous import Normal
 from exmc.dist.kernels import constant, log_fns, summed
+from exmc.dist.observed_kernels import gamma_observed_kernel
 
 __all__ = ["HalfNormal", "HalfCauchy", "Lognormal", "Exponential", "Gamma", "InverseGamma", "Weibull", "HalfFlat"]
 
@@ -189,6 +190,9 @@ class GammaFamily(_PositiveOpen):
             "alpha": log_beta - digamma(alpha) + log_x,
             "beta": alpha / beta - value,
         }
+
+    def observed_kernel(self, value, varying, batched, **params):
+        return gamma_observed_kernel(value, varying, batched, params)
 
     def prior_kernel(self, shape, batched, value_in_support, **params):
         alpha, beta = constant(params["alpha"]), constant(params["beta"])

@@ -9,7 +9,10 @@ values by :func:`exmc.models.posteriordb.group_stan_names`, except where
 
 Ported: every posterior of the local posteriordb subset that is a regression or a hierarchical
 normal — eight_schools_noncentered, the earnings, kidiq, kidiq_with_mom_work and mesquite
-families, kilpisjarvi, nes (8 data sets), blr (sblrc, sblri), arK and diamonds.
+families, kilpisjarvi, nes (8 data sets), blr (sblrc, sblri), arK and diamonds; and, with the ops
+and families of issue 15, gp_regr, gp_pois_regr (cholesky), low_dim_gauss_mix (ordered, Mixture)
+hmm_example, hmm_drive_0 and hmm_drive_1 (ordered/positive_ordered, HMM), arma11 and garch11
+(linear_recurrence), lotka_volterra and one_comp_mm_elim_abs (ode).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from exmc.models import ark, blr, diamonds, earnings, eight_schools, kidiq, kidiq_with_mom_work
-from exmc.models import kilpisjarvi, mesquite, nes
+from exmc.models import gp, kilpisjarvi, mesquite, mixtures, nes, odes, time_series
 from exmc.models.posteriordb import Posterior, load_posterior
 
 ModelBuilder = Callable[[Mapping[str, Any]], Any]
@@ -52,12 +55,26 @@ MODELS: dict[str, ModelBuilder] = {
     "blr": blr.blr,
     "arK": ark.arK,
     "diamonds": diamonds.diamonds,
+    "gp_regr": gp.gp_regr,
+    "gp_pois_regr": gp.gp_pois_regr,
+    "low_dim_gauss_mix": mixtures.low_dim_gauss_mix,
+    "hmm_example": mixtures.hmm_example,
+    "hmm_drive_0": mixtures.hmm_drive_0,
+    "hmm_drive_1": mixtures.hmm_drive_1,
+    "arma11": time_series.arma11,
+    "garch11": time_series.garch11,
+    "lotka_volterra": odes.lotka_volterra,
+    "one_comp_mm_elim_abs": odes.one_comp_mm_elim_abs,
 }
 
 #: Stan model name -> function from grouped reference draws to the program's parameters, for
 #: programs whose reference draws do not list the sampled parameters themselves.
-REFERENCE_ADAPTERS: dict[str, Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]] = {
-    "eight_schools_noncentered": eight_schools.parameters_from_reference,
+#: An adapter takes the grouped draws and the posterior's data dict.
+REFERENCE_ADAPTERS: dict[str, Callable[[Mapping[str, np.ndarray], Mapping[str, Any]], dict[str, np.ndarray]]] = {
+    "eight_schools_noncentered": lambda draws, data: eight_schools.parameters_from_reference(draws),
+    "gp_pois_regr": lambda draws, data: gp.gp_pois_regr_parameters_from_reference(
+        draws, np.asarray(data["x"], dtype=float)),
+    "garch11": lambda draws, data: time_series.garch11_parameters_from_reference(draws),
 }
 
 
@@ -81,7 +98,9 @@ def build(posterior: Posterior | str):
     return builder(posterior.data())
 
 
-def stan_parameters(model_name: str, draws: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The Stan program's parameters from grouped reference draws (see :data:`REFERENCE_ADAPTERS`)."""
+def stan_parameters(model_name: str, draws: Mapping[str, np.ndarray],
+                    data: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """The port's free parameters from grouped reference draws (see :data:`REFERENCE_ADAPTERS`;
+    ``data`` is the posterior's data dict, which some adapters need)."""
     adapter = REFERENCE_ADAPTERS.get(model_name)
-    return adapter(draws) if adapter is not None else dict(draws)
+    return adapter(draws, data or {}) if adapter is not None else dict(draws)

@@ -10,10 +10,22 @@ from exmc.nuts import pool as pool_module
 from exmc.nuts.progress import ProgressEvent, Throttle
 from exmc.nuts.sampler import SamplerOptions, load_model, run_chain
 from exmc.nuts.stepsize import DEFAULT_TARGET_ACCEPT
+from exmc.nuts.stream import draw_hook
 from exmc.nuts.trace import Chains, Trace
 from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH
 
 logger = logging.getLogger(__name__)
+
+
+def validate_payload(model) -> None:
+    """Run the IR's whole-model checks now (compiled models pass through): the ValidationError
+    reaches the caller before any worker or node sees the model."""
+    from exmc.ir import IR
+
+    if isinstance(model, IR):
+        from exmc.analysis import analyse
+
+        analyse(model)
 
 
 def _chain_seeds(seed: int | np.random.SeedSequence, num_chains: int) -> list[np.random.SeedSequence]:
@@ -22,12 +34,34 @@ def _chain_seeds(seed: int | np.random.SeedSequence, num_chains: int) -> list[np
     return root.spawn(num_chains)
 
 
+def _source_ir(model):
+    """The IR a model payload comes from (an IR itself, or a compiled model's), else ``None``."""
+    from exmc.ir import IR
+
+    if isinstance(model, IR):
+        return model
+    ir = getattr(model, "ir", None)
+    return ir if isinstance(ir, IR) else None
+
+
+def _check_log_likelihood(model, ir) -> None:
+    if ir is None:
+        raise ValueError("log_likelihood=True needs a model built as an exmc IR (or compiled from one), "
+                         f"not a {type(model).__name__}")
+    if not any(node.kind == "obs" for node in ir.nodes):
+        raise ValueError("log_likelihood=True: the model observes no rv (there is no likelihood)")
+
+
 class Sampler:
-    """Stan's adaptive NUTS (diagonal or dense metric) for an exmc IR or compiled model.
+    """Stan's adaptive NUTS for an exmc IR or compiled model. The metric is chosen automatically
+    by default (``dense_mass="auto"``: Stan's diagonal one, with a low-rank correction when warmup
+    shows strong correlations, see :mod:`exmc.nuts.metric_choice`); ``dense_mass=False`` always
+    uses Stan's diagonal metric and ``True`` Stan's dense one.
 
     ``model`` arguments accept an IR (compiled with ``exmc.compile``) or an object that already has
     the compiled-model interface (``dim``, ``free_names``, ``logp_and_grad``, ``to_constrained``,
-    ``to_unconstrained``, and ``det_names`` when ``to_constrained`` also returns deterministics).
+    ``to_unconstrained``, and ``det_names`` when ``to_constrained`` also returns deterministics:
+    the Protocols of :mod:`exmc.nuts.interface`).
     """
 
     @staticmethod
@@ -39,16 +73,17 @@ class Sampler:
         seed: int = 0,
         target_accept: float = DEFAULT_TARGET_ACCEPT,
         max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH,
-        dense_mass: bool = False,
+        dense_mass: bool | str = "auto",
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        log_likelihood: bool = False,
     ) -> Trace:
         """One chain in the calling process: ``sample_chains`` with one chain and ``parallel=False``,
         so its draws equal chain 0 of ``sample_chains`` with the same seed. Raises ``ValueError`` on bad options, ``InitializationError``, ``SamplerError``,
         ``InterruptedError`` when ``should_stop()`` turns true."""
         chains = Sampler.sample_chains(
             model, 1, init_values, num_samples, num_warmup, seed, target_accept, max_tree_depth, dense_mass,
-            parallel=False, progress=progress, should_stop=should_stop,
+            parallel=False, progress=progress, should_stop=should_stop, log_likelihood=log_likelihood,
         )
         return chains[0]
 
@@ -62,12 +97,17 @@ class Sampler:
         seed: int = 0,
         target_accept: float = DEFAULT_TARGET_ACCEPT,
         max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH,
-        dense_mass: bool = False,
+        dense_mass: bool | str = "auto",
         parallel: bool | str = True,
         max_workers: int | None = None,
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         keep_deterministics: bool | Sequence[str] = True,
+        nodes: Sequence[str] | str | None = None,
+        backend: Any = None,
+        on_result: Callable[[Trace], None] | None = None,
+        draws: Callable[[Any], None] | None = None,
+        log_likelihood: bool = False,
     ) -> Chains:
         """Run ``num_chains`` chains and return them as :class:`Chains`.
 
@@ -85,6 +125,11 @@ class Sampler:
         rows is most of a run's memory and transfer), or those named (a ``ValueError`` names any
         that is not a deterministic of the model, before sampling starts).
 
+        ``log_likelihood``: also compute every observation's log-likelihood at every draw, where
+        the chain runs (``Trace.log_likelihood``; exported as ArviZ's ``log_likelihood`` group for
+        ``az.loo`` / ``az.compare``). Needs a model built as an IR with at least one observation
+        (``ValueError`` otherwise, before sampling).
+
         ``progress(event)`` receives :class:`ProgressEvent`s in the calling process (≤ ~10/s per
         chain). ``should_stop()`` is polled ~10 times a second; when it returns true the run stops
         with ``InterruptedError``. An asynchronous exception or ``KeyboardInterrupt`` in the calling
@@ -93,33 +138,70 @@ class Sampler:
         Concurrent calls from several threads share the pool one run at a time. An exception
         raised by ``progress`` aborts the run like any other.
 
+        ``nodes``: run the chains on other nodes' warm pools instead (names of pynode nodes
+        running exmc, or ``"all"``: every connected node that has exmc loaded); this process must
+        be a pynode node. Draws are identical to a local run with the same seed; each
+        ``Trace.info`` records its ``node`` and ``worker``; a node lost mid-run has its unfinished
+        chains rerun on the others. See :mod:`exmc.nuts.multinode` for the scheduling, failover
+        and failure classes; ``backend`` replaces the pynode transport (an
+        :class:`exmc.nuts.multinode.ClusterBackend`).
+
+        ``draws(batch)`` receives the sampling draws of every chain as they are made, as
+        :class:`exmc.nuts.stream.DrawBatch` es (at most every 0.2 s per chain; not with
+        ``parallel="vectorized"``, which raises ``ValueError``).
+
+        ``on_result(trace)`` is called in the calling thread as each chain finishes (a detached job
+        keeps the finished chains of a run that is then cancelled).
+
+        An IR is validated here, in the calling process, before any chain is dispatched: a
+        malformed model raises :class:`exmc.ValidationError` at once and never costs the pool its
+        workers.
+
         Raises ``ValueError`` on bad options, :class:`~exmc.nuts.errors.ChainFailed` naming the
         chain whose worker died, and a chain's own exception (e.g. ``InitializationError``).
         """
         if int(num_chains) != num_chains or num_chains < 1:
             raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
+        ir = _source_ir(model)
+        if log_likelihood:
+            _check_log_likelihood(model, ir)
         options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values,
-                                 keep_deterministics)
+                                 keep_deterministics, log_likelihood=bool(log_likelihood))
+        validate_payload(model)
+        if nodes is not None:
+            from exmc.nuts.multinode import sample_on_nodes
+
+            chains = sample_on_nodes(model, num_chains, seed, options, nodes, progress=progress,
+                                     should_stop=should_stop, backend=backend, on_result=on_result, draws=draws)
+            return Chains(chains, notes=chains.notes, ir=ir)
         seeds = _chain_seeds(seed, num_chains)
         logger.debug("sampling %d chains (parallel=%r, seed=%r): %s", num_chains, parallel, seed, options)
         if parallel == "vectorized":
             from exmc.nuts.vectorized import run_vectorized
 
+            if draws is not None:
+                raise ValueError("draws= (streaming) is not supported with parallel='vectorized'")
             traces = run_vectorized(load_model(model), seeds, options, progress, should_stop)
+            for trace in traces if on_result is not None else ():
+                on_result(trace)
         elif parallel is True:
             workers = max_workers or pool_module.default_workers(num_chains)
             if workers < 1:
                 raise ValueError(f"max_workers must be positive, got {max_workers!r}")
-            traces = pool_module.get_pool().run(model, seeds, options, workers, progress, should_stop)
+            traces = pool_module.get_pool().run(model, seeds, options, workers, progress, should_stop,
+                                                on_result=on_result, draws=draws)
         elif parallel is False:
             model = load_model(model)
             traces = []
             for chain, chain_seed in enumerate(seeds):
                 report = Throttle(progress) if progress is not None else None
-                traces.append(run_chain(model, chain, chain_seed, options, report, should_stop))
+                on_draw = None if draws is None else draw_hook(draws, model, chain, options)
+                traces.append(run_chain(model, chain, chain_seed, options, report, should_stop, on_draw))
+                if on_result is not None:
+                    on_result(traces[-1])
         else:
             raise ValueError(f"parallel must be True, False or 'vectorized', got {parallel!r}")
-        return Chains(traces)
+        return Chains(traces, ir=ir)
 
     @staticmethod
     def start_pool(max_workers: int | None = None) -> None:

@@ -17,6 +17,37 @@ INIT_RADIUS = 2.0
 MAX_INIT_TRIES = 100
 
 
+def check_init_values(model, init_values: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    """``init_values`` as float arrays, each checked against its free rv: known name, numeric,
+    finite, and of the rv's shape (a scalar is broadcast to it). Raises ``ValueError`` naming the
+    variable and what is wrong."""
+    shapes = dict(model.free_names)
+    if init_values is None:
+        return {}
+    if not isinstance(init_values, Mapping):
+        raise ValueError(f"init_values must be a mapping of free variable names to values, got "
+                         f"{type(init_values).__name__}")
+    unknown = sorted(set(init_values) - set(shapes))
+    if unknown:
+        raise ValueError(f"init_values names {unknown} that are not free variables of the model (free: {list(shapes)})")
+    checked = {}
+    for name, value in init_values.items():
+        shape = tuple(shapes[name])
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"init_values[{name!r}] must be numeric, got {value!r}") from None
+        if array.shape != shape:
+            if array.ndim:
+                raise ValueError(f"init_values[{name!r}] has shape {array.shape}, but free rv {name!r} has shape "
+                                 f"{shape}")
+            array = np.full(shape, float(array))
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"init_values[{name!r}] contains NaN or infinity")
+        checked[name] = array
+    return checked
+
+
 def initial_point(
     model, rng: np.random.Generator, init_values: Mapping[str, Any] | None = None, chain: int = 0
 ) -> tuple[np.ndarray, float, np.ndarray]:
@@ -26,14 +57,17 @@ def initial_point(
     (constrained scale, any subset of the free variables) override the random values of the
     variables they name; when they cover every variable a single attempt is made.
 
-    Raises ``ValueError`` naming an ``init_values`` key that is not a free variable, and
-    :class:`InitializationError` (naming the chain) when no attempt succeeds.
+    Raises ``ValueError`` naming an ``init_values`` key that is not a free variable or whose value
+    has the wrong shape (:func:`check_init_values`), ``ValidationError`` for a model with no free
+    variable, and :class:`InitializationError` (naming the chain) when no attempt succeeds.
     """
+    if model.dim == 0:
+        from exmc.errors import ValidationError
+
+        raise ValidationError("model", None, "free rvs", "has no free random variable to sample (every rv is "
+                              "observed); draw from it with exmc.Predictive instead")
     free = [name for name, _ in model.free_names]
-    overrides = dict(init_values or {})
-    unknown = sorted(set(overrides) - set(free))
-    if unknown:
-        raise ValueError(f"init_values names {unknown} that are not free variables of the model (free: {free})")
+    overrides = check_init_values(model, init_values)
     tries = 1 if overrides and set(overrides) == set(free) else MAX_INIT_TRIES
     for attempt in range(tries):
         theta = rng.uniform(-INIT_RADIUS, INIT_RADIUS, size=model.dim)

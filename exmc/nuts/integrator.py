@@ -4,9 +4,12 @@ Stan's ``expl_leapfrog``: half momentum step with the gradient of the log-densit
 step along the velocity ``M⁻¹ p``, half momentum step with the new gradient. Positive step sizes
 move forward in time, negative ones backward.
 
-A log-density that raises, or returns a non-finite value, must never crash a trajectory: the state
-gets ``lp = -inf`` so its energy is infinite and the tree builder records a divergence (Stan treats
-exceptions inside the integrator the same way).
+A log-density that returns a non-finite value, or raises a *domain* error (see
+:func:`is_domain_error`), must never crash a trajectory: the state gets ``lp = -inf`` so its energy
+is infinite and the tree builder records a divergence (Stan treats ``std::domain_error`` inside the
+integrator the same way). Any other exception is a bug in the model: it is raised as
+:class:`LogDensityError`, which the chain turns into a :class:`~exmc.nuts.errors.ModelError`
+naming the chain and iteration (Stan, too, stops on exceptions other than domain errors).
 """
 from __future__ import annotations
 
@@ -19,17 +22,48 @@ logger = logging.getLogger(__name__)
 
 LogpAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
+#: The ``ValueError`` message of :mod:`math` functions outside their domain (``math.log(-1)``).
+MATH_DOMAIN_MESSAGE = "math domain error"
+
+
+def is_domain_error(exc: BaseException) -> bool:
+    """Whether an exception raised by a log-density means "outside the domain" (a rejected point):
+    ``ArithmeticError`` (floating-point errors, overflow, division by zero), ``LinAlgError`` (a
+    matrix that is not positive definite), :class:`exmc.errors.DomainError`, or the ``ValueError``
+    of a :mod:`math` function outside its domain."""
+    from exmc.errors import DomainError
+
+    if isinstance(exc, (ArithmeticError, np.linalg.LinAlgError, DomainError)):
+        return True
+    return type(exc) is ValueError and MATH_DOMAIN_MESSAGE in str(exc)
+
+
+class LogDensityError(Exception):
+    """A log-density raised a non-domain exception ``cause`` at position ``q``.
+
+    Raised by :func:`guarded_logp_and_grad` and thrown into the chain generator by the drivers,
+    which re-raises it as :class:`~exmc.nuts.errors.ModelError` with the chain and iteration.
+    """
+
+    def __init__(self, cause: BaseException, q: np.ndarray) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+        self.q = q
+
 
 def guarded_logp_and_grad(logp_and_grad: LogpAndGrad, q: np.ndarray) -> tuple[float, np.ndarray]:
-    """``logp_and_grad(q)`` with failures mapped to ``(-inf, zeros)``.
+    """``logp_and_grad(q)`` with domain failures mapped to ``(-inf, zeros)``.
 
-    An exception of type ``Exception`` (not ``KeyboardInterrupt``/``SystemExit``, which must
-    propagate) or a non-finite log-density gives ``-inf``; a non-finite gradient is kept as is
-    (it makes the momentum, hence the energy, NaN, which the tree builder treats as divergent).
+    A domain error (:func:`is_domain_error`) or a non-finite log-density gives ``-inf``; a
+    non-finite gradient is kept as is (it makes the momentum, hence the energy, NaN, which the tree
+    builder treats as divergent). Any other ``Exception`` is raised as :class:`LogDensityError`
+    (``KeyboardInterrupt``/``SystemExit`` propagate unchanged).
     """
     try:
         lp, grad = logp_and_grad(q)
-    except Exception as exc:  # noqa: BLE001 - any model failure is a divergence, by design
+    except Exception as exc:  # noqa: BLE001 - sorted into domain errors and bugs below
+        if not is_domain_error(exc):
+            raise LogDensityError(exc, q) from exc
         logger.debug("log-density raised %r at %s; treated as divergence", exc, q)
         return -np.inf, np.zeros_like(q)
     lp = float(lp)
@@ -63,11 +97,17 @@ def leapfrog_steps(
 
 def drive(steps: Generator, logp_and_grad: LogpAndGrad):
     """Run a generator of log-density requests (see :func:`leapfrog_steps`) to completion,
-    answering each with :func:`guarded_logp_and_grad`; returns the generator's return value."""
+    answering each with :func:`guarded_logp_and_grad`; returns the generator's return value.
+    A :class:`LogDensityError` is thrown into the generator (so the chain can say where it was)."""
     try:
         q = next(steps)
         while True:
-            q = steps.send(guarded_logp_and_grad(logp_and_grad, q))
+            try:
+                answer = guarded_logp_and_grad(logp_and_grad, q)
+            except LogDensityError as exc:
+                q = steps.throw(exc)
+                continue
+            q = steps.send(answer)
     except StopIteration as stop:
         return stop.value
 

@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 import cloudpickle
 import numpy as np
 
+from exmc.errors import ValidationError
 from exmc.nuts.errors import ChainFailed
 from exmc.nuts.progress import ProgressEvent
 from exmc.nuts.sampler import SamplerOptions, preload_model_modules
@@ -133,6 +134,10 @@ class WorkerPool:
         for worker in workers:
             worker.stop()
 
+    def busy(self) -> int:
+        """How many workers are running a chain now (read without the run lock: a snapshot)."""
+        return sum(1 for worker in list(self._workers) if worker.chain is not None)
+
     def run(
         self,
         payload: Any,
@@ -141,54 +146,97 @@ class WorkerPool:
         max_workers: int,
         progress: Callable[[ProgressEvent], None] | None,
         should_stop: Callable[[], bool] | None,
+        chain_ids: Sequence[int] | None = None,
+        on_result: Callable[[Trace], None] | None = None,
+        draws: Callable[[Any], None] | None = None,
     ) -> list[Trace]:
         """Run one chain per seed on at most ``max_workers`` workers; results in chain order.
+
+        ``chain_ids`` numbers the chains (default ``0..len(seeds)-1``): a run over several nodes
+        gives each node its share of one run's chains under their run-wide numbers, so that
+        progress, errors and ``Trace.info["chain"]`` agree with a single-node run.
+        ``on_result(trace)`` is called in the calling thread as each chain finishes (before the
+        others end). Each trace's ``info["worker"]`` is the pid of the worker that ran it.
+        ``draws(batch)`` receives each chain's sampling draws as :class:`~exmc.nuts.stream.DrawBatch`
+        es while it runs.
 
         ``payload`` (an IR or a compiled model) travels with cloudpickle, once per worker and
         model. Raises :class:`ChainFailed` naming the chain whose worker died, re-raises a chain's
         own exception (noting the chain and the remote traceback), and raises ``InterruptedError``
-        when ``should_stop()`` becomes true; in every failure case all workers are terminated.
+        when ``should_stop()`` becomes true; in every failure case all workers are terminated,
+        except for a :class:`~exmc.errors.ValidationError` (the model itself is malformed: the
+        workers are healthy, so the pool keeps them once each busy one has answered).
         """
         model_bytes = cloudpickle.dumps(payload)
         key = hashlib.sha1(model_bytes).hexdigest()
+        ids = list(range(len(seeds))) if chain_ids is None else [int(c) for c in chain_ids]
+        if len(ids) != len(seeds) or len(set(ids)) != len(ids):
+            raise ValueError(f"chain_ids must number each seed once, got {chain_ids!r} for {len(seeds)} seeds")
         while not self._lock.acquire(timeout=POLL_INTERVAL):
             if should_stop is not None and should_stop():
                 raise InterruptedError("sampling cancelled while waiting for the chain pool")
         try:
-            return self._run_locked(model_bytes, key, seeds, options, max_workers, progress, should_stop)
+            return self._run_locked(model_bytes, key, dict(zip(ids, seeds)), options, max_workers, progress,
+                                    should_stop, on_result, draws)
         finally:
             self._lock.release()
 
-    def _run_locked(self, model_bytes, key, seeds, options, max_workers, progress, should_stop):
+    def _run_locked(self, model_bytes, key, seeds, options, max_workers, progress, should_stop, on_result, draws):
         results: dict[int, Trace] = {}
+        busy: dict[Connection, _Worker] = {}
         try:
             self.grow(max_workers)
-            pending = list(range(len(seeds)))
+            pending = list(seeds)
             idle = list(self._workers[:max_workers])
-            busy: dict[Connection, _Worker] = {}
             while len(results) < len(seeds):
                 while pending and idle:
                     worker, chain = idle.pop(0), pending.pop(0)
                     send = None if worker.model_key == key else model_bytes
-                    worker.conn.send(("run", chain, key, send, seeds[chain], options, progress is not None))
+                    worker.conn.send(("run", chain, key, send, seeds[chain], options, progress is not None,
+                                      draws is not None))
                     worker.model_key, worker.chain = key, chain
                     busy[worker.conn] = worker
                 for handle in wait(list(busy), timeout=POLL_INTERVAL):
                     worker = busy[handle]
-                    if self._receive(worker, results, progress):
+                    if self._receive(worker, results, progress, on_result, draws):
                         del busy[handle]
                         worker.chain = None
                         idle.append(worker)
                 if should_stop is not None and should_stop():
                     raise InterruptedError("sampling cancelled (should_stop returned true)")
+        except ValidationError:
+            if self._settle(busy, results):
+                logger.info("chain run refused a malformed model; the pool keeps its workers")
+            else:
+                self.shutdown()
+            raise
         except BaseException:
             logger.info("chain run aborted; terminating %d workers", len(self._workers))
             self.shutdown()
             raise
-        return [results[i] for i in range(len(seeds))]
+        return [results[i] for i in seeds]
+
+    def _settle(self, busy: dict[Connection, _Worker], results: dict[int, Trace]) -> bool:
+        """After a ValidationError: wait (briefly) for the other busy workers, which fail on the
+        same model as soon as they load it; True when all answered and are idle again."""
+        for _ in range(int(TERMINATE_GRACE / POLL_INTERVAL)):
+            for handle in wait(list(busy), timeout=POLL_INTERVAL):
+                worker = busy[handle]
+                try:
+                    finished = self._receive(worker, results, None, None)
+                except ValidationError:
+                    finished = True
+                except BaseException:  # noqa: BLE001 - anything else: the caller shuts the pool down
+                    return False
+                if finished:
+                    del busy[handle]
+                    worker.chain = None
+            if not [w for w in busy.values() if w.chain is not None]:
+                return True
+        return False
 
     @staticmethod
-    def _receive(worker: _Worker, results: dict[int, Trace], progress) -> bool:
+    def _receive(worker: _Worker, results: dict[int, Trace], progress, on_result=None, draws=None) -> bool:
         """Handle the messages waiting on a worker's socket; True when its chain finished.
         End of file means the worker died: :class:`ChainFailed` names its chain."""
         while worker.conn.poll():
@@ -201,11 +249,20 @@ class WorkerPool:
             if kind == "progress":
                 if progress is not None:
                     progress(message[1])
+            elif kind == "draws":
+                if draws is not None:
+                    draws(message[1])
             elif kind == "done":
-                results[message[1]] = message[2]
+                trace = message[2]
+                trace.info["worker"] = worker.pid
+                results[message[1]] = trace
+                if on_result is not None:
+                    on_result(trace)
                 return True
             else:
                 _, chain, exc, detail = message
+                worker.chain = None  # the worker survived its chain's exception and is idle
+                exc.exmc_chain = chain  # travels with the exception (a run over nodes names the chain)
                 exc.add_note(f"in exmc chain {chain} (worker pid {worker.pid}):\n{detail}")
                 raise exc
         return False

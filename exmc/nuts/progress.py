@@ -26,18 +26,27 @@ class ProgressEvent:
 
 
 class Throttle:
-    """Forwards events to ``emit`` at most once per ``interval`` seconds, plus the final one."""
+    """Forwards events to ``emit`` at most once per ``interval`` seconds, plus the final one and
+    the last event of warmup (so a display learns warmup's final divergence count, which the
+    sampling phase's events no longer carry)."""
 
     def __init__(self, emit: Callable[[ProgressEvent], None], interval: float = PROGRESS_INTERVAL) -> None:
         self._emit = emit
         self._interval = interval
         self._last = -float("inf")
+        # The latest call not forwarded (its arguments), or None: sent first at a phase change.
+        self._held: tuple | None = None
 
     def __call__(
         self, chain: int, iteration: int, total: int, phase: str, divergences: int, step_size: float
     ) -> None:
         now = time.monotonic()
         done = iteration == total
+        if self._held is not None and self._held[3] != phase:
+            self._emit(ProgressEvent(*self._held, done=False))
         if done or now - self._last >= self._interval:
             self._last = now
+            self._held = None
             self._emit(ProgressEvent(chain, iteration, total, phase, divergences, step_size, done))
+        else:
+            self._held = (chain, iteration, total, phase, divergences, step_size)

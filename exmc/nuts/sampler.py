@@ -15,9 +15,11 @@ from typing import Any, Callable, Generator, Mapping
 import numpy as np
 
 from exmc.nuts.adaptation import WelfordCovariance, WelfordVariance, WindowSchedule
-from exmc.nuts.errors import SamplerError
+from exmc.nuts.errors import ModelError, SamplerError
 from exmc.nuts.init import initial_point
-from exmc.nuts.metric import DenseMetric, DiagonalMetric, unit_metric
+from exmc.nuts.interface import CompiledModel, WithDeterministics
+from exmc.nuts.metric import DenseMetric, DiagonalMetric, LowRankMetric, unit_metric
+from exmc.nuts.metric_choice import AutoMetricEstimator
 from exmc.nuts.stepsize import (
     DEFAULT_INITIAL_STEP_SIZE,
     DEFAULT_TARGET_ACCEPT,
@@ -25,8 +27,11 @@ from exmc.nuts.stepsize import (
     find_initial_step_size,
 )
 from exmc.nuts.trace import STAT_DTYPES, Trace
-from exmc.nuts.integrator import drive
+from exmc.nuts.integrator import LogDensityError, drive
 from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, nuts_transition_steps
+
+#: The metrics a chain can sample with (each has ``inverse``, ``sample_momentum``, ``velocity``).
+Metric = DiagonalMetric | DenseMetric | LowRankMetric
 
 
 @dataclass(frozen=True)
@@ -37,10 +42,14 @@ class SamplerOptions:
     num_warmup: int = 1000
     target_accept: float = DEFAULT_TARGET_ACCEPT
     max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH
-    dense_mass: bool = False
+    # "auto": Stan's diagonal metric, corrected by a low rank when warmup shows strong correlations
+    # (exmc.nuts.metric_choice); False: always Stan's diagonal; True: always Stan's dense metric.
+    dense_mass: bool | str = "auto"
     init_values: Mapping[str, Any] | None = None
     # Deterministics kept in the draws: all (True), none (False) or those named.
     keep_deterministics: bool | tuple[str, ...] = True
+    # Pointwise log-likelihood of the observed rvs at every draw, computed with the chain.
+    log_likelihood: bool = False
 
     def __post_init__(self) -> None:
         keep = self.keep_deterministics
@@ -48,6 +57,8 @@ class SamplerOptions:
             if isinstance(keep, str) or not all(isinstance(name, str) for name in keep):
                 raise ValueError(f"keep_deterministics must be True, False or a list of names, got {keep!r}")
             object.__setattr__(self, "keep_deterministics", tuple(keep))
+        if self.dense_mass not in (True, False, "auto"):
+            raise ValueError(f"dense_mass must be True, False or 'auto', got {self.dense_mass!r}")
         if int(self.num_samples) != self.num_samples or self.num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
         if int(self.num_warmup) != self.num_warmup or self.num_warmup < 0:
@@ -59,31 +70,60 @@ class SamplerOptions:
 
 
 class _Warmup:
-    """Stan's adapter state: dual averaging plus windowed (co)variance estimation."""
+    """Stan's adapter state: dual averaging plus windowed (co)variance estimation; with
+    ``dense_mass="auto"`` the estimator also chooses the metric's kind (``metric_choice``)."""
 
     def __init__(self, model, options: SamplerOptions) -> None:
         self.schedule = WindowSchedule(options.num_warmup)
-        estimator = WelfordCovariance if options.dense_mass else WelfordVariance
-        self.estimator = estimator(model.dim)
+        self.mode = options.dense_mass
+        if self.mode == "auto":
+            self.estimator = AutoMetricEstimator(model.dim)
+        else:
+            self.estimator = (WelfordCovariance if self.mode else WelfordVariance)(model.dim)
         # Stan sets mu = log(10 * stepsize) from the *user's* initial step size before the heuristic
         # runs (services/sample/hmc_nuts_*_adapt.hpp), and from the heuristic's result after each
         # metric update (adapt_*_nuts.hpp).
         self.dual = DualAveraging(math.log(10.0 * DEFAULT_INITIAL_STEP_SIZE), options.target_accept)
 
-    def adapt(self, accept_prob: float, q: np.ndarray) -> tuple[float, np.ndarray | None]:
-        """Learn from one warmup transition; returns the next step size and, at a window end,
-        the new inverse metric (else ``None``)."""
+    def adapt(self, accept_prob: float, q: np.ndarray, grad: np.ndarray, n_steps: int,
+              metric: Metric) -> tuple[float, Metric | None]:
+        """Learn from one warmup transition (its draw ``q``, the log-density's gradient there and
+        its leapfrog steps; ``metric`` is the one in use); returns the next step size and, at a
+        window end or an early switch of the automatic choice, the new metric (else ``None``)."""
         step_size = self.dual.update(accept_prob)
+        iteration = self.schedule.counter
         collect, update = self.schedule.step()
+        auto = self.mode == "auto"
+        if auto:
+            self.estimator.add_recent(q, grad)
         if collect:
-            self.estimator.add(q)
+            if auto:
+                self.estimator.add(q, grad)
+            else:
+                self.estimator.add(q)
         if not update:
+            if auto and (early := self.estimator.probe(iteration, n_steps)) is not None:
+                return step_size, early
             return step_size, None
         inverse = self.estimator.regularized()
-        self.estimator.restart()
         if not np.all(np.isfinite(inverse)):
             raise SamplerError("numerical overflow in metric adaptation: the posterior may be improper")
-        return step_size, inverse
+        if auto:
+            new: Metric = self.estimator.metric(inverse, metric, iteration)
+        else:
+            new = DenseMetric(inverse) if self.mode else DiagonalMetric(inverse)
+        self.estimator.restart()
+        return step_size, new
+
+    def metric_info(self, metric: Metric) -> dict[str, Any]:
+        """``Trace.info`` entries saying which metric the chain sampled with and why."""
+        kind = "lowrank" if isinstance(metric, LowRankMetric) else "dense" if isinstance(metric, DenseMetric) else "diag"
+        info: dict[str, Any] = {"metric": kind, "dense_mass": self.mode}
+        if kind == "lowrank":
+            info["metric_rank"] = metric.rank
+        if self.mode == "auto":
+            info["metric_windows"] = [choice._asdict() for choice in self.estimator.decisions]
+        return info
 
 
 #: What unpickling and compiling an IR needs: the families, and the compiler with its ops and
@@ -100,7 +140,7 @@ def preload_model_modules() -> None:
 
 def load_model(payload):
     """Turn a shipped payload into a compiled model: models pass through, IRs are compiled."""
-    if hasattr(payload, "logp_and_grad"):
+    if isinstance(payload, CompiledModel):
         return payload
     import exmc
 
@@ -111,7 +151,7 @@ def dropped_deterministics(model, keep: bool | tuple[str, ...]) -> frozenset[str
     """Names of ``model``'s deterministics to leave out of the draws under ``keep`` (see
     :class:`SamplerOptions`). Raises ValueError naming a kept name that is not a deterministic
     of the model."""
-    dets = [name for name, _ in getattr(model, "det_names", ())]  # optional in the model interface
+    dets = [name for name, _ in model.det_names] if isinstance(model, WithDeterministics) else []
     if keep is True:
         return frozenset()
     if keep is False:
@@ -124,28 +164,30 @@ def dropped_deterministics(model, keep: bool | tuple[str, ...]) -> frozenset[str
 
 
 def run_chain(
-    model,
+    model: CompiledModel,
     chain: int,
     seed: np.random.SeedSequence,
     options: SamplerOptions,
     report: Callable[[int, int, int, str, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_draw: Callable[[int, np.ndarray, Mapping[str, Any]], None] | None = None,
 ) -> Trace:
     """Sample one chain, evaluating the log-density directly (see :func:`chain_steps`).
 
     Floating-point warnings of the model (overflow far out in a divergent trajectory) are silenced:
     their consequences, non-finite energies, are handled as divergences."""
     with np.errstate(all="ignore"):
-        return drive(chain_steps(model, chain, seed, options, report, should_stop), model.logp_and_grad)
+        return drive(chain_steps(model, chain, seed, options, report, should_stop, on_draw), model.logp_and_grad)
 
 
 def chain_steps(
-    model,
+    model: CompiledModel,
     chain: int,
     seed: np.random.SeedSequence,
     options: SamplerOptions,
     report: Callable[[int, int, int, str, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_draw: Callable[[int, np.ndarray, Mapping[str, Any]], None] | None = None,
 ) -> Generator[np.ndarray, tuple[float, np.ndarray], Trace]:
     """Sample one chain of ``model`` (an ``exmc.compile``d model) and return its :class:`Trace`.
 
@@ -153,6 +195,8 @@ def chain_steps(
     not depend on which process runs the chain. ``report(chain, iteration, total, phase,
     divergences, step_size)`` is called after every iteration (callers throttle it).
     ``should_stop()`` is polled once per iteration; when true the chain raises ``InterruptedError``.
+    ``on_draw(i, q, stats)`` receives each sampling draw as it is made (unconstrained position and
+    its statistics; :class:`exmc.nuts.stream.DrawBatcher` batches them for streaming).
 
     A generator: every leapfrog position of every trajectory is yielded and its guarded
     ``(lp, grad)`` is expected back (``integrator.drive`` answers at once; the vectorized driver
@@ -160,35 +204,58 @@ def chain_steps(
     evaluations, call ``model.logp_and_grad`` directly. Drivers set ``np.errstate``.
 
     Raises :class:`~exmc.nuts.errors.InitializationError` when no finite initial point exists,
-    :class:`~exmc.nuts.errors.SamplerError` when adaptation overflows. Model exceptions inside
-    trajectories are divergences, not errors.
+    :class:`~exmc.nuts.errors.SamplerError` when adaptation overflows, and
+    :class:`~exmc.nuts.errors.ModelError` (chain, iteration, phase) when the log-density raises an
+    exception that is not a domain error; domain errors inside trajectories are divergences.
     """
+    where = _Where()
+    try:
+        return (yield from _chain_body(model, chain, seed, options, report, should_stop, on_draw, where))
+    except LogDensityError as exc:
+        raise ModelError(chain, where.iteration, where.phase, str(exc)) from exc.cause
+
+
+class _Where:
+    """Where a chain is, for :class:`ModelError`: ``phase`` is ``"initialization"`` until the first
+    warmup iteration starts, then ``"warmup"`` or ``"sampling"``; ``iteration`` the 1-based
+    iteration in progress (0 during initialization). Written only by the chain's own ``tick``."""
+
+    def __init__(self) -> None:
+        self.phase = "initialization"
+        self.iteration = 0
+
+
+def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where: _Where):
+    """The body of :func:`chain_steps` (which turns a :class:`LogDensityError` into a ModelError)."""
     dropped = dropped_deterministics(model, options.keep_deterministics)
     rng = np.random.default_rng(seed)
     logp_and_grad = model.logp_and_grad
     total = options.num_warmup + options.num_samples
     q, lp, grad = initial_point(model, rng, options.init_values, chain)
-    metric = unit_metric(model.dim, options.dense_mass)
+    metric = unit_metric(model.dim, options.dense_mass is True)
     step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, DEFAULT_INITIAL_STEP_SIZE, rng)
     warmup = _Warmup(model, options)
     divergences = 0
     warmup_steps = 0
 
     def tick(iteration: int, phase: str) -> None:
+        where.iteration = iteration + 1
+        where.phase = "warmup" if iteration < options.num_warmup else "sampling"
         if should_stop is not None and should_stop():
             raise InterruptedError(f"chain {chain} stopped at iteration {iteration}")
         if report is not None:
             report(chain, iteration, total, phase, divergences, step_size)
 
+    where.phase, where.iteration = ("warmup" if options.num_warmup else "sampling"), 1
     start = time.perf_counter()
     for i in range(options.num_warmup):
         t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
         q, lp, grad = t.q, t.lp, t.grad
         divergences += t.divergent
         warmup_steps += t.n_steps
-        step_size, inverse = warmup.adapt(t.accept_prob, q)
-        if inverse is not None:
-            metric = DenseMetric(inverse) if options.dense_mass else DiagonalMetric(inverse)
+        step_size, new_metric = warmup.adapt(t.accept_prob, q, grad, t.n_steps, metric)
+        if new_metric is not None:
+            metric = new_metric
             step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, step_size, rng)
             warmup.dual.mu = math.log(10.0 * step_size)
             warmup.dual.restart()
@@ -215,6 +282,8 @@ def chain_steps(
         stats["divergent"][i] = t.divergent
         stats["energy"][i] = t.energy
         divergences += t.divergent
+        if on_draw is not None:
+            on_draw(i, q, {name: column[i] for name, column in stats.items()})
         tick(options.num_warmup + i + 1, "sampling")
     sampling_seconds = time.perf_counter() - start
 
@@ -231,5 +300,15 @@ def chain_steps(
         "warmup_steps": warmup_steps,
         "warmup_divergences": warmup_divergences,
         "max_tree_depth": options.max_tree_depth,
+        # Which recorded variables are deterministics (the rest are free rvs): displays plot the
+        # free ones by default.
+        "deterministics": [name for name, _ in model.det_names if name not in dropped]
+        if isinstance(model, WithDeterministics) else [],
+        **warmup.metric_info(metric),
     }
-    return Trace(draws, stats, info, unconstrained=positions)
+    log_likelihood = None
+    if options.log_likelihood:
+        from exmc.loglik import pointwise_log_likelihood
+
+        log_likelihood = pointwise_log_likelihood(model, positions)
+    return Trace(draws, stats, info, unconstrained=positions, log_likelihood=log_likelihood)

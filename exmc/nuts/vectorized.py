@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from exmc.nuts.integrator import guarded_logp_and_grad
+from exmc.nuts.integrator import LogDensityError, guarded_logp_and_grad
 from exmc.nuts.progress import ProgressEvent, Throttle
 from exmc.nuts.sampler import SamplerOptions, chain_steps
 from exmc.nuts.trace import Trace
@@ -30,19 +30,34 @@ def batched_logp_and_grad(model, positions: np.ndarray) -> tuple[list[float], np
     """Guarded batched evaluation: ``(C, dim)`` → (C log-densities, ``(C, dim)`` gradients).
 
     When the batched call raises, each row is evaluated alone so that only the failing chains see
-    ``-inf`` (a divergence); NaN or +inf log-densities become ``-inf``.
+    ``-inf`` (a divergence); NaN or +inf log-densities become ``-inf``. A row whose evaluation
+    raises a non-domain error raises :class:`_RowFailed` (the driver hands it to that chain).
     """
     try:
         lps, grads = model.logp_and_grad(positions)
     except Exception as exc:  # noqa: BLE001 - isolate the failing rows
         logger.debug("batched log-density raised %r; evaluating rows one by one", exc)
-        rows = [guarded_logp_and_grad(model.logp_and_grad, q) for q in positions]
+        rows = []
+        for row, q in enumerate(positions):
+            try:
+                rows.append(guarded_logp_and_grad(model.logp_and_grad, q))
+            except LogDensityError as error:
+                raise _RowFailed(row, error) from None
         return [lp for lp, _ in rows], np.stack([g for _, g in rows])
     lps = np.asarray(lps, dtype=float)
     bad = ~(lps < np.inf)  # NaN or +inf
     if bad.any():
         lps = np.where(bad, -np.inf, lps)
     return lps.tolist(), grads
+
+
+class _RowFailed(Exception):
+    """Row ``row`` of a batched evaluation raised ``error`` (a :class:`LogDensityError`)."""
+
+    def __init__(self, row: int, error: LogDensityError) -> None:
+        super().__init__(row, error)
+        self.row = row
+        self.error = error
 
 
 def run_vectorized(
@@ -72,7 +87,11 @@ def run_vectorized(
         while requests:
             active = list(requests)
             # np.array stacks equal-length rows like np.stack at a fraction of its Python overhead.
-            lps, grads = batched_logp_and_grad(model, np.array([requests[c] for c in active]))
+            try:
+                lps, grads = batched_logp_and_grad(model, np.array([requests[c] for c in active]))
+            except _RowFailed as failed:
+                chains[active[failed.row]].throw(failed.error)  # raises the chain's ModelError
+                raise  # unreachable: the chain re-raises what it is thrown
             for row, c in enumerate(active):
                 try:
                     requests[c] = chains[c].send((lps[row], grads[row]))

@@ -3,11 +3,12 @@
 Started by the pool as ``python -m exmc.nuts.worker FD``, FD being its end of a Unix socket pair.
 Protocol on that socket (all messages are tuples):
 
-- parent → worker: ``("run", chain, model_key, model_bytes, seed, options, with_progress)``;
-  ``model_bytes`` is a cloudpickled model or IR (``None`` when the worker already holds
-  ``model_key``, the payload's digest).
-- worker → parent: ``("progress", ProgressEvent)``, then ``("done", chain, Trace)`` or
-  ``("error", chain, exception, formatted_traceback)``.
+- parent → worker: ``("run", chain, model_key, model_bytes, seed, options, with_progress,
+  with_draws)``; ``model_bytes`` is a cloudpickled model or IR (``None`` when the worker already
+  holds ``model_key``, the payload's digest).
+- worker → parent: ``("progress", ProgressEvent)`` and, with ``with_draws``, ``("draws",
+  DrawBatch)`` (at most every 0.2 s, see :mod:`exmc.nuts.stream`), then ``("done", chain, Trace)``
+  or ``("error", chain, exception, formatted_traceback)``.
 
 The worker ignores SIGINT: on Ctrl-C the parent alone decides, and terminates the workers. It exits
 when the socket closes (the parent went away), so no worker outlives its parent's pool.
@@ -23,6 +24,7 @@ import cloudpickle
 
 from exmc.nuts.progress import Throttle
 from exmc.nuts.sampler import load_model, preload_model_modules, run_chain
+from exmc.nuts.stream import draw_hook
 
 # At start-up, which the pool does ahead of time (``start_pool``, node preload), not on the first task.
 preload_model_modules()
@@ -37,13 +39,15 @@ def worker_main(conn: Connection) -> None:
             message = conn.recv()
         except (EOFError, OSError):
             return
-        _, chain, key, model_bytes, seed, options, with_progress = message
+        _, chain, key, model_bytes, seed, options, with_progress, with_draws = message
         try:
             if key != cached_key:
                 cached_model = load_model(cloudpickle.loads(model_bytes))
                 cached_key = key
             report = Throttle(lambda event: conn.send(("progress", event))) if with_progress else None
-            trace = run_chain(cached_model, chain, seed, options, report)
+            emit = lambda batch: conn.send(("draws", batch))  # noqa: E731
+            on_draw = draw_hook(emit, cached_model, chain, options) if with_draws else None
+            trace = run_chain(cached_model, chain, seed, options, report, on_draw=on_draw)
         except Exception as exc:  # noqa: BLE001 - every failure is reported to the parent
             detail = traceback.format_exc()
             try:

@@ -288,6 +288,180 @@ def diamonds(data: Data, p: Params) -> float:
     return lp
 
 
+# --- gp_regr.stan / gp_pois_regr.stan --------------------------------------------------------
+
+def _gp_exp_quad_cov(x, alpha, rho):
+    x = np.asarray(x, dtype=float)
+    return alpha ** 2 * np.exp(-((x[:, None] - x[None, :]) ** 2) / (2 * rho ** 2))
+
+
+def _gamma_lpdf(y, a, b):
+    return float(a * np.log(b) - gammaln(a) + (a - 1) * np.log(y) - b * y)
+
+
+def gp_regr(data: Data, p: Params) -> float:
+    n = data["N"]
+    cov = _gp_exp_quad_cov(data["x"], p["alpha"], p["rho"]) + np.diag(np.full(n, p["sigma"]))
+    chol = np.linalg.cholesky(cov)
+    y = _vec(data, "y")
+    z = np.linalg.solve(chol, y)  # multi_normal_cholesky_lpdf(y | 0, L)
+    lik = -0.5 * z @ z - np.sum(np.log(np.diag(chol))) - 0.5 * n * LOG_2PI
+    return _gamma_lpdf(p["rho"], 25, 4) + normal_lpdf(p["alpha"], 0, 2) + normal_lpdf(p["sigma"], 0, 1) + lik
+
+
+def gp_pois_regr(data: Data, p: Params) -> float:
+    n = data["N"]
+    cov = _gp_exp_quad_cov(data["x"], p["alpha"], p["rho"]) + np.diag(np.full(n, 1e-10))
+    f = np.linalg.cholesky(cov) @ np.asarray(p["f_tilde"])
+    k = np.asarray(data["k"], dtype=float)
+    lik = float(np.sum(k * f - np.exp(f) - gammaln(k + 1)))  # poisson_log_lpmf(k | f)
+    return _gamma_lpdf(p["rho"], 25, 4) + normal_lpdf(p["alpha"], 0, 2) + normal_lpdf(p["f_tilde"], 0, 1) + lik
+
+
+# --- low_dim_gauss_mix.stan ----------------------------------------------------------------------
+
+def low_dim_gauss_mix(data: Data, p: Params) -> float:
+    mu, sigma, theta = np.asarray(p["mu"]), np.asarray(p["sigma"]), p["theta"]
+    lp = normal_lpdf(sigma, 0, 2) + normal_lpdf(mu, 0, 2)
+    lp += float((5 - 1) * np.log(theta) + (5 - 1) * np.log1p(-theta) - (gammaln(5) * 2 - gammaln(10)))
+    for y_n in _vec(data, "y"):
+        a = np.log(theta) + normal_lpdf(y_n, mu[0], sigma[0])
+        b = np.log1p(-theta) + normal_lpdf(y_n, mu[1], sigma[1])
+        lp += float(np.logaddexp(a, b))  # log_mix
+    return lp
+
+
+# --- hmm_example.stan ----------------------------------------------------------------------------
+
+def hmm_example(data: Data, p: Params) -> float:
+    y, K, N = _vec(data, "y"), data["K"], data["N"]
+    theta = [np.asarray(p["theta1"]), np.asarray(p["theta2"])]
+    mu = np.asarray(p["mu"])
+    lp = normal_lpdf(mu[0], 3, 1) + normal_lpdf(mu[1], 10, 1)
+    gamma = np.zeros((N, K))
+    for k in range(K):
+        gamma[0, k] = normal_lpdf(y[0], mu[k], 1)
+    for t in range(1, N):
+        for k in range(K):
+            acc = [gamma[t - 1, j] + np.log(theta[j][k]) + normal_lpdf(y[t], mu[k], 1) for j in range(K)]
+            gamma[t, k] = np.logaddexp.reduce(acc)
+    return lp + float(np.logaddexp.reduce(gamma[N - 1]))
+
+
+# --- hmm_drive_0.stan / hmm_drive_1.stan -------------------------------------------------------
+
+def _dirichlet_lpdf(x, alpha):
+    x, alpha = np.asarray(x, float), np.asarray(alpha, float)
+    return float(gammaln(alpha.sum()) - gammaln(alpha).sum() + np.sum((alpha - 1) * np.log(x)))
+
+
+def _exponential_lpdf(y, rate):
+    return float(np.log(rate) - rate * y)
+
+
+def _hmm_drive(data: Data, p: Params, emission) -> float:
+    u, v, K, N = _vec(data, "u"), _vec(data, "v"), data["K"], data["N"]
+    alpha = np.asarray(data["alpha"], dtype=float)
+    theta = [np.asarray(p["theta1"]), np.asarray(p["theta2"])]
+    phi, lam = np.asarray(p["phi"]), np.asarray(p["lambda"])
+    lp = sum(_dirichlet_lpdf(theta[k], alpha[k]) for k in range(K))
+    lp += normal_lpdf(phi[0], 0, 1) + normal_lpdf(phi[1], 3, 1) + normal_lpdf(lam[0], 0, 1) + normal_lpdf(lam[1], 3, 1)
+    gamma = np.zeros((N, K))
+    for k in range(K):
+        gamma[0, k] = emission(u[0], v[0], phi[k], lam[k])
+    for t in range(1, N):
+        for k in range(K):
+            acc = [gamma[t - 1, j] + np.log(theta[j][k]) + emission(u[t], v[t], phi[k], lam[k]) for j in range(K)]
+            gamma[t, k] = np.logaddexp.reduce(acc)
+    return lp + float(np.logaddexp.reduce(gamma[N - 1]))
+
+
+def hmm_drive_0(data: Data, p: Params) -> float:
+    return _hmm_drive(data, p, lambda u, v, phi, lam: _exponential_lpdf(u, phi) + _exponential_lpdf(v, lam))
+
+
+def hmm_drive_1(data: Data, p: Params) -> float:
+    tau, rho = data["tau"], data["rho"]
+    return _hmm_drive(data, p, lambda u, v, phi, lam: normal_lpdf(u, phi, tau) + normal_lpdf(v, lam, rho))
+
+
+# --- arma11.stan / garch11.stan ------------------------------------------------------------------
+
+def arma11(data: Data, p: Params) -> float:
+    y, T = _vec(data, "y"), data["T"]
+    mu, phi, theta, sigma = p["mu"], p["phi"], p["theta"], p["sigma"]
+    lp = normal_lpdf(mu, 0, 10) + normal_lpdf(phi, 0, 2) + normal_lpdf(theta, 0, 2) + cauchy_lpdf(sigma, 0, 2.5)
+    err = np.zeros(T)
+    nu = mu + phi * mu
+    err[0] = y[0] - nu
+    for t in range(1, T):
+        nu = mu + phi * y[t - 1] + theta * err[t - 1]
+        err[t] = y[t] - nu
+    return lp + normal_lpdf(err, 0, sigma)
+
+
+def _garch11_stan(data: Data, p: Params) -> float:
+    y, T = _vec(data, "y"), data["T"]
+    mu, alpha0, alpha1, beta1 = p["mu"], p["alpha0"], p["alpha1"], p["beta1"]
+    sigma = np.zeros(T)
+    sigma[0] = data["sigma1"]
+    for t in range(1, T):
+        sigma[t] = np.sqrt(alpha0 + alpha1 * (y[t - 1] - mu) ** 2 + beta1 * sigma[t - 1] ** 2)
+    return normal_lpdf(y, mu, sigma)
+
+
+def garch11(data: Data, p: Params) -> float:
+    """The port samples ``beta1 = (1 - alpha1) beta1_unit`` (Stan's bound ``upper=(1 - alpha1)``):
+    Stan's density in ``(alpha1, beta1)`` times that map's Jacobian ``1 - alpha1``."""
+    alpha1 = p["alpha1"]
+    stan = dict(p, beta1=(1.0 - alpha1) * p["beta1_unit"])
+    return _garch11_stan(data, stan) + float(np.log1p(-alpha1))
+
+
+# --- lotka_volterra.stan / one_comp_mm_elim_abs.stan (scipy's odeint, tight tolerances) ----------
+
+def _lognormal_lpdf(y, mu, sigma):
+    y = np.asarray(y, float)
+    return normal_lpdf(np.log(y), mu, sigma) - float(np.sum(np.log(y) * np.ones(np.broadcast(y, mu, sigma).shape)))
+
+
+def lotka_volterra(data: Data, p: Params) -> float:
+    from scipy.integrate import odeint
+
+    theta, z_init, sigma = np.asarray(p["theta"]), np.asarray(p["z_init"]), np.asarray(p["sigma"])
+
+    def dz_dt(z, t):
+        u, v = z
+        alpha, beta, gamma, delta = theta
+        return [(alpha - beta * v) * u, (-gamma + delta * u) * v]
+
+    ts = np.asarray(data["ts"], float)
+    z = odeint(dz_dt, z_init, np.concatenate([[0.0], ts]), rtol=1e-11, atol=1e-11)[1:]
+    y, y_init = np.asarray(data["y"], float), np.asarray(data["y_init"], float)
+    lp = normal_lpdf(theta[[0, 2]], 1, 0.5) + normal_lpdf(theta[[1, 3]], 0.05, 0.05)
+    lp += _lognormal_lpdf(sigma, -1, 1) + _lognormal_lpdf(z_init, np.log(10), 1)
+    for k in range(2):
+        lp += _lognormal_lpdf(y_init[k], np.log(z_init[k]), sigma[k])
+        lp += _lognormal_lpdf(y[:, k], np.log(z[:, k]), sigma[k])
+    return lp
+
+
+def one_comp_mm_elim_abs(data: Data, p: Params) -> float:
+    from scipy.integrate import odeint
+
+    k_a, K_m, V_m, sigma = p["k_a"], p["K_m"], p["V_m"], p["sigma"]
+    D, V = data["D"], data["V"]
+
+    def rhs(y, t):
+        dose = np.exp(-k_a * t) * D * k_a / V if t > 0 else 0.0
+        return [dose - (V_m / V) * y[0] / (K_m + y[0])]
+
+    times = np.asarray(data["times"], float)
+    C = odeint(rhs, [0.0], np.concatenate([[data["t0"]], times]), rtol=1e-11, atol=1e-11)[1:, 0]
+    lp = cauchy_lpdf(k_a, 0, 1) + cauchy_lpdf(K_m, 0, 1) + cauchy_lpdf(V_m, 0, 1) + cauchy_lpdf(sigma, 0, 1)
+    return lp + _lognormal_lpdf(np.asarray(data["C_hat"], float), np.log(C), sigma)
+
+
 #: Stan model name -> transcription.
 TRANSCRIPTIONS: dict[str, Callable[[Data, Params], float]] = {
     f.__name__: f
@@ -297,6 +471,7 @@ TRANSCRIPTIONS: dict[str, Callable[[Data, Params], float]] = {
         kidscore_momiq, kidscore_momhsiq, kidscore_interaction, kidscore_interaction_c,
         kidscore_interaction_c2, kidscore_interaction_z, kidscore_mom_work, kilpisjarvi, mesquite,
         logmesquite, logmesquite_logva, logmesquite_logvas, logmesquite_logvash,
-        logmesquite_logvolume, nes, blr, arK, diamonds,
+        logmesquite_logvolume, nes, blr, arK, diamonds, gp_regr, gp_pois_regr, low_dim_gauss_mix,
+        hmm_example, hmm_drive_0, hmm_drive_1, arma11, garch11, lotka_volterra, one_comp_mm_elim_abs,
     )
 }

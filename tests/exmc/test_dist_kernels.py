@@ -113,7 +113,7 @@ def test_observed_kernels_decline_what_they_do_not_specialise():
     assert Dist.Bernoulli.observed_kernel(y, (("p", (3,)),), False) is None
     assert Dist.Bernoulli.observed_kernel(y, (("logit_p", ()),), False) is None  # broadcasting
     assert Dist.Bernoulli.observed_kernel(np.ones((2, 3)), (("logit_p", (2, 3)),), False) is None
-    assert Dist.Poisson.observed_kernel(y, (("mu", ()),), False) is None  # no kernel: generic path
+    assert Dist.Poisson.observed_kernel(y, (("mu", (1,)),), False) is None  # broadcasting along y
 
 
 def test_bernoulli_logit_kernel_matches_logp_and_grads_in_the_tails():

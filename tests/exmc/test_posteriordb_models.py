@@ -23,12 +23,21 @@ N_CHECK_DRAWS = 20
 #: Allowed spread of (ours - Stan's) across draws, relative to the log-density's magnitude: the
 #: difference must be one constant (normalising terms Stan's ``~`` drops, truncation constants).
 CONSTANT_RTOL = 1e-8
+#: The ODE ports' densities carry their solver's error (rtol 1e-7, exmc.models.odes); the
+#: transcriptions integrate to 1e-11, so the difference is constant only to about 1e-6.
+ODE_CONSTANT_RTOL = {"lotka_volterra": 1e-6, "one_comp_mm_elim_abs": 1e-6}
+#: Fewer draws for them: each evaluation integrates the ODE and its sensitivities.
+N_CHECK_DRAWS_ODE = 8
 
 #: The posteriordb families issue 3 asks for, as prefixes of posterior names: every posterior of
 #: the local subset that starts with one of them must be ported (35 in the shared copy).
 EXPECTED_PREFIXES = ("eight_schools-eight_schools_noncentered", "earnings-", "kidiq-", "kidiq_with_mom_work-",
-                     "mesquite-", "kilpisjarvi_mod-", "nes1", "nes2", "sblrc-", "sblri-", "arK-", "diamonds-")
-EXPECTED_COUNT = 35
+                     "mesquite-", "kilpisjarvi_mod-", "nes1", "nes2", "sblrc-", "sblri-", "arK-", "diamonds-",
+                     # issue 15: the ops (cholesky, linear_recurrence) and families (Mixture with ordered
+                     # means, HMM) these need
+                     "gp_pois_regr-", "low_dim_gauss_mix-", "hmm_example-", "arma-", "garch-",
+                     "bball_drive_event_", "hudson_lynx_hare-", "one_comp_mm_elim_abs-")
+EXPECTED_COUNT = 45
 
 PORTED = [name for name in posteriordb.list_posteriors()
           if posteriordb.load_posterior(name).model_name in MODELS]
@@ -41,8 +50,9 @@ def _case(name: str):
     model = exmc.compile(build(posterior))
     draws = posterior.reference_draws()
     n = len(next(iter(draws.values())))
-    rows = np.linspace(0, n - 1, N_CHECK_DRAWS).astype(int)
-    params = stan_parameters(posterior.model_name, {k: v[rows] for k, v in draws.items()})
+    count = N_CHECK_DRAWS_ODE if posterior.model_name in ODE_CONSTANT_RTOL else N_CHECK_DRAWS
+    rows = np.linspace(0, n - 1, count).astype(int)
+    params = stan_parameters(posterior.model_name, {k: v[rows] for k, v in draws.items()}, posterior.data())
     return posterior, model, params
 
 
@@ -71,13 +81,14 @@ def test_logp_equals_stan_program_up_to_a_constant(name):
     data = posterior.data()
     stan = TRANSCRIPTIONS[posterior.model_name]
     names = [rv for rv, _ in model.free_names]
-    ours = np.array([model.logp(_draw(params, i, names), jacobian=False) for i in range(N_CHECK_DRAWS)])
-    theirs = np.array([stan(data, _draw(params, i, params)) for i in range(N_CHECK_DRAWS)])
+    count = len(next(iter(params.values())))
+    ours = np.array([model.logp(_draw(params, i, names), jacobian=False) for i in range(count)])
+    theirs = np.array([stan(data, _draw(params, i, params)) for i in range(count)])
     scale = max(1.0, np.abs(theirs).max())
     # The check has teeth only if the density varies across the draws much more than the tolerance.
     assert np.ptp(theirs) > 1e3 * CONSTANT_RTOL * scale
     difference = ours - theirs
-    assert np.ptp(difference) <= CONSTANT_RTOL * scale, (
+    assert np.ptp(difference) <= ODE_CONSTANT_RTOL.get(posterior.model_name, CONSTANT_RTOL) * scale, (
         f"{name}: logp - Stan's varies by {np.ptp(difference):.3g} across reference draws")
 
 
@@ -85,7 +96,8 @@ def test_logp_equals_stan_program_up_to_a_constant(name):
 def test_gradient_is_finite_and_batched_evaluation_agrees(name):
     _, model, params = _case(name)
     names = [rv for rv, _ in model.free_names]
-    thetas = np.stack([model.to_unconstrained(_draw(params, i, names)) for i in range(N_CHECK_DRAWS)])
+    thetas = np.stack([model.to_unconstrained(_draw(params, i, names))
+                       for i in range(len(next(iter(params.values()))))])
     single = [model.logp_and_grad(theta) for theta in thetas]
     lp = np.array([s[0] for s in single])
     grad = np.stack([s[1] for s in single])

@@ -142,3 +142,12 @@ def test_interrupting_the_sampling_cell_cancels_the_remote_chains(cluster, kerne
     finally:
         client.stop_channels()
         kernel.shutdown_kernel(now=True)
+
+
+def test_status_cell_shows_the_node_and_its_workers(executed):
+    notebook, _ = executed
+    (cell,) = [c for c in notebook.cells if c.cell_type == "code" and c.source.strip() == "session.status()"]
+    (result,) = [o for o in cell.outputs if o.output_type == "execute_result"]
+    html = result.data["text/html"]
+    assert "<table class='livebook-status'>" in html and COMPUTE in html
+    assert re.search(r"0 busy / [1-9]\d* free", html)

@@ -79,6 +79,7 @@ def test_progress_arrives_during_sampling_not_after(session):
     assert pynode.receive(timeout=1) == "not progress"  # other mail survives the sampling
     assert len(chains) == 2 and recorder.completed is True
     assert chains[0]["mu"].shape == (1500,) and chains[1]["sigma"].min() > 0
+    assert {t.info["node"] for t in chains} == {COMPUTE} and all(t.info["worker"] > 0 for t in chains)
     times = [at for at, _ in recorder.updates]
     assert {progress.chain for _, progress in recorder.updates} == {0, 1}
     # The first update comes early and the updates spread over the run (throttled to ~10/s).

@@ -53,3 +53,29 @@ def test_magics_need_a_target(ipython_shell):
         shell.run_line_magic("attach", "")
     with pytest.raises(UsageError, match="'--port'"):
         shell.run_line_magic("attach", "exmc@127.0.0.14 --port 3")
+
+
+def test_attach_help_shows_the_whole_docstring(ipython_shell):
+    shell = ipython_shell
+    shell.extension_manager.load_extension("livebook_client")
+    info = shell.object_inspect("%attach")  # what `%attach?` shows
+    assert info["found"]
+    text = info["docstring"]
+    assert text.startswith("%attach NODE [--name NAME] [--cookie COOKIE]")
+    for part in ("Failure modes", "AttachError", "IncompatibleNode", "port mapper", "--cookie"):
+        assert part in text, part
+
+
+def test_remote_help_states_both_default_timeouts(ipython_shell):
+    shell = ipython_shell
+    shell.extension_manager.load_extension("livebook_client")
+    text = shell.object_inspect("%%remote")["docstring"]
+    assert "default 60" in text and "session.sample" in text and "no deadline by" in text
+    assert magics.DEFAULT_CALL_TIMEOUT == 60.0
+
+
+def test_readme_states_both_default_timeouts():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "`%%remote` waits 60 s" in readme and "`session.sample` waits until the chains finish" in readme

@@ -50,3 +50,38 @@ def test_shipped_sampler_runs_without_livebook_client_on_the_node():
     result = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().strip() == "(20,)"
+
+
+def test_a_failed_attach_to_a_host_without_port_mapper_starts_no_daemon():
+    from livebook_client import AttachError
+    from pynode import Node, portmapper
+
+    host = "127.0.5.31"  # nothing runs here on this test session's port-mapper port
+    assert not portmapper.is_running(host)
+    with pytest.raises(AttachError, match=r"no port mapper answers on 127\.0\.5\.31"):
+        session.attach(f"exmc@{host}")
+    assert not portmapper.is_running(host), "a port-mapper daemon was left running by a failed lookup"
+    assert not Node.alive()
+
+
+def test_attach_to_an_unregistered_name_says_so_and_starts_nothing(local_cluster):
+    from livebook_client import AttachError
+    from pynode import Node
+
+    cluster = local_cluster(["other@127.0.5.32"])
+    with pytest.raises(AttachError, match=r"has no node named 'exmc'"):
+        session.attach("exmc@127.0.5.32", cookie=cluster.cookie)
+    assert not Node.alive()
+
+
+def test_a_typo_in_the_model_fails_on_the_caller_before_anything_is_sent():
+    import exmc
+    from exmc import Builder, Dist
+
+    ir = Builder.new_ir()
+    ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": 10.0})
+    ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigam"})
+    # A session to a node that does not exist: sending anything would raise NoConnection.
+    nowhere = session.Session("nobody@127.0.5.33", {"exmc": exmc.__version__})
+    with pytest.raises(exmc.ValidationError, match="refers to unknown node 'sigam'"):
+        nowhere.sample(ir, chains=2, progress=False)

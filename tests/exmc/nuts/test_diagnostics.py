@@ -37,11 +37,13 @@ def test_summary_matches_arviz():
              + np.random.default_rng(2).normal(size=(4, 300)))
     chains = _fake_chains(draws)
     row = summary(chains)["a"]
-    reference = arviz_stats.summary(chains.to_arviz(), round_to="none").loc["a"]
+    reference = arviz_stats.summary(chains.to_arviz(backend="datatree"), round_to="none").loc["a"]
     for column in ["mean", "mcse_mean", "mcse_sd", "ess_bulk", "r_hat"]:
         assert row[column] == pytest.approx(reference[column], rel=1e-9), column
     assert row["sd"] == pytest.approx(draws.std(ddof=1))
     az = pytest.importorskip("arviz")
+    if int(az.__version__.split(".")[0]) >= 1:
+        return  # ArviZ 1.x's summary is arviz-stats' (checked above); the HDI columns are legacy ArviZ's
     legacy = az.summary(draws, hdi_prob=0.94, round_to="none").iloc[0]
     for column in ["sd", "hdi_3%", "hdi_97%", "ess_tail"]:
         assert row[column] == pytest.approx(legacy[column], rel=1e-9), column
@@ -97,7 +99,7 @@ def test_a_healthy_run_has_no_warnings_and_exports_to_arviz():
     assert chains.warnings() == []
     assert np.all(ebfmi(chains) > 0.3)
     pytest.importorskip("arviz_base")
-    tree = chains.to_arviz()
+    tree = chains.to_arviz(backend="datatree")
     assert tree["posterior"]["x"].shape == (4, 400, 1)
     assert tree["sample_stats"]["diverging"].shape == (4, 400)
     assert "mean" in chains._repr_html_()

@@ -64,9 +64,9 @@ def test_metric_validation_names_the_problem():
         DenseMetric(np.array([[1.0, 2.0], [2.0, 1.0]]))
 
 
-def test_guard_maps_exceptions_and_nonfinite_to_minus_infinity():
+def test_guard_maps_domain_errors_and_nonfinite_to_minus_infinity():
     def raises(q):
-        raise ValueError("bad")
+        raise ValueError("math domain error")
 
     lp, g = guarded_logp_and_grad(raises, np.zeros(2))
     assert lp == -np.inf and g.shape == (2,)

@@ -191,3 +191,76 @@ def test_start_up_imports_what_the_first_task_needs(statement):
     missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                              check=True)
     assert missing.stdout.strip() == "[]"
+
+
+def _typo_ir():
+    from exmc import Builder, Dist
+
+    ir = Builder.new_ir()
+    ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": 10.0})
+    return Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigam"})  # 'sigam': a typo
+
+
+def test_a_malformed_ir_fails_before_any_worker_sees_it():
+    from exmc import ValidationError
+
+    pool = pool_module.start_pool(2)
+    pids = pool.pids()
+    calls = []
+    with pytest.raises(ValidationError, match="'sigam'"):
+        Sampler.sample_chains(_typo_ir(), 2, progress=calls.append, **FAST)
+    assert calls == [] and pool.pids() == pids and pool.busy() == 0
+
+
+def test_a_validation_error_inside_the_workers_keeps_the_pool():
+    """The pool's own guard, below the sampler's up-front check: workers that refuse a malformed
+    model are healthy and are not restarted."""
+    from exmc import ValidationError
+    from exmc.nuts.sampler import SamplerOptions
+
+    pool = pool_module.start_pool(2)
+    pids = pool.pids()
+    seeds = np.random.SeedSequence(1).spawn(3)
+    with pytest.raises(ValidationError, match="'sigam'"):
+        pool.run(_typo_ir(), seeds, SamplerOptions(**FAST), 2, None, None)
+    assert pool.pids() == pids and all(psutil.pid_exists(pid) for pid in pids)
+    chains = Sampler.sample_chains(isotropic(1), 2, max_workers=2, **FAST)
+    assert pool.pids() == pids and {t.info["worker"] for t in chains} <= set(pids)
+
+
+def test_chain_ids_number_a_share_of_a_run_as_the_whole_run_does():
+    from exmc.nuts.sampler import SamplerOptions
+
+    model = isotropic(2)
+    whole = Sampler.sample_chains(model, 4, seed=9, **FAST)
+    seeds = np.random.SeedSequence(9).spawn(4)
+    finished = []
+    share = pool_module.get_pool().run(model, [seeds[3], seeds[1]], SamplerOptions(**FAST), 2, None, None,
+                                       chain_ids=[3, 1], on_result=finished.append)
+    assert [t.info["chain"] for t in share] == [3, 1]
+    assert sorted(t.info["chain"] for t in finished) == [1, 3]
+    np.testing.assert_array_equal(share[0]["x"], whole[3]["x"])
+    np.testing.assert_array_equal(share[1]["x"], whole[1]["x"])
+    with pytest.raises(ValueError, match="chain_ids"):
+        pool_module.get_pool().run(model, seeds[:2], SamplerOptions(**FAST), 2, None, None, chain_ids=[0, 0])
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_streamed_draws_are_the_traces_draws_in_batches(parallel):
+    from exmc.nuts.stream import DrawLog
+
+    log, batches = DrawLog(), []
+
+    def keep(batch):
+        batches.append(batch)
+        log.add(batch)
+
+    chains = Sampler.sample_chains(isotropic(2), 2, seed=3, parallel=parallel, draws=keep, num_samples=200,
+                                   num_warmup=50)
+    for trace in chains:
+        draws, stats = log.arrays(trace.info["chain"])
+        np.testing.assert_array_equal(draws["x"], trace["x"])
+        np.testing.assert_array_equal(stats["n_steps"], trace.stats["n_steps"])
+    assert all(b.of == 200 for b in batches)
+    with pytest.raises(ValueError, match="vectorized"):
+        Sampler.sample_chains(isotropic(2), 2, parallel="vectorized", draws=keep, **FAST)

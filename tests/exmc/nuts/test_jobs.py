@@ -1,0 +1,119 @@
+"""Detached jobs in this process (the compute node's side): start, follow, fetch, cancel, evict."""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pytest
+
+import exmc
+from exmc.models.io_bound import io_bound_normal
+from exmc.nuts import jobs
+
+from gaussian_models import isotropic
+
+QUICK = dict(num_samples=30, num_warmup=30, parallel=False)
+
+
+@pytest.fixture(autouse=True)
+def clean_table():
+    yield
+    for job in jobs.jobs():
+        jobs.forget(job["name"])
+    jobs.set_limits(jobs.MAX_STORED, jobs.MAX_STORED_BYTES)
+
+
+def test_a_job_runs_in_the_background_and_its_result_is_fetched_once():
+    described = jobs.start("quick", isotropic(2), 2, dict(QUICK, seed=4))
+    assert described["status"] == "running" and described["chains"] == 2
+    chains = jobs.result("quick", timeout=60)
+    direct = exmc.NUTS.Sampler.sample_chains(isotropic(2), 2, seed=4, **QUICK)
+    np.testing.assert_array_equal(chains[1]["x"], direct[1]["x"])
+    (row,) = jobs.jobs()
+    assert row["status"] == "fetched" and row["iterations_done"] == 2 * 60 == row["iterations_total"]
+    with pytest.raises(LookupError, match="gone"):
+        jobs.result("quick")
+
+
+def test_a_taken_name_and_bad_input_are_refused_before_anything_starts():
+    jobs.start("radon-v2", isotropic(1), 1, QUICK)
+    with pytest.raises(ValueError, match="'radon-v2' is taken by a job"):
+        jobs.start("radon-v2", isotropic(1), 1, QUICK)
+    with pytest.raises(ValueError, match="non-empty string"):
+        jobs.start("", isotropic(1), 1, QUICK)
+    with pytest.raises(ValueError, match="num_samples"):
+        jobs.start("bad", isotropic(1), 1, dict(QUICK, num_samples=0))
+    with pytest.raises(ValueError, match="dense_mass must be True, False or 'auto', got 'yes'"):
+        jobs.start("bad", isotropic(1), 1, dict(QUICK, dense_mass="yes"))
+    with pytest.raises(KeyError, match="no job named 'nope'.*radon-v2"):
+        jobs.state("nope")
+    assert [j["name"] for j in jobs.jobs()] == ["radon-v2"]
+
+
+def test_cancel_keeps_the_completed_iterations_marked_partial():
+    # 3 chains one after another; cancel once chain 1 is sampling (chain 2 has not started).
+    jobs.start("long", io_bound_normal(0.0005), 3, dict(num_samples=150, num_warmup=50, parallel=False, seed=2))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        progress = jobs.state("long")["progress"]
+        if any(p["chain"] == 1 and p["phase"] == "sampling" and p["iteration"] > 60 for p in progress):
+            break
+        time.sleep(0.02)
+    described = jobs.cancel("long")
+    assert described["status"] == "cancelled"
+    partial = jobs.result("long")
+    assert [t.info["chain"] for t in partial] == [0, 1]
+    length = partial[1].num_samples
+    assert 0 < length < 150 and partial[0].num_samples == length
+    direct = exmc.NUTS.Sampler.sample_chains(io_bound_normal(0.0005), 2, seed=2, num_samples=150, num_warmup=50,
+                                             parallel=False)
+    for got, want in zip(partial, direct):
+        np.testing.assert_array_equal(got["x"], want["x"][:length])  # the iterations made, as they were
+    assert partial[1].info["partial"] is True
+    assert any(note.startswith("partial: job 'long' was cancelled") for note in partial.warnings())
+    assert partial.summary().rows == ["x[0]", "x[1]"]
+
+
+def test_draws_stream_while_a_job_runs_and_a_cursor_reads_each_once():
+    jobs.start("streamed", io_bound_normal(0.0005), 2, dict(num_samples=300, num_warmup=20, parallel=False, seed=6))
+    seen = {0: [], 1: []}
+    cursor = None
+    while True:
+        answer = jobs.draws("streamed", cursor)
+        for batch in answer["batches"]:
+            assert batch.start == sum(len(block) for block in seen[batch.chain])
+            seen[batch.chain].append(batch.draws["x"])
+        cursor = answer["cursor"]
+        if answer["status"] != "running" and not answer["batches"]:
+            break
+        time.sleep(0.05)
+    chains = jobs.result("streamed")
+    for chain in (0, 1):
+        assert len(seen[chain]) > 1  # more than one batch: they came while sampling
+        np.testing.assert_array_equal(np.concatenate(seen[chain]), chains[chain]["x"])
+
+
+def test_a_failed_job_raises_its_own_exception_on_result():
+    from exmc.models.io_bound import failing_normal
+
+    jobs.start("broken", failing_normal(after=5), 1, QUICK)
+    with pytest.raises(RuntimeError):
+        jobs.result("broken", timeout=60)
+    assert jobs.state("broken")["status"] == "failed" and jobs.state("broken")["error"]
+
+
+def test_the_oldest_finished_result_is_evicted_over_the_limit_with_a_log_line(caplog):
+    jobs.set_limits(count=2)
+    for name in ("first", "second", "third"):
+        jobs.start(name, isotropic(1), 1, QUICK)
+        jobs.result(name, timeout=60, keep=True)
+    with caplog.at_level(logging.WARNING, logger="exmc.nuts.jobs"):
+        jobs.set_limits(count=1)
+    statuses = {j["name"]: j["status"] for j in jobs.jobs()}
+    assert statuses == {"first": "evicted", "second": "evicted", "third": "done"}
+    assert any("evicting the result of job 'second'" in r.message for r in caplog.records)
+    jobs.set_limits(count=10, nbytes=0)  # the memory limit evicts too
+    assert jobs.state("third")["status"] == "evicted"
+    with pytest.raises(ValueError, match="limit count"):
+        jobs.set_limits(count=-1)
