@@ -81,6 +81,21 @@ class EncodeError(ErpcError, TypeError):
     """A function, argument, result or message cannot be pickled (the message names which)."""
 
 
+class UnencodableResult(RemoteError, EncodeError):
+    """A remote call ran, but its result could not be sent back: it does not pickle (its
+    ``__reduce__`` raised, a recursion...) or pickles to more than the caller's
+    ``max_message_size``. A RemoteError (``type_name`` names the error met while encoding,
+    ``remote_traceback`` is the remote node's text) and an EncodeError (what could not be pickled
+    is named in the message); the connection and other calls on it are untouched."""
+
+    def __init__(self, node: str, type_name: str, message: str, remote_traceback: str) -> None:
+        super().__init__(node, type_name, message, remote_traceback)
+        self.detail = message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return type(self), (self.node, self.type_name, self.detail, self.remote_traceback)
+
+
 class MessageTooLarge(EncodeError):
     """A message (a call, its result, a cast or a mailbox message) is larger than the receiving
     node's ``max_message_size`` (learned in the handshake): refused before anything was sent."""

@@ -28,7 +28,7 @@ import cloudpickle
 
 from pynode import payload as payloads
 from pynode import transport
-from pynode.errors import CallCancelled, EncodeError, RemoteError
+from pynode.errors import CallCancelled, RemoteError, UnencodableResult
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def run_call(node: str, data: transport.Data, buffers: transport.Buffers, limit:
     """Unpickle and run a call payload on this node (``node`` is its name, for messages).
 
     ``limit``: the largest message the caller accepts (its ``max_message_size``, learned in the
-    handshake); a larger result becomes an ``ERROR`` reply (EncodeError) instead.
+    handshake); a larger result becomes an ``ERROR`` reply (UnencodableResult) instead.
 
     Never raises, except CallCancelled (which the worker pool absorbs): every failure, including
     an undecodable payload, an unknown ``module:function``, an unpicklable or too large result and
@@ -70,16 +70,19 @@ def run_call(node: str, data: transport.Data, buffers: transport.Buffers, limit:
     except CallCancelled:
         raise
     except BaseException as exc:  # __reduce__ may raise anything, RecursionError included
-        error = EncodeError(
-            f"the result of {describe_fn(fn)} on {node} cannot be pickled: {_type_name(exc)}: {_text(exc)}"
+        error = UnencodableResult(
+            node, _type_name(exc),
+            f"the result of {describe_fn(fn)} on {node} cannot be pickled: {_type_name(exc)}: {_text(exc)}",
+            _traceback_text(exc),
         )
         return ERROR, encode_error(error, limit)
     if limit is not None:
         size = transport.payload_size(payload)
         if size > limit:
-            error = EncodeError(
+            error = UnencodableResult(
+                node, "MessageTooLarge",
                 f"the result of {describe_fn(fn)} on {node} pickles to {size} bytes, more than the "
-                f"caller's max_message_size of {limit} bytes"
+                f"caller's max_message_size of {limit} bytes", "",
             )
             return ERROR, encode_error(error, limit)
     return OK, payload
@@ -204,6 +207,16 @@ def _rebuild(pickled: bytes | None) -> BaseException | None:
         log.debug("remote exception not rebuildable: %s", err)
         return None
     return exc if isinstance(exc, BaseException) else None
+
+
+def _traceback_text(exc: BaseException) -> str:
+    """The formatted traceback of ``exc``, or a line saying why it cannot be formatted."""
+    try:
+        return _cut("".join(traceback.format_exception(exc)))
+    except CallCancelled:
+        raise
+    except BaseException as err:
+        return f"<the traceback cannot be formatted: {_type_name(err)}>"
 
 
 def _type_name(obj: object) -> str:

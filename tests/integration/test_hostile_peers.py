@@ -200,7 +200,10 @@ def test_remote_failures_that_cannot_be_encoded_leave_the_link_serving(cluster: 
             pynode.receive(timeout=0.2)  # no nodedown
     finally:
         Node.monitor(SERVER, False)
-    if isinstance(info.value, RemoteError):
+    # what could be said travels: a RemoteError (UnencodableResult for a result) with the remote
+    # traceback, except for a result that is only too large (the call returned: no traceback)
+    assert isinstance(info.value, RemoteError)
+    if info.value.type_name != "MessageTooLarge":
         assert "Traceback" in info.value.remote_traceback
 
 

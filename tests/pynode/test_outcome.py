@@ -8,7 +8,7 @@ import pytest
 
 from pynode import outcome, transport
 from pynode import payload as payloads
-from pynode.errors import EncodeError, RemoteError
+from pynode.errors import EncodeError, RemoteError, UnencodableResult
 
 
 def run(fn, *args, **kwargs):
@@ -71,8 +71,12 @@ def test_unpicklable_result_raises_encode_error_naming_the_function() -> None:
     def make_lock():
         return threading.Lock()
 
-    with pytest.raises(EncodeError, match="make_lock"):
+    with pytest.raises(EncodeError, match="make_lock") as info:
         run(make_lock)
+    # also a RemoteError: what could be said of the failure met on the remote node
+    assert isinstance(info.value, RemoteError) and isinstance(info.value, UnencodableResult)
+    assert info.value.node == "remote@127.0.0.9" and info.value.type_name == "TypeError"
+    assert "cannot pickle" in info.value.remote_traceback
 
 
 class _StrRaises(Exception):
@@ -118,8 +122,9 @@ def test_huge_exception_text_is_cut_to_fit() -> None:
 def test_result_over_the_callers_limit_is_an_encode_error() -> None:
     data, buffers = payloads.dumps((lambda: bytes(3 << 20), (), {}))
     status, payload = outcome.run_call("remote@127.0.0.9", data, buffers, limit=2 << 20)
-    with pytest.raises(EncodeError, match="max_message_size of 2097152 bytes"):
+    with pytest.raises(EncodeError, match="max_message_size of 2097152 bytes") as info:
         outcome.unpack("remote@127.0.0.9", status, *payload)
+    assert isinstance(info.value, RemoteError) and info.value.type_name == "MessageTooLarge"
 
 
 def test_undecodable_error_reply_is_a_remote_error() -> None:
