@@ -21,7 +21,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -29,7 +29,7 @@ from pynode import names, portmapper
 from pynode.errors import PynodeError
 from pynode.testing import LocalCluster
 
-from .cluster_roles import load_roles
+from .cluster_roles import ClusterRoles, load_roles
 from .demo import DEFAULT_CONFIG, EXIT_INTERRUPTED
 
 logger = logging.getLogger(__name__)
@@ -72,28 +72,44 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="cluster configuration (default: %(default)s)")
     args, demo_args = parser.parse_known_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    return run_with_cluster(
+        "cluster_demo", args.config, lambda roles: names.parse(roles.notebook).host,
+        lambda cluster, roles, epmd_port: _run_demo(args.config, demo_args, dict(
+            os.environ, PYNODE_COOKIE=cluster.cookie, **{portmapper.EPMD_PORT_ENV: str(epmd_port)})),
+        what="the demo",
+    )
+
+
+def run_with_cluster(prog: str, config: Path, mapper_host: Callable[[ClusterRoles], str],
+                     run: Callable[[LocalCluster, ClusterRoles, int], int], what: str) -> int:
+    """Start the cluster of ``config``, make sure a port mapper answers on ``mapper_host(roles)``
+    (the host of the client that ``run`` starts), return ``run(cluster, roles, epmd_port)``'s
+    exit status; stop the cluster and any port mapper started here whatever happens.
+
+    Failure modes, each an exit status with a line on stderr naming ``prog``: 1 when the config
+    cannot be read or the cluster cannot start (PynodeError, OSError, ValueError), 130 on Ctrl-C
+    (or SIGTERM turned into it), ``run``'s own non-zero status (``what`` failed)."""
     cluster: LocalCluster | None = None
     started_mapper_on: str | None = None
+    epmd_port = portmapper.epmd_port()
     try:
-        roles = load_roles(args.config)
-        epmd_port = roles.epmd_port or portmapper.epmd_port()
-        cluster = LocalCluster(args.config, epmd_port=epmd_port)
-        print(f"cluster_demo: starting {', '.join(cluster.names)} from {args.config}", file=sys.stderr)
+        roles = load_roles(config)
+        epmd_port = roles.epmd_port or epmd_port
+        cluster = LocalCluster(config, epmd_port=epmd_port)
+        print(f"{prog}: starting {', '.join(cluster.names)} from {config}", file=sys.stderr)
         cluster.start()
-        notebook_host = names.parse(roles.notebook).host
-        if portmapper.ensure_running(notebook_host, epmd_port):
-            started_mapper_on = notebook_host
-        env = dict(os.environ, PYNODE_COOKIE=cluster.cookie,
-                   **{portmapper.EPMD_PORT_ENV: str(epmd_port)})
-        status = _run_demo(args.config, demo_args, env)
+        host = mapper_host(roles)
+        if portmapper.ensure_running(host, epmd_port):
+            started_mapper_on = host
+        status = run(cluster, roles, epmd_port)
         if status != 0:
-            print(f"cluster_demo: the demo failed (exit status {status})", file=sys.stderr)
+            print(f"{prog}: {what} failed (exit status {status})", file=sys.stderr)
         return status
     except KeyboardInterrupt:
-        print("cluster_demo: interrupted; stopping the cluster", file=sys.stderr)
+        print(f"{prog}: interrupted; stopping the cluster", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (PynodeError, OSError, ValueError) as error:
-        print(f"cluster_demo: {error}", file=sys.stderr)
+        print(f"{prog}: {error}", file=sys.stderr)
         return 1
     finally:
         if cluster is not None:
@@ -104,7 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             except PynodeError:
                 logger.warning("could not stop the port mapper on %s", started_mapper_on,
                                exc_info=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

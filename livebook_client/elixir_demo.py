@@ -25,12 +25,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pynode import portmapper
-from pynode.errors import PynodeError
 from pynode.testing import LocalCluster
 
-from .cluster_roles import load_roles
-from .demo import DEFAULT_CONFIG, EXIT_INTERRUPTED
+from .cluster_demo import run_with_cluster
+from .cluster_roles import ClusterRoles
+from .demo import DEFAULT_CONFIG
 
 logger = logging.getLogger(__name__)
 
@@ -49,36 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if elixir is None:
         print("elixir_demo: elixir is not installed (apt-get install elixir)", file=sys.stderr)
         return 1
-    cluster: LocalCluster | None = None
-    started_mapper = False
-    epmd_port = portmapper.epmd_port()
-    try:
-        roles = load_roles(args.config)
-        epmd_port = roles.epmd_port or portmapper.epmd_port()
-        cluster = LocalCluster(args.config, epmd_port=epmd_port)
-        print(f"elixir_demo: starting {', '.join(cluster.names)} from {args.config}", file=sys.stderr)
-        cluster.start()
-        started_mapper = portmapper.ensure_running(ERLANG_HOST, epmd_port)
+
+    def run(cluster: LocalCluster, roles: ClusterRoles, epmd_port: int) -> int:
         env = dict(os.environ, ERL_EPMD_PORT=str(epmd_port))
         command = [elixir, "--name", ELIXIR_NODE, "--cookie", cluster.cookie, str(SCRIPT), roles.compute, str(args.seed)]
-        status = subprocess.run(command, env=env, check=False).returncode
-        if status != 0:
-            print(f"elixir_demo: examples/seed.exs failed (exit status {status})", file=sys.stderr)
-        return status
-    except KeyboardInterrupt:
-        print("elixir_demo: interrupted; stopping the cluster", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (PynodeError, OSError, ValueError) as error:
-        print(f"elixir_demo: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        if started_mapper:
-            try:
-                portmapper.kill(ERLANG_HOST, mapper_port=epmd_port, timeout=1.0)
-            except PynodeError:
-                logger.warning("could not stop the port mapper on %s", ERLANG_HOST, exc_info=True)
+        return subprocess.run(command, env=env, check=False).returncode
+
+    return run_with_cluster("elixir_demo", args.config, lambda roles: ERLANG_HOST, run, what="examples/seed.exs")
 
 
 if __name__ == "__main__":

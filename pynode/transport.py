@@ -256,6 +256,11 @@ class _Stream(SocketStream):
         except OSError as exc:
             self.close()
             raise EOFError(exc) from exc
+        return self._count(n)
+
+    def _count(self, n: int) -> int:
+        """Account for ``n`` bytes just received (the ticker watches ``received``); 0 is the
+        peer's end of the connection: closed here, EOFError."""
         if n == 0:
             self.close()
             raise EOFError("connection closed by peer")
@@ -446,11 +451,7 @@ class _TLSStream(_Stream):
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; ValueError: closed
             self.close()
             raise EOFError(exc) from exc
-        if n == 0:
-            self.close()
-            raise EOFError("connection closed by peer")
-        self.received += n
-        return n
+        return self._count(n)
 
 
 ConnectionHandler = Callable[[socket.socket, PeerInfo], None]
