@@ -71,6 +71,10 @@ class Owner(Protocol):
         """The peer of ``connection`` announced its visible peers (the transitive mesh); must not
         block (it runs in the thread reading the connection)."""
 
+    def leaders(self, peer: str) -> outcome.Leaders:
+        """Where the output of calls from ``peer`` that carry a group leader goes (asked once,
+        when the connection is made)."""
+
 
 class Connection:
     """The local end of one connection with a peer (see the module docstring)."""
@@ -91,6 +95,7 @@ class Connection:
         self._running: dict[int, CallContext] = {}  # seq -> call from the peer running here
         self._seqs = itertools.count(1)
         self._liveness = Liveness(time.monotonic())  # the node's ticker's alone
+        self._leaders = owner.leaders(peer.name)  # where captured calls' output goes; fixed
         self._reason: str | None = None  # why this node closed the connection, for NoConnection
         # time.monotonic() when another connection with the same peer replaced this one, else None
         # (set once, by the node under its lock; see retire)
@@ -306,7 +311,7 @@ class Connection:
 
         def run() -> Callable[[], None]:
             try:
-                status, payload = outcome.run_call(self.owner.name, data, buffers, self.peer_limit)
+                status, payload = outcome.run_call(self.owner.name, data, buffers, self.peer_limit, self._leaders)
             finally:
                 with self._lock:
                     self._running.pop(seq, None)
@@ -327,7 +332,7 @@ class Connection:
 
     def on_cast(self, data: Data, buffers: Buffers) -> None:
         def run() -> None:
-            status, payload = outcome.run_call(self.owner.name, data, buffers)
+            status, payload = outcome.run_call(self.owner.name, data, buffers, None, self._leaders)
             if status != outcome.OK:
                 log.warning("cast from %s failed: %s", self.name, outcome.describe(payload))
 

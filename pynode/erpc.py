@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from pynode import output, outcome
+from pynode import outcome
 from pynode import payload as payloads
 from pynode.connection import Connection
 from pynode.errors import EncodeError, ErpcTimeout, MessageTooLarge, NoConnection
@@ -78,46 +78,19 @@ class Request:
         self._conn.cancel(self.req_id)
 
 
-@payloads.by_reference
-class Captured:
-    """A call's function with the group leader its output goes to (see :mod:`pynode.output`):
-    what a call made with ``capture_output=True`` ships in place of ``fn``."""
-
-    __slots__ = ("fn", "node", "leader_id")
-
-    def __init__(self, fn: Fn, node: str, leader_id: int) -> None:
-        self.fn = fn
-        self.node = node
-        self.leader_id = leader_id
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return Captured, (self.fn, self.node, self.leader_id)  # plain values: cheap to pickle
-
-    def __repr__(self) -> str:
-        return outcome.describe_fn(self.fn)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        node = current()
-        fn = outcome.resolve(self.fn, node.name)
-        state = output.lead(self.node, self.leader_id, node.processes.send_signal)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            output.unlead(state)
-
-
 def encode_call(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any], capture_output: bool = False) -> payloads.Payload:
-    """Pickle a call (with ``capture_output``, wrapped to send its output to the calling
-    thread). Raises EncodeError naming the function when something is not picklable."""
+    """Pickle a call (:mod:`pynode.outcome`'s payload; with ``capture_output``, it carries the
+    calling thread's group leader, so its output comes home). Raises EncodeError naming the
+    function when something is not picklable."""
     if not (callable(fn) or isinstance(fn, str)):
         raise TypeError(f"erpc needs a callable or a 'module:function' string, got {fn!r}")
+    call: tuple[Any, ...]
     if capture_output:
-        leader = current().processes.leader_for_call()
-        shipped: Any = Captured(fn, leader.node, leader.id)
+        call = (fn, args, kwargs, current().processes.leader_for_call().id)
     else:
-        shipped = fn
+        call = (fn, args, kwargs)
     try:
-        return payloads.dumps((shipped, args, kwargs))
+        return payloads.dumps(call)
     except Exception as exc:
         raise EncodeError(
             f"cannot send {outcome.describe_fn(fn)}: it or an argument cannot be pickled: {type(exc).__name__}: {exc}"

@@ -316,6 +316,9 @@ class LocalNode(BeamPeers):
     def peers_announced(self, connection: Connection, peers: list[str]) -> None:
         self.mesh.announced(connection, peers)
 
+    def leaders(self, peer: str) -> output.Home:
+        return output.Home(peer, self.processes.send_signal)
+
     def _connections_snapshot(self) -> list[Connection]:
         with self._lock:
             return list(self._all_connections)

@@ -1,7 +1,18 @@
 """Running a shipped call and encoding its outcome; rebuilding the outcome at the caller.
 
-A call payload is ``(fn, args, kwargs)`` where ``fn`` is any picklable callable (closures and
-lambdas travel by value) or a ``"module:function"`` string resolved on the remote node.
+A call payload is the pickle of one tuple, ``(fn, args, kwargs)`` or ``(fn, args, kwargs,
+leader_id)``:
+
+==============  ===========================================================================
+``fn``          any picklable callable (closures and lambdas travel by value) or a
+                ``"module:function"`` string resolved on the remote node
+``args``        a tuple
+``kwargs``      a dict of str keys
+``leader_id``   present when the caller's output is to come home (``capture_output``): the id
+                of the group leader on the *calling* node (:mod:`pynode.output`), a plain int,
+                so that capturing costs the call nothing but an int on the wire and a dict
+                entry while it runs; the node is the connection's peer, so it is not sent
+==============  ===========================================================================
 
 A reply is ``(status, payload)``. ``OK``: the pickled value. ``ERROR``: a pickled tuple of plain
 strings and bytes ``(type name, message, formatted traceback, pickled exception or None)``, so the
@@ -22,7 +33,7 @@ import importlib
 import logging
 import pickle
 import traceback
-from typing import Any
+from typing import Any, Protocol
 
 import cloudpickle
 
@@ -47,11 +58,29 @@ _TEXT_ROOM = 8 * MAX_ERROR_TEXT + 4096
 Reply = tuple[int, payloads.Payload]
 
 
-def run_call(node: str, data: transport.Data, buffers: transport.Buffers, limit: int | None = None) -> Reply:
+class Leaders(Protocol):
+    """Where the output of the calls one peer sends goes (:mod:`pynode.output`; implemented by
+    the node, above this layer): a call that carries a ``leader_id`` runs between
+    ``lead(leader_id)`` and ``unlead(state)``, in the thread that runs it."""
+
+    def lead(self, leader_id: int) -> Any:
+        """From now on this thread's output goes to ``leader_id`` on the peer; returns the state
+        :meth:`unlead` needs."""
+
+    def unlead(self, state: Any) -> None:
+        """Flush what this thread wrote to its leader and restore the leader it had before."""
+
+
+def run_call(
+    node: str, data: transport.Data, buffers: transport.Buffers, limit: int | None = None,
+    leaders: Leaders | None = None,
+) -> Reply:
     """Unpickle and run a call payload on this node (``node`` is its name, for messages).
 
     ``limit``: the largest message the caller accepts (its ``max_message_size``, learned in the
     handshake); a larger result becomes an ``ERROR`` reply (UnencodableResult) instead.
+    ``leaders``: where a call's output goes when it carries a ``leader_id`` (without it, or
+    without ``leaders``, the output stays on this node).
 
     Never raises, except CallCancelled (which the worker pool absorbs): every failure, including
     an undecodable payload, an unknown ``module:function``, an unpicklable or too large result and
@@ -59,8 +88,20 @@ def run_call(node: str, data: transport.Data, buffers: transport.Buffers, limit:
     """
     fn: Any = None
     try:
-        fn, args, kwargs = payloads.loads(data, buffers)
-        value = resolve(fn, node)(*args, **kwargs)
+        call = payloads.loads(data, buffers)
+        if len(call) == 3:
+            fn, args, kwargs = call
+            value = resolve(fn, node)(*args, **kwargs)
+        else:
+            fn, args, kwargs, leader_id = call
+            if leaders is None or type(leader_id) is not int:
+                value = resolve(fn, node)(*args, **kwargs)
+            else:
+                state = leaders.lead(leader_id)
+                try:
+                    value = resolve(fn, node)(*args, **kwargs)
+                finally:
+                    leaders.unlead(state)
     except CallCancelled:
         raise
     except BaseException as exc:  # the caller decides what a remote SystemExit means

@@ -123,6 +123,23 @@ def unlead(state: tuple[int, _Forwarder | None]) -> None:
             _leaders[me] = previous
 
 
+class Home:
+    """The group leaders on one peer node (:class:`pynode.outcome.Leaders`): a call from that
+    peer that carries a leader id runs under it, so its output goes home."""
+
+    __slots__ = ("node", "_send")
+
+    def __init__(self, node: str, send: Send) -> None:
+        self.node = node
+        self._send = send
+
+    def lead(self, leader_id: int) -> tuple[int, _Forwarder | None]:
+        return lead(self.node, leader_id, self._send)
+
+    def unlead(self, state: tuple[int, _Forwarder | None]) -> None:
+        unlead(state)
+
+
 @contextlib.contextmanager
 def leading(leader: Pid | None, send: Send) -> Iterator[None]:
     """:func:`lead` for the block (``None``: no change)."""

@@ -136,6 +136,9 @@ class Owner:
     def peers_announced(self, conn: Connection, names: list[str]) -> None:
         pass
 
+    def leaders(self, peer: str) -> None:
+        return None  # calls' output stays here
+
 
 def test_a_retired_connection_closes_after_its_linger_once_its_calls_are_done() -> None:
     left, right = socket.socketpair()
