@@ -24,7 +24,16 @@ Contenders: pynode (``erpc.call`` of a closure to a ``LocalCluster`` node); raw 
 BEAM (two ``erl -name`` nodes on loopback, ``erpc:call(Node, fun() -> node() end)``,
 ``erpc:call(Node, erlang, node, [])`` and ``erpc:call(Node, erlang, byte_size, [Bin])``).
 
-Usage: ``python bench/erpc_bench.py [--quick] [--tls] [--rounds N] [--json FILE] [--check]``. Every
+With ``--baseline-tree DIR`` (a checkout of an earlier commit with its own ``make install``ed
+``.venv``, e.g. ``git worktree add /tmp/old 9be5200 && make -C /tmp/old install``), pynode is
+measured as two contenders, ``pynode`` (this tree) and ``pynode-base`` (the tree in ``DIR``, run
+by ``DIR/.venv/bin/python``, so that the caller and its target node both run that tree's pynode),
+each in a fresh process, alternately, so that "within 10 % of
+the old figures" is judged on ratios taken within a round (issue 10). ``--only pynode`` skips
+the other contenders.
+
+Usage: ``python bench/erpc_bench.py [--quick] [--tls] [--rounds N] [--json FILE] [--check]
+[--baseline-tree DIR] [--only pynode]``. Every
 contender is measured ``N`` times (default 3), the contenders interleaved round by round, and the
 ratios are the medians of the rounds' ratios (a loopback round trip on a shared machine drifts by
 tens of percent within minutes). ``--quick`` (CI's smoke mode) uses few iterations, a 16 MiB
@@ -169,16 +178,19 @@ def memcpy_ms(nbytes: int, reps: int = 5) -> float:
 def bench_pynode(mode: Mode, tls_dir: Path | None = None) -> Result:
     """pynode's figures; inside TLS with the certificates in ``tls_dir`` (see :func:`make_certs`)."""
     from pynode import Node, erpc
-    from pynode import tls as tls_config
     from pynode.testing import LocalCluster
 
     target = f"benchtarget@{HOST_PYNODE}"
-    node_tls = None if tls_dir is None else tls_config.TLS(
-        str(tls_dir / "node.pem"), str(tls_dir / "node.key"), str(tls_dir / "ca.pem"))
-    env = tls_config.env_for(node_tls) if node_tls else {}
+    tls: dict[str, object] = {}
+    env: dict[str, str] = {}
+    if tls_dir is not None:
+        from pynode import tls as tls_config  # not in a baseline tree older than TLS
+
+        node_tls = tls_config.TLS(str(tls_dir / "node.pem"), str(tls_dir / "node.key"), str(tls_dir / "ca.pem"))
+        tls, env = {"tls": node_tls}, tls_config.env_for(node_tls)
     with LocalCluster([target], cookie=COOKIE, epmd_port=0, env=env) as cluster:
         os.environ["PYNODE_EPMD_PORT"] = str(cluster.epmd_port)
-        Node.start(f"bench@{HOST_PYNODE}", cookie=COOKIE, hidden=True, tls=node_tls)
+        Node.start(f"bench@{HOST_PYNODE}", cookie=COOKIE, hidden=True, **tls)
         try:
             return measure(
                 lambda: erpc.call(target, lambda: None, timeout=30),
@@ -188,6 +200,29 @@ def bench_pynode(mode: Mode, tls_dir: Path | None = None) -> Result:
             )
         finally:
             Node.stop()
+
+
+def bench_pynode_in(tree: Path | None, mode: Mode) -> Result:
+    """:func:`bench_pynode` in a fresh process: of ``tree``'s own ``.venv`` interpreter, whose
+    ``pynode`` is that tree's (None: this interpreter and this tree)."""
+    python = sys.executable if tree is None else str(tree / ".venv" / "bin" / "python")
+    script = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import erpc_bench as b, pynode; "
+        "r = b.bench_pynode(b.QUICK if sys.argv[2] == 'quick' else b.FULL); "
+        "print('RESULT', pynode.__file__, json.dumps(b.asdict(r)))"
+    )
+    mode_name = "quick" if mode == QUICK else "full"
+    out = subprocess.run([python, "-c", script, str(Path(__file__).parent), mode_name], capture_output=True,
+                         text=True, timeout=900, stdin=subprocess.DEVNULL,
+                         cwd=tree or Path(__file__).parent.parent)  # -c puts the cwd first on sys.path
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"pynode bench in {tree or 'this tree'} failed (exit {out.returncode}): {out.stdout}{out.stderr}")
+    _, where, figures = line.split(" ", 2)
+    expected = Path(tree if tree is not None else Path(__file__).parent.parent).resolve()
+    if not Path(where).resolve().is_relative_to(expected):
+        raise RuntimeError(f"the pynode measured came from {where}, not from {expected}")
+    return Result(**json.loads(figures))
 
 
 def make_certs() -> Path:
@@ -385,7 +420,7 @@ def report(rounds: dict[str, list[Result]], mode: Mode, copy_ms: float) -> list[
         return sorted(ratio(p, b, key) for p, b in zip(rounds["pynode"], rounds[baseline]))
 
     print("\nratios pynode / baseline, median [range] of the rounds (lower is better; throughput: baseline / pynode):")
-    for baseline in [n for n in names[1:] if n != "pynode-tls"]:
+    for baseline in [n for n in names if n not in ("pynode", "pynode-tls")]:
         for label, key, _ in rows:
             rs = ratios(baseline, key)
             print(f"  {label:40} vs {baseline:6}: {statistics.median(rs):6.2f}x [{rs[0]:.2f}-{rs[-1]:.2f}]")
@@ -423,24 +458,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--no-beam", action="store_true", help="skip BEAM even if erl is installed")
     parser.add_argument("--tls", action="store_true", help="also measure pynode inside TLS; print the TLS ratios")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="also measure the pynode of this source tree (pynode-base), each in its own process")
+    parser.add_argument("--only", choices=["pynode"], help="measure only pynode (and pynode-base, pynode-tls)")
     args = parser.parse_args(argv)
+    if args.baseline_tree is not None and not (args.baseline_tree / ".venv" / "bin" / "python").is_file():
+        parser.error(f"--baseline-tree {args.baseline_tree}: no .venv/bin/python there (run make install in it)")
     mode = QUICK if args.quick else FULL
     count = args.rounds or (1 if args.quick else 3)
     if count < 1:
         parser.error(f"--rounds must be positive, got {count}")
     contenders: list[tuple[str, Callable[[Mode], Result]]] = [("pynode", bench_pynode)]
+    if args.baseline_tree is not None:
+        base = args.baseline_tree.resolve()
+        contenders = [("pynode", lambda m: bench_pynode_in(None, m)), ("pynode-base", lambda m: bench_pynode_in(base, m))]
     if args.tls:
         certs = make_certs()
         contenders.append(("pynode-tls", lambda m: bench_pynode(m, certs)))
-    contenders.append(("rpyc", bench_rpyc))
-    if not args.no_beam:
+    if args.only is None:
+        contenders.append(("rpyc", bench_rpyc))
+    if not args.no_beam and args.only is None:
         if shutil.which("erl") is None:
             print("  beam: not available (install erlang-base for erl)", flush=True)
         else:
             contenders.append(("beam", bench_beam))
     rounds: dict[str, list[Result]] = {name: [] for name, _ in contenders}
     for index in range(count):
-        for name, bench in contenders:
+        order = contenders if index % 2 == 0 else contenders[::-1]  # neither always goes first
+        for name, bench in order:
             print(f"round {index + 1}/{count}: measuring {name} ...", flush=True)
             rounds[name].append(bench(mode))
     copy_ms = memcpy_ms(mode.big_bytes)
