@@ -186,7 +186,7 @@ def bench_pynode(mode: Mode, tls_dir: Path | None = None) -> Result:
     if tls_dir is not None:
         from pynode import tls as tls_config  # not in a baseline tree older than TLS
 
-        node_tls = tls_config.TLS(str(tls_dir / "node.pem"), str(tls_dir / "node.key"), str(tls_dir / "ca.pem"))
+        node_tls = tls_config.TLS.in_directory(tls_dir, "node")
         tls, env = {"tls": node_tls}, tls_config.env_for(node_tls)
     with LocalCluster([target], cookie=COOKIE, epmd_port=0, env=env) as cluster:
         os.environ["PYNODE_EPMD_PORT"] = str(cluster.epmd_port)

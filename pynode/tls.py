@@ -52,6 +52,16 @@ class TLS:
     cafile: str
     verify_peer: bool = True
 
+    @classmethod
+    def in_directory(cls, directory: str | os.PathLike[str], name: str, *,
+                     ca: str | os.PathLike[str] | None = None, verify_peer: bool = True) -> TLS:
+        """The files :func:`init` wrote for ``name``: ``NAME.pem``, ``NAME.key`` and ``ca.pem``
+        in ``directory`` (``ca.pem`` from the directory ``ca`` instead, when given). Nothing is
+        read here: a missing file is named when a context is first made (TLSError)."""
+        where = Path(directory).expanduser()
+        return cls(str(where / f"{name}.pem"), str(where / f"{name}.key"),
+                   str(Path(ca).expanduser() / "ca.pem" if ca is not None else where / "ca.pem"), verify_peer)
+
     def server_context(self) -> ssl.SSLContext:
         """The context of the accepting side. Raises TLSError naming the unusable file."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

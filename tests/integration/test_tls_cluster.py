@@ -36,10 +36,10 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(certs: Path) -> Iterator[LocalCluster]:
-    node_tls = tls.TLS(str(certs / "node.pem"), str(certs / "node.key"), str(certs / "ca.pem"))
+    node_tls = tls.TLS.in_directory(certs, "node")
     with LocalCluster([SECURE, SECURE_B], env=tls.env_for(node_tls)) as secure:
         with LocalCluster([PLAIN], cookie=secure.cookie) as plain:
-            mine = tls.TLS(str(certs / "me.pem"), str(certs / "me.key"), str(certs / "ca.pem"))
+            mine = tls.TLS.in_directory(certs, "me")
             with this_node(ME, cookie=secure.cookie, tls=mine):
                 secure.plain = plain  # type: ignore[attr-defined]
                 yield secure
@@ -118,7 +118,7 @@ def test_cluster_file_tls_table(certs: Path, tmp_path: Path) -> None:
         '[[node]]\nname = "tls_cfg@127.0.3.14"\n\n'
         '[tls]\ncertfile = "files/node.pem"\nkeyfile = "files/node.key"\ncafile = "files/ca.pem"\n'
     )
-    mine = tls.TLS(str(tmp_path / "files/node.pem"), str(tmp_path / "files/node.key"), str(tmp_path / "files/ca.pem"))
+    mine = tls.TLS.in_directory(tmp_path / "files", "node")
     with LocalCluster(config) as c:
         env = {**os.environ, "PYNODE_COOKIE": c.cookie, **tls.env_for(mine)}
         done = cli("call", "tls_cfg@127.0.3.14", "os:getpid", env=env)
@@ -168,7 +168,7 @@ def test_hostile_hellos_to_a_tls_node_leak_no_descriptor_or_thread(cluster: Loca
 def test_a_tls_peer_killed_while_it_sends_a_large_result_fails_the_call(cluster: LocalCluster, certs: Path,
                                                                            local_cluster) -> None:
     victim = "tls_victim@127.0.3.16"
-    node_tls = tls.TLS(str(certs / "node.pem"), str(certs / "node.key"), str(certs / "ca.pem"))
+    node_tls = tls.TLS.in_directory(certs, "node")
     local_cluster([victim], cookie=cluster.cookie, env=tls.env_for(node_tls))
 
     def dies_mid_send() -> np.ndarray:

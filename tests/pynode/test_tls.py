@@ -35,7 +35,7 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config(directory: Path, name: str, ca: Path | None = None) -> tls.TLS:
-    return tls.TLS(str(directory / f"{name}.pem"), str(directory / f"{name}.key"), str((ca or directory) / "ca.pem"))
+    return tls.TLS.in_directory(directory, name, ca=ca)
 
 
 def run_pair(initiator: Callable[[socket.socket], Any], acceptor: Callable[[socket.socket], Any]) -> tuple[Any, Any]:
@@ -165,8 +165,8 @@ def test_cli_tls_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_verify_peer_false_only_encrypts(certs: Path, other_ca: Path) -> None:
-    lax_ini = tls.TLS(str(other_ca / "x.pem"), str(other_ca / "x.key"), str(other_ca / "ca.pem"), verify_peer=False)
-    lax_acc = tls.TLS(str(certs / "b.pem"), str(certs / "b.key"), str(certs / "ca.pem"), verify_peer=False)
+    lax_ini = tls.TLS.in_directory(other_ca, "x", verify_peer=False)
+    lax_acc = tls.TLS.in_directory(certs, "b", verify_peer=False)
     ini, acc = handshake_pair(lax_ini, lax_acc)
     assert not isinstance(ini, Exception) and not isinstance(acc, Exception), (ini, acc)
     assert ini[1].tls and acc[1].tls
@@ -228,3 +228,14 @@ def test_a_relay_holding_a_cluster_certificate_but_no_cookie_cannot_sit_between_
         t.join(20)
     assert isinstance(results["acc"], HandshakeError) and "failed to prove the cookie" in str(results["acc"])
     assert isinstance(results["ini"], HandshakeError)
+
+
+def test_in_directory_names_the_files_init_wrote(certs: Path, other_ca: Path) -> None:
+    mine = tls.TLS.in_directory(certs, "a")
+    assert (mine.certfile, mine.keyfile, mine.cafile) == (str(certs / "a.pem"), str(certs / "a.key"), str(certs / "ca.pem"))
+    assert mine.verify_peer
+    assert all(Path(f).is_file() for f in (mine.certfile, mine.keyfile, mine.cafile))
+    crossed = tls.TLS.in_directory(other_ca, "x", ca=certs, verify_peer=False)
+    assert (crossed.certfile, crossed.cafile, crossed.verify_peer) == (str(other_ca / "x.pem"), str(certs / "ca.pem"), False)
+    with pytest.raises(TLSError, match="nobody.pem"):
+        tls.TLS.in_directory(certs, "nobody").server_context()
