@@ -102,10 +102,16 @@ def send_request(node: str, fn: Fn, *args: Any, capture_output: bool = True, **k
 
     Raises BadNodeName, EncodeError, or NoConnection when ``node`` cannot be connected.
     """
-    beam = _beam_request(node, fn, args, kwargs)
-    if beam is not None:
-        return beam  # type: ignore[no-any-return]
-    return _send(node, encode_call(fn, args, kwargs, capture_output))
+    conn = current().open_connection(node)  # the common case: a pynode peer already connected
+    if conn is None:
+        beam = _beam_request(node, fn, args, kwargs)
+        if beam is not None:
+            return beam  # type: ignore[no-any-return]
+    data, buffers = encode_call(fn, args, kwargs, capture_output)  # before dialling: EncodeError sends nothing
+    if conn is None:
+        conn = current().connection_to(node)
+    seq, pending = conn.call(data, buffers)
+    return Request(conn.name, seq, conn, pending)
 
 
 def _beam_request(node: str, fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

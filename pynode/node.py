@@ -142,6 +142,12 @@ class LocalNode(BeamPeers):
 
     # --- connections ----------------------------------------------------------------------------
 
+    def open_connection(self, peer: str) -> Connection | None:
+        """The live pynode connection to ``peer`` when there is one, else None (never dials,
+        never raises: a malformed name simply has none)."""
+        conn = self._connections.get(peer)
+        return conn if conn is not None and not conn.closed else None
+
     def connection_to(self, peer: str) -> Connection:
         """The live connection to ``peer``, connecting first if there is none.
 
