@@ -114,7 +114,7 @@ def unlead(state: tuple[int, _Forwarder | None]) -> None:
     me, previous = state
     forwarder = _leaders.get(me)
     try:
-        if forwarder is not None:
+        if forwarder is not None and forwarder._pending is not None:  # None: it wrote nothing
             forwarder.flush()
     finally:
         if previous is None:
@@ -136,8 +136,7 @@ class Home:
     def lead(self, leader_id: int) -> tuple[int, _Forwarder | None]:
         return lead(self.node, leader_id, self._send)
 
-    def unlead(self, state: tuple[int, _Forwarder | None]) -> None:
-        unlead(state)
+    unlead = staticmethod(unlead)
 
 
 @contextlib.contextmanager

@@ -112,6 +112,8 @@ def payload_size(payload: tuple[Data, Buffers]) -> int:
     """The bytes a message carrying ``payload`` (a pickle and its out-of-band buffers) counts
     against a receiver's max_message_size, FRAME_HEAD_ROOM included."""
     data, buffers = payload
+    if not buffers:  # most results: no generator to run on every call
+        return FRAME_HEAD_ROOM + len(data)
     return FRAME_HEAD_ROOM + len(data) + sum(memoryview(buf).nbytes for buf in buffers)
 
 
