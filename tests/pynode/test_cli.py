@@ -241,8 +241,9 @@ def test_first_node_on_a_host_leaves_a_port_mapper_that_outlives_it():
         assert proc.stdout.readline().startswith("pynode: clifirst@127.0.0.45 ready on")
         proc.terminate()
         assert proc.wait(timeout=30) == 0
-        # The node that started the port mapper is gone; the port mapper still serves.
-        assert portmapper.names("127.0.0.45", mapper_port=mapper_port) == []
+        # The node that started the port mapper is gone; the port mapper still serves (and
+        # drops the node's entry once it has seen the registration connection close).
+        assert wait_until(lambda: portmapper.names("127.0.0.45", mapper_port=mapper_port) == [], timeout=10)
     finally:
         proc.kill()
         portmapper.kill("127.0.0.45", mapper_port=mapper_port)
