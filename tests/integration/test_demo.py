@@ -113,4 +113,4 @@ def test_make_demo_stops_everything_on_ctrl_c(tmp_path):
             runner.wait()
     assert status == 130, stderr
     assert "interrupted" in stderr
-    assert wait_until(lambda: not processes_of(port), timeout=5), processes_of(port)
+    assert wait_until(lambda: not processes_of(port), timeout=15), processes_of(port)
