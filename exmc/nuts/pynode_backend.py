@@ -50,6 +50,9 @@ SHARE_TAG = "exmc.share"
 # live node answers in milliseconds; this covers a loaded box.
 QUERY_TIMEOUT = 10.0
 
+# How long a nodedown waits for the failure of the node's shares, whose message says why (s).
+DOWN_REASON_WAIT = 0.5
+
 # How long to wait, after a share's response, for "done" messages still in flight (s). They
 # precede the response on the same connection, so this only guards against a broken promise.
 LATE_TRACE_SECONDS = 5.0
@@ -236,9 +239,24 @@ class PynodeBackend:
         if (isinstance(message, tuple) and len(message) == 2 and message[0] == "nodedown"
                 and message[1] in self._monitored):
             self._monitored.discard(message[1])
-            return NodeDown(message[1], "nodedown")
+            return NodeDown(message[1], self._down_reason(message[1]))
         self._others.append(message)
         return None
+
+    def _down_reason(self, node: str) -> str:
+        """Why ``node`` went down, as its shares' failed requests say it ("no tick from ... within
+        2 s", "connection reset"); the connection fails them as it fires the node monitors, so
+        wait a moment for that. ``"nodedown"`` when no share of it tells more."""
+        for run in self._runs.values():
+            if run.node != node or run.request is None:
+                continue
+            try:
+                erpc.wait_response(run.request, DOWN_REASON_WAIT)
+            except NoConnection as error:
+                return f"{type(error).__name__}: {error}"
+            except BaseException:  # noqa: BLE001 - another outcome tells nothing of the node
+                pass
+        return "nodedown"
 
     def _find(self, token: str) -> _Run | None:
         return self._runs.get(token)
