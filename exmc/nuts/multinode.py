@@ -121,7 +121,8 @@ class NodeLost(NamedTuple):
     def describe(self) -> str:
         if not self.moved:
             return f"node {self.node} was lost ({self.reason}); none of its chains was unfinished"
-        moves = ", ".join(f"chain {chain} → {node}" for chain, node in sorted(self.moved.items()))
+        moves = ", ".join(f"chain {chain} → {node}" if chain >= 0 else f"the shared warmup → {node}"
+                          for chain, node in sorted(self.moved.items()))
         return (f"node {self.node} was lost ({self.reason}); its unfinished chains were rerun from "
                 f"scratch with the same seeds: {moves}")
 
