@@ -21,9 +21,9 @@ from pynode.testing import LocalCluster
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the nodes do not have this module
 
-A = "exmc@127.0.5.21"
-B = "exmc@127.0.5.22"
-CLIENT = "output_test@127.0.5.20"
+A = "exmc@127.0.5.25"
+B = "exmc@127.0.5.26"
+CLIENT = "output_test@127.0.5.24"
 SIZES = dict(num_samples=20, num_warmup=20)
 EVERY = 7  # a line every 7th gradient call, every 3rd of those also on stderr
 

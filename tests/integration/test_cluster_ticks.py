@@ -18,8 +18,8 @@ from exmc.nuts.progress import ProgressEvent
 from pynode import Node
 from pynode.testing import LocalCluster
 
-NODES = ["exmc@127.0.5.31", "exmc@127.0.5.32", "exmc@127.0.5.33"]
-CLIENT = "ticks_coordinator@127.0.5.30"
+NODES = ["exmc@127.0.5.35", "exmc@127.0.5.36", "exmc@127.0.5.37"]
+CLIENT = "ticks_coordinator@127.0.5.34"
 TICKTIME = 2.0  # declared down 2-2.5 s after the last byte (pynode.ticks)
 SEED = 5
 CHAINS = 6
