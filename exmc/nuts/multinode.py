@@ -162,7 +162,7 @@ class ClusterBackend(Protocol):
         ...
 
     def close(self) -> None:
-        """End of the run: drop monitors, give back unrelated messages."""
+        """End of the run: drop monitors (other messages were never taken from the mailbox)."""
         ...
 
 

@@ -20,8 +20,10 @@ The share's erpc response is the list of its chain numbers, sent after every ``"
 message: the coordinator checks that each arrived (messages and the response travel on the
 same connection, in order). A share's failure is its erpc failure: ``NoConnection`` (the node or
 the link is gone: the node is lost), or the chain's own exception re-raised by erpc. The
-coordinator also gets ``("nodedown", node)`` from ``Node.monitor``. Messages in the mailbox
-that belong to none of this run's shares are put back, in their order, when the run ends.
+coordinator also gets ``("nodedown", node)`` from ``Node.monitor``. The coordinator receives
+these selectively: other messages stay in the mailbox, in their order, for the thread's own
+use while the run goes on (a detached job answers its requests from the sampler's
+``should_stop``).
 """
 from __future__ import annotations
 
@@ -144,7 +146,6 @@ class PynodeBackend:
         self.pid = pynode.self_pid()
         self._runs: dict[str, _Run] = {}  # token -> run, for the shares not yet ended
         self._monitored: set[str] = set()
-        self._others: list[Any] = []      # unrelated mailbox messages, put back at close
 
     def resolve(self, nodes: Sequence[str] | str) -> list[str]:
         if isinstance(nodes, str):
@@ -214,13 +215,18 @@ class PynodeBackend:
         events: list[Any] = []
         while True:
             try:
-                message = pynode.receive(timeout=wait)
+                message = pynode.receive(timeout=wait, match=self._ours)
             except TimeoutError:
                 return events
             wait = 0
             event = self._event(message)
             if event is not None:
                 events.append(event)
+
+    def _ours(self, message: Any) -> bool:
+        return isinstance(message, tuple) and (
+            (len(message) == 4 and message[0] == SHARE_TAG)
+            or (len(message) == 2 and message[0] == "nodedown" and message[1] in self._monitored))
 
     def _event(self, message: Any) -> Any:
         if isinstance(message, tuple) and len(message) == 4 and message[0] == SHARE_TAG:
@@ -240,7 +246,6 @@ class PynodeBackend:
                 and message[1] in self._monitored):
             self._monitored.discard(message[1])
             return NodeDown(message[1], self._down_reason(message[1]))
-        self._others.append(message)
         return None
 
     def _down_reason(self, node: str) -> str:
@@ -280,6 +285,3 @@ class PynodeBackend:
             except Exception:  # noqa: BLE001
                 logger.debug("demonitor of %s failed", node, exc_info=True)
         self._monitored.clear()
-        others, self._others = self._others, []
-        for message in others:  # back into the mailbox, in their order
-            pynode.send(self.pid, message)
