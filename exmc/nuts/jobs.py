@@ -396,11 +396,8 @@ def _job_main(name: str, payload: Any, num_chains: int, options: dict[str, Any],
     job = Job(name, num_chains, meta)
     finished: list[Any] = []
     try:
-        from exmc.nuts import runs
-
-        with runs.running(f"job {name}", list(range(num_chains))):
-            chains = Sampler.sample_chains(payload, num_chains, progress=job.record, should_stop=job.serve,
-                                           on_result=finished.append, draws=job.log.add, **options)
+        chains = Sampler.sample_chains(payload, num_chains, progress=job.record, should_stop=job.serve,
+                                       on_result=finished.append, draws=job.log.add, **options)
     except InterruptedError:
         job.status, job.result = "cancelled", _partial(finished, job)
     except Exception as error:  # noqa: BLE001 - kept for the caller, raised by result()

@@ -150,7 +150,7 @@ def test_status_lists_a_running_detached_job(session):
         while time.monotonic() < deadline and not job.state()["progress"]:
             time.sleep(0.05)
         row = session.status()[NODES[0]]
-        assert any(run["label"] == "job watched" for run in row.runs) and row.busy >= 1
+        assert [run["label"] for run in row.runs].count("job watched") == 1 and row.busy >= 1
     finally:
         job.forget()
     assert "watched" not in session.jobs().names()
