@@ -107,26 +107,33 @@ def warmup_seed(seed: int | np.random.SeedSequence, num_chains: int) -> np.rando
 class _Relay:
     """Turns the two phases' progress into one run's (see the module docstring)."""
 
-    def __init__(self, progress: Callable[[Any], None], num_chains: int, num_warmup: int, num_samples: int) -> None:
+    def __init__(self, progress: Callable[[Any], None] | None, num_chains: int, num_warmup: int,
+                 num_samples: int) -> None:
         self.progress = progress
         self.num_chains = num_chains
         self.num_warmup = num_warmup
         self.total = num_warmup + num_samples
+        self.renamed: dict[str, str] = {}  # a lost node's note about "chain 0" -> about the warmup
 
     def warming(self, event: Any) -> None:
         from exmc.nuts.multinode import ChainPlaced, NodeLost
 
-        if isinstance(event, ChainPlaced):
+        if isinstance(event, NodeLost):
+            event, original = event._replace(moved={WARMUP_CHAIN: n for n in event.moved.values()}), event
+            self.renamed[original.describe()] = event.describe()
+        elif isinstance(event, ChainPlaced) or event.iteration > self.num_warmup:
+            return  # the warmup chain's placement, and its few sampling draws (the starts)
+        if self.progress is None:
             return
         if isinstance(event, NodeLost):
-            self.progress(event._replace(moved={WARMUP_CHAIN: node for node in event.moved.values()}))
-            return
-        if event.iteration > self.num_warmup:  # the warmup chain's few sampling draws: the starts
+            self.progress(event)
             return
         for chain in range(self.num_chains):
             self.progress(dataclasses.replace(event, chain=chain, total=self.total, done=False))
 
     def sampling(self, event: Any) -> None:
+        if self.progress is None:
+            return
         if isinstance(event, ProgressEvent):
             event = dataclasses.replace(event, iteration=event.iteration + self.num_warmup, total=self.total)
         self.progress(event)
@@ -138,15 +145,14 @@ def sample_shared(run: Callable[..., Any], num_chains: int, num_samples: int, nu
     """Run both phases with ``run`` (``Sampler.sample_chains`` with the model and the run's
     other options bound) and return the chains' ``Chains``. ``callbacks`` (``on_result``,
     ``draws``) are the second phase's. Raises as ``sample_chains`` does, in either phase."""
-    relay = None if progress is None else _Relay(progress, num_chains, num_warmup, num_samples)
+    relay = _Relay(progress, num_chains, num_warmup, num_samples)
     warm = run(1, num_samples=STARTS_SPACING * num_chains, num_warmup=num_warmup,
-               seed=warmup_seed(seed, num_chains), progress=None if relay is None else relay.warming,
-               should_stop=should_stop, warmup="own")
+               seed=warmup_seed(seed, num_chains), progress=relay.warming, should_stop=should_stop, warmup="own")
     tuning = Tuning.from_trace(warm[0])
     chains = run(num_chains, num_samples=num_samples, num_warmup=0, seed=seed,
-                 progress=None if relay is None else relay.sampling, should_stop=should_stop, warmup=tuning,
+                 progress=None if progress is None else relay.sampling, should_stop=should_stop, warmup=tuning,
                  **callbacks)
     for trace in chains:
         trace.info.update(warmup="shared", metric=tuning.kind, shared_warmup=dict(tuning.source))
-    chains.notes[:0] = [f"shared warmup: {note}" for note in warm.notes]
+    chains.notes[:0] = [f"shared warmup: {relay.renamed.get(note, note)}" for note in warm.notes]
     return chains
