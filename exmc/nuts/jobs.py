@@ -20,7 +20,9 @@ Processes and names (Erlang's way, on this node):
   It starts every job (so that one thread hands out names), monitors each, and keeps the
   finished ones' results under the limits below. A job process that ends without handing over
   (``exit(pid, "kill")``, a crash) is seen by its monitor: the job becomes ``"failed"`` with
-  the exit reason.
+  the exit reason. A keeper that is itself killed loses the finished results it held; the next
+  one (started on the next use) adopts the jobs still running, by their registered names, and
+  a job hands its outcome to whichever keeper is registered when it ends.
 
 Requests (wire format, local messages): a caller monitors the process it asks and sends
 ``(CALL, ref, reply_to, request)``; the answer is ``(ref, ("ok", value))`` or
@@ -384,8 +386,7 @@ def _for_a_job(message: Any) -> bool:
         (len(message) == 4 and message[0] == CALL) or (len(message) == 3 and message[0] == "EXIT"))
 
 
-def _job_main(name: str, payload: Any, num_chains: int, options: dict[str, Any], meta: Mapping[str, Any],
-              keeper: Any) -> None:
+def _job_main(name: str, payload: Any, num_chains: int, options: dict[str, Any], meta: Mapping[str, Any]) -> None:
     """The body of a job's process (spawned by the keeper, which registers it, then says GO)."""
     import pynode
 
@@ -406,7 +407,7 @@ def _job_main(name: str, payload: Any, num_chains: int, options: dict[str, Any],
         job.status, job.result = "done", chains
     job.finished = time.time()
     logger.info("job %r %s", name, job.status)
-    pynode.send(keeper, (FINISHED, name, job))
+    pynode.send(_keeper(), (FINISHED, name, job))  # the keeper of now: a restarted one adopted this job
 
 
 def _partial(finished: list[Any], job: Job) -> Any:
@@ -457,6 +458,30 @@ class _Keeper:
         self.pids: dict[str, Any] = {}
         self.refs: dict[Any, str] = {}
         self.limits = {"count": MAX_STORED, "bytes": MAX_STORED_BYTES}
+
+    def adopt(self) -> None:
+        """A keeper started while jobs run (the previous one was killed): monitor the running
+        job processes (their registered names tell them) and take them over."""
+        import pynode
+
+        for registered in pynode.registered():
+            pid = pynode.whereis(registered) if registered.startswith(JOB_PREFIX) else None
+            if pid is None:
+                continue
+            name = registered[len(JOB_PREFIX):]
+            ref = pynode.monitor(pid)
+            try:
+                state = _call(pid, ("state",))
+            except (JobGone, TimeoutError) as error:
+                logger.warning("exmc jobs keeper: running job %r not adopted: %s", name, error)
+                pynode.demonitor(ref, flush=True)
+                continue
+            chains = max(1, int(state["chains"]))
+            job = Job(name, chains, {"total": state["iterations_total"] // chains, "nodes": state["nodes"],
+                                     "max_tree_depth": 0})
+            job.started = state["started"]
+            self.jobs[name], self.pids[name], self.refs[ref] = job, pid, name
+            logger.info("exmc jobs keeper: adopted running job %r (%r)", name, pid)
 
     def handle(self, message: Any) -> None:
         import pynode
@@ -524,8 +549,7 @@ class _Keeper:
             raise ValueError(f"job name {name!r} is taken by a job {holder.status} since "
                              f"{time.strftime('%H:%M:%S', time.localtime(holder.started))}; choose another "
                              "or forget() it first")
-        pid, ref = pynode.spawn_monitor(Node.self(), _job_main, name, payload, num_chains, options, meta,
-                                        pynode.self_pid())
+        pid, ref = pynode.spawn_monitor(Node.self(), _job_main, name, payload, num_chains, options, meta)
         try:
             pynode.register(JOB_PREFIX + name, pid)
         except ValueError:
@@ -591,5 +615,6 @@ def _keeper_main() -> None:
     import pynode
 
     keeper = _Keeper()
+    keeper.adopt()
     while True:
         keeper.handle(pynode.receive())

@@ -184,3 +184,18 @@ def test_a_killed_job_process_is_seen_by_the_keepers_monitor():
     with pytest.raises(jobs.JobDied, match="without handing over its result"):
         jobs.result("killed")
     assert [j["name"] for j in jobs.jobs()] == ["killed"]
+
+
+def test_a_new_keeper_adopts_the_jobs_still_running_by_their_names():
+    import pynode
+
+    jobs.start("orphan", io_bound_normal(0.0005), 1, dict(num_samples=2000, num_warmup=20, parallel=False, seed=1))
+    _wait_sampling("orphan")
+    keeper = pynode.whereis(jobs.KEEPER)
+    ref = pynode.monitor(keeper)
+    pynode.exit(keeper, "kill")
+    pynode.receive(10, match=lambda m: m[0] == "DOWN" and m[1] == ref)
+    (row,) = jobs.jobs()  # a new keeper, which found the job by its registered name
+    assert row["name"] == "orphan" and row["status"] == "running" and pynode.whereis(jobs.KEEPER) != keeper
+    assert jobs.cancel("orphan")["status"] == "cancelled"
+    assert jobs.result("orphan")[0].info["partial"] is True
