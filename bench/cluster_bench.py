@@ -13,7 +13,14 @@ coordinating hidden node. In one run:
    ``nodes=[...]`` (shipping the IR, streaming progress and traces through the mailbox, the
    share's response), both with a progress callback; the difference divided by the chain count,
    and the size of one trace.
-3. **Fixed cost of a run** — 12 chains of one draw and no warmup (no sampling to speak of): the
+3. **Shared warmup** — the same 12 chains × (200 + 200) on the three nodes with
+   ``warmup="own"`` (every chain adapts) and ``warmup="shared"`` (one warmup chain adapts, then
+   every chain only samples, :mod:`exmc.nuts.shared_warmup`), timed in pairs; wall time and
+   ESS per second (bulk ESS of the worst coordinate over all chains, divided by the wall time).
+   ESS of one seed is noisy (one shared adaptation), so the same 12 chains also run with and
+   without shared warmup for ``ESS_SEEDS`` seeds in this process's pool (gradient without
+   sleep: the draws do not depend on where chains run), and the median ESS ratio is printed.
+4. **Fixed cost of a run** — 12 chains of one draw and no warmup (no sampling to speak of): the
    local pool, one node, three nodes. What remains is dispatch: worker-count queries, one erpc
    request per share, one mailbox message per chain; the floor below which spreading a run does
    not pay.
@@ -43,6 +50,9 @@ from pynode.testing import LocalCluster
 NODES = ["exmc_bench@127.0.5.21", "exmc_bench@127.0.5.22", "exmc_bench@127.0.5.23"]
 CLIENT = "bench_coordinator@127.0.5.21"  # on a node's host: its port mapper, which the cluster stops
 
+# Seeds of the shared-warmup ESS comparison (section 3).
+ESS_SEEDS = 10
+
 TARGET_RATIO = 0.4  # issue 13: 3 nodes × 2 workers ≤ 0.4 × the wall time on 1 node
 
 
@@ -56,23 +66,31 @@ def timed(repeat: int, run) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def paired(repeat: int, first, second) -> tuple[float, float, float, object]:
-    """Medians of ``first`` and ``second`` timed in turn (A B A B …, one untimed pair first), and
-    the median of their pairwise differences: on a shared machine whose speed drifts, the pairs
-    see the same load."""
+def paired(repeat: int, first, second) -> tuple[float, float, float, object, object]:
+    """Medians of ``first`` and ``second`` timed in turn (A B A B …, one untimed pair first), the
+    median of their pairwise differences (on a shared machine whose speed drifts, the pairs see
+    the same load), and the last result of each."""
     first()
     second()
-    a, b, diffs, result = [], [], [], None
+    a, b, diffs, results = [], [], [], (None, None)
     for _ in range(repeat):
         started = time.perf_counter()
-        first()
+        one = first()
         middle = time.perf_counter()
-        result = second()
+        results = (one, second())
         ended = time.perf_counter()
         a.append(middle - started)
         b.append(ended - middle)
         diffs.append(b[-1] - a[-1])
-    return statistics.median(a), statistics.median(b), statistics.median(diffs), result
+    return statistics.median(a), statistics.median(b), statistics.median(diffs), *results
+
+
+def worst_ess(chains) -> float:
+    """Bulk ESS of the worst coordinate of ``x`` over all chains."""
+    from arviz_stats.base import array_stats
+
+    draws = chains.stacked("x")  # (chains, draws, dim)
+    return float(min(array_stats.ess(draws[:, :, i], method="bulk") for i in range(draws.shape[2])))
 
 
 def main() -> int:
@@ -90,9 +108,9 @@ def main() -> int:
         os.environ[portmapper.EPMD_PORT_ENV] = str(cluster.epmd_port)
         Node.start(CLIENT, cookie=cluster.cookie, hidden=True)
         try:
-            def on(nodes, ir, n, w, d, progress=None):
+            def on(nodes, ir, n, w, d, progress=None, warmup="own"):
                 return lambda: exmc.NUTS.Sampler.sample_chains(ir, n, num_warmup=w, num_samples=d, seed=5,
-                                                               nodes=nodes, progress=progress)
+                                                               nodes=nodes, progress=progress, warmup=warmup)
 
             events: list = []
 
@@ -105,12 +123,23 @@ def main() -> int:
 
             cpu = seed_model()
             # Both with a progress callback, so the remote side streams its progress as a notebook's would.
-            local, remote, difference, traces = paired(
+            local, remote, difference, _, traces = paired(
                 repeat,
                 lambda: exmc.NUTS.Sampler.sample_chains(cpu, cpu_chains, num_warmup=cpu_sizes, num_samples=cpu_sizes,
                                                         seed=5, max_workers=cpu_chains, progress=events.append),
                 on(NODES[:1], cpu, cpu_chains, cpu_sizes, cpu_sizes, events.append))
             trace_bytes = len(pickle.dumps(traces[0]))
+
+            own, shared, _, own_chains, shared_chains = paired(
+                repeat, on(NODES, sleepy, chains, warmup, draws), on(NODES, sleepy, chains, warmup, draws,
+                                                                     warmup="shared"))
+            sharing = {"own": (own, own_chains), "shared": (shared, shared_chains)}
+            ess_ratios = []
+            for seed in range(2 if args.quick else ESS_SEEDS):
+                pair = [worst_ess(exmc.NUTS.Sampler.sample_chains(io_bound_normal(0.0), chains, seed=seed,
+                                                                  num_warmup=warmup, num_samples=draws, warmup=kind))
+                        for kind in ("own", "shared")]
+                ess_ratios.append(pair[1] / pair[0])
 
             floor = {"this process's warm pool": timed(repeat, lambda: exmc.NUTS.Sampler.sample_chains(
                 cpu, 12, num_warmup=0, num_samples=1, seed=5, max_workers=2))[0]}
@@ -145,6 +174,22 @@ def main() -> int:
     print(f"overhead of going remote (median of the paired differences / chains): {per_chain * 1e3:+.1f} ms per "
           f"chain ({difference / local * 100:+.1f} % of the local wall time); one trace is "
           f"{trace_bytes / 1024:.1f} KiB pickled")
+    print()
+    print(f"## Shared warmup (io-bound model, {chains} chains × ({warmup} + {draws}) on 3 nodes × 2 workers; "
+          f"in pairs, median of {repeat})")
+    print()
+    print("| warmup | wall s | vs own | worst bulk ESS | ESS/s | step size |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    for kind, (seconds, result) in sharing.items():
+        ess = worst_ess(result)
+        sizes = sorted({round(t.info["step_size"], 2) for t in result})
+        shown = f"{sizes[0]:.2f}" if len(sizes) == 1 else f"{sizes[0]:.2f}–{sizes[-1]:.2f}"
+        print(f"| {kind} | {seconds:.2f} | {seconds / own:.2f} | {ess:.0f} | {ess / seconds:.0f} | {shown} |")
+    print()
+    ess_ratio = statistics.median(ess_ratios)
+    print(f"over {len(ess_ratios)} seeds, worst bulk ESS shared / own: median {ess_ratio:.2f} (range "
+          f"{min(ess_ratios):.2f}–{max(ess_ratios):.2f}); with the wall-time ratio above, ESS/s shared / own ≈ "
+          f"{ess_ratio / (shared / own):.2f}")
     print()
     print(f"## Fixed cost of a run (12 chains × (0 + 1 draw), seed model; median of {repeat})")
     print()

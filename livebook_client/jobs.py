@@ -1,7 +1,8 @@
 """Detached runs from the notebook: ``session.start``, ``session.jobs()``, ``session.job(name)``.
 
-A detached run is an :mod:`exmc.nuts.jobs` job on the attached compute node: it belongs to the
-node, so it goes on when this notebook exits or its kernel restarts. A :class:`Job` is only a
+A detached run is an :mod:`exmc.nuts.jobs` job on the attached compute node: a pynode process
+there, registered as ``exmc.job:<name>`` while it runs. It belongs to the node, so it goes on
+when this notebook exits or its kernel restarts. A :class:`Job` is only a
 handle (the node's name and the job's name): any process attached to the node can build one with
 ``session.job(name)`` and follow it from where it is.
 
@@ -126,8 +127,9 @@ class Job:
                 trace_view.close()
 
     def cancel(self) -> dict[str, Any]:
-        """Stop the job (its chains stop within ~0.1 s); the chains that had finished stay as a
-        partial result for :meth:`result`. Returns the job's description."""
+        """Stop the job: an exit signal to its process on the node (its chains stop within
+        ~0.1 s); what they had drawn stays as a partial result for :meth:`result`. Returns the
+        job's description once it has stopped."""
         return erpc.call(self.node, "exmc.nuts.jobs:cancel", self.name, timeout=CALL_TIMEOUT + 30)
 
     def forget(self) -> None:

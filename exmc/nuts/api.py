@@ -52,6 +52,17 @@ def _check_log_likelihood(model, ir) -> None:
         raise ValueError("log_likelihood=True: the model observes no rv (there is no likelihood)")
 
 
+def _tuning(warmup):
+    """``None`` for ``warmup="own"``, the Tuning itself for one; ValueError for anything else."""
+    from exmc.nuts.shared_warmup import WARMUP_CHOICES, Tuning
+
+    if isinstance(warmup, Tuning):
+        return warmup
+    if isinstance(warmup, str) and warmup == "own":
+        return None
+    raise ValueError(f"warmup must be one of {WARMUP_CHOICES} or an exmc.nuts.shared_warmup.Tuning, got {warmup!r}")
+
+
 class Sampler:
     """Stan's adaptive NUTS for an exmc IR or compiled model. The metric is chosen automatically
     by default (``dense_mass="auto"``: Stan's diagonal one, with a low-rank correction when warmup
@@ -108,6 +119,7 @@ class Sampler:
         on_result: Callable[[Trace], None] | None = None,
         draws: Callable[[Any], None] | None = None,
         log_likelihood: bool = False,
+        warmup: Any = "own",
     ) -> Chains:
         """Run ``num_chains`` chains and return them as :class:`Chains`.
 
@@ -150,6 +162,13 @@ class Sampler:
         :class:`exmc.nuts.stream.DrawBatch` es (at most every 0.2 s per chain; not with
         ``parallel="vectorized"``, which raises ``ValueError``).
 
+        ``warmup``: ``"own"`` (Stan's scheme: every chain adapts its own step size and metric) or
+        ``"shared"`` (eXMC's: one warmup chain adapts, then every chain only samples with its
+        step size and metric, from its own draw of that chain; with ``nodes``, on the nodes): see
+        :mod:`exmc.nuts.shared_warmup` for what it costs in checking power, and
+        ``docs/sampler.md`` for when it pays. A :class:`~exmc.nuts.shared_warmup.Tuning` reuses
+        one (``num_warmup`` is then ignored).
+
         ``on_result(trace)`` is called in the calling thread as each chain finishes (a detached job
         keeps the finished chains of a run that is then cancelled).
 
@@ -165,8 +184,23 @@ class Sampler:
         ir = _source_ir(model)
         if log_likelihood:
             _check_log_likelihood(model, ir)
-        options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values,
-                                 keep_deterministics, log_likelihood=bool(log_likelihood))
+        if isinstance(warmup, str) and warmup == "shared":
+            from exmc.nuts.shared_warmup import sample_shared
+
+            def run(chains: int, **phase: Any) -> Chains:
+                return Sampler.sample_chains(
+                    model, chains, init_values, target_accept=target_accept, max_tree_depth=max_tree_depth,
+                    dense_mass=dense_mass, parallel=parallel, max_workers=max_workers,
+                    keep_deterministics=keep_deterministics, nodes=nodes, backend=backend,
+                    log_likelihood=log_likelihood, **phase)
+
+            SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass)  # early errors
+            return sample_shared(run, num_chains, num_samples, num_warmup, seed, progress, should_stop,
+                                 on_result=on_result, draws=draws)
+        tuning = _tuning(warmup)
+        options = SamplerOptions(num_samples, 0 if tuning is not None else num_warmup, target_accept, max_tree_depth,
+                                 dense_mass, init_values, keep_deterministics, log_likelihood=bool(log_likelihood),
+                                 tuning=tuning)
         validate_payload(model)
         if nodes is not None:
             from exmc.nuts.multinode import sample_on_nodes

@@ -17,8 +17,8 @@ Failure classes of a run over nodes:
   nodes (so the result equals an undisturbed run); finished chains are kept. The progress
   callback receives a :class:`NodeLost` event naming the node and where each chain moved, and
   ``Chains.warnings()`` says so;
-  A node that freezes (SIGSTOP: its socket stays open) is lost only once pynode declares it
-  down (failure detection by ticks, pynode's processes issue); until then its chains wait;
+  a node that freezes (SIGSTOP: its socket stays open) is lost once pynode's ticks declare it
+  down (between ``ticktime`` and 1.25 × ``ticktime`` later); until then its chains wait;
 - every node lost: the backend's ``NoConnection`` (pynode's), its message naming each lost node
   and the partial state (which chains finished where, which did not);
 - a chain that raises (a bug in a Custom logp, no finite initial point, a worker process that
@@ -121,7 +121,8 @@ class NodeLost(NamedTuple):
     def describe(self) -> str:
         if not self.moved:
             return f"node {self.node} was lost ({self.reason}); none of its chains was unfinished"
-        moves = ", ".join(f"chain {chain} → {node}" for chain, node in sorted(self.moved.items()))
+        moves = ", ".join(f"chain {chain} → {node}" if chain >= 0 else f"the shared warmup → {node}"
+                          for chain, node in sorted(self.moved.items()))
         return (f"node {self.node} was lost ({self.reason}); its unfinished chains were rerun from "
                 f"scratch with the same seeds: {moves}")
 
@@ -161,7 +162,7 @@ class ClusterBackend(Protocol):
         ...
 
     def close(self) -> None:
-        """End of the run: drop monitors, give back unrelated messages."""
+        """End of the run: drop monitors (other messages were never taken from the mailbox)."""
         ...
 
 

@@ -19,6 +19,10 @@ delivered promptly; the optional ``should_stop()`` callable is polled at the sam
 every worker of the pool is terminated and reaped before the exception propagates, and the pool is
 rebuilt lazily on the next call. exmc never imports pynode: a node passes ``pynode.cancelled`` as
 ``should_stop`` (or relies on the asynchronous exception).
+
+Output: what a chain prints in its worker arrives as ``"output"`` messages (:mod:`exmc.nuts.worker`)
+and is written to ``sys.stdout``/``sys.stderr`` in the calling thread, in order: in a pynode call
+that captures output, it goes home to the caller with the call's own prints.
 """
 from __future__ import annotations
 
@@ -252,6 +256,8 @@ class WorkerPool:
             elif kind == "draws":
                 if draws is not None:
                     draws(message[1])
+            elif kind == "output":
+                _write_output(message[1], message[2])
             elif kind == "done":
                 trace = message[2]
                 trace.info["worker"] = worker.pid
@@ -266,6 +272,18 @@ class WorkerPool:
                 exc.add_note(f"in exmc chain {chain} (worker pid {worker.pid}):\n{detail}")
                 raise exc
         return False
+
+
+def _write_output(stream: int, text: str) -> None:
+    """A chain's printed output (worker protocol: :mod:`exmc.nuts.worker`), written to this
+    thread's ``sys.stdout`` (1) or ``sys.stderr`` (2): on a pynode node serving a remote call,
+    pynode's output capture sends it to the caller; otherwise it shows here."""
+    target = sys.stdout if stream == 1 else sys.stderr
+    if target is None:
+        return
+    target.write(text)
+    if text.endswith("\n"):
+        target.flush()
 
 
 _pool: WorkerPool | None = None

@@ -20,8 +20,10 @@ The share's erpc response is the list of its chain numbers, sent after every ``"
 message: the coordinator checks that each arrived (messages and the response travel on the
 same connection, in order). A share's failure is its erpc failure: ``NoConnection`` (the node or
 the link is gone: the node is lost), or the chain's own exception re-raised by erpc. The
-coordinator also gets ``("nodedown", node)`` from ``Node.monitor``. Messages in the mailbox
-that belong to none of this run's shares are put back, in their order, when the run ends.
+coordinator also gets ``("nodedown", node)`` from ``Node.monitor``. The coordinator receives
+these selectively: other messages stay in the mailbox, in their order, for the thread's own
+use while the run goes on (a detached job answers its requests from the sampler's
+``should_stop``).
 """
 from __future__ import annotations
 
@@ -49,6 +51,9 @@ SHARE_TAG = "exmc.share"
 # Deadline of the short calls made before sampling (worker counts, "which nodes have exmc"): a
 # live node answers in milliseconds; this covers a loaded box.
 QUERY_TIMEOUT = 10.0
+
+# How long a nodedown waits for the failure of the node's shares, whose message says why (s).
+DOWN_REASON_WAIT = 0.5
 
 # How long to wait, after a share's response, for "done" messages still in flight (s). They
 # precede the response on the same connection, so this only guards against a broken promise.
@@ -141,7 +146,6 @@ class PynodeBackend:
         self.pid = pynode.self_pid()
         self._runs: dict[str, _Run] = {}  # token -> run, for the shares not yet ended
         self._monitored: set[str] = set()
-        self._others: list[Any] = []      # unrelated mailbox messages, put back at close
 
     def resolve(self, nodes: Sequence[str] | str) -> list[str]:
         if isinstance(nodes, str):
@@ -211,13 +215,18 @@ class PynodeBackend:
         events: list[Any] = []
         while True:
             try:
-                message = pynode.receive(timeout=wait)
+                message = pynode.receive(timeout=wait, match=self._ours)
             except TimeoutError:
                 return events
             wait = 0
             event = self._event(message)
             if event is not None:
                 events.append(event)
+
+    def _ours(self, message: Any) -> bool:
+        return isinstance(message, tuple) and (
+            (len(message) == 4 and message[0] == SHARE_TAG)
+            or (len(message) == 2 and message[0] == "nodedown" and message[1] in self._monitored))
 
     def _event(self, message: Any) -> Any:
         if isinstance(message, tuple) and len(message) == 4 and message[0] == SHARE_TAG:
@@ -236,9 +245,23 @@ class PynodeBackend:
         if (isinstance(message, tuple) and len(message) == 2 and message[0] == "nodedown"
                 and message[1] in self._monitored):
             self._monitored.discard(message[1])
-            return NodeDown(message[1], "nodedown")
-        self._others.append(message)
+            return NodeDown(message[1], self._down_reason(message[1]))
         return None
+
+    def _down_reason(self, node: str) -> str:
+        """Why ``node`` went down, as its shares' failed requests say it ("no tick from ... within
+        2 s", "connection reset"); the connection fails them as it fires the node monitors, so
+        wait a moment for that. ``"nodedown"`` when no share of it tells more."""
+        for run in self._runs.values():
+            if run.node != node or run.request is None:
+                continue
+            try:
+                erpc.wait_response(run.request, DOWN_REASON_WAIT)
+            except NoConnection as error:
+                return f"{type(error).__name__}: {error}"
+            except BaseException:  # noqa: BLE001 - another outcome tells nothing of the node
+                pass
+        return "nodedown"
 
     def _find(self, token: str) -> _Run | None:
         return self._runs.get(token)
@@ -262,6 +285,3 @@ class PynodeBackend:
             except Exception:  # noqa: BLE001
                 logger.debug("demonitor of %s failed", node, exc_info=True)
         self._monitored.clear()
-        others, self._others = self._others, []
-        for message in others:  # back into the mailbox, in their order
-            pynode.send(self.pid, message)

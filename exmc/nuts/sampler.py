@@ -27,7 +27,7 @@ from exmc.nuts.stepsize import (
     find_initial_step_size,
 )
 from exmc.nuts.trace import STAT_DTYPES, Trace
-from exmc.nuts.integrator import LogDensityError, drive
+from exmc.nuts.integrator import LogDensityError, drive, guarded_logp_and_grad
 from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, nuts_transition_steps
 
 #: The metrics a chain can sample with (each has ``inverse``, ``sample_momentum``, ``velocity``).
@@ -50,6 +50,9 @@ class SamplerOptions:
     keep_deterministics: bool | tuple[str, ...] = True
     # Pointwise log-likelihood of the observed rvs at every draw, computed with the chain.
     log_likelihood: bool = False
+    # warmup="shared": the step size, metric and starting points every chain samples with, adapted
+    # by one warmup chain (exmc.nuts.shared_warmup.Tuning); None: each chain adapts its own.
+    tuning: Any = None
 
     def __post_init__(self) -> None:
         keep = self.keep_deterministics
@@ -63,6 +66,8 @@ class SamplerOptions:
             raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
         if int(self.num_warmup) != self.num_warmup or self.num_warmup < 0:
             raise ValueError(f"num_warmup must be a non-negative integer, got {self.num_warmup!r}")
+        if self.tuning is not None and self.num_warmup:
+            raise ValueError(f"a chain given a shared tuning samples only: num_warmup must be 0, got {self.num_warmup}")
         if not 0.0 < self.target_accept < 1.0:
             raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept!r}")
         if int(self.max_tree_depth) != self.max_tree_depth or self.max_tree_depth < 1:
@@ -231,9 +236,14 @@ def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where
     rng = np.random.default_rng(seed)
     logp_and_grad = model.logp_and_grad
     total = options.num_warmup + options.num_samples
-    q, lp, grad = initial_point(model, rng, options.init_values, chain)
-    metric = unit_metric(model.dim, options.dense_mass is True)
-    step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, DEFAULT_INITIAL_STEP_SIZE, rng)
+    if options.tuning is None:
+        q, lp, grad = initial_point(model, rng, options.init_values, chain)
+        metric = unit_metric(model.dim, options.dense_mass is True)
+        step_size = find_initial_step_size(logp_and_grad, metric, q, lp, grad, DEFAULT_INITIAL_STEP_SIZE, rng)
+    else:  # warmup="shared": adapted by the warmup chain, start at its draw (exmc.nuts.shared_warmup)
+        options.tuning.check(model.dim)
+        q, metric, step_size = options.tuning.start(chain), options.tuning.metric(), options.tuning.step_size
+        lp, grad = guarded_logp_and_grad(logp_and_grad, q)
     warmup = _Warmup(model, options)
     divergences = 0
     warmup_steps = 0

@@ -6,18 +6,28 @@ Protocol on that socket (all messages are tuples):
 - parent → worker: ``("run", chain, model_key, model_bytes, seed, options, with_progress,
   with_draws)``; ``model_bytes`` is a cloudpickled model or IR (``None`` when the worker already
   holds ``model_key``, the payload's digest).
-- worker → parent: ``("progress", ProgressEvent)`` and, with ``with_draws``, ``("draws",
-  DrawBatch)`` (at most every 0.2 s, see :mod:`exmc.nuts.stream`), then ``("done", chain, Trace)``
-  or ``("error", chain, exception, formatted_traceback)``.
+- worker → parent: ``("progress", ProgressEvent)``, ``("output", stream, text)`` (``stream`` 1:
+  stdout, 2: stderr; ``text`` whole lines, or the unfinished rest at the end of a task) and, with
+  ``with_draws``, ``("draws", DrawBatch)`` (at most every 0.2 s, see :mod:`exmc.nuts.stream`),
+  then ``("done", chain, Trace)`` or ``("error", chain, exception, formatted_traceback)``.
+
+Output comes home: while a task runs, ``sys.stdout`` and ``sys.stderr`` are :class:`TaskOutput`
+streams that send what the chain prints (a ``print()`` in a Custom logp) to the parent as
+``"output"`` messages, line by line, in the order written, before the task's ``"done"``; the
+parent writes them in the thread that runs the pool (where pynode's group leader of a remote
+call picks them up). Between tasks, and for writes to file descriptors 1/2 that bypass
+``sys.stdout`` (C extensions), the worker's own streams are used: the node's.
 
 The worker ignores SIGINT: on Ctrl-C the parent alone decides, and terminates the workers. It exits
 when the socket closes (the parent went away), so no worker outlives its parent's pool.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import traceback
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
 import cloudpickle
@@ -28,6 +38,58 @@ from exmc.nuts.stream import draw_hook
 
 # At start-up, which the pool does ahead of time (``start_pool``, node preload), not on the first task.
 preload_model_modules()
+
+
+# The stream numbers of "output" messages (pynode's and the POSIX file descriptors').
+STDOUT, STDERR = 1, 2
+
+
+class TaskOutput:
+    """Stands in for ``sys.stdout`` / ``sys.stderr`` during a task: line-buffers and sends each
+    write that completes lines as one ``("output", stream, text)`` message (``_pending``: the
+    unfinished tail, sent by :meth:`flush`)."""
+
+    def __init__(self, conn: Connection, stream: int, wrapped) -> None:
+        self._conn = conn
+        self._stream = stream
+        self._wrapped = wrapped
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        buffered = self._pending + text
+        cut = buffered.rfind("\n") + 1
+        self._pending = buffered[cut:]
+        if cut:
+            self._conn.send(("output", self._stream, buffered[:cut]))
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._pending:
+            text, self._pending = self._pending, ""
+            self._conn.send(("output", self._stream, text))
+
+    def __getattr__(self, name: str):
+        return getattr(self._wrapped, name)  # encoding, fileno, isatty: the worker's own stream's
+
+
+@contextlib.contextmanager
+def output_to_parent(conn: Connection) -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` go to the parent for the block (flushed at its end)."""
+    saved = sys.stdout, sys.stderr
+    out, err = TaskOutput(conn, STDOUT, saved[0]), TaskOutput(conn, STDERR, saved[1])
+    sys.stdout, sys.stderr = out, err
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+        out.flush()
+        err.flush()
 
 
 def worker_main(conn: Connection) -> None:
@@ -41,13 +103,14 @@ def worker_main(conn: Connection) -> None:
             return
         _, chain, key, model_bytes, seed, options, with_progress, with_draws = message
         try:
-            if key != cached_key:
-                cached_model = load_model(cloudpickle.loads(model_bytes))
-                cached_key = key
-            report = Throttle(lambda event: conn.send(("progress", event))) if with_progress else None
-            emit = lambda batch: conn.send(("draws", batch))  # noqa: E731
-            on_draw = draw_hook(emit, cached_model, chain, options) if with_draws else None
-            trace = run_chain(cached_model, chain, seed, options, report, on_draw=on_draw)
+            with output_to_parent(conn):
+                if key != cached_key:
+                    cached_model = load_model(cloudpickle.loads(model_bytes))
+                    cached_key = key
+                report = Throttle(lambda event: conn.send(("progress", event))) if with_progress else None
+                emit = lambda batch: conn.send(("draws", batch))  # noqa: E731
+                on_draw = draw_hook(emit, cached_model, chain, options) if with_draws else None
+                trace = run_chain(cached_model, chain, seed, options, report, on_draw=on_draw)
         except Exception as exc:  # noqa: BLE001 - every failure is reported to the parent
             detail = traceback.format_exc()
             try:

@@ -308,3 +308,23 @@ def test_two_nodes_killed_one_after_the_other_still_give_the_undisturbed_draws(c
     finally:
         for victim in victims:
             cluster.restart(victim)
+
+
+def test_shared_warmup_on_nodes_gives_the_local_shared_draws(cluster):
+    """warmup="shared" over nodes: the warmup chain runs on one node, every chain samples with its
+    tuning; placement does not change the draws (nor does going through a session)."""
+    local = exmc.NUTS.Sampler.sample_chains(model(), CHAINS, seed=SEED, warmup="shared", parallel=False, **SIZES)
+    events = []
+    chains = exmc.NUTS.Sampler.sample_chains(model(), CHAINS, seed=SEED, nodes=NODES, warmup="shared",
+                                             progress=events.append, **SIZES)
+    assert_same_draws(chains, local)
+    assert {t.info["node"] for t in chains} == set(NODES)
+    assert chains[0].info["shared_warmup"]["node"] in NODES
+    assert all(t.info["warmup"] == "shared" and t.info["step_size"] == local[0].info["step_size"] for t in chains)
+    warmup = [e for e in events if isinstance(e, ProgressEvent) and e.phase == "warmup"]
+    assert {e.chain for e in warmup} == set(range(CHAINS))
+    session = attach(NODES[0])
+    for via in (session.sample(model(), chains=CHAINS, seed=SEED, warmup="shared", progress=False, **SIZES),
+                session.sample(model(), chains=CHAINS, seed=SEED, nodes=NODES, warmup="shared", progress=False,
+                               **SIZES)):
+        assert_same_draws(via, local)

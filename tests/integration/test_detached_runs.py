@@ -150,7 +150,28 @@ def test_status_lists_a_running_detached_job(session):
         while time.monotonic() < deadline and not job.state()["progress"]:
             time.sleep(0.05)
         row = session.status()[NODES[0]]
-        assert any(run["label"] == "job watched" for run in row.runs) and row.busy >= 1
+        assert [run["label"] for run in row.runs].count("job watched") == 1 and row.busy >= 1
     finally:
         job.forget()
     assert "watched" not in session.jobs().names()
+
+
+def test_a_job_is_a_registered_process_on_its_node_that_a_remote_exit_signal_cancels(session):
+    import pynode
+    from pynode import erpc
+
+    job = session.start(io_bound_normal(DELAY), chains=1, seed=2, name="by-signal", num_samples=5000, num_warmup=20)
+    assert "exmc.job:by-signal" in erpc.call(NODES[0], "pynode:registered", timeout=10)
+    pid = erpc.call(NODES[0], "pynode:whereis", "exmc.job:by-signal", timeout=10)
+    assert pid.node == NODES[0]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(p["phase"] == "sampling" and p["iteration"] > 100
+                                                  for p in job.state()["progress"]):
+        time.sleep(0.05)
+    ref = pynode.monitor(pid)  # a monitor across nodes sees the job's process end
+    pynode.exit(pid, "cancel")  # an exit signal from this process, over the wire
+    down = pynode.receive(30, match=lambda m: m[0] == "DOWN" and m[1] == ref)
+    assert down[3] == "normal"  # it traps exits: the signal asked it to stop; it handed its draws over and ended
+    partial = job.result(progress=False)
+    assert job.status == "fetched" and 0 < partial[0].num_samples < 5000 and partial[0].info["partial"]
+    assert "exmc.job:by-signal" not in erpc.call(NODES[0], "pynode:registered", timeout=10)

@@ -1,4 +1,6 @@
-"""Detached jobs in this process (the compute node's side): start, follow, fetch, cancel, evict."""
+"""Detached jobs on this node (the compute node's side): start, follow, fetch, cancel, evict.
+
+Jobs are pynode processes with registered names, so this test process is a (hidden) node."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +16,17 @@ from exmc.nuts import jobs
 from gaussian_models import isotropic
 
 QUICK = dict(num_samples=30, num_warmup=30, parallel=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def node():
+    from pynode import Node
+
+    Node.start("jobs_unit@127.0.5.38", cookie="jobs-unit-test", hidden=True)
+    try:
+        yield
+    finally:
+        Node.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +130,72 @@ def test_the_oldest_finished_result_is_evicted_over_the_limit_with_a_log_line(ca
     assert jobs.state("third")["status"] == "evicted"
     with pytest.raises(ValueError, match="limit count"):
         jobs.set_limits(count=-1)
+
+
+def _wait_sampling(name):
+    """Until the job has streamed sampling draws (what a cancel keeps)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if jobs.draws(name)["batches"]:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"job {name!r} never streamed a draw")
+
+
+def test_a_running_job_is_a_registered_process_and_its_name_goes_with_it():
+    import pynode
+
+    jobs.start("named", io_bound_normal(0.0005), 1, dict(num_samples=100, num_warmup=20, parallel=False, seed=1))
+    pid = pynode.whereis(jobs.JOB_PREFIX + "named")
+    assert pid is not None and jobs.JOB_PREFIX + "named" in pynode.registered()
+    assert pynode.whereis(jobs.KEEPER) is not None
+    ref = pynode.monitor(pid)
+    chains = jobs.result("named", timeout=60)
+    assert len(chains) == 1
+    down = pynode.receive(10, match=lambda m: m[0] == "DOWN" and m[1] == ref)
+    assert down[3] == "normal" and pynode.whereis(jobs.JOB_PREFIX + "named") is None
+
+
+def test_any_exit_signal_cancels_a_job_and_its_draws_so_far_are_kept():
+    import pynode
+
+    jobs.start("signalled", io_bound_normal(0.0005), 1, dict(num_samples=2000, num_warmup=20, parallel=False, seed=1))
+    _wait_sampling("signalled")
+    pid = pynode.whereis(jobs.JOB_PREFIX + "signalled")
+    ref = pynode.monitor(pid)
+    pynode.exit(pid, "enough")  # an exit signal from any process, not only jobs.cancel
+    pynode.receive(30, match=lambda m: m[0] == "DOWN" and m[1] == ref)
+    assert jobs.state("signalled")["status"] == "cancelled"
+    partial = jobs.result("signalled")
+    assert 0 < partial[0].num_samples < 2000 and partial[0].info["partial"] is True
+
+
+def test_a_killed_job_process_is_seen_by_the_keepers_monitor():
+    import pynode
+
+    jobs.start("killed", io_bound_normal(0.0005), 1, dict(num_samples=2000, num_warmup=20, parallel=False, seed=1))
+    _wait_sampling("killed")
+    pynode.exit(pynode.whereis(jobs.JOB_PREFIX + "killed"), "kill")
+    deadline = time.monotonic() + 30
+    while jobs.state("killed")["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    described = jobs.state("killed")
+    assert described["status"] == "failed" and "'killed'" in described["error"]
+    with pytest.raises(jobs.JobDied, match="without handing over its result"):
+        jobs.result("killed")
+    assert [j["name"] for j in jobs.jobs()] == ["killed"]
+
+
+def test_a_new_keeper_adopts_the_jobs_still_running_by_their_names():
+    import pynode
+
+    jobs.start("orphan", io_bound_normal(0.0005), 1, dict(num_samples=2000, num_warmup=20, parallel=False, seed=1))
+    _wait_sampling("orphan")
+    keeper = pynode.whereis(jobs.KEEPER)
+    ref = pynode.monitor(keeper)
+    pynode.exit(keeper, "kill")
+    pynode.receive(10, match=lambda m: m[0] == "DOWN" and m[1] == ref)
+    (row,) = jobs.jobs()  # a new keeper, which found the job by its registered name
+    assert row["name"] == "orphan" and row["status"] == "running" and pynode.whereis(jobs.KEEPER) != keeper
+    assert jobs.cancel("orphan")["status"] == "cancelled"
+    assert jobs.result("orphan")[0].info["partial"] is True

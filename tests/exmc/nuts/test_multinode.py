@@ -171,6 +171,24 @@ def test_a_lost_node_reruns_only_its_unfinished_chains_elsewhere(reference):
     assert "chain 4 → " in lost.describe() and "same seeds" in lost.describe()
 
 
+def test_a_node_lost_during_the_shared_warmup_reruns_it_elsewhere_with_the_same_tuning():
+    local = exmc.NUTS.Sampler.sample_chains(isotropic(2), 6, seed=3, parallel=False, warmup="shared", **SIZES)
+    backend = InProcessBackend({"a": 2, "b": 2, "c": 2}, die={"a": 0})  # a dies in each phase's first chain
+    events = []
+    chains = sample(backend, progress=events.append, warmup="shared")
+    assert_same(chains, local)
+    assert all(t.info["step_size"] == local[0].info["step_size"] for t in chains)
+    assert chains[0].info["shared_warmup"]["node"] == "b"  # the warmup moved from a
+    warm, run = [e for e in events if isinstance(e, NodeLost)]
+    assert warm.node == "a" and warm.moved == {-1: "b"} and "the shared warmup → b" in warm.describe()
+    assert run.node == "a" and set(run.moved) == {0, 3} and not {t.info["node"] for t in chains} & {"a"}
+    warnings = chains.warnings()
+    assert warnings[0].startswith("shared warmup: node a was lost") and "the shared warmup → b" in warnings[0]
+    assert "chain 0 → " in warnings[1]
+    quiet = sample(InProcessBackend({"a": 2, "b": 2, "c": 2}, die={"a": 0}), warmup="shared")  # no progress
+    assert quiet.warnings()[0] == warnings[0]
+
+
 def test_every_node_lost_raises_the_backends_no_connection_with_the_partial_state():
     backend = InProcessBackend({"a": 1, "b": 1}, die={"a": 1, "b": 0})
     with pytest.raises(NodeGone) as caught:
@@ -209,6 +227,7 @@ def test_should_stop_cancels_every_share():
 
 def test_exmc_does_not_import_pynode():
     code = ("import sys, exmc, exmc.nuts, exmc.nuts.multinode, exmc.nuts.api, exmc.nuts.jobs, exmc.nuts.stream\n"
+            "import exmc.nuts.shared_warmup\n"
             "exmc.NUTS.Sampler.sample_chains\n"
             "assert 'pynode' not in sys.modules, sorted(m for m in sys.modules if 'pynode' in m)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
