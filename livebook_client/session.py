@@ -175,6 +175,11 @@ class Session:
         ``ValueError`` from the node for a taken name (naming the job holding it) or bad options;
         ``NoConnection`` when the node cannot be reached.
         """
+        return self._start(ir, chains, num_samples, num_warmup, seed, name, nodes, sampler_options)
+
+    def _start(self, ir: IR, chains: int, num_samples: int, num_warmup: int, seed: int | None,
+               name: str | None, nodes: Sequence[str] | str | None, sampler_options: dict[str, Any],
+               follow_output: bool = False) -> Job:
         from exmc.nuts.api import validate_payload
 
         from .jobs import CALL_TIMEOUT, Job
@@ -188,7 +193,7 @@ class Session:
                                 if nodes == "all" else list(nodes))
         if name is None:
             name = f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        erpc.call(self.node, "exmc.nuts.jobs:start", name, ir, chains, options, timeout=CALL_TIMEOUT)
+        erpc.call(self.node, "exmc.nuts.jobs:start", name, ir, chains, options, follow_output, timeout=CALL_TIMEOUT)
         return Job(self.node, name)
 
     def jobs(self) -> JobList:
@@ -264,7 +269,8 @@ class Session:
         if stream or live_trace is not None:
             from .jobs import DrawStream
 
-            job = self.start(ir, chains, num_samples, num_warmup, seed, nodes=nodes, **sampler_options)
+            job = self._start(ir, chains, num_samples, num_warmup, seed, None, nodes, sampler_options,
+                              follow_output=True)  # someone watches it: its prints come here
             if stream:
                 return DrawStream(job)
             finished = False

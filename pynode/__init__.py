@@ -16,12 +16,12 @@ from pynode.tls import TLS
 
 # Last: ``pynode.link`` is the process-link function, not the module of that name.
 from pynode.process import (  # noqa: E402
-    Ref, demonitor, exit, link, monitor, register, registered, send, spawn, spawn_link, spawn_monitor,
-    trap_exit, unlink, unregister, whereis,
+    Ref, demonitor, exit, group_leader, link, monitor, register, registered, send, set_group_leader, spawn,
+    spawn_link, spawn_monitor, trap_exit, unlink, unregister, whereis,
 )
 
 __all__ = [
-    "TLS", "Atom", "Node", "Pid", "Ref", "cancelled", "demonitor", "erpc", "exit", "global_names", "link", "monitor",
-    "receive", "register", "registered", "self_pid", "send", "spawn", "spawn_link", "spawn_monitor",
+    "TLS", "Atom", "Node", "Pid", "Ref", "cancelled", "demonitor", "erpc", "exit", "global_names", "group_leader",
+    "link", "monitor", "receive", "register", "registered", "self_pid", "send", "set_group_leader", "spawn", "spawn_link", "spawn_monitor",
     "trap_exit", "unlink", "unregister", "whereis",
 ]

@@ -25,10 +25,16 @@ process that spawned it, so ``rpc:call(N, io, format, ...)`` prints on the calle
   call's result, in order with the outer function's own lines. (A process spawned from such a
   thread inherits the first caller's leader directly, as Erlang processes inherit theirs.)
 
+- **A process may change its leader** (:func:`pynode.set_group_leader`, Erlang's
+  ``group_leader/2`` on itself): a process started by a process of the node (so with no
+  leader) can take the leader of the call that asked for it (:func:`pynode.group_leader` in
+  that call), so that its output goes to that caller too (exmc's attached jobs do).
+
 Not captured: threads a remote function starts itself (only pynode's call threads and spawned
-processes have leaders), subprocesses (exmc's chain workers) and writes to file descriptors 1/2
-that bypass ``sys.stdout`` (C extensions). Output whose leader's thread has ended is written to
-the caller node's own streams; output to a node that cannot be reached is dropped (logged).
+processes have leaders), subprocesses (exmc's chain workers forward their own output to the
+thread that runs their chains, which is) and writes to file descriptors 1/2 that bypass
+``sys.stdout`` (C extensions). Output whose leader's thread has ended is written to the caller
+node's own streams; output for a node that cannot be reached is written on this node (logged).
 """
 
 from __future__ import annotations
@@ -94,7 +100,10 @@ class _Forwarder:
     def _emit(self, stream: int, text: str) -> None:
         leader = self.leader
         if not self._send(self.node, signals.Output(leader, stream, text)):
-            log.info("output for %r dropped: %s cannot be reached", leader, self.node)
+            log.info("output for %r written here: %s cannot be reached", leader, self.node)
+            target = _stream(stream)  # nothing is lost: a leader gone (its notebook closed) writes here
+            if target is not None:
+                target.write(text)
 
 
 def lead(node: str, leader_id: int, send: Send) -> tuple[int, _Forwarder | None]:
@@ -123,6 +132,23 @@ def unlead(state: tuple[int, _Forwarder | None]) -> None:
             _leaders[me] = previous
 
 
+def redirect(leader: Pid | None, send: Send) -> None:
+    """From now on this thread's output goes to ``leader`` on another node (None: to this
+    node's own streams), whatever leader it had; what it wrote so far goes to the old leader
+    first. Lasts until the next redirect, or the end of the call or process that led the
+    thread (which restores the leader it had before it began)."""
+    me = threading.get_ident()
+    old = _leaders.get(me)
+    if old is not None:
+        old.flush()
+    if leader is None:
+        _leaders.pop(me, None)
+        return
+    if type(sys.stdout) is not Router or type(sys.stderr) is not Router:
+        install()
+    _leaders[me] = _Forwarder(leader.node, leader.id, send)
+
+
 class Home:
     """The group leaders on one peer node (:class:`pynode.outcome.Leaders`): a call from that
     peer that carries a leader id runs under it, so its output goes home."""
@@ -141,9 +167,17 @@ class Home:
 
 @contextlib.contextmanager
 def leading(leader: Pid | None, send: Send) -> Iterator[None]:
-    """:func:`lead` for the block (``None``: no change)."""
+    """:func:`lead` for the block (``None``: no change at the start). Either way, the block
+    ends with the leader the thread had before it: one set inside (:func:`redirect`) ends with
+    it, flushed, and never outlives the thread (whose ident a later thread may reuse)."""
     if leader is None:
-        yield
+        me = threading.get_ident()
+        before = _leaders.get(me)
+        try:
+            yield
+        finally:
+            if _leaders.get(me) is not before:
+                unlead((me, before))
         return
     state = lead(leader.node, leader.id, send)
     try:

@@ -45,7 +45,7 @@ from typing import Any
 
 import cloudpickle
 
-from pynode import beam, erpc, names, outcome, signals
+from pynode import beam, erpc, names, outcome, output, signals
 from pynode import payload as payloads
 from pynode.errors import EncodeError, NoConnection
 from pynode.etf import BeamPid
@@ -140,6 +140,28 @@ def spawn_monitor(node: str, fn: Callable[..., Any] | str, *args: Any, **kwargs:
     pid, ref = _spawn(node, fn, args, kwargs, link=False, monitor=True)
     assert ref is not None
     return pid, ref
+
+
+def group_leader() -> Pid | None:
+    """The group leader the calling process's (or call's) output goes to (Erlang's
+    ``group_leader/0``; :mod:`pynode.output`): a pid on another node, or None when its output is
+    written on this node."""
+    return output.current_leader()
+
+
+def set_group_leader(leader: Pid | None) -> None:
+    """Send the calling process's ``sys.stdout``/``sys.stderr`` output to ``leader`` from now on
+    (Erlang's ``group_leader(Leader, self())``): a leader that :func:`group_leader` returned in
+    a call from another node, or None for this node's own streams. Lasts until the process (or
+    the call) ends or the next change; what was written before goes to the old leader. Output
+    for a leader whose node cannot be reached is written on this node. Raises TypeError for a
+    non-pid; ValueError for a pid of this node (output here is written here)."""
+    if leader is not None:
+        if not isinstance(leader, Pid):
+            raise TypeError(f"set_group_leader: leader must be a pynode Pid or None, got {type(leader).__name__} {leader!r}")
+        if leader.node == current().name:
+            raise ValueError(f"set_group_leader: {leader!r} is a pid of this node; output here is written here (pass None)")
+    output.redirect(leader, current().processes.send_signal)
 
 
 def monitor(pid: Pid) -> Ref:

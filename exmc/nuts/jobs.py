@@ -47,7 +47,8 @@ A job's ``status`` is one of:
 Limits: at most ``MAX_STORED`` finished results and ``MAX_STORED_BYTES`` of their arrays are kept;
 beyond either, the oldest finished result is evicted first. ``set_limits`` changes them.
 
-A job's prints go to this node's output (a detached run has no caller to send them to).
+A job's prints go to this node's output (a detached run has no caller to send them to), unless
+it was started with ``follow_output`` (an attached run someone watches): then to the caller.
 Every function here returns plain data (dicts, ``Chains``) so that it travels to a caller on
 another node as it is.
 """
@@ -180,9 +181,15 @@ def set_limits(count: int | None = None, nbytes: int | None = None) -> dict[str,
     return _ask_keeper(("limits", count, nbytes))
 
 
-def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any]) -> dict[str, Any]:
+def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any],
+          follow_output: bool = False) -> dict[str, Any]:
     """Start ``Sampler.sample_chains(payload, num_chains, **options)`` as job ``name``, a process
     of this node registered as ``JOB_PREFIX + name``; returns its description at once.
+
+    ``follow_output``: the job's prints (a Custom logp's, its chain workers') go to the group
+    leader of the call that started it (``pynode.group_leader()``: the caller's console, for
+    an *attached* run that someone watches, as ``session.sample(stream=True)``); should that
+    caller go, they are written on this node. Without it they are written on this node.
 
     ``options`` may hold ``nodes`` (chains over several nodes, coordinated from here) and
     ``warmup``. Raises ValueError when ``name`` is not a non-empty string or is taken (naming the
@@ -208,8 +215,15 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any]) 
         "total": int(options.get("num_samples", 1000)) + int(options.get("num_warmup", 1000)),
         "nodes": None if nodes is None else [nodes] if isinstance(nodes, str) else list(nodes),
         "max_tree_depth": int(options.get("max_tree_depth", DEFAULT_MAX_TREE_DEPTH)),
+        "leader": _caller_leader() if follow_output else None,  # a pid of the caller's node, or None
     }
     return _ask_keeper(("start", name, payload, int(num_chains), options, meta))
+
+
+def _caller_leader() -> Any:
+    import pynode
+
+    return pynode.group_leader()
 
 
 def jobs() -> list[dict[str, Any]]:
@@ -393,6 +407,8 @@ def _job_main(name: str, payload: Any, num_chains: int, options: dict[str, Any],
     from exmc.nuts.api import Sampler
 
     pynode.trap_exit(True)
+    if meta.get("leader") is not None:
+        pynode.set_group_leader(meta["leader"])  # its prints go to the caller that watches it
     pynode.receive(ANSWER_TIMEOUT, match=lambda m: isinstance(m, str) and m == GO)
     job = Job(name, num_chains, meta)
     finished: list[Any] = []

@@ -141,3 +141,27 @@ def test_the_nodes_own_chain_output_stays_on_the_node_when_nobody_captures(clust
     from pynode.testing import wait_until
 
     assert wait_until(lambda: "grad call" in cluster.stdout(A), timeout=10)
+
+
+def test_prints_of_a_streamed_run_come_home_and_a_detached_jobs_stay(cluster):
+    from pynode.testing import wait_until
+
+    session = attach(A)
+    before = len(cluster.stdout(A))  # what earlier tests left there
+
+    def written_on_the_node() -> str:
+        return cluster.stdout(A)[before:]
+
+    with recording() as recorded:
+        batches = list(session.sample(printing_normal(), chains=2, seed=5, stream=True, **SIZES))
+        assert batches
+        assert wait_until(lambda: any("grad call" in text for _, text in recorded), timeout=10)
+    numbers = check_lines(recorded)
+    assert len(numbers) == 2 and all(len(lines) > 5 for lines in numbers.values())
+    assert "grad call" not in written_on_the_node()
+
+    with recording() as recorded:
+        job = session.start(printing_normal(), chains=1, seed=6, name="prints-stay", **SIZES)
+        job.result(60)
+    assert not any("grad call" in text for _, text in recorded)
+    assert wait_until(lambda: "grad call" in written_on_the_node(), timeout=10)

@@ -167,3 +167,43 @@ def test_log_lines_of_a_remote_call_stay_on_its_node(cluster: LocalCluster) -> N
         erpc.call(A, logs_and_prints, timeout=WAIT)
     assert recorded == [("err", "a print comes home\n")]
     assert wait_until(lambda: "a log line stays on the node" in cluster.stderr(A), timeout=WAIT)
+
+
+def test_a_process_started_by_the_node_takes_the_leader_of_a_call(cluster: LocalCluster) -> None:
+    def start_one(adopt):
+        import threading
+
+        leader = pynode.group_leader()  # this call's: the caller's console
+        started = []
+
+        def body():
+            assert pynode.receive(10) == "go"
+            if adopt:
+                pynode.set_group_leader(leader)
+            print(f"process adopt={adopt}", flush=True)
+
+        def from_the_node():  # a thread of the node: what it spawns has no leader
+            started.append(pynode.spawn(pynode.Node.self(), body))
+
+        thread = threading.Thread(target=from_the_node)
+        thread.start()
+        thread.join()
+        ref = pynode.monitor(started[0])
+        pynode.send(started[0], "go")
+        assert pynode.receive(10, match=lambda m: m[0] == "DOWN" and m[1] == ref)[3] == "normal"
+        return leader is not None
+
+    with recording() as recorded:
+        assert erpc.call(A, start_one, True, timeout=WAIT)
+        assert erpc.call(A, start_one, False, timeout=WAIT)
+    assert recorded == [("out", "process adopt=True\n")]
+    assert wait_until(lambda: "process adopt=False" in cluster.stdout(A), timeout=WAIT)
+    assert "process adopt=True" not in cluster.stdout(A)
+
+
+def test_set_group_leader_refuses_what_is_not_another_nodes_pid(cluster: LocalCluster) -> None:
+    with pytest.raises(TypeError, match="set_group_leader: leader must be a pynode Pid"):
+        pynode.set_group_leader("caller")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="is a pid of this node"):
+        pynode.set_group_leader(pynode.self_pid())
+    assert pynode.group_leader() is None

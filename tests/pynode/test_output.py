@@ -110,3 +110,29 @@ def test_a_led_thread_reinstalls_the_routers_when_sys_stdout_was_replaced(monkey
     import sys
 
     assert isinstance(sys.stdout, output.Router) and sys.stdout.wrapped is replaced
+
+
+def test_redirect_changes_the_leader_until_the_block_ends_and_flushes_the_old_one() -> None:
+    sent = Sent()
+    router = output.Router(io.StringIO(), signals.STDOUT)
+    other = Pid("other@127.0.0.2", 9)
+    with output.leading(None, sent):  # a process with no leader of its own
+        router.write("here\n")
+        output.redirect(LEADER, sent)
+        router.write("to the leader, unfinished")
+        output.redirect(other, sent)  # the unfinished line goes to the old leader first
+        router.write("to the other\n")
+        assert output.current_leader() == other
+    assert output.current_leader() is None  # never outlives the block (a thread ident is reused)
+    assert [(node, s.text) for node, s in sent.signals] == [
+        (LEADER.node, "to the leader, unfinished"), (other.node, "to the other\n")]
+    assert router.wrapped.getvalue() == "here\n"
+
+
+def test_output_for_a_leader_that_cannot_be_reached_is_written_here(monkeypatch) -> None:
+    here = io.StringIO()
+    monkeypatch.setattr(output, "_stream", lambda stream: here)
+    router = output.Router(io.StringIO(), signals.STDOUT)
+    with output.leading(LEADER, lambda node, signal: False):
+        router.write("not lost\n")
+    assert here.getvalue() == "not lost\n"
