@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from exmc.nuts import pool as pool_module
+from exmc.nuts.layout import Layout, choose_layout, groups
 from exmc.nuts.progress import ProgressEvent, Throttle
 from exmc.nuts.sampler import SamplerOptions, load_model, run_chain
 from exmc.nuts.stepsize import DEFAULT_TARGET_ACCEPT
@@ -108,6 +109,7 @@ class Sampler:
         on_result: Callable[[Trace], None] | None = None,
         draws: Callable[[Any], None] | None = None,
         log_likelihood: bool = False,
+        layout: str | int = "auto",
     ) -> Chains:
         """Run ``num_chains`` chains and return them as :class:`Chains`.
 
@@ -146,6 +148,15 @@ class Sampler:
         and failure classes; ``backend`` replaces the pynode transport (an
         :class:`exmc.nuts.multinode.ClusterBackend`).
 
+        ``layout``: chains alone (``"single"``) or in lockstep groups of that many chains with
+        one batched gradient per step (an int; chains ``c`` with the same ``c // layout`` share a
+        process), see :mod:`exmc.nuts.layout`. ``"auto"`` groups chains in pairs when the model
+        holds a large design and every core has at least two chains; else single chains. Draws
+        are identical between the pool and the sequential mode for a layout; two layouts differ
+        in the last bits of the batched products, hence in their draws. ``Trace.info`` records
+        ``layout`` and ``layout_reason``. ``parallel="vectorized"`` is one group of all chains;
+        ``nodes=`` runs single chains unless ``layout`` asks otherwise.
+
         ``draws(batch)`` receives the sampling draws of every chain as they are made, as
         :class:`exmc.nuts.stream.DrawBatch` es (at most every 0.2 s per chain; not with
         ``parallel="vectorized"``, which raises ``ValueError``).
@@ -165,8 +176,13 @@ class Sampler:
         ir = _source_ir(model)
         if log_likelihood:
             _check_log_likelihood(model, ir)
+        if parallel == "vectorized":
+            resolved = Layout(int(num_chains), "parallel='vectorized'")
+        else:
+            resolved = choose_layout(model, int(num_chains), "single" if nodes is not None and layout == "auto"
+                                     else layout)
         options = SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass, init_values,
-                                 keep_deterministics, log_likelihood=bool(log_likelihood))
+                                 keep_deterministics, log_likelihood=bool(log_likelihood), layout=resolved)
         validate_payload(model)
         if nodes is not None:
             from exmc.nuts.multinode import sample_on_nodes
@@ -193,12 +209,22 @@ class Sampler:
         elif parallel is False:
             model = load_model(model)
             traces = []
-            for chain, chain_seed in enumerate(seeds):
-                report = Throttle(progress) if progress is not None else None
-                on_draw = None if draws is None else draw_hook(draws, model, chain, options)
-                traces.append(run_chain(model, chain, chain_seed, options, report, should_stop, on_draw))
-                if on_result is not None:
-                    on_result(traces[-1])
+            for group in groups(range(num_chains), resolved.group):
+                if len(group) > 1:  # a lockstep group, as a pool worker runs it
+                    from exmc.nuts.vectorized import run_vectorized
+
+                    hooks = None if draws is None else [draw_hook(draws, model, c, options) for c in group]
+                    done = run_vectorized(model, [seeds[c] for c in group], options, progress, should_stop,
+                                          chain_ids=group, on_draws=hooks)
+                else:
+                    (chain,) = group
+                    report = Throttle(progress) if progress is not None else None
+                    on_draw = None if draws is None else draw_hook(draws, model, chain, options)
+                    done = [run_chain(model, chain, seeds[chain], options, report, should_stop, on_draw)]
+                for trace in done:
+                    traces.append(trace)
+                    if on_result is not None:
+                        on_result(trace)
         else:
             raise ValueError(f"parallel must be True, False or 'vectorized', got {parallel!r}")
         return Chains(traces, ir=ir)

@@ -17,6 +17,7 @@ import numpy as np
 from exmc.nuts.adaptation import WelfordCovariance, WelfordVariance, WindowSchedule
 from exmc.nuts.errors import ModelError, SamplerError
 from exmc.nuts.init import initial_point
+from exmc.nuts.layout import SINGLE_LAYOUT, Layout
 from exmc.nuts.interface import CompiledModel, WithDeterministics
 from exmc.nuts.metric import DenseMetric, DiagonalMetric, LowRankMetric, unit_metric
 from exmc.nuts.metric_choice import AutoMetricEstimator
@@ -50,6 +51,8 @@ class SamplerOptions:
     keep_deterministics: bool | tuple[str, ...] = True
     # Pointwise log-likelihood of the observed rvs at every draw, computed with the chain.
     log_likelihood: bool = False
+    # Chains alone or in lockstep groups (exmc.nuts.layout; resolved by the caller, recorded in info).
+    layout: Layout = SINGLE_LAYOUT
 
     def __post_init__(self) -> None:
         keep = self.keep_deterministics
@@ -67,6 +70,8 @@ class SamplerOptions:
             raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept!r}")
         if int(self.max_tree_depth) != self.max_tree_depth or self.max_tree_depth < 1:
             raise ValueError(f"max_tree_depth must be a positive integer, got {self.max_tree_depth!r}")
+        if not isinstance(self.layout, Layout) or self.layout.group < 1:
+            raise ValueError(f"layout must be a resolved exmc.nuts.layout.Layout, got {self.layout!r}")
 
 
 class _Warmup:
@@ -311,12 +316,16 @@ def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where
         "warmup_steps": warmup_steps,
         "warmup_divergences": warmup_divergences,
         "max_tree_depth": options.max_tree_depth,
+        "layout": options.layout.kind,
+        "layout_reason": options.layout.reason,
         # Which recorded variables are deterministics (the rest are free rvs): displays plot the
         # free ones by default.
         "deterministics": [name for name, _ in model.det_names if name not in dropped]
         if isinstance(model, WithDeterministics) else [],
         **warmup.metric_info(metric),
     }
+    if options.layout.group > 1:  # run_vectorized names the whole group; a group of one runs alone
+        info["lockstep_chains"] = [chain]
     log_likelihood = None
     if options.log_likelihood:
         from exmc.loglik import pointwise_log_likelihood
