@@ -150,8 +150,8 @@ class Sampler:
 
         ``layout``: chains alone (``"single"``) or in lockstep groups of that many chains with
         one batched gradient per step (an int; chains ``c`` with the same ``c // layout`` share a
-        process), see :mod:`exmc.nuts.layout`. ``"auto"`` groups chains in pairs when the model
-        holds a large design and every core has at least two chains; else single chains. Draws
+        process), see :mod:`exmc.nuts.layout`. ``"auto"`` makes one group per core when the
+        model holds a large design and every core has at least two chains; else single chains. Draws
         are identical between the pool and the sequential mode for a layout; two layouts differ
         in the last bits of the batched products, hence in their draws. ``Trace.info`` records
         ``layout`` and ``layout_reason``. ``parallel="vectorized"`` is one group of all chains;

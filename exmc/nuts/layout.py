@@ -17,9 +17,11 @@ run reproducible and is recorded in every ``Trace.info`` (``layout``, ``lockstep
 
 The automatic rule (``layout="auto"``, the default) is decided from the model and the run's shape
 alone, never from a timing, so that a seed keeps giving the same draws on a machine:
-``g = LOCKSTEP_GROUP`` when the model holds at least :data:`MIN_DATA_ELEMENTS` data elements and
-there are at least two chains per core, else ``g = 1``. Measured (CPU per leapfrog step of two
-chains, lockstep pair ÷ two single chains, 2 × (300 + 300) iterations, load 4-5): Poisson GLM
+when the model holds at least :data:`MIN_DATA_ELEMENTS` data elements and there are at least two
+chains per core, ``g`` is the number of chains per core (at most :data:`MAX_LOCKSTEP_GROUP`), so
+that every core runs one group: 4 chains on 2 cores are two pairs; else ``g = 1``. Measured (CPU
+per leapfrog step of two chains, lockstep pair ÷ two single chains, 2 × (300 + 300) iterations,
+load 4-5): Poisson GLM
 (N = 20,000, K = 10; 220,000 data elements) 0.65, Bernoulli GLM 0.79, logistic (N = 500, K = 20;
 10,500) 0.96, seed 1.18, radon (90-d, 919 rows) 1.22, eight schools 1.47: below ~10^4 elements the
 numpy calls of a batched step cost more than the data they share.
@@ -33,16 +35,17 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["Layout", "SINGLE_LAYOUT", "choose_layout", "data_elements", "groups", "MIN_DATA_ELEMENTS",
-           "LOCKSTEP_GROUP"]
+           "MAX_LOCKSTEP_GROUP"]
 
 #: A model with at least this many data elements (design matrices, observations, constant
 #: parameters, summed) gets lockstep groups under ``layout="auto"`` (module notes: the GLMs, at
 #: 2.2e5, gain 21-35 %; logistic, at 1.05e4, breaks even).
 MIN_DATA_ELEMENTS = 50_000
-#: Chains per lockstep group under ``"auto"``: pairs keep both cores of a 2-core box busy with the
-#: usual 4 chains (measured per chain and gradient on the Poisson GLM: 2 chains 83 µs, 4 chains
-#: 64 µs, single 132 µs; larger groups leave cores idle sooner).
-LOCKSTEP_GROUP = 2
+#: The largest lockstep group ``"auto"`` makes: one group per core, the more chains in it the less
+#: each costs (measured per chain and gradient on the Poisson GLM: single 132 µs, 2 chains 83 µs,
+#: 4 chains 64 µs; Bernoulli 226, 176, 120), with diminishing returns past a few chains, while a
+#: chain whose partners finished first runs alone at the end.
+MAX_LOCKSTEP_GROUP = 8
 #: ``"auto"`` groups chains only when each core would run at least this many of them anyway.
 MIN_CHAINS_PER_CORE = 2
 
@@ -100,8 +103,9 @@ def choose_layout(model: Any, num_chains: int, layout: str | int = "auto", cores
             return Layout(1, f"auto: {elements} data elements < {MIN_DATA_ELEMENTS}")
         if num_chains < MIN_CHAINS_PER_CORE * cores:
             return Layout(1, f"auto: {num_chains} chains < {MIN_CHAINS_PER_CORE} per core on {cores} cores")
-        return Layout(LOCKSTEP_GROUP, f"auto: {elements} data elements >= {MIN_DATA_ELEMENTS}, "
-                                      f"{num_chains} chains on {cores} cores")
+        group = min(num_chains // cores, MAX_LOCKSTEP_GROUP)
+        return Layout(group, f"auto: {elements} data elements >= {MIN_DATA_ELEMENTS}, "
+                             f"{num_chains} chains on {cores} cores")
     if isinstance(layout, (int, np.integer)) and not isinstance(layout, bool) and layout >= 1:
         return Layout(int(layout), f"layout={int(layout)}")
     raise ValueError(f"layout must be 'auto', 'single' or a positive group size, got {layout!r}")

@@ -6,7 +6,7 @@ import exmc
 from exmc import Builder, Dist
 from exmc.nuts import Sampler
 from exmc.nuts.errors import ModelError
-from exmc.nuts.layout import LOCKSTEP_GROUP, MIN_DATA_ELEMENTS, choose_layout, data_elements, groups
+from exmc.nuts.layout import MAX_LOCKSTEP_GROUP, MIN_DATA_ELEMENTS, choose_layout, data_elements, groups
 
 from gaussian_models import Gaussian, LogGamma
 
@@ -34,10 +34,12 @@ def test_the_auto_rule_batches_large_designs_when_every_core_has_two_chains():
     small = _poisson_glm(100)
     assert 0 <= data_elements(big) - 3 * (MIN_DATA_ELEMENTS // 2) < 10  # plus the priors' scalars
     assert data_elements(exmc.compile(big)) == data_elements(big)
-    assert choose_layout(big, 4, cores=2).group == LOCKSTEP_GROUP
+    assert choose_layout(big, 4, cores=2).group == 2  # one pair per core
     assert "data elements" in choose_layout(big, 4, cores=2).reason
     assert choose_layout(big, 3, cores=2).group == 1  # a pair would leave a core without work
-    assert choose_layout(big, 8, cores=4).group == LOCKSTEP_GROUP
+    assert choose_layout(big, 8, cores=4).group == 2
+    assert choose_layout(big, 7, cores=2).group == 3  # groups (0-2), (3-5), (6)
+    assert choose_layout(big, 64, cores=2).group == MAX_LOCKSTEP_GROUP
     assert choose_layout(small, 4, cores=2).group == 1
     assert choose_layout(Gaussian([0.0], [[1.0]]), 4, cores=2).group == 1  # no IR: no data to share
     assert choose_layout(big, 4, "single", cores=2).group == 1
