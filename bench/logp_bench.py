@@ -4,7 +4,7 @@ The models are the sampler benchmark's (``bench/bench_models.py``). For each the
 calls we know (what a careful person would write for that one model); the ratio exmc/floor is the
 overhead of evaluating a general IR. Targets (issue 3): logistic regression (N=500, K=20) <= 1.5x,
 the seed model (10 observations) <= 3x, and a 4-chain batched call cheaper per chain than one
-unbatched call.
+unbatched call; (issue 14) the Poisson and Bernoulli GLMs (N=20,000, K=10) <= 1.2x.
 
     python bench/logp_bench.py            # full run (a few seconds per model)
     python bench/logp_bench.py --quick    # smoke mode for CI: few repetitions, no targets enforced
@@ -39,6 +39,8 @@ import exmc
 #: Issue 3's targets: exmc time / floor time.
 TARGET_LOGISTIC = 1.5
 TARGET_SEED = 3.0
+#: Issue 14: the large-data GLMs' gradients at the numpy floor (a fused kernel has no excuse).
+TARGET_GLM = 1.2
 #: Chains in the batched comparison (the seed's ``sample_chains(ir, 4, ...)``).
 N_CHAINS = 4
 #: Seed of the evaluation points (the models' data come from ``bench_models``' own fixed seeds).
@@ -98,6 +100,38 @@ def seed_case(rng: np.random.Generator) -> Case:
               for _ in range(N_CHAINS)]
     return Case(f"seed model ({n} obs)", TARGET_SEED, bench_models.seed_ir(), floor,
                 lambda v: np.array([v["mu"], np.log(v["sigma"])]), values, ("mu", "sigma"))
+
+
+def glm_case(kind: str) -> Case:
+    """``bench_models.{kind}_glm_ir`` (N=20,000, K=10, issue 14): ``alpha ~ N(0, 2.5)``,
+    ``beta ~ N(0, 1)``, ``y ~ Poisson(exp(eta))`` or ``Bernoulli(logit = eta)``, ``eta = alpha + X beta``.
+    The floor holds X column-major (the faster layout for both products here) and writes the
+    residual ``y - m`` once."""
+    X, y = bench_models.glm_data(kind)
+    X = np.asfortranarray(X)
+    inv_a, inv_b = 1.0 / bench_models.GLM_INTERCEPT_SCALE ** 2, 1.0 / bench_models.GLM_COEF_SCALE ** 2
+    poisson = kind == "poisson"
+
+    def floor(theta: np.ndarray):
+        alpha, beta = theta[..., 0], theta[..., 1:]
+        eta = (X @ beta if beta.ndim == 1 else beta @ X.T) + alpha[..., None]
+        if poisson:
+            m = np.exp(eta)
+            lik = (y * eta - m).sum(-1)
+        else:
+            softplus = np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))  # cheaper than logaddexp
+            lik = (y * eta - softplus).sum(-1)
+            m = np.exp(eta - softplus)  # sigmoid, cheaper than scipy's expit here
+        r = y - m
+        lp = lik - 0.5 * (inv_a * alpha * alpha + inv_b * (beta * beta).sum(-1))
+        g_beta = (X.T @ r if r.ndim == 1 else r @ X) - inv_b * beta
+        return lp, np.concatenate([(r.sum(-1) - inv_a * alpha)[..., None], g_beta], axis=-1)
+
+    rng = np.random.default_rng(POINTS_SEED + poisson)
+    values = [{"alpha": 0.5 + 0.05 * rng.normal(), "beta": rng.normal(scale=0.3, size=X.shape[1])}
+              for _ in range(N_CHAINS)]
+    return Case(f"{kind} GLM (N={X.shape[0]}, K={X.shape[1]})", TARGET_GLM, bench_models.MODELS[f"{kind}_glm"].exmc_ir(),
+                floor, lambda v: np.concatenate([[v["alpha"]], v["beta"]]), values, ("alpha", "beta"))
 
 
 def _calls_for(fn: Callable[[], object], min_time: float) -> int:
@@ -185,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     min_time, repeats = (0.02, 2) if args.quick else (0.1, 15)
 
     rng = np.random.default_rng(POINTS_SEED)
-    cases = [logistic_case(rng), seed_case(rng)]
+    cases = [logistic_case(rng), seed_case(rng), glm_case("poisson"), glm_case("bernoulli")]
     print(f"{'model':36s} {'exmc us':>9s} {'floor us':>9s} {'ratio':>6s} {'target':>6s}"
           f" {'exmc/chain x4':>13s} {'batch gain':>10s} {'floor/chain x4':>14s}")
     missed = []

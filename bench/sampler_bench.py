@@ -10,8 +10,9 @@ measure of the sampler's statistical efficiency, separate from its speed — and
 Fairness rules (so that only sampling is timed):
 
 - exmc: the worker pool is started and warmed (one tiny run of the model) before timing; the timed
-  call is ``exmc.NUTS.Sampler.sample_chains`` with ``parallel=True`` (pool) and, with ``--modes``,
-  ``"vectorized"`` (all chains in one process, batched gradients).
+  call is ``exmc.NUTS.Sampler.sample_chains`` with ``parallel=True`` (pool, chain layout chosen
+  automatically) and, with ``--modes``, the pool with single chains or lockstep pairs forced, or
+  ``"vectorized"`` (all chains in one process, batched gradients); see :data:`EXMC_MODES`.
 - PyMC: the model is built and sampled once briefly (compiling pytensor's C code into its on-disk
   cache and starting the worker processes) before timing; the timed call is ``pm.sample`` with
   ``cores``; the wall includes PyMC's per-call graph compilation, which every PyMC user pays.
@@ -28,6 +29,10 @@ nutpie's ``compile_pymc_model``; for NumPyro it is the wall of the first full ru
 exmc's pool is running already (a node keeps it warm); PyMC's pytensor C code may already sit in
 its on-disk cache from an earlier benchmark run, so its first-run figure is a lower bound.
 
+*CPU s* is the CPU time of the timed call summed over every process and thread that did the work
+(:func:`cpu_seconds`); on a shared machine ESS per CPU-second moves far less with the load than
+ESS per wall-second does (a loaded run waits longer, it does not compute more).
+
 For the logistic model the *sampler overhead* is also printed: one chain run in this process,
 its CPU seconds divided by (its ``logp_and_grad`` calls × one call's CPU seconds, timed separately at
 the chain's last draw). 1.0 means the sampler costs nothing beyond its gradients. CPU time rather
@@ -36,7 +41,7 @@ than wall time: on a shared machine a chain's wall time also counts other proces
 Usage::
 
     python bench/sampler_bench.py                      # all models, exmc pool + PyMC (+ NumPyro)
-    python bench/sampler_bench.py --models seed,funnel --modes pool,vectorized
+    python bench/sampler_bench.py --models seed,funnel --modes pool,pool-single,pool-pairs,vectorized
     python bench/sampler_bench.py --quick              # CI smoke: seed model, few draws, exmc only
     python bench/sampler_bench.py --profile logistic   # cProfile of one exmc chain in this process
 
@@ -101,6 +106,12 @@ class Result:
     gradients: int  # leapfrog steps (one gradient each) over all chains' *sampling* iterations
     notes: list[str] = field(default_factory=list)
     first_run: float = float("nan")  # wall of model to posterior in a fresh state (see the module notes)
+    cpu: float = float("nan")  # CPU seconds of the timed call, every process and thread (see cpu_seconds)
+
+    @property
+    def ess_per_cpu_second(self) -> float:
+        """ESS per CPU-second of the timed call: what the load of a shared machine changes least."""
+        return self.min_ess / self.cpu
 
     @property
     def ess_per_second(self) -> float:
@@ -121,6 +132,27 @@ def installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process (all threads: JAX's, nutpie's),
+    its reaped children (PyMC's chain processes) and the live exmc pool workers (read from
+    ``/proc``; they are reaped only at shutdown). Differences of it time a call's CPU."""
+    import resource
+
+    total = time.process_time()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total += children.ru_utime + children.ru_stime
+    from exmc.nuts import pool
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in pool.get_pool().pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 def min_ess_bulk(draws: dict[str, np.ndarray]) -> float:
     """Minimum ESS-bulk over every scalar element of ``draws`` (name -> ``(chains, draws, *shape)``)."""
     smallest = np.inf
@@ -133,30 +165,39 @@ def min_ess_bulk(draws: dict[str, np.ndarray]) -> float:
 
 
 # --------------------------------------------------------------------------------------- exmc
+#: exmc's modes: ``--modes`` name -> (``parallel``, ``layout``) of ``sample_chains``. ``pool`` is
+#: the default call (the layout chosen automatically, see exmc.nuts.layout); ``pool-single`` and
+#: ``pool-pairs`` force single chains or lockstep pairs in the pool; ``vectorized`` runs every
+#: chain in lockstep in this process (one core).
+EXMC_MODES = {"pool": (True, "auto"), "pool-single": (True, "single"), "pool-pairs": (True, 2),
+              "vectorized": ("vectorized", "auto")}
+
+
 def run_exmc(model: bench_models.BenchModel, mode: str, args: argparse.Namespace) -> Result:
-    """Time ``sample_chains`` in ``mode`` (``"pool"`` or ``"vectorized"``)."""
+    """Time ``sample_chains`` in ``mode`` (a key of :data:`EXMC_MODES`)."""
     ir = model.exmc_ir()
-    parallel: bool | str = True if mode == "pool" else "vectorized"
+    parallel, layout = EXMC_MODES[mode]
     # Only the free parameters come back, as from PyMC, NumPyro and nutpie (none of the bench
     # models declares a pm.Deterministic): a GLM's linear predictor over 20,000 rows for 4000 draws
     # would be 0.6 GB per det to compute, pickle and return.
-    common = dict(parallel=parallel, seed=args.seed, keep_deterministics=False)
-    if mode == "pool":
+    common = dict(parallel=parallel, seed=args.seed, keep_deterministics=False, layout=layout)
+    if parallel is True:
         common["max_workers"] = args.cores
 
     def short():
         return exmc.NUTS.Sampler.sample_chains(ir, args.chains, num_samples=WARM_ITERATIONS,
                                                num_warmup=WARM_ITERATIONS, **common)
     once = cold_minus_warm(short)
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), cpu_seconds()
     chains = exmc.NUTS.Sampler.sample_chains(ir, args.chains, num_samples=args.draws, num_warmup=args.warmup, **common)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
     draws = {name: chains.stacked(name) for name in model.params}
     divergences = sum(trace.divergences for trace in chains)
     gradients = sum(int(np.sum(trace.stats["n_steps"])) for trace in chains)
     metrics = sorted({trace.info.get("metric", "?") for trace in chains})
+    layouts = sorted({f"{t.info.get('layout')}{len(t.info.get('lockstep_chains', [0]))}" for t in chains})
     return Result(model.name, f"exmc-{mode}", wall, min_ess_bulk(draws), divergences, gradients,
-                  [f"metric {'/'.join(metrics)}"], first_run=wall + once)
+                  [f"metric {'/'.join(metrics)}", f"layout {'/'.join(layouts)}"], first_run=wall + once, cpu=cpu)
 
 
 def warm_pool(args: argparse.Namespace) -> None:
@@ -211,21 +252,50 @@ def cpu_seconds_per_call(function: Callable[[np.ndarray], object], theta: np.nda
     return best
 
 
+def numpyro_gradient(spec: bench_models.BenchModel) -> Callable[[np.ndarray], object] | None:
+    """NumPyro's jitted potential and gradient on a flat unconstrained vector (blocking until
+    the result is ready), or ``None`` without NumPyro."""
+    if not (installed("numpyro") and installed("jax")):
+        return None
+    import jax
+    from jax.flatten_util import ravel_pytree
+    from numpyro.infer.util import initialize_model
+
+    init = initialize_model(jax.random.PRNGKey(0), spec.numpyro())
+    flat, unravel = ravel_pytree(init.param_info.z)
+    value_and_grad = jax.jit(jax.value_and_grad(lambda x: init.potential_fn(unravel(x))))
+
+    def call(theta: np.ndarray):
+        return jax.block_until_ready(value_and_grad(theta))
+    return call
+
+
 def gradient_table(names: Sequence[str]) -> str:
-    """Markdown table: CPU µs of one log-density + gradient, exmc's ``logp_and_grad`` against PyMC's
-    compiled ``logp_dlogp_function`` (C backend), at the same unconstrained point."""
-    lines = ["| model | dim | exmc µs | PyMC µs | exmc ÷ PyMC |", "|---|---:|---:|---:|---:|"]
+    """Markdown table: CPU µs of one log-density + gradient, exmc's ``logp_and_grad`` (single, and
+    per chain of a 2-chain batch as a lockstep pair calls it) against PyMC's compiled
+    ``logp_dlogp_function`` (C backend) and NumPyro's jitted ``value_and_grad`` of its potential,
+    at one unconstrained point (CPU time of this process, all its threads)."""
+    lines = ["| model | dim | exmc µs | exmc µs per chain, 2-chain batch | PyMC µs | NumPyro µs | exmc ÷ PyMC "
+             "| exmc ÷ NumPyro |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in names:
         spec = bench_models.MODELS[name]
         compiled = exmc.compile(spec.exmc_ir())
         theta = np.random.default_rng(0).uniform(-0.5, 0.5, size=compiled.dim)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pymc_function = spec.pymc().logp_dlogp_function(ravel_inputs=True)
-        pymc_function.set_extra_values({})
+        pair = np.stack([theta, theta[::-1]])
         ours = cpu_seconds_per_call(compiled.logp_and_grad, theta)
-        theirs = cpu_seconds_per_call(pymc_function, theta)
-        lines.append(f"| {name} | {compiled.dim} | {ours * 1e6:.1f} | {theirs * 1e6:.1f} | {ours / theirs:.2f} |")
+        ours_pair = cpu_seconds_per_call(compiled.logp_and_grad, pair) / 2
+        pymc = numpyro = float("nan")
+        if installed("pymc"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pymc_function = spec.pymc().logp_dlogp_function(ravel_inputs=True)
+            pymc_function.set_extra_values({})
+            pymc = cpu_seconds_per_call(pymc_function, theta)
+        jax_function = numpyro_gradient(spec)
+        if jax_function is not None:
+            numpyro = cpu_seconds_per_call(jax_function, theta)
+        lines.append(f"| {name} | {compiled.dim} | {ours * 1e6:.1f} | {ours_pair * 1e6:.1f} | {pymc * 1e6:.1f} "
+                     f"| {numpyro * 1e6:.1f} | {ours / pymc:.2f} | {ours / numpyro:.2f} |")
     return "\n".join(lines)
 
 
@@ -277,15 +347,15 @@ def run_pymc(model: bench_models.BenchModel, args: argparse.Namespace) -> Result
         warnings.simplefilter("ignore")
         once = cold_minus_warm(lambda: pm.sample(WARM_ITERATIONS, tune=WARM_ITERATIONS, random_seed=args.seed,
                                                  **options))
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), cpu_seconds()
         idata = pm.sample(args.draws, tune=args.warmup, random_seed=args.seed, **options)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
     draws = {name: idata.posterior[name].values for name in model.params}
     divergences = int(idata.sample_stats["diverging"].values.sum())
     inner = float(idata.posterior.attrs.get("sampling_time", np.nan))
     gradients = int(idata.sample_stats["n_steps"].values.sum())
     return Result(model.name, "pymc", wall, min_ess_bulk(draws), divergences, gradients,
-                  [f"PyMC's own sampling_time {inner:.2f}s"], first_run=wall + once)
+                  [f"PyMC's own sampling_time {inner:.2f}s"], first_run=wall + once, cpu=cpu)
 
 
 # --------------------------------------------------------------------------------------- nutpie
@@ -303,15 +373,15 @@ def run_nutpie(model: bench_models.BenchModel, args: argparse.Namespace) -> Resu
         options = dict(chains=args.chains, cores=args.cores, progress_bar=False)
         once = cold_minus_warm(lambda: nutpie.sample(compiled, draws=WARM_ITERATIONS, tune=WARM_ITERATIONS,
                                                      seed=args.seed, **options))
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), cpu_seconds()
         idata = nutpie.sample(compiled, draws=args.draws, tune=args.warmup, seed=args.seed, **options)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
     draws = {name: idata.posterior[name].values for name in model.params}
     stats = idata.sample_stats
     divergences = int(stats["diverging"].values.sum()) if "diverging" in stats else -1
     gradients = int(stats["n_steps"].values.sum()) if "n_steps" in stats else 0
     return Result(model.name, "nutpie", wall, min_ess_bulk(draws), divergences, gradients,
-                  [f"compile {compile_seconds:.2f}s"], first_run=wall + once + compile_seconds)
+                  [f"compile {compile_seconds:.2f}s"], first_run=wall + once + compile_seconds, cpu=cpu)
 
 
 # --------------------------------------------------------------------------------------- NumPyro
@@ -330,15 +400,16 @@ def run_numpyro(model: bench_models.BenchModel, args: argparse.Namespace) -> Res
     mcmc.run(jax.random.PRNGKey(args.seed + 1), extra_fields=extra_fields)
     jax.block_until_ready(mcmc.get_samples())
     first_run = time.perf_counter() - start
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), cpu_seconds()
     mcmc.run(jax.random.PRNGKey(args.seed), extra_fields=extra_fields)
     samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
     draws = {name: np.asarray(samples[name]) for name in model.params}
     extra = mcmc.get_extra_fields(group_by_chain=True)
     divergences = int(np.asarray(extra["diverging"]).sum())
     gradients = int(np.asarray(extra["num_steps"]).sum())
-    return Result(model.name, "numpyro", wall, min_ess_bulk(draws), divergences, gradients, first_run=first_run)
+    return Result(model.name, "numpyro", wall, min_ess_bulk(draws), divergences, gradients, first_run=first_run,
+                  cpu=cpu)
 
 
 # --------------------------------------------------------------------------------------- report
@@ -354,16 +425,21 @@ def format_table(results: Sequence[Result]) -> str:
     def ratio(value: float, base: float | None) -> str:
         return f"{value / base:.2f}" if base and np.isfinite(value) else "–"
 
-    lines = ["| model | sampler | wall s | first run s | min ESS-bulk | ESS/s | first-run ESS/s | divergences "
-             "| gradients (draws) | ESS / 1k gradients | ESS/s ÷ PyMC | ÷ NumPyro | ÷ nutpie | first run ÷ nutpie's |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    pymc_cpu, numpyro_cpu = (by(f, "ess_per_cpu_second") for f in ("pymc", "numpyro"))
+    lines = ["| model | sampler | wall s | first run s | CPU s | min ESS-bulk | ESS/s | first-run ESS/s "
+             "| ESS per CPU-s | divergences | gradients (draws) | ESS / 1k gradients | ESS/s ÷ PyMC | ÷ NumPyro "
+             "| ÷ nutpie | first run ÷ nutpie's | ESS per CPU-s ÷ PyMC | ÷ NumPyro |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         ess_k = f"{r.ess_per_kilo_gradient:.3g}" if r.gradients else "–"
-        lines.append(f"| {r.model} | {r.framework} | {r.wall:.2f} | {r.first_run:.2f} | {r.min_ess:.0f} "
-                     f"| {r.ess_per_second:.3g} | {r.first_run_ess_per_second:.3g} | {r.divergences} | {r.gradients} "
+        lines.append(f"| {r.model} | {r.framework} | {r.wall:.2f} | {r.first_run:.2f} | {r.cpu:.2f} | {r.min_ess:.0f} "
+                     f"| {r.ess_per_second:.3g} | {r.first_run_ess_per_second:.3g} | {r.ess_per_cpu_second:.3g} "
+                     f"| {r.divergences} | {r.gradients} "
                      f"| {ess_k} | {ratio(r.ess_per_second, pymc.get(r.model))} "
                      f"| {ratio(r.ess_per_second, numpyro.get(r.model))} | {ratio(r.ess_per_second, nutpie.get(r.model))} "
-                     f"| {ratio(r.first_run, nutpie_first.get(r.model))} |")
+                     f"| {ratio(r.first_run, nutpie_first.get(r.model))} "
+                     f"| {ratio(r.ess_per_cpu_second, pymc_cpu.get(r.model))} "
+                     f"| {ratio(r.ess_per_cpu_second, numpyro_cpu.get(r.model))} |")
     return "\n".join(lines)
 
 
@@ -397,7 +473,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"comma-separated subset of {', '.join(bench_models.MODELS)}")
     parser.add_argument("--frameworks", default="exmc,pymc,numpyro,nutpie",
                         help="comma-separated subset of exmc, pymc, numpyro, nutpie (missing ones are skipped)")
-    parser.add_argument("--modes", default="pool", help="exmc modes: comma-separated subset of pool, vectorized")
+    parser.add_argument("--modes", default="pool", help=f"exmc modes: comma-separated subset of {', '.join(EXMC_MODES)}")
     parser.add_argument("--chains", type=int, default=DEFAULT_CHAINS)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--draws", type=int, default=1000)
@@ -417,9 +493,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"unknown model(s) {unknown}; known: {list(bench_models.MODELS)}")
     args.frameworks = args.frameworks.split(",")
     args.modes = args.modes.split(",")
-    bad_modes = [m for m in args.modes if m not in ("pool", "vectorized")]
+    bad_modes = [m for m in args.modes if m not in EXMC_MODES]
     if bad_modes:
-        parser.error(f"unknown exmc mode(s) {bad_modes}; known: pool, vectorized")
+        parser.error(f"unknown exmc mode(s) {bad_modes}; known: {', '.join(EXMC_MODES)}")
     return args
 
 
@@ -466,7 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 failures.append(f"{name} / {label}: {type(exc).__name__}: {exc}")
                 continue
             results.append(result)
-            print(f"    wall {result.wall:.2f}s (first run {result.first_run:.2f}s), min ESS-bulk {result.min_ess:.0f}, "
+            print(f"    wall {result.wall:.2f}s (first run {result.first_run:.2f}s, CPU {result.cpu:.2f}s), "
+                  f"min ESS-bulk {result.min_ess:.0f}, "
                   f"{result.ess_per_second:.3g} ESS/s, {result.divergences} divergences "
                   + " ".join(result.notes), flush=True)
 
@@ -482,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Sampler overhead ({OVERHEAD_MODEL}, one chain in-process, CPU time): {o.gradients} gradients × "
               f"{o.t_gradient * 1e6:.1f} µs = {o.gradients * o.t_gradient:.2f} s; chain {o.chain_cpu:.2f} s "
               f"→ overhead {o.ratio:.2f}× (chain / time inside logp_and_grad: {o.ratio_inside:.2f}×)")
-    if "exmc" in args.frameworks and "pymc" in args.frameworks and installed("pymc"):
+    if "exmc" in args.frameworks and ("pymc" in args.frameworks or "numpyro" in args.frameworks):
         print()
         print("One log-density + gradient, CPU time:")
         print()

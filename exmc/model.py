@@ -11,7 +11,7 @@ deterministic, so a sampler worker that receives the IR gets the same layout of 
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, Mapping
+from typing import Any, Collection, Literal, Mapping
 
 import numpy as np
 
@@ -126,17 +126,37 @@ class Model:
 
     # --- conversions -----------------------------------------------------------------------------
 
-    def to_constrained(self, theta: np.ndarray) -> dict[str, np.ndarray]:
-        """Every free rv and det on its natural scale (with a leading axis for ``(C, dim)`` input)."""
+    def to_constrained(self, theta: np.ndarray, dets: Collection[str] | None = None) -> dict[str, np.ndarray]:
+        """Every free rv and det on its natural scale (with a leading axis for ``(C, dim)`` input);
+        with ``dets``, only those dets are computed and returned (a regression's linear predictor
+        over 20,000 rows is 160 MB per 1000 draws: the sampler skips the dets it drops)."""
         theta = np.asarray(theta, dtype=np.float64)
         program = self._program(theta)
-        v = program.evaluate(theta)
+        if dets is None:
+            v = program.evaluate(theta)
+            names = self.free_names + self.det_names
+        else:
+            v = program.evaluate(theta, only=self._values_needed(dets))
+            names = self.free_names + [(n, s) for n, s in self.det_names if n in dets]
         lead = theta.shape[:1] if program.batched else ()
         out = {}
-        for name, shape in self.free_names + self.det_names:
+        for name, shape in names:
             value = np.asarray(v[program.slots[name]], dtype=np.float64)
             out[name] = np.array(np.broadcast_to(value, lead + tuple(shape)))
         return out
+
+    def _values_needed(self, dets: Collection[str]) -> frozenset[str]:
+        """The nodes ``to_constrained`` must evaluate for ``dets`` and every noncentered free rv
+        (whose value ``mu + sigma * z`` reads its parameters): those and all their ancestors."""
+        need = set(dets) | {f.name for f in self._free if f.transform is None}
+        for node in reversed(self._analysis.order):
+            if node.name not in need:
+                continue
+            if node.kind == "det":
+                need.update(a for a in node.args if is_ref(a))
+            elif node.kind == "rv":
+                need.update(v for v in self._analysis.families[node.name][1].values() if is_ref(v))
+        return frozenset(need)
 
     def to_unconstrained(self, values: Mapping[str, Any]) -> np.ndarray:
         """theta for the free rvs' constrained ``values`` (a leading chain axis is kept).

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 
@@ -84,6 +84,8 @@ class Program:
     reverse: list[Callable]
     values_phase1: list[Callable]
     values: list[Callable]
+    # The node each step of ``values`` writes (same order), for ``evaluate(theta, only=...)``.
+    values_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._steps = self.phase1 + self.forward
@@ -173,14 +175,21 @@ class Program:
                 lp = lp + contribution
         return lp
 
-    def evaluate(self, theta: np.ndarray) -> list:
-        """Every node's value at ``theta`` (free rvs, dets, constants), by slot."""
+    def evaluate(self, theta: np.ndarray, only: Collection[str] | None = None) -> list:
+        """Every node's value at ``theta`` (free rvs, dets, constants), by slot; with ``only``,
+        the values steps of the other varying nodes are skipped (their slots stay unset: the
+        caller names every node it reads and every node those depend on)."""
         v = self.template.copy()
         v[THETA] = theta
         for step in self.values_phase1:
             step(v)
-        for step in self.values:
-            step(v)
+        if only is None:
+            for step in self.values:
+                step(v)
+        else:
+            for name, step in zip(self.values_names, self.values):
+                if name in only:
+                    step(v)
         return v
 
 
@@ -724,15 +733,15 @@ class _Builder:
                 phase1.append(fwd)
                 reverse.append(rev)
                 values_phase1.append(self._phase1(f, with_logdet=False)[0])
-        values = self._values_steps(order)
+        values, values_names = self._values_steps(order)
         return Program(self.batched, self.template, self.slots, self.varying, self.lp_const, phase1, forward, reverse,
-                       values_phase1, values)
+                       values_phase1, values, values_names)
 
-    def _values_steps(self, order) -> list[Callable]:
+    def _values_steps(self, order) -> tuple[list[Callable], tuple[str, ...]]:
         """The values program (every varying det and noncentered rv, for ``evaluate``): its own
         forward-only pass over all nodes, independent of the log-density program's reverse
         bookkeeping (``seen``) and of which nodes that program left out or fused."""
-        values = []
+        values, names = [], []
         for node in order:
             if node.name not in self.varying:
                 continue
@@ -740,7 +749,10 @@ class _Builder:
                 values.append(self._det(node, with_reverse=False)[0])
             elif node.kind == "rv" and self.free[node.name].transform is None:
                 values.append(self._noncentered(self.free[node.name], False)[0])
-        return values
+            else:
+                continue
+            names.append(node.name)
+        return values, tuple(names)
 
     def _fused_term(self, fusion: Fusion) -> tuple[Callable, Callable]:
         """The closures of a fused likelihood (:mod:`exmc.fusion`) over its varying inputs."""

@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from exmc.nuts import pool as pool_module
+from exmc.nuts.layout import Layout, choose_layout, groups
 from exmc.nuts.progress import ProgressEvent, Throttle
 from exmc.nuts.sampler import SamplerOptions, load_model, run_chain
 from exmc.nuts.stepsize import DEFAULT_TARGET_ACCEPT
@@ -120,6 +121,7 @@ class Sampler:
         draws: Callable[[Any], None] | None = None,
         log_likelihood: bool = False,
         warmup: Any = "own",
+        layout: str | int = "auto",
     ) -> Chains:
         """Run ``num_chains`` chains and return them as :class:`Chains`.
 
@@ -158,6 +160,15 @@ class Sampler:
         and failure classes; ``backend`` replaces the pynode transport (an
         :class:`exmc.nuts.multinode.ClusterBackend`).
 
+        ``layout``: chains alone (``"single"``) or in lockstep groups of that many chains with
+        one batched gradient per step (an int; chains ``c`` with the same ``c // layout`` share a
+        process), see :mod:`exmc.nuts.layout`. ``"auto"`` makes one group per core when the
+        model holds a large design and every core has at least two chains; else single chains. Draws
+        are identical between the pool and the sequential mode for a layout; two layouts differ
+        in the last bits of the batched products, hence in their draws. ``Trace.info`` records
+        ``layout`` and ``layout_reason``. ``parallel="vectorized"`` is one group of all chains;
+        ``nodes=`` runs single chains unless ``layout`` asks otherwise.
+
         ``draws(batch)`` receives the sampling draws of every chain as they are made, as
         :class:`exmc.nuts.stream.DrawBatch` es (at most every 0.2 s per chain; not with
         ``parallel="vectorized"``, which raises ``ValueError``).
@@ -184,6 +195,9 @@ class Sampler:
         ir = _source_ir(model)
         if log_likelihood:
             _check_log_likelihood(model, ir)
+        if parallel == "vectorized" and not (isinstance(warmup, str) and warmup == "own"):
+            raise ValueError(f"warmup={warmup!r} is not supported with parallel='vectorized' (its lockstep chains "
+                             "adapt together); use parallel=True")
         if isinstance(warmup, str) and warmup == "shared":
             from exmc.nuts.shared_warmup import sample_shared
 
@@ -192,15 +206,22 @@ class Sampler:
                     model, chains, init_values, target_accept=target_accept, max_tree_depth=max_tree_depth,
                     dense_mass=dense_mass, parallel=parallel, max_workers=max_workers,
                     keep_deterministics=keep_deterministics, nodes=nodes, backend=backend,
-                    log_likelihood=log_likelihood, **phase)
+                    log_likelihood=log_likelihood, layout=layout, **phase)
 
             SamplerOptions(num_samples, num_warmup, target_accept, max_tree_depth, dense_mass)  # early errors
             return sample_shared(run, num_chains, num_samples, num_warmup, seed, progress, should_stop,
                                  on_result=on_result, draws=draws)
         tuning = _tuning(warmup)
+        if parallel == "vectorized":
+            resolved = Layout(int(num_chains), "parallel='vectorized'")
+        elif tuning is not None:  # the sampling phase of a shared warmup: single chains take its tuning
+            resolved = choose_layout(model, int(num_chains), "single")
+        else:
+            resolved = choose_layout(model, int(num_chains), "single" if nodes is not None and layout == "auto"
+                                     else layout)
         options = SamplerOptions(num_samples, 0 if tuning is not None else num_warmup, target_accept, max_tree_depth,
                                  dense_mass, init_values, keep_deterministics, log_likelihood=bool(log_likelihood),
-                                 tuning=tuning)
+                                 tuning=tuning, layout=resolved)
         validate_payload(model)
         if nodes is not None:
             from exmc.nuts.multinode import sample_on_nodes
@@ -227,12 +248,22 @@ class Sampler:
         elif parallel is False:
             model = load_model(model)
             traces = []
-            for chain, chain_seed in enumerate(seeds):
-                report = Throttle(progress) if progress is not None else None
-                on_draw = None if draws is None else draw_hook(draws, model, chain, options)
-                traces.append(run_chain(model, chain, chain_seed, options, report, should_stop, on_draw))
-                if on_result is not None:
-                    on_result(traces[-1])
+            for group in groups(range(num_chains), resolved.group):
+                if len(group) > 1:  # a lockstep group, as a pool worker runs it
+                    from exmc.nuts.vectorized import run_vectorized
+
+                    hooks = None if draws is None else [draw_hook(draws, model, c, options) for c in group]
+                    done = run_vectorized(model, [seeds[c] for c in group], options, progress, should_stop,
+                                          chain_ids=group, on_draws=hooks)
+                else:
+                    (chain,) = group
+                    report = Throttle(progress) if progress is not None else None
+                    on_draw = None if draws is None else draw_hook(draws, model, chain, options)
+                    done = [run_chain(model, chain, seeds[chain], options, report, should_stop, on_draw)]
+                for trace in done:
+                    traces.append(trace)
+                    if on_result is not None:
+                        on_result(trace)
         else:
             raise ValueError(f"parallel must be True, False or 'vectorized', got {parallel!r}")
         return Chains(traces, ir=ir)

@@ -7,7 +7,7 @@ bench's call-counting wrapper).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Collection, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -37,6 +37,9 @@ class CompiledModel(Protocol):
 @runtime_checkable
 class WithDeterministics(Protocol):
     """A :class:`CompiledModel` whose ``to_constrained`` also returns deterministics, named here
-    (``(name, shape)``), so ``keep_deterministics`` can select them."""
+    (``(name, shape)``), so ``keep_deterministics`` can select them; ``to_constrained(theta,
+    dets=names)`` computes and returns only the deterministics named (and every free rv)."""
 
     det_names: list[tuple[str, tuple[int, ...]]]
+
+    def to_constrained(self, theta: np.ndarray, dets: Collection[str] | None = None) -> Mapping[str, np.ndarray]: ...

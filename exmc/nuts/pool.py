@@ -42,6 +42,7 @@ import numpy as np
 
 from exmc.errors import ValidationError
 from exmc.nuts.errors import ChainFailed
+from exmc.nuts.layout import groups
 from exmc.nuts.progress import ProgressEvent
 from exmc.nuts.sampler import SamplerOptions, preload_model_modules
 from exmc.nuts.trace import Trace
@@ -190,13 +191,14 @@ class WorkerPool:
         busy: dict[Connection, _Worker] = {}
         try:
             self.grow(max_workers)
-            pending = list(seeds)
+            pending = _tasks(list(seeds), options)
             idle = list(self._workers[:max_workers])
             while len(results) < len(seeds):
                 while pending and idle:
                     worker, chain = idle.pop(0), pending.pop(0)
                     send = None if worker.model_key == key else model_bytes
-                    worker.conn.send(("run", chain, key, send, seeds[chain], options, progress is not None,
+                    task_seeds = tuple(seeds[c] for c in chain) if isinstance(chain, tuple) else seeds[chain]
+                    worker.conn.send(("run", chain, key, send, task_seeds, options, progress is not None,
                                       draws is not None))
                     worker.model_key, worker.chain = key, chain
                     busy[worker.conn] = worker
@@ -248,7 +250,12 @@ class WorkerPool:
                 message = worker.conn.recv()
             except (EOFError, OSError):
                 code = worker.exit_code()
-                raise ChainFailed(worker.chain, f"worker process {worker.pid} died (exit code {code})") from None
+                task = worker.chain
+                if isinstance(task, tuple):  # a lockstep group: name its first unfinished chain
+                    first = next(c for c in task if c not in results)
+                    raise ChainFailed(first, f"worker process {worker.pid} died (exit code {code}) running "
+                                             f"chains {list(task)} in lockstep") from None
+                raise ChainFailed(task, f"worker process {worker.pid} died (exit code {code})") from None
             kind = message[0]
             if kind == "progress":
                 if progress is not None:
@@ -264,9 +271,12 @@ class WorkerPool:
                 results[message[1]] = trace
                 if on_result is not None:
                     on_result(trace)
-                return True
+                # A lockstep group's task ends with its last chain's "done".
+                return not isinstance(worker.chain, tuple) or all(c in results for c in worker.chain)
             else:
                 _, chain, exc, detail = message
+                if isinstance(chain, tuple):  # a lockstep group: the chain that raised, if it says
+                    chain = getattr(exc, "chain", None) if getattr(exc, "chain", None) in chain else chain[0]
                 worker.chain = None  # the worker survived its chain's exception and is idle
                 exc.exmc_chain = chain  # travels with the exception (a run over nodes names the chain)
                 exc.add_note(f"in exmc chain {chain} (worker pid {worker.pid}):\n{detail}")
@@ -284,6 +294,14 @@ def _write_output(stream: int, text: str) -> None:
     target.write(text)
     if text.endswith("\n"):
         target.flush()
+
+
+def _tasks(chains: list[int], options: SamplerOptions) -> list[int | tuple[int, ...]]:
+    """The worker tasks of a run: a chain number each, or with a lockstep layout a tuple of the
+    chains of each group (:mod:`exmc.nuts.layout`; a group of one runs as a single chain)."""
+    if options.layout.group == 1:
+        return chains
+    return [group if len(group) > 1 else group[0] for group in groups(chains, options.layout.group)]
 
 
 _pool: WorkerPool | None = None

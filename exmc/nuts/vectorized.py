@@ -66,15 +66,24 @@ def run_vectorized(
     options: SamplerOptions,
     progress: Callable[[ProgressEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    chain_ids: Sequence[int] | None = None,
+    on_draws: Sequence[Callable | None] | None = None,
 ) -> list[Trace]:
     """Run one chain per seed in lockstep in the calling process; returns the traces in order.
+
+    ``chain_ids`` numbers the chains (default ``0..len(seeds)-1``: a lockstep group of a larger
+    run keeps its run-wide numbers, see :mod:`exmc.nuts.layout`); ``on_draws[i]`` is chain ``i``'s
+    ``on_draw`` hook (see :func:`exmc.nuts.sampler.chain_steps`). Every trace's ``info`` records
+    ``lockstep_chains``, the chain numbers of the group.
 
     Raises what a chain raises (e.g. ``InitializationError``), ``InterruptedError`` when
     ``should_stop()`` turns true.
     """
+    ids = list(range(len(seeds))) if chain_ids is None else [int(c) for c in chain_ids]
+    hooks = list(on_draws) if on_draws is not None else [None] * len(seeds)
     chains = [
-        chain_steps(model, c, seed, options, Throttle(progress) if progress else None, should_stop)
-        for c, seed in enumerate(seeds)
+        chain_steps(model, c, seed, options, Throttle(progress) if progress else None, should_stop, hook)
+        for c, seed, hook in zip(ids, seeds, hooks)
     ]
     results: list[Trace | None] = [None] * len(chains)
     requests: dict[int, np.ndarray] = {}
@@ -98,4 +107,6 @@ def run_vectorized(
                 except StopIteration as stop:
                     results[c] = stop.value
                     del requests[c]
+    for trace in results:
+        trace.info["lockstep_chains"] = ids
     return results  # type: ignore[return-value]
