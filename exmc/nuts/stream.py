@@ -70,8 +70,10 @@ class DrawBatcher:
     def flush(self) -> None:
         if not self._rows:
             return
+        from exmc.nuts.sampler import constrained_draws  # dropped deterministics are not computed
+
         positions = np.stack(self._rows)
-        draws = {name: np.asarray(value) for name, value in self._model.to_constrained(positions).items()
+        draws = {name: np.asarray(value) for name, value in constrained_draws(self._model, positions, self._dropped).items()
                  if name not in self._dropped}
         stats = {name: np.asarray([row[name] for row in self._stats]) for name in self._stats[0]}
         batch = DrawBatch(self._chain, self._start, draws, stats, self._of)

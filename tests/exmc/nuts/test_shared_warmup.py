@@ -91,3 +91,16 @@ def test_a_tuning_can_be_reused_and_bad_values_are_refused():
     wrong = tuning._replace(inverse=np.ones(3))
     with pytest.raises(ValueError, match=r"shape \(3,\) does not fit a model of dimension 2"):
         Sampler.sample_chains(isotropic(2), 1, warmup=wrong, parallel=False, num_samples=5)
+
+
+def test_a_shared_tuning_runs_single_chains_and_vectorized_refuses_it():
+    first = Sampler.sample_chains(isotropic(2), 1, seed=3, warmup="shared", parallel=False, num_samples=20,
+                                  num_warmup=30)
+    tuning = Tuning.from_trace(first[0])
+    grouped = Sampler.sample_chains(isotropic(2), 4, seed=4, warmup=tuning, parallel=False, num_samples=20,
+                                    layout=2)  # lockstep chains adapt together: not with a given tuning
+    assert all(t.info["layout"] == "single" and "lockstep_chains" not in t.info for t in grouped)
+    assert all(t.info["step_size"] == tuning.step_size for t in grouped)
+    for warmup in ("shared", tuning):
+        with pytest.raises(ValueError, match="not supported with parallel='vectorized'"):
+            Sampler.sample_chains(isotropic(2), 2, warmup=warmup, parallel="vectorized", num_samples=5)
