@@ -22,7 +22,8 @@ Processes and names (Erlang's way, on this node):
   (``exit(pid, "kill")``, a crash) is seen by its monitor: the job becomes ``"failed"`` with
   the exit reason. A keeper that is itself killed loses the finished results it held; the next
   one (started on the next use) adopts the jobs still running, by their registered names, and
-  a job hands its outcome to whichever keeper is registered when it ends.
+  a job hands its outcome to whichever keeper is registered when it ends (which takes it even
+  when it never adopted the job: one that ended as that keeper started, before it could ask).
 
 Requests (wire format, local messages): a caller monitors the process it asks and sends
 ``(CALL, ref, reply_to, request)``; the answer is ``(ref, ("ok", value))`` or
@@ -466,13 +467,15 @@ class JobDied(RuntimeError):
 class _Keeper:
     """The keeper's state, owned by its process's thread. ``jobs``: name -> the job's record in
     start order (a running job's initial :class:`Job` until its process hands over the final
-    one); ``pids``/``refs``: a running job's process and monitor; ``limits``: the eviction
-    limits."""
+    one); ``pids``/``refs``: a running job's process and monitor; ``forgotten``: the names of
+    jobs forgotten while their process still ran (their late hand-over is dropped; a new start
+    of the name clears it); ``limits``: the eviction limits."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.pids: dict[str, Any] = {}
         self.refs: dict[Any, str] = {}
+        self.forgotten: set[str] = set()
         self.limits = {"count": MAX_STORED, "bytes": MAX_STORED_BYTES}
 
     def adopt(self) -> None:
@@ -517,8 +520,18 @@ class _Keeper:
             logger.warning("exmc jobs keeper: unexpected message %r dropped", message)
 
     def finished(self, name: str, job: Job) -> None:
-        if self.jobs.get(name) is None or self.pids.get(name) is None:
-            return  # forgotten meanwhile
+        if name not in self.jobs:
+            if name in self.forgotten:
+                self.forgotten.discard(name)
+                return  # forgotten meanwhile
+            # A job this keeper never adopted: it ended while the keeper started (its hand-over
+            # is what started it), or did not answer the adoption in time. Its result is kept.
+            logger.info("exmc jobs keeper: took the outcome of job %r, which it had not adopted", name)
+            self.jobs[name] = job
+            self.evict()
+            return
+        if self.pids.get(name) is None:
+            return  # already ended (its DOWN came first)
         self.jobs[name] = job
         self.pids.pop(name)
         self.evict()
@@ -565,6 +578,7 @@ class _Keeper:
             raise ValueError(f"job name {name!r} is taken by a job {holder.status} since "
                              f"{time.strftime('%H:%M:%S', time.localtime(holder.started))}; choose another "
                              "or forget() it first")
+        self.forgotten.discard(name)
         pid, ref = pynode.spawn_monitor(Node.self(), _job_main, name, payload, num_chains, options, meta)
         try:
             pynode.register(JOB_PREFIX + name, pid)
@@ -604,6 +618,7 @@ class _Keeper:
         pid = self.pids.pop(name, None)
         if pid is not None:  # cancel() did not stop it: it goes now
             pynode.exit(pid, "kill")
+            self.forgotten.add(name)
         self.jobs.pop(name, None)
 
     def on_limits(self, count: int | None, nbytes: int | None) -> dict[str, int]:

@@ -199,3 +199,21 @@ def test_a_new_keeper_adopts_the_jobs_still_running_by_their_names():
     assert row["name"] == "orphan" and row["status"] == "running" and pynode.whereis(jobs.KEEPER) != keeper
     assert jobs.cancel("orphan")["status"] == "cancelled"
     assert jobs.result("orphan")[0].info["partial"] is True
+
+
+def test_a_job_that_ends_while_no_keeper_runs_hands_its_result_to_the_next_one():
+    # The keeper is killed and nobody asks for a job until it ends: the job's hand-over starts
+    # the next keeper, which must take the result (not drop it as a forgotten job's).
+    import pynode
+
+    jobs.start("lonely", io_bound_normal(0.0005), 1, dict(num_samples=200, num_warmup=20, parallel=False, seed=3))
+    pid = pynode.whereis(jobs.JOB_PREFIX + "lonely")
+    keeper = pynode.whereis(jobs.KEEPER)
+    refs = pynode.monitor(keeper), pynode.monitor(pid)
+    pynode.exit(keeper, "kill")
+    pynode.receive(10, match=lambda m: m[0] == "DOWN" and m[1] == refs[0])
+    pynode.receive(60, match=lambda m: m[0] == "DOWN" and m[1] == refs[1])  # the job ended on its own
+    chains = jobs.result("lonely", timeout=10)
+    direct = exmc.NUTS.Sampler.sample_chains(io_bound_normal(0.0005), 1, seed=3, num_samples=200, num_warmup=20,
+                                             parallel=False)
+    np.testing.assert_array_equal(chains[0]["x"], direct[0]["x"])
