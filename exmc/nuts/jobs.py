@@ -32,7 +32,10 @@ answering (the caller then asks the keeper, which holds the job by then) — Erl
 ``gen_server:call``. Requests of a job: ``("state",)``, ``("draws", cursor)``. Of the keeper:
 ``("start", name, payload, num_chains, options, meta)``, ``("list",)``, ``("state", name)``,
 ``("draws", name, cursor)``, ``("result", name, keep)``, ``("forget", name)``,
-``("limits", count, nbytes)``; and the job's cast ``(FINISHED, name, outcome)``.
+``("limits", count, nbytes)``; and the job's cast ``(FINISHED, name, outcome)``. A new job's
+start: the keeper spawns it, the job traps exits and sends ``(READY, its_pid)`` to the keeper,
+which only then registers its name (so every exit signal sent by name finds it trapping: a
+cancel, not a kill) and sends it ``GO``.
 
 A job's ``status`` is one of:
 
@@ -78,6 +81,7 @@ JOB_PREFIX = "exmc.job:"
 CALL = "exmc.jobs.call"
 FINISHED = "exmc.jobs.finished"
 GO = "exmc.jobs.go"
+READY = "exmc.jobs.ready"
 
 # How long a request waits for its answer (s). A job answers between sampling steps (every
 # 0.05-0.1 s); this covers a loaded box and stays below livebook_client's 10 s call deadline.
@@ -401,13 +405,17 @@ def _for_a_job(message: Any) -> bool:
         (len(message) == 4 and message[0] == CALL) or (len(message) == 3 and message[0] == "EXIT"))
 
 
-def _job_main(name: str, payload: Any, num_chains: int, options: dict[str, Any], meta: Mapping[str, Any]) -> None:
-    """The body of a job's process (spawned by the keeper, which registers it, then says GO)."""
+def _job_main(name: str, payload: Any, num_chains: int, options: dict[str, Any], meta: Mapping[str, Any],
+              keeper: Any = None) -> None:
+    """The body of a job's process (spawned by ``keeper``, told READY once it traps exits, which
+    registers it, then says GO)."""
     import pynode
 
     from exmc.nuts.api import Sampler
 
     pynode.trap_exit(True)
+    if keeper is not None:
+        pynode.send(keeper, (READY, pynode.self_pid()))
     if meta.get("leader") is not None:
         pynode.set_group_leader(meta["leader"])  # its prints go to the caller that watches it
     pynode.receive(ANSWER_TIMEOUT, match=lambda m: isinstance(m, str) and m == GO)
@@ -579,7 +587,17 @@ class _Keeper:
                              f"{time.strftime('%H:%M:%S', time.localtime(holder.started))}; choose another "
                              "or forget() it first")
         self.forgotten.discard(name)
-        pid, ref = pynode.spawn_monitor(Node.self(), _job_main, name, payload, num_chains, options, meta)
+        pid, ref = pynode.spawn_monitor(Node.self(), _job_main, name, payload, num_chains, options, meta,
+                                        pynode.self_pid())
+        try:  # its name only once it traps exits (module docstring: a new job's start)
+            ready = pynode.receive(ANSWER_TIMEOUT, match=lambda m: isinstance(m, tuple) and (
+                (len(m) == 2 and m[0] == READY and m[1] == pid) or (len(m) == 4 and m[0] == "DOWN" and m[1] == ref)))
+        except TimeoutError:
+            pynode.exit(pid, "kill")
+            pynode.demonitor(ref, flush=True)
+            raise TimeoutError(f"job {name!r}: its process did not start within {ANSWER_TIMEOUT} s") from None
+        if ready[0] == "DOWN":
+            raise RuntimeError(f"job {name!r}: its process ended ({ready[3]!r}) before it started")
         try:
             pynode.register(JOB_PREFIX + name, pid)
         except ValueError:

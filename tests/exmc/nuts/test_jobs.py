@@ -217,3 +217,19 @@ def test_a_job_that_ends_while_no_keeper_runs_hands_its_result_to_the_next_one()
     direct = exmc.NUTS.Sampler.sample_chains(io_bound_normal(0.0005), 1, seed=3, num_samples=200, num_warmup=20,
                                              parallel=False)
     np.testing.assert_array_equal(chains[0]["x"], direct[0]["x"])
+
+
+def test_a_cancel_right_after_start_cancels_even_a_job_whose_thread_is_slow_to_start(monkeypatch):
+    # On a loaded box the job's thread may not have run yet when start() has answered; an exit
+    # signal then must still be a cancel (status "cancelled"), not kill it as "failed".
+    real = jobs._job_main
+
+    def slow_to_start(*args):
+        time.sleep(0.3)
+        real(*args)
+
+    monkeypatch.setattr(jobs, "_job_main", slow_to_start)
+    jobs.start("hasty", isotropic(1), 1, QUICK)
+    described = jobs.cancel("hasty")
+    assert described["status"] == "cancelled", described
+    assert len(jobs.result("hasty")) == 0
