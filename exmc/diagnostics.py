@@ -137,7 +137,10 @@ def ebfmi(chains: Sequence) -> np.ndarray:
 
 def warnings(chains: Sequence) -> list[str]:
     """Human-readable problems: divergences, R-hat > 1.01, ESS < 400, tree-depth saturation,
-    E-BFMI < 0.3. An empty list means none was found."""
+    E-BFMI < 0.3. An empty list means none was found (or there is no chain to check: a job
+    cancelled before any sampling draw, whose notes say so)."""
+    if len(chains) == 0:
+        return []
     found = []
     divergent = [t.divergences for t in chains]
     total = sum(t.num_samples for t in chains)

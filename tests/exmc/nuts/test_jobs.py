@@ -229,7 +229,22 @@ def test_a_cancel_right_after_start_cancels_even_a_job_whose_thread_is_slow_to_s
         real(*args)
 
     monkeypatch.setattr(jobs, "_job_main", slow_to_start)
-    jobs.start("hasty", isotropic(1), 1, QUICK)
+    jobs.start("hasty", io_bound_normal(0.0005), 1, dict(num_samples=2000, num_warmup=20, parallel=False))
     described = jobs.cancel("hasty")
     assert described["status"] == "cancelled", described
-    assert len(jobs.result("hasty")) == 0
+    assert any("partial: job 'hasty' was cancelled" in note for note in jobs.result("hasty").warnings())
+
+
+@pytest.mark.parametrize("warmup", ["own", "shared"])
+def test_a_job_cancelled_during_warmup_keeps_no_chain_and_says_so(warmup):
+    jobs.start("warming", io_bound_normal(0.0005), 2,
+               dict(num_samples=50, num_warmup=3000, parallel=False, seed=1, warmup=warmup))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(p["iteration"] > 5 for p in jobs.state("warming")["progress"]):
+            break
+        time.sleep(0.02)
+    assert jobs.cancel("warming")["status"] == "cancelled"
+    partial = jobs.result("warming")
+    assert len(partial) == 0
+    assert any("cancelled before any sampling draw" in note for note in partial.warnings())
