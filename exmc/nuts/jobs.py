@@ -197,9 +197,11 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any],
     caller go, they are written on this node. Without it they are written on this node.
 
     ``options`` may hold ``nodes`` (chains over several nodes, coordinated from here) and
-    ``warmup``. Raises ValueError when ``name`` is not a non-empty string or is taken (naming the
-    job holding it), ``exmc.ValidationError`` for a malformed IR and ValueError for bad options
-    — all before anything starts.
+    ``warmup``. With ``parallel="vectorized"`` no draws stream (:func:`draws` stays empty and a
+    cancelled job keeps no chain): the vectorized driver streams none. Raises ValueError when
+    ``name`` is not a non-empty string or is taken (naming the job holding it),
+    ``exmc.ValidationError`` for a malformed IR and ValueError for bad options (an unknown one,
+    one the job sets itself, a bad value) — all before anything starts.
     """
     from exmc.nuts.api import validate_payload
     from exmc.nuts.sampler import SamplerOptions
@@ -208,9 +210,7 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any],
     if not isinstance(name, str) or not name or name != name.strip():
         raise ValueError(f"a job name must be a non-empty string without surrounding spaces, got {name!r}")
     options = dict(options)
-    for key in ("progress", "should_stop"):
-        if key in options:
-            raise ValueError(f"a detached job sets {key!r} itself; do not pass it")
+    _check_options(options)
     validate_payload(payload)
     # Early ValueError for every sampler option (dense_mass, target_accept, ...), not in the job.
     SamplerOptions(**{field.name: options[field.name] for field in dataclasses.fields(SamplerOptions)
@@ -223,6 +223,31 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any],
         "leader": _caller_leader() if follow_output else None,  # a pid of the caller's node, or None
     }
     return _ask_keeper(("start", name, payload, int(num_chains), options, meta))
+
+
+# The sample_chains arguments a job passes itself (its callbacks).
+_JOB_SETS = ("progress", "should_stop", "on_result", "draws")
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    """ValueError, naming it, for an option ``sample_chains`` would refuse only in the job."""
+    import inspect
+
+    from exmc.nuts.api import Sampler, _tuning
+
+    for key in _JOB_SETS:
+        if key in options:
+            raise ValueError(f"a detached job sets {key!r} itself; do not pass it")
+    known = [p for p in inspect.signature(Sampler.sample_chains).parameters if p not in ("model", "num_chains")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown sampler option(s) {unknown} (known: {[k for k in known if k not in _JOB_SETS]})")
+    warmup = options.get("warmup", "own")
+    if not (isinstance(warmup, str) and warmup == "shared"):
+        _tuning(warmup)
+    parallel = options.get("parallel", True)
+    if not (parallel is True or parallel is False or (isinstance(parallel, str) and parallel == "vectorized")):
+        raise ValueError(f"parallel must be True, False or 'vectorized', got {parallel!r}")
 
 
 def _caller_leader() -> Any:
@@ -422,8 +447,10 @@ def _job_main(name: str, payload: Any, num_chains: int, options: dict[str, Any],
     job = Job(name, num_chains, meta)
     finished: list[Any] = []
     try:
+        streams = options.get("parallel") != "vectorized"  # which streams no draws (start's docstring)
         chains = Sampler.sample_chains(payload, num_chains, progress=job.record, should_stop=job.serve,
-                                       on_result=finished.append, draws=job.log.add, **options)
+                                       on_result=finished.append, draws=job.log.add if streams else None,
+                                       **options)
     except InterruptedError:
         job.status, job.result = "cancelled", _partial(finished, job)
     except Exception as error:  # noqa: BLE001 - kept for the caller, raised by result()

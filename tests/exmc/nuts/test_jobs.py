@@ -235,6 +235,24 @@ def test_a_cancel_right_after_start_cancels_even_a_job_whose_thread_is_slow_to_s
     assert any("partial: job 'hasty' was cancelled" in note for note in jobs.result("hasty").warnings())
 
 
+def test_every_bad_option_is_refused_before_the_job_starts():
+    for options, message in (
+        (dict(warmup="sharde"), "warmup must be one of"),
+        (dict(parallel="yes"), "parallel must be True, False or 'vectorized'"),
+        (dict(num_sample=10), r"unknown sampler option\(s\) \['num_sample'\]"),
+        (dict(on_result=print), "a detached job sets 'on_result' itself"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            jobs.start("refused", isotropic(1), 1, dict(QUICK, **options))
+    assert jobs.jobs() == []
+
+
+def test_a_vectorized_job_runs_to_its_result():
+    jobs.start("vectorized", isotropic(2), 2, dict(QUICK, parallel="vectorized", seed=4))
+    chains = jobs.result("vectorized", timeout=60)
+    assert len(chains) == 2 and chains[0].num_samples == QUICK["num_samples"]
+
+
 @pytest.mark.parametrize("warmup", ["own", "shared"])
 def test_a_job_cancelled_during_warmup_keeps_no_chain_and_says_so(warmup):
     jobs.start("warming", io_bound_normal(0.0005), 2,
