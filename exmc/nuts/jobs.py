@@ -32,7 +32,10 @@ answering (the caller then asks the keeper, which holds the job by then) — Erl
 ``gen_server:call``. Requests of a job: ``("state",)``, ``("draws", cursor)``. Of the keeper:
 ``("start", name, payload, num_chains, options, meta)``, ``("list",)``, ``("state", name)``,
 ``("draws", name, cursor)``, ``("result", name, keep)``, ``("forget", name)``,
-``("limits", count, nbytes)``; and the job's cast ``(FINISHED, name, outcome)``. A new job's
+``("limits", count, nbytes)``; and the job's cast ``(FINISHED, name, outcome)`` (``outcome``:
+its final :class:`Job`). ``meta`` of a start is a dict: ``total`` (iterations per chain,
+warmup included), ``nodes`` (the list of nodes, or None), ``max_tree_depth`` (for the
+statistics of partial traces) and ``leader`` (the pid the job's output goes to, or None). A new job's
 start: the keeper spawns it, the job traps exits and sends ``(READY, its_pid)`` to the keeper,
 which only then registers its name (so every exit signal sent by name finds it trapping: a
 cancel, not a kill) and sends it ``GO``.
@@ -334,7 +337,14 @@ def forget(name: str) -> None:
 
 class Job:
     """A job's state, owned by its process's thread (no lock: nothing else touches it); the
-    keeper keeps the final copy. ``status``: see the module docstring."""
+    keeper keeps the final copy and alone changes it after the hand-over. ``status``: see the
+    module docstring; ``progress``: chain -> its latest event as a dict; ``placed``: chain ->
+    the node it runs on (runs over nodes); ``notes``: lost nodes, said as the run says them;
+    ``result``: the ``Chains`` while ``status`` is ``"done"``/``"cancelled"`` and the result is
+    on this node, else None; ``error``: the exception of a ``"failed"`` job, else None;
+    ``log``: the streamed draws, None once the result left the node (fetched, evicted) or the
+    process died; ``stop``: an exit signal asked it to stop (the sampler's ``should_stop``);
+    ``_served``: when :meth:`serve` last read the mailbox (``time.monotonic``)."""
 
     def __init__(self, name: str, num_chains: int, meta: Mapping[str, Any]) -> None:
         from exmc.nuts.stream import DrawLog
