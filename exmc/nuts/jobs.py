@@ -212,6 +212,12 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any],
 
     if not isinstance(name, str) or not name or name != name.strip():
         raise ValueError(f"a job name must be a non-empty string without surrounding spaces, got {name!r}")
+    try:  # as sample_chains checks it (which the job would do only once started)
+        whole = int(num_chains) == num_chains and num_chains >= 1
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
     options = dict(options)
     _check_options(options)
     validate_payload(payload)

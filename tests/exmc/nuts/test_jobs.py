@@ -266,3 +266,10 @@ def test_a_job_cancelled_during_warmup_keeps_no_chain_and_says_so(warmup):
     partial = jobs.result("warming")
     assert len(partial) == 0
     assert any("cancelled before any sampling draw" in note for note in partial.warnings())
+
+
+@pytest.mark.parametrize("num_chains", [0, 1.5, "2"])
+def test_a_bad_chain_count_is_refused_before_the_job_starts(num_chains):
+    with pytest.raises(ValueError, match="num_chains must be a positive integer"):
+        jobs.start("miscounted", isotropic(1), num_chains, QUICK)
+    assert jobs.jobs() == []
