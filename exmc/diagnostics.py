@@ -137,21 +137,27 @@ def ebfmi(chains: Sequence) -> np.ndarray:
 
 def warnings(chains: Sequence) -> list[str]:
     """Human-readable problems: divergences, R-hat > 1.01, ESS < 400, tree-depth saturation,
-    E-BFMI < 0.3. An empty list means none was found."""
+    E-BFMI < 0.3. An empty list means none was found (or there is no chain to check: a job
+    cancelled before any sampling draw, whose notes say so)."""
+    if len(chains) == 0:
+        return []
     found = []
+    # Each chain by its own number (Trace.info["chain"], as progress says it): a partial result
+    # may keep chains 0 and 2 only.
+    numbers = [t.info.get("chain", i) for i, t in enumerate(chains)]
     divergent = [t.divergences for t in chains]
     total = sum(t.num_samples for t in chains)
     if sum(divergent):
-        per_chain = ", ".join(f"chain {i}: {n}" for i, n in enumerate(divergent) if n)
+        per_chain = ", ".join(f"chain {c}: {n}" for c, n in zip(numbers, divergent) if n)
         found.append(f"{sum(divergent)} of {total} draws were divergent ({per_chain}); "
                      "consider raising target_accept or reparameterizing")
     saturated = [int(np.sum(t.stats["tree_depth"] >= t.info["max_tree_depth"])) for t in chains]
     if sum(saturated):
         found.append(f"{sum(saturated)} of {total} draws hit the maximum tree depth "
                      f"{chains[0].info['max_tree_depth']}; sampling is inefficient")
-    for i, value in enumerate(ebfmi(chains)):
+    for c, value in zip(numbers, ebfmi(chains)):
         if value < EBFMI_THRESHOLD:
-            found.append(f"chain {i}: E-BFMI {value:.2f} < {EBFMI_THRESHOLD}; posterior may be hard to explore")
+            found.append(f"chain {c}: E-BFMI {value:.2f} < {EBFMI_THRESHOLD}; posterior may be hard to explore")
     table = summary(chains)
     for row, vals in zip(table.rows, table.values):
         if len(chains) > 1 and vals[8] > RHAT_THRESHOLD:

@@ -297,9 +297,9 @@ class Sinks:
             raise ValueError(f"malformed Output signal: stream {stream!r}, text of type {type(text).__name__}")
         onward = self._forwards.get(leader.id)
         if onward is not None:
-            if not self._send(onward.node, signals.Output(onward, stream, text)):
-                log.info("output for %r dropped: %s cannot be reached", onward, onward.node)
-            return
+            if self._send(onward.node, signals.Output(onward, stream, text)):
+                return
+            log.info("output for %r written here: %s cannot be reached", onward, onward.node)
         target = _stream(stream)
         if target is None:
             return

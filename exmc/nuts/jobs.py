@@ -22,7 +22,8 @@ Processes and names (Erlang's way, on this node):
   (``exit(pid, "kill")``, a crash) is seen by its monitor: the job becomes ``"failed"`` with
   the exit reason. A keeper that is itself killed loses the finished results it held; the next
   one (started on the next use) adopts the jobs still running, by their registered names, and
-  a job hands its outcome to whichever keeper is registered when it ends.
+  a job hands its outcome to whichever keeper is registered when it ends (which takes it even
+  when it never adopted the job: one that ended as that keeper started, before it could ask).
 
 Requests (wire format, local messages): a caller monitors the process it asks and sends
 ``(CALL, ref, reply_to, request)``; the answer is ``(ref, ("ok", value))`` or
@@ -31,7 +32,13 @@ answering (the caller then asks the keeper, which holds the job by then) — Erl
 ``gen_server:call``. Requests of a job: ``("state",)``, ``("draws", cursor)``. Of the keeper:
 ``("start", name, payload, num_chains, options, meta)``, ``("list",)``, ``("state", name)``,
 ``("draws", name, cursor)``, ``("result", name, keep)``, ``("forget", name)``,
-``("limits", count, nbytes)``; and the job's cast ``(FINISHED, name, outcome)``.
+``("limits", count, nbytes)``; and the job's cast ``(FINISHED, name, outcome)`` (``outcome``:
+its final :class:`Job`). ``meta`` of a start is a dict: ``total`` (iterations per chain,
+warmup included), ``nodes`` (the list of nodes, or None), ``max_tree_depth`` (for the
+statistics of partial traces) and ``leader`` (the pid the job's output goes to, or None). A new job's
+start: the keeper spawns it, the job traps exits and sends ``(READY, its_pid)`` to the keeper,
+which only then registers its name (so every exit signal sent by name finds it trapping: a
+cancel, not a kill) and sends it ``GO``.
 
 A job's ``status`` is one of:
 
@@ -77,6 +84,7 @@ JOB_PREFIX = "exmc.job:"
 CALL = "exmc.jobs.call"
 FINISHED = "exmc.jobs.finished"
 GO = "exmc.jobs.go"
+READY = "exmc.jobs.ready"
 
 # How long a request waits for its answer (s). A job answers between sampling steps (every
 # 0.05-0.1 s); this covers a loaded box and stays below livebook_client's 10 s call deadline.
@@ -192,9 +200,11 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any],
     caller go, they are written on this node. Without it they are written on this node.
 
     ``options`` may hold ``nodes`` (chains over several nodes, coordinated from here) and
-    ``warmup``. Raises ValueError when ``name`` is not a non-empty string or is taken (naming the
-    job holding it), ``exmc.ValidationError`` for a malformed IR and ValueError for bad options
-    — all before anything starts.
+    ``warmup``. With ``parallel="vectorized"`` no draws stream (:func:`draws` stays empty and a
+    cancelled job keeps no chain): the vectorized driver streams none. Raises ValueError when
+    ``name`` is not a non-empty string or is taken (naming the job holding it),
+    ``exmc.ValidationError`` for a malformed IR and ValueError for bad options (an unknown one,
+    one the job sets itself, a bad value) — all before anything starts.
     """
     from exmc.nuts.api import validate_payload
     from exmc.nuts.sampler import SamplerOptions
@@ -202,10 +212,14 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any],
 
     if not isinstance(name, str) or not name or name != name.strip():
         raise ValueError(f"a job name must be a non-empty string without surrounding spaces, got {name!r}")
+    try:  # as sample_chains checks it (which the job would do only once started)
+        whole = int(num_chains) == num_chains and num_chains >= 1
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
     options = dict(options)
-    for key in ("progress", "should_stop"):
-        if key in options:
-            raise ValueError(f"a detached job sets {key!r} itself; do not pass it")
+    _check_options(options)
     validate_payload(payload)
     # Early ValueError for every sampler option (dense_mass, target_accept, ...), not in the job.
     SamplerOptions(**{field.name: options[field.name] for field in dataclasses.fields(SamplerOptions)
@@ -218,6 +232,31 @@ def start(name: str, payload: Any, num_chains: int, options: Mapping[str, Any],
         "leader": _caller_leader() if follow_output else None,  # a pid of the caller's node, or None
     }
     return _ask_keeper(("start", name, payload, int(num_chains), options, meta))
+
+
+# The sample_chains arguments a job passes itself (its callbacks).
+_JOB_SETS = ("progress", "should_stop", "on_result", "draws")
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    """ValueError, naming it, for an option ``sample_chains`` would refuse only in the job."""
+    import inspect
+
+    from exmc.nuts.api import Sampler, _tuning
+
+    for key in _JOB_SETS:
+        if key in options:
+            raise ValueError(f"a detached job sets {key!r} itself; do not pass it")
+    known = [p for p in inspect.signature(Sampler.sample_chains).parameters if p not in ("model", "num_chains")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown sampler option(s) {unknown} (known: {[k for k in known if k not in _JOB_SETS]})")
+    warmup = options.get("warmup", "own")
+    if not (isinstance(warmup, str) and warmup == "shared"):
+        _tuning(warmup)
+    parallel = options.get("parallel", True)
+    if not (parallel is True or parallel is False or (isinstance(parallel, str) and parallel == "vectorized")):
+        raise ValueError(f"parallel must be True, False or 'vectorized', got {parallel!r}")
 
 
 def _caller_leader() -> Any:
@@ -304,7 +343,14 @@ def forget(name: str) -> None:
 
 class Job:
     """A job's state, owned by its process's thread (no lock: nothing else touches it); the
-    keeper keeps the final copy. ``status``: see the module docstring."""
+    keeper keeps the final copy and alone changes it after the hand-over. ``status``: see the
+    module docstring; ``progress``: chain -> its latest event as a dict; ``placed``: chain ->
+    the node it runs on (runs over nodes); ``notes``: lost nodes, said as the run says them;
+    ``result``: the ``Chains`` while ``status`` is ``"done"``/``"cancelled"`` and the result is
+    on this node, else None; ``error``: the exception of a ``"failed"`` job, else None;
+    ``log``: the streamed draws, None once the result left the node (fetched, evicted) or the
+    process died; ``stop``: an exit signal asked it to stop (the sampler's ``should_stop``);
+    ``_served``: when :meth:`serve` last read the mailbox (``time.monotonic``)."""
 
     def __init__(self, name: str, num_chains: int, meta: Mapping[str, Any]) -> None:
         from exmc.nuts.stream import DrawLog
@@ -400,21 +446,27 @@ def _for_a_job(message: Any) -> bool:
         (len(message) == 4 and message[0] == CALL) or (len(message) == 3 and message[0] == "EXIT"))
 
 
-def _job_main(name: str, payload: Any, num_chains: int, options: dict[str, Any], meta: Mapping[str, Any]) -> None:
-    """The body of a job's process (spawned by the keeper, which registers it, then says GO)."""
+def _job_main(name: str, payload: Any, num_chains: int, options: dict[str, Any], meta: Mapping[str, Any],
+              keeper: Any = None) -> None:
+    """The body of a job's process (spawned by ``keeper``, told READY once it traps exits, which
+    registers it, then says GO)."""
     import pynode
 
     from exmc.nuts.api import Sampler
 
     pynode.trap_exit(True)
+    if keeper is not None:
+        pynode.send(keeper, (READY, pynode.self_pid()))
     if meta.get("leader") is not None:
         pynode.set_group_leader(meta["leader"])  # its prints go to the caller that watches it
     pynode.receive(ANSWER_TIMEOUT, match=lambda m: isinstance(m, str) and m == GO)
     job = Job(name, num_chains, meta)
     finished: list[Any] = []
     try:
+        streams = options.get("parallel") != "vectorized"  # which streams no draws (start's docstring)
         chains = Sampler.sample_chains(payload, num_chains, progress=job.record, should_stop=job.serve,
-                                       on_result=finished.append, draws=job.log.add, **options)
+                                       on_result=finished.append, draws=job.log.add if streams else None,
+                                       **options)
     except InterruptedError:
         job.status, job.result = "cancelled", _partial(finished, job)
     except Exception as error:  # noqa: BLE001 - kept for the caller, raised by result()
@@ -466,13 +518,15 @@ class JobDied(RuntimeError):
 class _Keeper:
     """The keeper's state, owned by its process's thread. ``jobs``: name -> the job's record in
     start order (a running job's initial :class:`Job` until its process hands over the final
-    one); ``pids``/``refs``: a running job's process and monitor; ``limits``: the eviction
-    limits."""
+    one); ``pids``/``refs``: a running job's process and monitor; ``forgotten``: the names of
+    jobs forgotten while their process still ran (their late hand-over is dropped; a new start
+    of the name clears it); ``limits``: the eviction limits."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.pids: dict[str, Any] = {}
         self.refs: dict[Any, str] = {}
+        self.forgotten: set[str] = set()
         self.limits = {"count": MAX_STORED, "bytes": MAX_STORED_BYTES}
 
     def adopt(self) -> None:
@@ -517,8 +571,18 @@ class _Keeper:
             logger.warning("exmc jobs keeper: unexpected message %r dropped", message)
 
     def finished(self, name: str, job: Job) -> None:
-        if self.jobs.get(name) is None or self.pids.get(name) is None:
-            return  # forgotten meanwhile
+        if name not in self.jobs:
+            if name in self.forgotten:
+                self.forgotten.discard(name)
+                return  # forgotten meanwhile
+            # A job this keeper never adopted: it ended while the keeper started (its hand-over
+            # is what started it), or did not answer the adoption in time. Its result is kept.
+            logger.info("exmc jobs keeper: took the outcome of job %r, which it had not adopted", name)
+            self.jobs[name] = job
+            self.evict()
+            return
+        if self.pids.get(name) is None:
+            return  # already ended (its DOWN came first)
         self.jobs[name] = job
         self.pids.pop(name)
         self.evict()
@@ -565,7 +629,18 @@ class _Keeper:
             raise ValueError(f"job name {name!r} is taken by a job {holder.status} since "
                              f"{time.strftime('%H:%M:%S', time.localtime(holder.started))}; choose another "
                              "or forget() it first")
-        pid, ref = pynode.spawn_monitor(Node.self(), _job_main, name, payload, num_chains, options, meta)
+        self.forgotten.discard(name)
+        pid, ref = pynode.spawn_monitor(Node.self(), _job_main, name, payload, num_chains, options, meta,
+                                        pynode.self_pid())
+        try:  # its name only once it traps exits (module docstring: a new job's start)
+            ready = pynode.receive(ANSWER_TIMEOUT, match=lambda m: isinstance(m, tuple) and (
+                (len(m) == 2 and m[0] == READY and m[1] == pid) or (len(m) == 4 and m[0] == "DOWN" and m[1] == ref)))
+        except TimeoutError:
+            pynode.exit(pid, "kill")
+            pynode.demonitor(ref, flush=True)
+            raise TimeoutError(f"job {name!r}: its process did not start within {ANSWER_TIMEOUT} s") from None
+        if ready[0] == "DOWN":
+            raise RuntimeError(f"job {name!r}: its process ended ({ready[3]!r}) before it started")
         try:
             pynode.register(JOB_PREFIX + name, pid)
         except ValueError:
@@ -604,6 +679,7 @@ class _Keeper:
         pid = self.pids.pop(name, None)
         if pid is not None:  # cancel() did not stop it: it goes now
             pynode.exit(pid, "kill")
+            self.forgotten.add(name)
         self.jobs.pop(name, None)
 
     def on_limits(self, count: int | None, nbytes: int | None) -> dict[str, int]:

@@ -287,13 +287,14 @@ class WorkerPool:
 def _write_output(stream: int, text: str) -> None:
     """A chain's printed output (worker protocol: :mod:`exmc.nuts.worker`), written to this
     thread's ``sys.stdout`` (1) or ``sys.stderr`` (2): on a pynode node serving a remote call,
-    pynode's output capture sends it to the caller; otherwise it shows here."""
+    pynode's output capture sends it to the caller; otherwise it shows here. Always flushed: the
+    worker already line-buffers, so text without a newline is a chain's own ``flush()`` (or the
+    end of its task), which must not wait here for the next line."""
     target = sys.stdout if stream == 1 else sys.stderr
     if target is None:
         return
     target.write(text)
-    if text.endswith("\n"):
-        target.flush()
+    target.flush()
 
 
 def _tasks(chains: list[int], options: SamplerOptions) -> list[int | tuple[int, ...]]:

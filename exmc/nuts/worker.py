@@ -17,7 +17,8 @@ Output comes home: while a task runs, ``sys.stdout`` and ``sys.stderr`` are :cla
 streams that send what the chain prints (a ``print()`` in a Custom logp) to the parent as
 ``"output"`` messages, line by line, in the order written, before the task's ``"done"``; the
 parent writes them in the thread that runs the pool (where pynode's group leader of a remote
-call picks them up). Between tasks, and for writes to file descriptors 1/2 that bypass
+call picks them up). Any thread of the worker may print (a Custom logp's own threads): every
+message is sent whole under one lock (:class:`SerialConnection`), so frames never interleave. Between tasks, and for writes to file descriptors 1/2 that bypass
 ``sys.stdout`` (C extensions), the worker's own streams are used: the node's.
 
 The worker ignores SIGINT: on Ctrl-C the parent alone decides, and terminates the workers. It exits
@@ -28,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
@@ -47,25 +49,45 @@ preload_model_modules()
 STDOUT, STDERR = 1, 2
 
 
+class SerialConnection:
+    """The worker's end of the socket, safe to send on from any thread: ``Connection.send``
+    writes a frame in several system calls, so two threads sending at once (a chain's thread
+    printing while the main one reports progress) would interleave their bytes and the parent
+    could not unpickle them. ``_lock`` guards each whole ``send``; only the main thread receives."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message) -> None:
+        with self._lock:
+            self._conn.send(message)
+
+    def recv(self):
+        return self._conn.recv()
+
+
 class TaskOutput:
     """Stands in for ``sys.stdout`` / ``sys.stderr`` during a task: line-buffers and sends each
     write that completes lines as one ``("output", stream, text)`` message (``_pending``: the
-    unfinished tail, sent by :meth:`flush`)."""
+    unfinished tail, sent by :meth:`flush`; guarded by ``_lock``, as any thread may write)."""
 
-    def __init__(self, conn: Connection, stream: int, wrapped) -> None:
+    def __init__(self, conn: Connection | SerialConnection, stream: int, wrapped) -> None:
         self._conn = conn
         self._stream = stream
         self._wrapped = wrapped
         self._pending = ""
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        buffered = self._pending + text
-        cut = buffered.rfind("\n") + 1
-        self._pending = buffered[cut:]
-        if cut:
-            self._conn.send(("output", self._stream, buffered[:cut]))
+        with self._lock:
+            buffered = self._pending + text
+            cut = buffered.rfind("\n") + 1
+            self._pending = buffered[cut:]
+            if cut:
+                self._conn.send(("output", self._stream, buffered[:cut]))
         return len(text)
 
     def writelines(self, lines) -> None:
@@ -73,16 +95,17 @@ class TaskOutput:
             self.write(line)
 
     def flush(self) -> None:
-        if self._pending:
-            text, self._pending = self._pending, ""
-            self._conn.send(("output", self._stream, text))
+        with self._lock:
+            if self._pending:
+                text, self._pending = self._pending, ""
+                self._conn.send(("output", self._stream, text))
 
     def __getattr__(self, name: str):
         return getattr(self._wrapped, name)  # encoding, fileno, isatty: the worker's own stream's
 
 
 @contextlib.contextmanager
-def output_to_parent(conn: Connection) -> Iterator[None]:
+def output_to_parent(conn: Connection | SerialConnection) -> Iterator[None]:
     """``sys.stdout`` and ``sys.stderr`` go to the parent for the block (flushed at its end)."""
     saved = sys.stdout, sys.stderr
     out, err = TaskOutput(conn, STDOUT, saved[0]), TaskOutput(conn, STDERR, saved[1])
@@ -98,6 +121,7 @@ def output_to_parent(conn: Connection) -> Iterator[None]:
 def worker_main(conn: Connection) -> None:
     """Serve chain tasks on ``conn`` until it closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = SerialConnection(conn)  # type: ignore[assignment] - sends from any thread
     cached_key, cached_model = None, None
     while True:
         try:

@@ -165,3 +165,52 @@ def test_prints_of_a_streamed_run_come_home_and_a_detached_jobs_stay(cluster):
         job.result(60)
     assert not any("grad call" in text for _, text in recorded)
     assert wait_until(lambda: "grad call" in written_on_the_node(), timeout=10)
+
+
+def waiting_normal(gate: str):
+    """A 1-d standard normal whose first gradient call prints an unfinished line, flushes it,
+    and waits (at most 20 s) until the file ``gate`` exists."""
+    import numpy as np
+
+    calls = [0]
+
+    def grad(value):
+        import os
+        import time
+
+        calls[0] += 1
+        if calls[0] == 1:
+            print("waiting for the gate...", end="", flush=True)
+            deadline = time.monotonic() + 20
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            print(" open")
+        return -np.asarray(value, dtype=float)
+
+    ir = Builder.new_ir()
+    return Builder.rv(ir, "x", Dist.Custom, {"logp": lambda v: -0.5 * np.square(v), "grad": grad,
+                                             "support": "real"})
+
+
+def test_a_chain_that_flushes_an_unfinished_line_shows_it_at_once(cluster, tmp_path):
+    # print(..., end="", flush=True) in a worker: the caller sees it while the chain runs, as
+    # it would from a chain run in the calling thread, not only once a newline or the end comes.
+    from pynode import erpc
+    from pynode.testing import wait_until
+
+    gate = tmp_path / "gate"
+
+    def sample_there(ir):
+        import exmc as remote_exmc
+
+        return len(remote_exmc.NUTS.Sampler.sample_chains(ir, 1, num_samples=5, num_warmup=5))
+
+    with recording() as recorded:
+        request = erpc.send_request(A, sample_there, waiting_normal(str(gate)))
+        try:
+            shown = wait_until(lambda: "waiting for the gate..." in "".join(t for _, t in recorded), timeout=10)
+        finally:
+            gate.touch()
+        assert erpc.receive_response(request, timeout=60) == 1
+    assert shown, recorded
+    assert "".join(text for _, text in recorded) == "waiting for the gate... open\n"

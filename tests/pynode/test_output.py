@@ -136,3 +136,14 @@ def test_output_for_a_leader_that_cannot_be_reached_is_written_here(monkeypatch)
     with output.leading(LEADER, lambda node, signal: False):
         router.write("not lost\n")
     assert here.getvalue() == "not lost\n"
+
+
+def test_output_forwarded_to_a_leader_that_cannot_be_reached_is_written_here(monkeypatch) -> None:
+    # A nested call's output on its way to the first caller, whose node is gone: written on
+    # this node (as a thread's own output is, above), not dropped.
+    here = io.StringIO()
+    monkeypatch.setattr("sys.stdout", here)
+    sinks = output.Sinks(lambda node, signal: False)
+    sinks.forward(3, LEADER)
+    sinks.write(Pid("middle@127.0.0.1", 3), signals.STDOUT, "inner, not lost\n")
+    assert here.getvalue() == "inner, not lost\n"

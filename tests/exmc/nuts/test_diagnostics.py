@@ -103,3 +103,18 @@ def test_a_healthy_run_has_no_warnings_and_exports_to_arviz():
     assert tree["posterior"]["x"].shape == (4, 400, 1)
     assert tree["sample_stats"]["diverging"].shape == (4, 400)
     assert "mean" in chains._repr_html_()
+
+
+def test_warnings_name_chains_by_their_own_numbers_in_a_partial_result():
+    # A cancelled job keeps chains 0 and 2 (chain 1 was still warming up): a warning about the
+    # second one is about chain 2, the number progress and Trace.info use.
+    rng = np.random.default_rng(3)
+    draws = rng.normal(size=(2, 200))
+    divergent = np.zeros((2, 200), bool)
+    divergent[1, :4] = True
+    energy = np.cumsum(rng.normal(size=(2, 200)), axis=1)  # E-BFMI ≈ 0 on both
+    chains = _fake_chains(draws, divergent, energy=energy)
+    chains[1].info["chain"] = 2
+    text = "\n".join(warnings(chains))
+    assert "(chain 2: 4)" in text
+    assert "chain 0: E-BFMI" in text and "chain 2: E-BFMI" in text and "chain 1:" not in text

@@ -199,3 +199,77 @@ def test_a_new_keeper_adopts_the_jobs_still_running_by_their_names():
     assert row["name"] == "orphan" and row["status"] == "running" and pynode.whereis(jobs.KEEPER) != keeper
     assert jobs.cancel("orphan")["status"] == "cancelled"
     assert jobs.result("orphan")[0].info["partial"] is True
+
+
+def test_a_job_that_ends_while_no_keeper_runs_hands_its_result_to_the_next_one():
+    # The keeper is killed and nobody asks for a job until it ends: the job's hand-over starts
+    # the next keeper, which must take the result (not drop it as a forgotten job's).
+    import pynode
+
+    jobs.start("lonely", io_bound_normal(0.0005), 1, dict(num_samples=200, num_warmup=20, parallel=False, seed=3))
+    pid = pynode.whereis(jobs.JOB_PREFIX + "lonely")
+    keeper = pynode.whereis(jobs.KEEPER)
+    refs = pynode.monitor(keeper), pynode.monitor(pid)
+    pynode.exit(keeper, "kill")
+    pynode.receive(10, match=lambda m: m[0] == "DOWN" and m[1] == refs[0])
+    pynode.receive(60, match=lambda m: m[0] == "DOWN" and m[1] == refs[1])  # the job ended on its own
+    chains = jobs.result("lonely", timeout=10)
+    direct = exmc.NUTS.Sampler.sample_chains(io_bound_normal(0.0005), 1, seed=3, num_samples=200, num_warmup=20,
+                                             parallel=False)
+    np.testing.assert_array_equal(chains[0]["x"], direct[0]["x"])
+
+
+def test_a_cancel_right_after_start_cancels_even_a_job_whose_thread_is_slow_to_start(monkeypatch):
+    # On a loaded box the job's thread may not have run yet when start() has answered; an exit
+    # signal then must still be a cancel (status "cancelled"), not kill it as "failed".
+    real = jobs._job_main
+
+    def slow_to_start(*args):
+        time.sleep(0.3)
+        real(*args)
+
+    monkeypatch.setattr(jobs, "_job_main", slow_to_start)
+    jobs.start("hasty", io_bound_normal(0.0005), 1, dict(num_samples=2000, num_warmup=20, parallel=False))
+    described = jobs.cancel("hasty")
+    assert described["status"] == "cancelled", described
+    assert any("partial: job 'hasty' was cancelled" in note for note in jobs.result("hasty").warnings())
+
+
+def test_every_bad_option_is_refused_before_the_job_starts():
+    for options, message in (
+        (dict(warmup="sharde"), "warmup must be one of"),
+        (dict(parallel="yes"), "parallel must be True, False or 'vectorized'"),
+        (dict(num_sample=10), r"unknown sampler option\(s\) \['num_sample'\]"),
+        (dict(on_result=print), "a detached job sets 'on_result' itself"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            jobs.start("refused", isotropic(1), 1, dict(QUICK, **options))
+    assert jobs.jobs() == []
+
+
+def test_a_vectorized_job_runs_to_its_result():
+    jobs.start("vectorized", isotropic(2), 2, dict(QUICK, parallel="vectorized", seed=4))
+    chains = jobs.result("vectorized", timeout=60)
+    assert len(chains) == 2 and chains[0].num_samples == QUICK["num_samples"]
+
+
+@pytest.mark.parametrize("warmup", ["own", "shared"])
+def test_a_job_cancelled_during_warmup_keeps_no_chain_and_says_so(warmup):
+    jobs.start("warming", io_bound_normal(0.0005), 2,
+               dict(num_samples=50, num_warmup=3000, parallel=False, seed=1, warmup=warmup))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(p["iteration"] > 5 for p in jobs.state("warming")["progress"]):
+            break
+        time.sleep(0.02)
+    assert jobs.cancel("warming")["status"] == "cancelled"
+    partial = jobs.result("warming")
+    assert len(partial) == 0
+    assert any("cancelled before any sampling draw" in note for note in partial.warnings())
+
+
+@pytest.mark.parametrize("num_chains", [0, 1.5, "2"])
+def test_a_bad_chain_count_is_refused_before_the_job_starts(num_chains):
+    with pytest.raises(ValueError, match="num_chains must be a positive integer"):
+        jobs.start("miscounted", isotropic(1), num_chains, QUICK)
+    assert jobs.jobs() == []
