@@ -63,12 +63,13 @@ class Leaders(Protocol):
     the node, above this layer): a call that carries a ``leader_id`` runs between
     ``lead(leader_id)`` and ``unlead(state)``, in the thread that runs it."""
 
-    def lead(self, leader_id: int) -> Any:
-        """From now on this thread's output goes to ``leader_id`` on the peer; returns the state
-        :meth:`unlead` needs."""
+    def lead(self, leader_id: int | None) -> Any:
+        """From now on this thread's output goes to ``leader_id`` on the peer (None: stays as it
+        is, for a call without one); returns the state :meth:`unlead` needs."""
 
     def unlead(self, state: Any) -> None:
-        """Flush what this thread wrote to its leader and restore the leader it had before."""
+        """Flush what this thread wrote to its leader and restore the leader it had before the
+        call (whatever the call set meanwhile)."""
 
 
 def run_call(
@@ -91,17 +92,19 @@ def run_call(
         call = payloads.loads(data, buffers)
         if len(call) == 3:
             fn, args, kwargs = call
-            value = resolve(fn, node)(*args, **kwargs)
+            leader_id = None
         else:
             fn, args, kwargs, leader_id = call
-            if leaders is None or type(leader_id) is not int:
+            if type(leader_id) is not int:
+                leader_id = None
+        if leaders is None:
+            value = resolve(fn, node)(*args, **kwargs)
+        else:  # also uncaptured: a leader the call sets (set_group_leader) ends with it
+            state = leaders.lead(leader_id)
+            try:
                 value = resolve(fn, node)(*args, **kwargs)
-            else:
-                state = leaders.lead(leader_id)
-                try:
-                    value = resolve(fn, node)(*args, **kwargs)
-                finally:
-                    leaders.unlead(state)
+            finally:
+                leaders.unlead(state)
     except CallCancelled:
         raise
     except BaseException as exc:  # the caller decides what a remote SystemExit means

@@ -119,9 +119,12 @@ def lead(node: str, leader_id: int, send: Send) -> tuple[int, _Forwarder | None]
 
 
 def unlead(state: tuple[int, _Forwarder | None]) -> None:
-    """Flush this thread's output to its leader and restore the leader it had before."""
+    """Flush this thread's output to its leader and restore the leader it had before (nothing
+    to do when it has that one: a block that led nothing and redirected nothing)."""
     me, previous = state
     forwarder = _leaders.get(me)
+    if forwarder is previous:
+        return
     try:
         if forwarder is not None and forwarder._pending is not None:  # None: it wrote nothing
             forwarder.flush()
@@ -159,7 +162,10 @@ class Home:
         self.node = node
         self._send = send
 
-    def lead(self, leader_id: int) -> tuple[int, _Forwarder | None]:
+    def lead(self, leader_id: int | None) -> tuple[int, _Forwarder | None]:
+        if leader_id is None:  # an uncaptured call: no leader, but one it sets ends with it
+            me = threading.get_ident()
+            return me, _leaders.get(me)
         return lead(self.node, leader_id, self._send)
 
     unlead = staticmethod(unlead)
@@ -176,8 +182,7 @@ def leading(leader: Pid | None, send: Send) -> Iterator[None]:
         try:
             yield
         finally:
-            if _leaders.get(me) is not before:
-                unlead((me, before))
+            unlead((me, before))
         return
     state = lead(leader.node, leader.id, send)
     try:

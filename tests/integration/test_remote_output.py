@@ -207,3 +207,20 @@ def test_set_group_leader_refuses_what_is_not_another_nodes_pid(cluster: LocalCl
     with pytest.raises(ValueError, match="is a pid of this node"):
         pynode.set_group_leader(pynode.self_pid())
     assert pynode.group_leader() is None
+
+
+def test_a_leader_set_inside_an_uncaptured_call_ends_with_the_call(cluster: LocalCluster) -> None:
+    def adopt_then_print(leader):
+        pynode.set_group_leader(leader)
+        print("inside the call", flush=True)
+
+    def plain_print(tag):
+        print(tag, flush=True)
+
+    with recording() as recorded:
+        leader = pynode.self_pid()  # this test thread is the leader output for it comes to
+        erpc.call(A, adopt_then_print, leader, timeout=WAIT, capture_output=False)
+        for i in range(3):  # served by the same reader thread: must not inherit that leader
+            erpc.call(A, plain_print, f"later uncaptured {i}", timeout=WAIT, capture_output=False)
+    assert recorded == [("out", "inside the call\n")]
+    assert wait_until(lambda: all(f"later uncaptured {i}" in cluster.stdout(A) for i in range(3)), timeout=WAIT)
