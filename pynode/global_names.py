@@ -228,6 +228,11 @@ class GlobalNames:
     def _sync(self, peer: str) -> None:
         from pynode import erpc
 
+        if current().open_connection(peer) is None:
+            # Gone again before this thread ran (a quick disconnect, a loaded machine): a sync
+            # must not dial it back, which would undo a partition (and the mesh with it).
+            log.info("global names not synchronised with %s: no longer connected", peer)
+            return
         try:
             theirs = erpc.call(peer, "pynode.global_names:_remote_merge", self.node, self.snapshot(),
                                timeout=GLOBAL_CALL_TIMEOUT, capture_output=False)
