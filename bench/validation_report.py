@@ -18,7 +18,7 @@ import platform
 import sys
 from pathlib import Path
 
-from exmc.models import MODELS, build, posteriordb, validation
+from exmc.models import MODELS, build, posteriordb, sampler_options, validation
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "validation.md"
 #: Issue 4's run length: 4 chains x (1000 warmup + 1000 draws).
@@ -30,7 +30,8 @@ HEADER = """# Validation of exmc's NUTS against posteriordb reference posteriors
 
 Written by `bench/validation_report.py` on {date} ({machine}). Each posterior's port
 (`exmc/models/`) is sampled with `exmc.NUTS.Sampler.sample_chains`: {chains} chains x ({warmup}
-warmup + {samples} draws), seed {seed}, Stan's `adapt_delta`/`max_treedepth` of the reference run.
+warmup + {samples} draws), seed {seed}, Stan's `adapt_delta`/`max_treedepth` of the reference run
+(and `exmc.models.SAMPLER_OPTIONS`: the two ODE ports run their chains `parallel="vectorized"`).
 Per scalar parameter: pass when `|mean - ref_mean| <= 4 sqrt(mcse^2 + ref_mcse^2)` ("mean z" is
 the left side over the combined MCSE) and `sd` within 10 % of the reference sd; and no divergences
 where Stan had none. Reference: 10 chains x 1000 draws from posteriordb.
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = []
     for posterior in posteriors:
         check = validation.run(posterior, build(posterior), seed=SEED, **size,
-                               **validation.stan_settings(posterior))
+                               **validation.stan_settings(posterior), **sampler_options(posterior))
         print(f"{posterior.name:48s} {'pass' if check.ok else 'FAIL'} {check.seconds:7.1f} s  "
               + "; ".join(check.failures()[:2]), flush=True)
         checks.append(check)
