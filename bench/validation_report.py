@@ -5,6 +5,7 @@ draws to ``docs/validation.md`` (criteria: :mod:`exmc.models.validation`).
     python bench/validation_report.py earnings- kidiq-   # only posteriors whose name starts so
     python bench/validation_report.py --skip diamonds    # all but the slowest
     python bench/validation_report.py --quick            # smoke: 2 chains x (200 + 200), not written
+    python bench/validation_report.py --variants arma-   # also the other ports (exmc.models.VARIANTS)
 
 A run over a subset replaces that subset's rows of an existing report and keeps the others.
 Exit status 1 when any posterior fails (or, with ``--quick``, only when something crashes).
@@ -18,7 +19,7 @@ import platform
 import sys
 from pathlib import Path
 
-from exmc.models import MODELS, build, posteriordb, sampler_options, validation
+from exmc.models import MODELS, VARIANTS, build, posteriordb, sampler_options, validation
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "validation.md"
 #: Issue 4's run length: 4 chains x (1000 warmup + 1000 draws).
@@ -39,12 +40,22 @@ where Stan had none. Reference: 10 chains x 1000 draws from posteriordb.
 """
 
 
+VARIANTS_TEXT = """## Other ports of the same posteriors
+
+The same protocol on other ports (`exmc.models.VARIANTS`, `--variants`): arma11 and garch11 with
+their recursion written as the general `scan` op (a compiled step program) instead of
+`linear_recurrence`. Not counted above.
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prefixes", nargs="*", help="only posteriors whose name starts with one of these")
     parser.add_argument("--quick", action="store_true", help="smoke mode: short runs, no file written")
     parser.add_argument("--skip", action="append", default=[], metavar="PREFIX",
                         help="leave out posteriors whose name starts with PREFIX (repeatable)")
+    parser.add_argument("--variants", action="store_true",
+                        help="also sample the selected posteriors' other ports (exmc.models.VARIANTS)")
     parser.add_argument("--output", type=Path, default=OUTPUT,
                         help="the report; rows of posteriors not run this time are kept")
     args = parser.parse_args(argv)
@@ -60,15 +71,19 @@ def main(argv: list[str] | None = None) -> int:
                            machine=f"{platform.machine()}, Python {platform.python_version()}",
                            chains=size["num_chains"], warmup=size["num_warmup"],
                            samples=size["num_samples"], seed=SEED)
+    runs = [(posterior.name, posterior, build(posterior), sampler_options(posterior)) for posterior in posteriors]
+    if args.variants:
+        runs += [(row, posterior, VARIANTS[row][1](posterior.data()), VARIANTS[row][2]) for posterior in posteriors
+                 for row in VARIANTS if VARIANTS[row][0] == posterior.name]
     checks = []
-    for posterior in posteriors:
-        check = validation.run(posterior, build(posterior), seed=SEED, **size,
-                               **validation.stan_settings(posterior), **sampler_options(posterior))
-        print(f"{posterior.name:48s} {'pass' if check.ok else 'FAIL'} {check.seconds:7.1f} s  "
+    for row, posterior, ir, options in runs:
+        check = validation.run(posterior, ir, seed=SEED, **size, **validation.stan_settings(posterior), **options)
+        check.posterior = row
+        print(f"{row:48s} {'pass' if check.ok else 'FAIL'} {check.seconds:7.1f} s  "
               + "; ".join(check.failures()[:2]), flush=True)
         checks.append(check)
         if not args.quick:  # rewritten after every posterior: a long run interrupted keeps its rows
-            _write(args.output, header, checks, len(posteriors))
+            _write(args.output, header, checks, len(runs))
     if args.quick:
         print(validation.markdown_table(checks))
         return 0
@@ -93,10 +108,15 @@ def _write(output: Path, header: str, checks: list, total: int) -> None:
     table = validation.markdown_table(checks).splitlines()
     for check, line in zip(checks, table[2:]):
         rows[check.posterior] = line
-    passed = sum("| pass |" in line for line in rows.values())
+    variants = sorted(k for k in rows if k in VARIANTS)
+    posteriors = sorted(k for k in rows if k not in VARIANTS)
+    passed = sum("| pass |" in rows[k] for k in posteriors)
     pending = "" if len(checks) == total else f" (this run: {total - len(checks)} still to go)"
-    output.write_text(header + f"{passed} of {len(rows)} posteriors pass{pending}.\n\n"
-                      + "\n".join(table[:2] + [rows[k] for k in sorted(rows)]) + "\n")
+    text = header + f"{passed} of {len(posteriors)} posteriors pass{pending}.\n\n"
+    text += "\n".join(table[:2] + [rows[k] for k in posteriors]) + "\n"
+    if variants:
+        text += ("\n" + VARIANTS_TEXT + "\n" + "\n".join(table[:2] + [rows[k] for k in variants]) + "\n")
+    output.write_text(text)
 
 
 if __name__ == "__main__":
