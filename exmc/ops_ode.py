@@ -21,7 +21,11 @@ g_i``. The Jacobians ``J_y = df/dy`` and ``J_theta = df/dtheta`` come from the o
 ``jac_y(t, y, theta)`` / ``jac_theta(t, y, theta)`` when given (write them: they are exact and
 save ``2 (n + p)`` calls of ``f`` per right-hand side), else from central finite differences of
 ``f`` (approximate, ~1e-8 relative). The sensitivities are in the solver's error control, so the
-gradient is as accurate as the solution. The stiff solvers get the Jacobian of the augmented
+gradient is as accurate as the solution; ``sensitivity_error_control=False`` leaves them out
+(CVODES' ``errconS = false``): the steps follow the solution alone, the sensitivities ride on
+them -- fewer steps, a gradient about as accurate as the solution on smooth problems but not
+guaranteed so. (An inexact gradient costs NUTS acceptance, never correctness: the
+log-density, which the steps do control, decides.) The stiff solvers get the Jacobian of the augmented
 system ``[[J_y, 0], [., I (x) J_y]]`` (the sensitivities' dependence on ``y`` left out, as CVODES'
 simultaneous corrector does: it only steers the Newton iteration, not the accuracy).
 
@@ -61,6 +65,8 @@ JACOBIAN_STEP = 6e-6
 #: ``odeint``'s step budget per output interval (its default, 500, is short for a trajectory
 #: through a stiff corner of the posterior; beyond it the point is rejected).
 MAX_STEPS_PER_OUTPUT = 20_000
+#: The absolute tolerance given to components left out of the error control (no error reaches it).
+UNCONTROLLED_ATOL = 1e12
 #: The method that runs through ``scipy.integrate.odeint``; every other name goes to ``solve_ivp``.
 ODEINT_METHOD = "LSODA"
 
@@ -152,6 +158,7 @@ def _ode_kernel(shapes, batched, needs, options) -> Kernel:
     t0 = float(options["t0"])
     method, rtol, atol = str(options["method"]), float(options["rtol"]), float(options["atol"])
     vectorized = bool(options["vectorized"])
+    sensitivity_error_control = bool(options["sensitivity_error_control"])
     cache = threading.local()
     systems: dict[int, _Augmented] = {}
 
@@ -160,20 +167,28 @@ def _ode_kernel(shapes, batched, needs, options) -> Kernel:
             systems[chains] = _Augmented(options, n, p, chains, vectorized)
         return systems[chains]
 
+    def tolerance(aug: _Augmented, value: float):
+        """The absolute tolerance per component: the sensitivities left out of the error control
+        (an atol no error reaches) unless ``sensitivity_error_control``."""
+        if sensitivity_error_control:
+            return value
+        per_chain = np.concatenate([np.full(n, value), np.full(aug.m - n, UNCONTROLLED_ATOL)])
+        return np.tile(per_chain, aug.chains)
+
     def integrate(aug: _Augmented, start: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """The flat states at ``times``, ``(len(times), C m)``."""
         if method == ODEINT_METHOD:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ODEintWarning)
                 states, info = odeint(aug.rhs, start, np.concatenate([[t0], times]), args=(theta,),
-                                      Dfun=aug.jacobian, rtol=rtol, atol=atol, mxstep=MAX_STEPS_PER_OUTPUT,
-                                      full_output=True, tfirst=True)
+                                      Dfun=aug.jacobian, rtol=rtol, atol=tolerance(aug, atol),
+                                      mxstep=MAX_STEPS_PER_OUTPUT, full_output=True, tfirst=True)
             if info["message"] != "Integration successful.":
                 raise FloatingPointError(f"ode: the solver failed ({info['message']})")
             return states[1:]
         stiff = method in ("BDF", "Radau", "LSODA")
         result = solve_ivp(aug.rhs, (t0, float(times[-1])), start, method=method, t_eval=times, args=(theta,),
-                           rtol=rtol, atol=atol, **({"jac": aug.jacobian} if stiff else {}))
+                           rtol=rtol, atol=tolerance(aug, atol), **({"jac": aug.jacobian} if stiff else {}))
         if not result.success or result.y.shape[1] != times.size:
             raise FloatingPointError(f"ode: the solver failed ({result.message})")
         return result.y.T
@@ -231,5 +246,6 @@ def _ode_kernel(shapes, batched, needs, options) -> Kernel:
 
 #: The ode op (merged into :data:`exmc.ops.OPS`).
 ODE = Op("ode", 2, False, {"rhs": None, "times": (), "t0": 0.0, "method": ODEINT_METHOD, "rtol": 1e-6,
-                           "atol": 1e-8, "jac_y": None, "jac_theta": None, "vectorized": False},
+                           "atol": 1e-8, "jac_y": None, "jac_theta": None, "vectorized": False,
+                           "sensitivity_error_control": True},
          _ode_rule, _ode_kernel)

@@ -6,9 +6,10 @@ Stan integrates lotka_volterra with ``integrate_ode_rk45`` (rtol 1e-5, atol 1e-3
 one_comp_mm_elim_abs with ``integrate_ode_bdf`` (its defaults, 1e-6 / 1e-6). The ports use
 LSODA (ODEPACK's stiff/non-stiff switching solver, run in one Fortran call) at the tolerances of
 :data:`LOTKA_VOLTERRA_TOLERANCES` and :data:`ONE_COMP_TOLERANCES`: measured at 40 reference draws
-against a 1e-11 solve, the log-density is off by at most 5e-5 (lotka_volterra) and 3e-5
-(one_comp) and the gradient by 4e-5 relative -- far below what the validation criteria resolve,
-and tighter than Stan's own reference runs.
+against a 1e-11 solve, the log-density is off by at most 3e-3 on |lp| ~ 130 (lotka_volterra,
+steps controlled on the populations alone; gradient 2e-3 relative) and 3e-5 (one_comp; gradient
+4e-5) -- far below what the validation criteria resolve, and of the order of Stan's own
+reference runs (rk45 at rtol 1e-5, atol 1e-3 for lotka_volterra).
 """
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ import numpy as np
 from exmc import Builder, Dist
 from exmc.models._regression import vector
 
-#: lotka_volterra's solver tolerances (populations are 1-80, Stan's atol was 1e-3).
-LOTKA_VOLTERRA_TOLERANCES = {"rtol": 1e-6, "atol": 1e-4}
+#: lotka_volterra's solver tolerances (populations are 1-80, Stan's atol was 1e-3), on the
+#: populations alone (sensitivities out of the error control: 253 instead of 389 right-hand
+#: sides per solve at the reference draws, populations within 6e-5 relative of a 1e-12 solve).
+LOTKA_VOLTERRA_TOLERANCES = {"rtol": 1e-6, "atol": 1e-4, "sensitivity_error_control": False}
 #: one_comp_mm_elim_abs's solver tolerances (Stan's integrate_ode_bdf defaults).
 ONE_COMP_TOLERANCES = {"rtol": 1e-6, "atol": 1e-6}
 #: lotka_volterra: ``theta[{1,3}] ~ normal(1, 0.5)``, ``theta[{2,4}] ~ normal(0.05, 0.05)`` (``<lower=0>``),
@@ -44,8 +47,10 @@ def lotka_volterra_jac_y(t, z, theta):
 
 def lotka_volterra_jac_theta(t, z, theta):
     u, v = z
-    zero = np.zeros_like(u)
-    return np.array([[u, -u * v, zero, zero], [zero, zero, -v, u * v]])
+    out = np.zeros((2, 4) + np.shape(u))
+    uv = u * v
+    out[0, 0], out[0, 1], out[1, 2], out[1, 3] = u, -uv, -v, uv
+    return out
 
 
 def lotka_volterra(data: Mapping[str, Any]):

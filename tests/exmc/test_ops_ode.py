@@ -63,7 +63,8 @@ def _lotka_volterra(t, z, theta):
 def _lotka_volterra_model(**options):
     ir = B.rv(B.new_ir(), "theta", "Lognormal", {"mu": np.log([1.0, 0.05, 1.0, 0.05]), "sigma": 0.1}, shape=(4,))
     ir = B.rv(ir, "z_init", "Lognormal", {"mu": np.log(10.0), "sigma": 0.1}, shape=(2,))
-    ir = B.det(ir, "z", "ode", ["z_init", "theta"], rhs=_lotka_volterra, times=(1.0, 2.0, 3.0), **options)
+    options.setdefault("rhs", _lotka_volterra)
+    ir = B.det(ir, "z", "ode", ["z_init", "theta"], times=(1.0, 2.0, 3.0), **options)
     ir = B.rv(ir, "y", "Lognormal", {"mu": 0.0, "sigma": 0.5})
     ir = B.det(ir, "log_z", "log", ["z"])
     ir = B.rv(ir, "obs", "Normal", {"mu": "log_z", "sigma": 0.25})
@@ -192,3 +193,27 @@ def test_non_finite_inputs_are_a_rejected_point_not_a_model_error():
     from exmc.nuts.integrator import guarded_logp_and_grad
 
     assert guarded_logp_and_grad(model.logp_and_grad, np.array([800.0, 0.0]))[0] == -np.inf
+
+
+def test_sensitivities_out_of_the_error_control_take_fewer_steps():
+    """``sensitivity_error_control=False``: the steps follow the solution alone (fewer right-hand
+    side calls); the gradient still matches the error-controlled one to the solution's accuracy."""
+    calls = {True: 0, False: 0}
+
+    def counting(control):
+        def rhs(t, z, theta):
+            calls[control] += 1
+            return _lotka_volterra(t, z, theta)
+        return rhs
+
+    theta = np.random.default_rng(6).normal(size=7) * 0.1
+    results = {}
+    for control in (True, False):
+        ir = _lotka_volterra_model(method="LSODA", rtol=1e-8, atol=1e-8, jac_y=_lotka_volterra_jac_y,
+                                   jac_theta=_lotka_volterra_jac_theta, sensitivity_error_control=control,
+                                   rhs=counting(control))
+        results[control] = exmc.compile(ir).logp_and_grad(theta)
+    assert calls[False] < calls[True]
+    np.testing.assert_allclose(results[False][0], results[True][0], rtol=1e-6)
+    np.testing.assert_allclose(results[False][1], results[True][1], rtol=1e-4,
+                               atol=1e-4 * np.max(np.abs(results[True][1])))

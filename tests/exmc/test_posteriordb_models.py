@@ -23,12 +23,14 @@ N_CHECK_DRAWS = 20
 #: Allowed spread of (ours - Stan's) across draws, relative to the log-density's magnitude: the
 #: difference must be one constant (normalising terms Stan's ``~`` drops, truncation constants).
 CONSTANT_RTOL = 1e-8
-#: The ODE ports' densities carry their solver's error (rtol 1e-6, exmc.models.odes); the
-#: transcriptions integrate to 1e-11, so the difference is constant only to about 1e-6.
-ODE_CONSTANT_RTOL = {"lotka_volterra": 1e-6, "one_comp_mm_elim_abs": 1e-6}
+#: The ODE ports' densities carry their solver's error (exmc.models.odes); the transcriptions
+#: integrate to 1e-11, so the difference is constant only to about 1e-6 (one_comp, rtol 1e-6 with
+#: the sensitivities in the error control) or 3e-3 absolute on |lp| ~ 130 (lotka_volterra, whose
+#: steps follow the populations alone, at Stan's order of accuracy).
+ODE_CONSTANT_RTOL = {"lotka_volterra": 3e-5, "one_comp_mm_elim_abs": 1e-6}
 #: Their chain-batched evaluation solves all chains as one ODE system (shared step control): rows
-#: agree with single solves to the solver's tolerance (rtol 1e-6), not to rounding.
-ODE_BATCHED_TOLERANCE = {"lp_rtol": 1e-6, "lp_atol": 1e-3, "grad_rtol": 1e-3}
+#: agree with single solves to the solver's accuracy, not to rounding.
+ODE_BATCHED_TOLERANCE = {"lp_rtol": 1e-6, "lp_atol": 5e-3, "grad_rtol": 5e-3}
 #: Fewer draws for them: each evaluation integrates the ODE and its sensitivities.
 N_CHECK_DRAWS_ODE = 8
 
