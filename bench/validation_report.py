@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out posteriors whose name starts with PREFIX (repeatable)")
     parser.add_argument("--variants", action="store_true",
                         help="also sample the selected posteriors' other ports (exmc.models.VARIANTS)")
+    parser.add_argument("--variants-only", action="store_true",
+                        help="sample only the selected posteriors' other ports")
     parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="REPORT",
                         help="samples nothing: writes the report with these reports' rows (later files win)")
     parser.add_argument("--output", type=Path, default=OUTPUT,
@@ -100,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     selected = [n for n in posteriordb.list_posteriors()
                 if (not args.prefixes or n.startswith(tuple(args.prefixes))) and not n.startswith(tuple(args.skip))]
     posteriors = [p for p in map(posteriordb.load_posterior, selected) if p.model_name in MODELS]
-    runs = [(posterior.name, posterior, build(posterior), sampler_options(posterior)) for posterior in posteriors]
-    if args.variants:
+    runs = [] if args.variants_only else [(posterior.name, posterior, build(posterior), sampler_options(posterior))
+                                          for posterior in posteriors]
+    if args.variants or args.variants_only:
         runs += [(row, posterior, VARIANTS[row][1](posterior.data()), VARIANTS[row][2]) for posterior in posteriors
                  for row in VARIANTS if VARIANTS[row][0] == posterior.name]
     checks = []

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import threading
 import warnings
-from typing import Any, Callable
 
 import numpy as np
 from scipy.integrate import ODEintWarning, odeint, solve_ivp

@@ -129,15 +129,14 @@ def _robertson_jac_theta(t, y, theta):
 def _robertson_model(method):
     ir = B.rv(B.new_ir(), "log_k", "Normal", {"mu": np.log([0.04, 3e7, 1e4]), "sigma": 0.1}, shape=(3,))
     ir = B.det(ir, "k", "exp", ["log_k"])
-    ir = B.det(ir, "y", "ode", [np.array([1.0, 0.0, 0.0]), "k"], rhs=_robertson, times=(0.4, 4.0, 40.0),
+    ir = B.det(ir, "y", "ode", [np.array([1.0, 0.0, 0.0]), "k"], rhs=_robertson, times=(0.4, 4.0),
                method=method, rtol=1e-10, atol=1e-14, jac_y=_robertson_jac_y, jac_theta=_robertson_jac_theta)
     ir = B.rv(ir, "obs", "Normal", {"mu": "y", "sigma": 0.01})
-    return exmc.compile(B.obs(ir, "obs_data", "obs", [[0.985, 3.4e-5, 0.015], [0.905, 2.2e-5, 0.095],
-                                                        [0.715, 9.2e-6, 0.285]]))
+    return exmc.compile(B.obs(ir, "obs_data", "obs", [[0.985, 3.4e-5, 0.015], [0.905, 2.2e-5, 0.095]]))
 
 
 def test_stiff_problem_with_supplied_jacobian():
-    """Robertson's problem to t = 40 with J_y supplied: BDF's gradient matches central differences
+    """Robertson's problem to t = 4 with J_y supplied: BDF's gradient matches central differences
     of its log-density, LSODA's matches BDF's, both conserve a + b + c and reproduce the published
     solution; batched rows equal single evaluations."""
     rates = np.log([0.04, 3e7, 1e4])
@@ -156,7 +155,7 @@ def test_stiff_problem_with_supplied_jacobian():
     for model in (bdf, lsoda):
         y = model.to_constrained(rates)["y"]
         np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-8)
-        np.testing.assert_allclose(y[:, 0], [0.9851721, 0.9055186, 0.7158271], rtol=1e-5)
+        np.testing.assert_allclose(y[:, 0], [0.9851721, 0.9055186], rtol=1e-5)
 
 
 def test_a_jacobian_of_the_wrong_shape_is_named():
