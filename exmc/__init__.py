@@ -19,6 +19,7 @@ _EXPORTS = {
     "load": ("exmc.arviz", "load"),
     "DomainError": ("exmc.errors", "DomainError"),
     "NUTS": ("exmc.nuts", None),
+    "math": ("exmc.math", None),  # densities written with exmc ops (Custom without a gradient)
     # `pynode start --preload exmc` calls this to start the sampler pool ahead of the first call.
     "__pynode_preload__": ("exmc.nuts.pool", "__pynode_preload__"),
     # The Erlang names a node speaking Erlang's protocol registers for exmc (exmc.interop).

@@ -1,31 +1,49 @@
-"""User-defined densities from numpy callables: ``Custom{logp, grad, support}``.
+"""User-defined densities: ``Custom{logp, grad, support}``.
 
-Users write::
+Three ways to give the density, from the most to the least exact:
 
-    Builder.rv(ir, "x", Dist.Custom, {
-        "logp": lambda value, scale: -np.abs(value / scale) ** 1.5,   # elementwise, unnormalised ok
-        "grad": lambda value, scale: {"value": ..., "scale": ...},     # or just d lp / d value
-        "support": "real",                                              # "real", "positive", "unit"
-        "scale": "s",                                                   # numeric params: any others
-    })
+1. **Written with exmc ops** (no ``grad``): the gradient comes from the program, exactly, as for
+   any built-in family -- PyMC's ``CustomDist(logp=...)`` with ``pm.math``::
 
-:meth:`CustomFamily.resolve` returns a specialised family whose ``params`` are the numeric ones (all
-keys but ``logp``, ``grad``, ``support`` and the optional ``sample``). The callables travel with the IR
-(cloudpickle carries lambdas and closures by value).
+       import exmc.math as em
 
-Contract for the callables (arrays may carry leading batch axes, e.g. a chain axis):
+       def laplace_logp(value, mu, b):
+           return -em.abs(value - mu) / b - em.log(2.0 * b)
+
+       Builder.rv(ir, "x", Dist.Custom, {"logp": laplace_logp, "mu": "m", "b": 1.0, "support": "real"})
+
+   ``logp`` is called once, when the rv is added, with symbolic values (:mod:`exmc.ops_expr`):
+   operators, numpy ufuncs (``np.log``, ``np.abs``...) and ``exmc.math`` functions record exmc
+   ops. The traced program (or one given directly as scan-style entries, ``"logp": [("d", "sub",
+   ["value", "mu"]), ...]``) is stored in the IR as data.
+2. **Plain numpy with a hand-written gradient**::
+
+       "logp": lambda value, scale: -np.abs(value / scale) ** 1.5,   # elementwise, unnormalised ok
+       "grad": lambda value, scale: {"value": ..., "scale": ...},     # or just d lp / d value
+
+3. **Plain numpy with** ``"grad": "fd"``: central finite differences of ``logp`` (slow and
+   approximate: for quick trials).
+
+Other keys: ``"support"`` (``"real"``, ``"positive"``, ``"unit"``), the optional ``"sample"``
+callable, and the numeric params (any other key: a number, an array or a node name).
+
+:meth:`CustomFamily.resolve` returns a specialised family whose ``params`` are the numeric ones.
+The callables travel with the IR (cloudpickle carries lambdas and closures by value).
+
+Contract for the density, however written (arrays may carry leading batch axes, e.g. a chain axis):
 
 - ``logp(value, **params)`` returns the elementwise log-density, or its sum over *trailing* axes only
   (``.sum(axis=-1)``); a full ``.sum()`` would add up chains in a batched evaluation.
 - ``grad(value, **params)`` returns ``d sum(lp) / d value`` (an array broadcasting to the value's
   shape), or a dict with ``"value"`` and any parameter keys; parameters without a gradient must not
-  refer to free rvs (their gradient is simply absent). ``"grad": "fd"`` takes central finite
-  differences of ``logp`` instead (slow and approximate: for quick trials). A density written with
-  exmc ops needs no Custom at all: build it with dets and add it with ``Builder.potential`` (its
-  gradient then comes from the program, exactly).
+  refer to free rvs (their gradient is simply absent).
 - optional ``sample(rng, size, **params)`` draws for predictive checks; ``size`` is the requested
   leading shape followed by the rv's declared shape.
-Errors raised by the callables propagate unchanged; a gradient of the wrong shape raises ``ValueError``.
+
+Failure modes: a ``logp`` without ``grad`` that cannot be traced (Python ``if`` on the value, a
+numpy function that is not a ufunc) raises ``ValueError`` naming the param and the operation, at
+build time. Errors raised by the callables at run time propagate unchanged; a gradient of the
+wrong shape raises ``ValueError``.
 """
 from __future__ import annotations
 
@@ -58,10 +76,16 @@ class CustomFamily(Distribution):
         :data:`CUSTOM_SUPPORTS`."""
         if self.logp_fn is not None:
             return self, dict(params)
-        for key in ("logp", "grad"):
-            if key not in params:
-                raise ValueError(f"param {key!r} is missing (Custom takes logp, grad, support and numeric params)")
+        if "logp" not in params:
+            raise ValueError("param 'logp' is missing (Custom takes logp, grad, support and numeric params)")
+        numeric = {k: v for k, v in params.items() if k not in _RESERVED}
+        by_ops = params.get("grad") is None
+        if by_ops:
+            logp_fn = OpsLogp.from_param(params["logp"], ("value", *numeric))
+        for key in ("logp",) if by_ops else ("logp", "grad"):
             if key == "grad" and params[key] == FINITE_DIFFERENCES:
+                continue
+            if key == "logp" and by_ops:
                 continue
             if not callable(params[key]):
                 raise ValueError(f"param {key!r} must be a callable, got {type(params[key]).__name__}")
@@ -71,12 +95,14 @@ class CustomFamily(Distribution):
         support = params.get("support", "real")
         if support not in CUSTOM_SUPPORTS:
             raise ValueError(f"param 'support' must be one of {CUSTOM_SUPPORTS}, got {support!r}")
-        numeric = {k: v for k, v in params.items() if k not in _RESERVED}
-        grad_fn = params["grad"]
-        if grad_fn == FINITE_DIFFERENCES:
-            grad_fn = _FiniteDifferences(params["logp"], tuple(numeric))
+        if by_ops:
+            grad_fn = logp_fn.grads
+        else:
+            logp_fn, grad_fn = params["logp"], params["grad"]
+            if grad_fn == FINITE_DIFFERENCES:
+                grad_fn = _FiniteDifferences(params["logp"], tuple(numeric))
         family = CustomFamily(name=self.name, params=tuple(numeric), support=support,
-                              logp_fn=params["logp"], grad_fn=grad_fn, sample_fn=sample_fn)
+                              logp_fn=logp_fn, grad_fn=grad_fn, sample_fn=sample_fn)
         return family, numeric
 
     def _require_resolved(self) -> None:
@@ -98,8 +124,11 @@ class CustomFamily(Distribution):
 
     def logp_and_grads(self, value, **params):
         self._require_resolved()
-        lp = as_float(self.logp_fn(value, **params))
-        raw = self.grad_fn(value, **params)
+        if isinstance(self.logp_fn, OpsLogp):
+            lp, raw = self.logp_fn.value_and_grads(value, **params)
+        else:
+            lp = as_float(self.logp_fn(value, **params))
+            raw = self.grad_fn(value, **params)
         grads = {k: as_float(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {"value": as_float(raw)}
         if "value" not in grads:
             raise ValueError("Custom grad returned a dict without the 'value' key")
@@ -118,6 +147,91 @@ class CustomFamily(Distribution):
         if self.sample_fn is None:
             raise ValueError("Custom has no draws: give it a 'sample' callable (rng, size, **params) for predictive checks")
         return np.asarray(self.sample_fn(rng, size_tuple(size) + tuple(shape or ()), **params))
+
+
+class OpsLogp:
+    """A Custom log-density written with exmc ops: the traced step entries over ``value`` and the
+    numeric params, compiled (a :class:`exmc.ops_scan.StepProgram`) once per combination of input
+    shapes it meets; ``value_and_grads`` runs it forward and back (exact VJPs), seeding the
+    result with ones, i.e. the gradient of ``sum(lp)``.
+
+    State: ``step`` and ``inputs`` are fixed; ``_programs`` (shapes -> program) only grows and is
+    rebuilt after unpickling. Concurrent evaluations may compile the same entry twice, harmlessly.
+    """
+
+    def __init__(self, step: tuple, inputs: tuple[str, ...]) -> None:
+        self.step = step
+        self.inputs = inputs
+        self._programs: dict[tuple, Any] = {}
+
+    @classmethod
+    def from_param(cls, logp: Any, inputs: tuple[str, ...]) -> "OpsLogp":
+        """From a callable (traced with :func:`exmc.ops_expr.trace`) or step entries; raises
+        ``ValueError`` naming param ``logp`` when it can be neither."""
+        from exmc.ops_expr import trace
+        from exmc.ops_scan import normalise_step
+
+        if isinstance(logp, OpsLogp):
+            return logp
+        try:
+            if callable(logp):
+                step = trace(logp, inputs)
+            else:
+                step = normalise_step(logp)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"param 'logp' is not an exmc-ops density and no 'grad' was given: {exc}. "
+                             "Write it with exmc.math, or give grad=<callable> or grad='fd'") from None
+        from exmc import ops
+
+        known = set(inputs) | {entry[0] for entry in step}
+        for name, op_name, args, _ in step:
+            if op_name not in ops.OPS:
+                raise ValueError(f"param 'logp': entry {name!r} uses unknown op {op_name!r}")
+            for a in args:
+                if isinstance(a, str) and a not in known:
+                    raise ValueError(f"param 'logp': entry {name!r} refers to unknown {a!r} "
+                                     f"(inputs: {list(inputs)})")
+        return cls(step, inputs)
+
+    def _program(self, values: list):
+        from exmc.ops_scan import StepProgram
+
+        key = tuple(v.shape for v in values)
+        program = self._programs.get(key)
+        if program is None:
+            needs = [name for name, v in zip(self.inputs, values) if v.dtype.kind == "f"]
+            try:
+                program = StepProgram(self.step, dict(zip(self.inputs, key)), needs=needs)
+            except ValueError as exc:
+                raise ValueError(f"Custom logp (exmc ops) at input shapes {dict(zip(self.inputs, key))}: {exc}") from None
+            self._programs[key] = program
+        return program
+
+    def _values(self, value, params) -> list:
+        return [as_float(value), *(as_float(params[k]) for k in self.inputs[1:])]
+
+    def __call__(self, value, **params):
+        values = self._values(value, params)
+        program = self._program(values)
+        return program.forward(values)[program.last]
+
+    def value_and_grads(self, value, **params):
+        values = self._values(value, params)
+        program = self._program(values)
+        env = program.forward(values)
+        lp = np.asarray(env[program.last], dtype=np.float64)
+        grads = program.backward(env, {program.last: np.ones(lp.shape)})
+        out = {}
+        for i, (name, v) in enumerate(zip(self.inputs, values)):
+            if v.dtype.kind == "f":
+                out[name] = np.zeros(v.shape) if grads[i] is None else np.asarray(grads[i], dtype=np.float64)
+        return lp, out
+
+    def grads(self, value, **params):
+        return self.value_and_grads(value, **params)[1]
+
+    def __reduce__(self):
+        return (OpsLogp, (self.step, self.inputs))
 
 
 #: ``"grad": "fd"``: gradients by central finite differences of the user's ``logp``.

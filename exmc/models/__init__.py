@@ -77,6 +77,31 @@ REFERENCE_ADAPTERS: dict[str, Callable[[Mapping[str, np.ndarray], Mapping[str, A
     "garch11": lambda draws, data: time_series.garch11_parameters_from_reference(draws),
 }
 
+#: Validation rows of other ports of the same posterior: row name -> (posterior name, builder
+#: taking the data dict, extra sampler options). arma11 and garch11 written with the general
+#: ``scan`` op (the compiled step program) instead of ``linear_recurrence``; their chains run
+#: ``parallel="vectorized"`` (an elementwise step serves all chains in one pass).
+VARIANTS: dict[str, tuple[str, ModelBuilder, dict[str, Any]]] = {
+    "arma-arma11 (scan)": ("arma-arma11", lambda data: time_series.arma11(data, recursion="scan"),
+                           {"parallel": "vectorized"}),
+    "garch-garch11 (scan)": ("garch-garch11", lambda data: time_series.garch11(data, recursion="scan"),
+                             {"parallel": "vectorized"}),
+}
+
+#: Stan model name -> extra ``sample_chains`` options the validation runs use. The ODE ports run
+#: their chains with ``parallel="vectorized"``: one process, all chains' ODE solves as one system
+#: per leapfrog step (their right-hand sides take a trailing chain axis), ~3x less CPU than four
+#: separate solves in four workers on this 2-core box.
+SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
+    "lotka_volterra": {"parallel": "vectorized"},
+    "one_comp_mm_elim_abs": {"parallel": "vectorized"},
+}
+
+
+def sampler_options(posterior: Posterior) -> dict[str, Any]:
+    """The :data:`SAMPLER_OPTIONS` of a posterior's program (empty for most)."""
+    return dict(SAMPLER_OPTIONS.get(posterior.model_name, {}))
+
 
 def is_ported(posterior: Posterior) -> bool:
     """True when the posterior's Stan program has a port in :data:`MODELS`."""

@@ -28,8 +28,10 @@ MA_STEP = (("lag", "mul", ["p0", "carry"]), ("err", "sub", ["x0", "lag"]))
 AR_STEP = (("lag", "mul", ["p0", "carry"]), ("next", "add", ["x0", "lag"]))
 
 
-def arma11(data: Mapping[str, Any]):
-    """ARMA(1, 1) (see the module docstring); free rvs ``mu``, ``phi``, ``theta``, ``sigma``."""
+def arma11(data: Mapping[str, Any], recursion: str = "linear_recurrence"):
+    """ARMA(1, 1) (see the module docstring); free rvs ``mu``, ``phi``, ``theta``, ``sigma``.
+    ``recursion="scan"`` writes the error recursion as the ``scan`` of :data:`MA_STEP` instead of
+    ``linear_recurrence`` (the same density; the validation report samples both)."""
     y = vector(data, "y")
     ir = Builder.data(Builder.new_ir(), "y_data", y)
     ir = Builder.rv(ir, "mu", Dist.Normal, {"mu": 0.0, "sigma": MU_SCALE})
@@ -41,16 +43,20 @@ def arma11(data: Mapping[str, Any]):
     ir = Builder.det(ir, "ar", "mul", ["phi", "y_lag"])
     ir = Builder.det(ir, "mean", "add", ["mu", "ar"])
     ir = Builder.det(ir, "x", "sub", ["y_data", "mean"])
-    ir = Builder.det(ir, "neg_theta", "neg", ["theta"])
-    ir = Builder.det(ir, "err", "linear_recurrence", [0.0, "x", "neg_theta"])  # the scan MA_STEP, fast
+    if recursion == "scan":
+        ir = Builder.det(ir, "err", "scan", [0.0, "x", "theta"], step=MA_STEP, n_seq=1)
+    else:
+        ir = Builder.det(ir, "neg_theta", "neg", ["theta"])
+        ir = Builder.det(ir, "err", "linear_recurrence", [0.0, "x", "neg_theta"])  # the scan MA_STEP
     ir = Builder.det(ir, "nu", "sub", ["y_data", "err"])
     ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "nu", "sigma": "sigma"})
     return Builder.obs(ir, "y_obs", "y", y)
 
 
-def garch11(data: Mapping[str, Any]):
+def garch11(data: Mapping[str, Any], recursion: str = "linear_recurrence"):
     """GARCH(1, 1) (see the module docstring); free rvs ``mu``, ``alpha0``, ``alpha1``,
-    ``beta1_unit`` (det ``beta1``)."""
+    ``beta1_unit`` (det ``beta1``). ``recursion="scan"``: the variance recursion as the ``scan``
+    of :data:`AR_STEP`."""
     y = vector(data, "y")
     sigma1 = float(data["sigma1"])
     ir = Builder.data(Builder.new_ir(), "y_prev", y[:-1])
@@ -65,7 +71,10 @@ def garch11(data: Mapping[str, Any]):
     ir = Builder.det(ir, "resid", "sub", ["y_prev", "mu"])
     ir = Builder.det(ir, "resid2", "square", ["resid"])
     ir = Builder.det(ir, "shock", "affine", ["alpha0", "alpha1", "resid2"])
-    ir = Builder.det(ir, "var_rest", "linear_recurrence", [sigma1 ** 2, "shock", "beta1"])  # AR_STEP
+    if recursion == "scan":
+        ir = Builder.det(ir, "var_rest", "scan", [sigma1 ** 2, "shock", "beta1"], step=AR_STEP, n_seq=1)
+    else:
+        ir = Builder.det(ir, "var_rest", "linear_recurrence", [sigma1 ** 2, "shock", "beta1"])  # AR_STEP
     ir = Builder.det(ir, "sd_rest", "sqrt", ["var_rest"])
     ir = Builder.det(ir, "sigma", "concat", [np.array([sigma1]), "sd_rest"])
     ir = Builder.rv(ir, "y", Dist.Normal, {"mu": "mu", "sigma": "sigma"})

@@ -41,6 +41,11 @@ class ElementCheck:
     ref_mean: float
     ref_mcse: float
     ref_sd: float
+    #: Monte Carlo standard errors of the two sds (not part of the verdict: reported with an sd
+    #: failure, to say whether the draws can resolve the 10 % criterion at all -- they cannot for
+    #: very heavy tails, where the sd's own MCSE is of that order).
+    sd_mcse: float = float("nan")
+    ref_sd_mcse: float = float("nan")
 
     @property
     def z(self) -> float:
@@ -50,6 +55,11 @@ class ElementCheck:
     @property
     def sd_ratio(self) -> float:
         return self.sd / self.ref_sd
+
+    @property
+    def sd_z(self) -> float:
+        """sd difference in combined Monte Carlo standard errors of the sd."""
+        return abs(self.sd - self.ref_sd) / float(np.hypot(self.sd_mcse, self.ref_sd_mcse))
 
     @property
     def mean_ok(self) -> bool:
@@ -83,17 +93,20 @@ class PosteriorCheck:
         """Human-readable reasons this run fails (empty when it passes)."""
         out = [f"{e.name}: mean {e.mean:.4g} vs {e.ref_mean:.4g} ({e.z:.1f} mcse)"
                for e in self.elements if not e.mean_ok]
-        out += [f"{e.name}: sd {e.sd:.4g} vs {e.ref_sd:.4g} (ratio {e.sd_ratio:.3f})"
+        out += [f"{e.name}: sd {e.sd:.4g} vs {e.ref_sd:.4g} (ratio {e.sd_ratio:.3f}"
+                + (f"; {e.sd_z:.1f} sd-MCSE, sd MCSE {e.sd_mcse / e.sd:.0%} / ref {e.ref_sd_mcse / e.ref_sd:.0%})"
+                   if np.isfinite(e.sd_z) else ")")
                 for e in self.elements if not e.sd_ok]
         if not self.divergences_ok:
             out.append(f"{self.divergences} divergences (Stan had none)")
         return out
 
 
-def _moments(draws: np.ndarray) -> tuple[float, float, float]:
-    """(mean, sd, mcse of the mean) of ``(chains, draws)`` samples."""
+def _moments(draws: np.ndarray) -> tuple[float, float, float, float]:
+    """(mean, sd, mcse of the mean, mcse of the sd) of ``(chains, draws)`` samples."""
     return (float(draws.mean()), float(draws.std(ddof=1)),
-            float(array_stats.mcse(draws, chain_axis=0, draw_axis=1, method="mean")))
+            float(array_stats.mcse(draws, chain_axis=0, draw_axis=1, method="mean")),
+            float(array_stats.mcse(draws, chain_axis=0, draw_axis=1, method="sd")))
 
 
 def compare(posterior: Posterior, chains: Sequence[Any], seconds: float = float("nan"),
@@ -113,9 +126,9 @@ def compare(posterior: Posterior, chains: Sequence[Any], seconds: float = float(
             raise KeyError(f"posterior {posterior.name!r}: parameter {base!r} is not in the traces")
         ours = np.stack([np.asarray(trace[base])[(slice(None), *index)] for trace in chains])
         theirs = np.stack([chain[stan_name] for chain in reference])
-        mean, sd, mcse = _moments(ours)
-        ref_mean, ref_sd, ref_mcse = _moments(theirs)
-        elements.append(ElementCheck(stan_name, mean, mcse, sd, ref_mean, ref_mcse, ref_sd))
+        mean, sd, mcse, sd_mcse = _moments(ours)
+        ref_mean, ref_sd, ref_mcse, ref_sd_mcse = _moments(theirs)
+        elements.append(ElementCheck(stan_name, mean, mcse, sd, ref_mean, ref_mcse, ref_sd, sd_mcse, ref_sd_mcse))
     divergences = int(sum(int(np.sum(trace.stats["divergent"])) for trace in chains))
     return PosteriorCheck(posterior.name, elements, divergences, ref_divergences, seconds, dict(settings or {}))
 

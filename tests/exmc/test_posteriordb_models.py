@@ -23,9 +23,14 @@ N_CHECK_DRAWS = 20
 #: Allowed spread of (ours - Stan's) across draws, relative to the log-density's magnitude: the
 #: difference must be one constant (normalising terms Stan's ``~`` drops, truncation constants).
 CONSTANT_RTOL = 1e-8
-#: The ODE ports' densities carry their solver's error (rtol 1e-7, exmc.models.odes); the
-#: transcriptions integrate to 1e-11, so the difference is constant only to about 1e-6.
-ODE_CONSTANT_RTOL = {"lotka_volterra": 1e-6, "one_comp_mm_elim_abs": 1e-6}
+#: The ODE ports' densities carry their solver's error (exmc.models.odes); the transcriptions
+#: integrate to 1e-11, so the difference is constant only to about 1e-6 (one_comp, rtol 1e-6 with
+#: the sensitivities in the error control) or 3e-3 absolute on |lp| ~ 130 (lotka_volterra, whose
+#: steps follow the populations alone, at Stan's order of accuracy).
+ODE_CONSTANT_RTOL = {"lotka_volterra": 3e-5, "one_comp_mm_elim_abs": 1e-6}
+#: Their chain-batched evaluation solves all chains as one ODE system (shared step control): rows
+#: agree with single solves to the solver's accuracy, not to rounding.
+ODE_BATCHED_TOLERANCE = {"lp_rtol": 1e-6, "lp_atol": 5e-3, "grad_rtol": 5e-3}
 #: Fewer draws for them: each evaluation integrates the ODE and its sensitivities.
 N_CHECK_DRAWS_ODE = 8
 
@@ -92,6 +97,10 @@ def test_logp_equals_stan_program_up_to_a_constant(name):
         f"{name}: logp - Stan's varies by {np.ptp(difference):.3g} across reference draws")
 
 
+def posterior_model(name: str) -> str:
+    return name.split("-", 1)[1]
+
+
 @pytest.mark.parametrize("name", PORTED)
 def test_gradient_is_finite_and_batched_evaluation_agrees(name):
     _, model, params = _case(name)
@@ -104,5 +113,10 @@ def test_gradient_is_finite_and_batched_evaluation_agrees(name):
     assert np.isfinite(lp).all() and np.isfinite(grad).all()
     assert np.abs(grad).max() > 0
     batched_lp, batched_grad = model.logp_and_grad(thetas)
+    if posterior_model(name) in ODE_CONSTANT_RTOL:
+        tol = ODE_BATCHED_TOLERANCE
+        np.testing.assert_allclose(batched_lp, lp, rtol=tol["lp_rtol"], atol=tol["lp_atol"])
+        np.testing.assert_allclose(batched_grad, grad, rtol=tol["grad_rtol"], atol=tol["grad_rtol"] * np.abs(grad).max())
+        return
     np.testing.assert_allclose(batched_lp, lp, rtol=1e-10, atol=1e-8)
     np.testing.assert_allclose(batched_grad, grad, rtol=1e-8, atol=1e-8 * np.abs(grad).max())

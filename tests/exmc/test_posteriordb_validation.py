@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from exmc.models import MODELS, build, posteriordb, validation
+from exmc.models import MODELS, VARIANTS, build, posteriordb, sampler_options, validation
 
 pytestmark = pytest.mark.skipif(not posteriordb.available(), reason="posteriordb folder not found")
 
@@ -30,5 +30,18 @@ SEED = 20240601
 ])
 def test_matches_reference_draws(name):
     posterior = posteriordb.load_posterior(name)
-    check = validation.run(posterior, build(posterior), seed=SEED, **validation.stan_settings(posterior))
+    check = validation.run(posterior, build(posterior), seed=SEED, **validation.stan_settings(posterior),
+                           **sampler_options(posterior))
     assert check.ok, f"{name}: " + "; ".join(check.failures())
+
+
+@pytest.mark.validate
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("row", sorted(VARIANTS))
+def test_other_ports_match_reference_draws(row):
+    """The same protocol on exmc.models.VARIANTS (arma11/garch11 through the general scan op)."""
+    name, builder, options = VARIANTS[row]
+    posterior = posteriordb.load_posterior(name)
+    check = validation.run(posterior, builder(posterior.data()), seed=SEED, **validation.stan_settings(posterior),
+                           **options)
+    assert check.ok, f"{row}: " + "; ".join(check.failures())
