@@ -27,6 +27,12 @@ log-density request of a generator is passed up through each enclosing ``yield f
 agreement with the recursive transcription is tested.
 
 All arrays are treated as immutable, so states are shared between tree nodes without copies.
+
+Why the subtree nodes are plain 7-tuples ``(log_w, rho, v_beg, v_end, p_beg, p_end, proposal)``
+and not NamedTuples: one is built per leapfrog step and per merge, and building a NamedTuple of
+seven fields costs 5-8x a tuple (measured 2026-12-03: ~1.5 µs against ~0.19 µs on a loaded box,
+~0.9 µs with ``tuple.__new__``), about 1 µs more per leapfrog step, a tenth of the tree's whole
+cost. :func:`_subtree`'s docstring names the fields; the unpacking sites name them again.
 """
 from __future__ import annotations
 
