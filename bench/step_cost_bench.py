@@ -6,9 +6,11 @@ load changes least: one chain (``--warmup`` + ``--draws``, seed 1) in this proce
 (``time.process_time``: this process's own CPU, whichever core and however often it ran) and its
 leapfrog steps, warmup included. Every framework is warm: exmc's model compiled and sampled once
 briefly, PyMC's sampled once briefly (pytensor's C code compiled and cached), NumPyro's sampler
-JIT-compiled by a first full run of the same ``MCMC`` object (its second run, timed, hits the cache).
-NumPyro runs with XLA's CPU thread pool off (one intra-op thread), so its CPU time is not inflated
-by idle-spinning helper threads.
+JIT-compiled by a first full warmup-and-run cycle of the same ``MCMC`` object. NumPyro runs with
+XLA's CPU thread pool off (one intra-op thread), so its CPU time is not inflated by idle-spinning
+helper threads; its timed cycle still re-traces and re-compiles part of the sampler (about 1-2 s of
+CPU here, as every NumPyro ``run`` does), which its µs per step include: on models that sample in a
+few seconds that, not the leapfrog step, dominates its figure.
 
 Printed per model and framework: CPU seconds, leapfrog steps, µs per step and the min ESS-bulk of
 this one chain (noisy: 1000 draws of one chain; sampler_bench's 4-chain "ESS per 1k gradients" is
@@ -24,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
+    logging.getLogger("pymc").setLevel(logging.ERROR)  # its per-run progress lines
     frameworks = args.frameworks.split(",")
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
     print("| model | sampler | CPU s | steps | µs / step | ÷ exmc | min ESS-bulk (1 chain) |")
