@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Model", "compile", "ROWWISE_MAX_CHAINS"]
 
+#: numpy's float64 dtype (a singleton: an identity test is half the cost of ``!=``, and any other
+#: dtype object, e.g. a byte-swapped float64, takes the conversion path).
+_F64 = np.dtype(np.float64)
+
 
 
 def _layout(analysis: Analysis) -> list[FreeRV]:
@@ -110,7 +114,7 @@ class Model:
         Raises ``ValueError`` for a wrong shape. Outside the support the log-density is ``-inf``
         or NaN (the sampler treats both as divergent); numpy warnings are not suppressed here.
         """
-        if type(theta) is not np.ndarray or theta.dtype != np.float64:
+        if type(theta) is not np.ndarray or theta.dtype is not _F64:
             theta = np.asarray(theta, dtype=np.float64)
         if theta.shape == self._single_shape:  # the sampler's hot path: no further checks
             lp, grad = self._single_run(theta)
