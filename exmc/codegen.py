@@ -19,8 +19,9 @@ The generated function must give the *same bits* as :meth:`Program.run` (same fl
 the same order; tests/exmc/test_codegen.py checks the log-density and gradient bit for bit on the
 bench models, the test models and the posteriordb ports), so which one runs never changes a draw.
 
-Only the single variant ``(dim,)`` is generated (the sampler's hot path, one chain per process);
-the batched and float-rows variants, ``logp`` and ``evaluate`` keep the closures. A step without a
+Only the single variant ``(dim,)`` is generated (the sampler's hot path, one chain per process),
+and the float-rows variant's function of one row (compiled from the same snippets); the batched
+variant, ``logp`` and ``evaluate`` keep the closures. A step without a
 snippet (none today) makes :func:`generate` return ``None`` and the interpreter serve.
 
 Failure modes: the same as :meth:`Program.run` (numpy warnings are not suppressed; a log-density
@@ -46,17 +47,20 @@ CHECK_ENV = "EXMC_CODEGEN_CHECK"
 _counter = itertools.count()
 
 
-def generate(program: Any, names: dict[str, Any]) -> Callable[[np.ndarray], tuple[Any, np.ndarray]] | None:
+def generate(program: Any, names: dict[str, Any], rows: bool = False) -> Callable | None:
     """``run(theta) -> (lp, grad)`` equivalent to ``program.run`` (an :class:`exmc.program.Program`
     of the single variant) from its closures' snippets; ``names`` are the objects the snippets
-    name. ``None`` when a step has no snippet. The function's source is its ``source`` attribute."""
+    name. ``None`` when a step has no snippet. The function's source is its ``source`` attribute.
+
+    ``rows=True`` (a float-rows program): the function of one row, a list of Python floats, whose
+    gradient is a list (the steps of ``Program._row``)."""
     forward = program.phase1 + program.forward
     steps = forward + program.reverse
     if any(getattr(step, "src", None) is None for step in steps):
         return None
     lines = ["def run(theta):", "    lp = lp0"]
     lines += ["    " + line for step in forward for line in step.src.split("\n")]
-    lines.append("    out = empty(theta.shape)")
+    lines.append("    out = [0.0] * len(theta)" if rows else "    out = empty(theta.shape)")
     lines += ["    " + line for step in program.reverse for line in step.src.split("\n")]
     lines.append("    return lp, out")
     source = "\n".join(lines) + "\n"

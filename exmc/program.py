@@ -120,8 +120,15 @@ class Program:
         """
         # One value list serves every row: each step writes its slots before any later step of
         # the same row reads them, and the template's constants are never written.
-        v = self.template.copy()
         lps, grads = [], []
+        generated = self.generated  # the same steps as _row, generated (exmc.codegen)
+        if generated is not None:
+            for row in theta.tolist():
+                lp, grad = generated(row)
+                lps.append(lp)
+                grads.append(grad)
+            return np.array(lps, dtype=np.float64), np.array(grads, dtype=np.float64)
+        v = self.template.copy()
         for row in theta.tolist():
             lp, grad, _ = self._row(v, row)
             lps.append(lp)
@@ -263,7 +270,7 @@ class _Builder:
         self.seen: set[int] = set()  # slots that already received a gradient (reverse build order)
         # Source text of the generated single-variant function (exmc.codegen): the objects its
         # snippets name, by name. Snippets are attached only to the single variant's closures.
-        self.emit = codegen and not batched and not float_rows
+        self.emit = codegen and not batched
         self.names: dict[str, Any] = {}
         self._names_by_id: dict[int, str] = {}
         for node in analysis.order:
@@ -873,7 +880,7 @@ class _Builder:
         program = Program(self.batched, self.template, self.slots, self.varying, self.lp_const, phase1, forward,
                           reverse, values_phase1, values)
         if self.emit:
-            program.generated = generate(program, self.names)
+            program.generated = generate(program, self.names, rows=self.float_rows)
         return program
 
     def _values_steps(self, order) -> list[Callable]:
@@ -927,7 +934,8 @@ def build_program(analysis: Analysis, free: list[FreeRV], batched: bool, float_r
     where numpy gives inf or nan, and must not serve :meth:`Program.run`.
 
     ``codegen=True`` (the default) also generates the single variant's :attr:`Program.generated`
-    (:mod:`exmc.codegen`); the closures' :meth:`Program.run` stays its test oracle.
+    (:mod:`exmc.codegen`; for float rows, the function of one row that :meth:`Program.run_rows`
+    calls); the closures stay its test oracle.
     """
     if float_rows and (batched or any(f.ushape != () for f in free)):
         raise ValueError("float rows need the unbatched variant of a model whose free rvs are all scalars")

@@ -88,9 +88,24 @@ def test_without_codegen_or_a_snippet_the_closures_serve():
     program = build_program(model._analysis, model._free, batched=False)
     del program.forward[0].src  # a step the generator cannot write out
     assert codegen.generate(program, {}) is None
-    # The batched and float-rows variants are not generated.
+    # The batched variant is not generated.
     assert build_program(model._analysis, model._free, batched=True).generated is None
-    assert build_program(model._analysis, model._free, batched=False, float_rows=True).generated is None
+
+
+@pytest.mark.parametrize("ir", [float_zoo_ir, bench_models.MODELS["seed"].exmc_ir])
+def test_float_rows_run_through_the_generated_row_function(ir):
+    model = exmc.compile(ir())
+    rows = build_program(model._analysis, model._free, batched=False, float_rows=True)
+    plain = build_program(model._analysis, model._free, batched=False, float_rows=True, codegen=False)
+    assert rows.generated is not None and plain.generated is None
+    theta = np.random.default_rng(3).normal(size=(5, model.dim))
+    lp, grad = rows.run_rows(theta)
+    lp_ref, grad_ref = plain.run_rows(theta)
+    assert np.array_equal(lp, lp_ref) and np.array_equal(grad, grad_ref)
+    # and float rows still equal single calls bit for bit
+    for i in range(5):
+        single_lp, single_grad = model.logp_and_grad(theta[i])
+        assert single_lp == lp[i] and np.array_equal(single_grad, grad[i])
 
 
 def test_check_mode_raises_when_the_bits_differ(monkeypatch):
