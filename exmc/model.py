@@ -15,6 +15,7 @@ from typing import Any, Collection, Literal, Mapping
 
 import numpy as np
 
+from exmc import codegen
 from exmc.analysis import Analysis, analyse, apply_auto_noncentered
 from exmc.errors import ValidationError
 from exmc.ir import IR, NONCENTERED, RV, is_ref
@@ -24,6 +25,10 @@ from exmc.variants import ROWWISE_MAX_CHAINS, Variants
 logger = logging.getLogger(__name__)
 
 __all__ = ["Model", "compile", "ROWWISE_MAX_CHAINS"]
+
+#: numpy's float64 dtype (a singleton: an identity test is half the cost of ``!=``, and any other
+#: dtype object, e.g. a byte-swapped float64, takes the conversion path).
+_F64 = np.dtype(np.float64)
 
 
 
@@ -78,7 +83,11 @@ class Model:
         self.free_names = [(f.name, f.shape) for f in self._free]
         self.det_names = [(n.name, self._analysis.shapes[n.name]) for n in self._analysis.order if n.kind == "det"]
         self._variants = Variants(self._analysis, self._free, self.dim)
-        self._single = self._variants.single  # the hot path reads it without a call
+        self._single = self._variants.single
+        # The hot path reads it without a call: the generated function (exmc.codegen) when there
+        # is one, else the closure program (the same bits either way).
+        generated = self._single.generated
+        self._single_run = self._single.run if generated is None else codegen.checked(generated, self._single.run)
         self._single_shape = (self.dim,)
         logger.debug("compiled model: dim=%d, free=%s", self.dim, self.free_names)
 
@@ -105,10 +114,10 @@ class Model:
         Raises ``ValueError`` for a wrong shape. Outside the support the log-density is ``-inf``
         or NaN (the sampler treats both as divergent); numpy warnings are not suppressed here.
         """
-        if type(theta) is not np.ndarray or theta.dtype != np.float64:
+        if type(theta) is not np.ndarray or theta.dtype is not _F64:
             theta = np.asarray(theta, dtype=np.float64)
         if theta.shape == self._single_shape:  # the sampler's hot path: no further checks
-            lp, grad = self._single.run(theta)
+            lp, grad = self._single_run(theta)
             return float(lp), grad
         rows = self._variants.rows_for(theta)
         if rows is not None:

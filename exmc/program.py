@@ -39,6 +39,7 @@ from exmc import ops, transforms
 from exmc._numeric import HALF_LOG_2PI
 from exmc.analysis import Analysis
 from exmc.censoring import censored_family
+from exmc.codegen import generate
 from exmc.dist.base import sum_to_shape
 from exmc.dist.observed_kernels import poisson_log_rate_kernel
 from exmc.fusion import Fusion, find_fusions, glm_kernel, normal_linear_kernel
@@ -86,6 +87,9 @@ class Program:
     values: list[Callable]
     # The node each step of ``values`` writes (same order), for ``evaluate(theta, only=...)``.
     values_names: tuple[str, ...] = ()
+    #: The generated equivalent of :meth:`run` (:mod:`exmc.codegen`; single variant only), or
+    #: ``None`` where the closures serve.
+    generated: Callable[[np.ndarray], tuple[Any, np.ndarray]] | None = None
 
     def __post_init__(self) -> None:
         self._steps = self.phase1 + self.forward
@@ -118,8 +122,15 @@ class Program:
         """
         # One value list serves every row: each step writes its slots before any later step of
         # the same row reads them, and the template's constants are never written.
-        v = self.template.copy()
         lps, grads = [], []
+        generated = self.generated  # the same steps as _row, generated (exmc.codegen)
+        if generated is not None:
+            for row in theta.tolist():
+                lp, grad = generated(row)
+                lps.append(lp)
+                grads.append(grad)
+            return np.array(lps, dtype=np.float64), np.array(grads, dtype=np.float64)
+        v = self.template.copy()
         for row in theta.tolist():
             lp, grad, _ = self._row(v, row)
             lps.append(lp)
@@ -223,6 +234,24 @@ def _fast_constant(value: Any) -> Any:
     return value
 
 
+#: Ops whose VJP the generated function writes out (:meth:`_Builder._det_src`): per op, the forward
+#: expression (``None``: the kernel's forward is called) and each argument's gradient, exactly the
+#: expressions of the op's functions in :mod:`exmc.ops` (``{g}`` the output's gradient, ``{o}`` the
+#: output, ``{0}``, ``{1}``... the arguments).
+_INLINE_OPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "add": (None, ("{g}", "{g}")),
+    "sub": (None, ("{g}", "-{g}")),
+    "mul": (None, ("{g} * {1}", "{g} * {0}")),
+    "neg": (None, ("-{g}",)),
+    "exp": (None, ("{g} * {o}",)),
+    "affine": ("{0} + {1} * {2}", ("{g}", "{g} * {2}", "{g} * {1}")),
+}
+
+
+#: The code of the forward functions whose expression ``_INLINE_OPS`` writes out.
+_INLINE_FORWARD_CODE = {"affine": ops.get("affine").kernel([(), (), ()], [False] * 3, [True] * 3, {}).forward.__code__}
+
+
 def _chain_sum(lp: Any, axes: tuple[int, ...], ndim: int) -> Any:
     """Sum an elementwise log-density over everything but the chain axis."""
     if lp.ndim == ndim:
@@ -235,9 +264,10 @@ class _Builder:
     """Builds one :class:`Program` variant; see :func:`build_program`."""
 
     def __init__(self, analysis: Analysis, free: list[FreeRV], batched: bool, float_rows: bool = False,
-                 fuse: bool = True) -> None:
+                 fuse: bool = True, codegen: bool = True) -> None:
         self.a = analysis
         self.fuse = fuse
+        self.codegen = codegen
         self.free = {f.name: f for f in free}
         self.free_list = free
         self.batched = batched
@@ -247,6 +277,11 @@ class _Builder:
         self.varying: set[str] = set()
         self.lp_const = 0.0
         self.seen: set[int] = set()  # slots that already received a gradient (reverse build order)
+        # Source text of the generated single-variant function (exmc.codegen): the objects its
+        # snippets name, by name. Snippets are attached only to the single variant's closures.
+        self.emit = codegen and not batched
+        self.names: dict[str, Any] = {}
+        self._names_by_id: dict[int, str] = {}
         for node in analysis.order:
             if node.kind == "obs":
                 continue
@@ -272,6 +307,46 @@ class _Builder:
         first = slot not in self.seen
         self.seen.add(slot)
         return first
+
+    # --- source snippets for exmc.codegen ----------------------------------------------------------
+
+    def _src(self, fn: Callable | None, *lines: str) -> Callable | None:
+        """Attach to closure ``fn`` the statements the generated function runs instead of calling
+        it (see :mod:`exmc.codegen`): the same operations on the same objects, in the same order,
+        with values ``v<slot>``, gradients ``g<slot>``, tapes ``t<slot>``, ``theta``, ``out`` and
+        the running ``lp`` as locals."""
+        if self.emit and fn is not None:
+            fn.src = "\n".join(lines)
+        return fn
+
+    def _name(self, obj: Any, hint: str = "k") -> str:
+        """A name under which the generated function sees ``obj`` (a kernel, a constant)."""
+        name = self._names_by_id.get(id(obj))
+        if name is None:
+            name = self._names_by_id[id(obj)] = f"{hint}{len(self.names)}"
+            self.names[name] = obj  # also keeps obj alive, so its id stays unique
+        return name
+
+    def _arg(self, slot: int | None, const: Any) -> str:
+        """Source for an input: the value local of ``slot``, or a name for the constant."""
+        return f"v{slot}" if slot is not None else self._name(const, "c")
+
+    @staticmethod
+    def _acc(slot: int, first: bool, expr: str) -> str:
+        """Source for one gradient contribution ``expr`` to ``slot`` (assigned when first)."""
+        return f"g{slot} = {expr}" if first else f"g{slot} = g{slot} + {expr}"
+
+    def _get_src(self, f: FreeRV) -> str:
+        """Source of :meth:`_getter` (single variant)."""
+        if f.ushape == ():
+            return f"theta[{f.start}]"
+        return f"theta[{f.start}:{f.stop}].reshape({f.ushape!r})"
+
+    def _write_src(self, f: FreeRV, expr: str) -> str:
+        """Source of :meth:`_writer` (single variant) writing ``expr``."""
+        if f.ushape == ():
+            return f"out[{f.start}] = {expr}"
+        return f"out[{f.start}:{f.stop}] = ({expr}).reshape(-1)"
 
     # --- free rvs: theta -> value ------------------------------------------------------------------
 
@@ -314,7 +389,8 @@ class _Builder:
 
             def reverse(v, gs):
                 write(v[OUT], gs[slot])
-            return forward, reverse
+            return (self._src(forward, f"v{slot} = {self._get_src(f)}"),
+                    self._src(reverse, self._write_src(f, f"g{slot}")))
         if log:
             return self._log_phase1(f, get, write, slot, with_logdet)
         tape = self._slot()
@@ -337,6 +413,12 @@ class _Builder:
 
         def reverse(v, gs):
             write(v[OUT], backward(v[tape], v[slot], gs[slot]))
+        if with_logdet and not batched:
+            tf, tl = self._name(transform.forward), self._name(transform.log_det_jacobian)
+            logdet = "_ld" if scalar_free else f"{self._name(_sum)}(_ld, None)"
+            self._src(forward, f"_u = {self._get_src(f)}", f"t{tape} = _u", f"v{slot} = {tf}(_u)",
+                      f"_ld = {tl}(_u)", f"lp = lp + {logdet}")
+        self._src(reverse, self._write_src(f, f"{self._name(backward)}(t{tape}, v{slot}, g{slot})"))
         return forward, reverse
 
     def _log_phase1(self, f: FreeRV, get: Callable, write: Callable, slot: int,
@@ -359,10 +441,13 @@ class _Builder:
                 u = get(v[THETA])
                 v[slot] = exp(u)
                 return _sum(u, axes)
+            if not self.batched:
+                self._src(forward, f"_u = {self._get_src(f)}", f"v{slot} = {self._name(exp)}(_u)",
+                          f"lp = lp + {self._name(_sum)}(_u, None)")
 
         def reverse(v, gs):
             write(v[OUT], gs[slot] * v[slot] + 1.0)
-        return forward, reverse
+        return forward, self._src(reverse, self._write_src(f, f"g{slot} * v{slot} + 1.0"))
 
     def _scalar_phase1(self, a: int, slot: int, log: bool, with_logdet: bool) -> tuple[Callable, Callable]:
         """Identity or log transform of an unbatched scalar rv at ``theta[a]`` (the hot path of
@@ -376,20 +461,21 @@ class _Builder:
 
             def reverse(v, gs):
                 v[OUT][a] = gs[slot]
-            return forward, reverse
+            return self._src(forward, f"v{slot} = theta[{a}]"), self._src(reverse, f"out[{a}] = g{slot}")
         exp = math.exp if self.float_rows else _libm_exp
         if with_logdet:
             def forward(v):
                 u = v[THETA][a]
                 v[slot] = exp(u)
                 return u
+            self._src(forward, f"_u = theta[{a}]", f"v{slot} = {self._name(exp)}(_u)", "lp = lp + _u")
         else:
             def forward(v):
                 v[slot] = exp(v[THETA][a])
 
         def reverse(v, gs):
             v[OUT][a] = gs[slot] * v[slot] + 1.0
-        return forward, reverse
+        return forward, self._src(reverse, f"out[{a}] = g{slot} * v{slot} + 1.0")
 
     # --- terms: logp of an rv (prior of a free rv, likelihood of an observed one) -----------------
 
@@ -439,8 +525,10 @@ class _Builder:
         if not self.batched:
             static = [(key, slot, self.a.shapes[params[key] if key != "value" else node.name], first)
                       for key, slot, _, first in inputs]
-            return self._single_term(logp_and_grads, base, varying, value_slot, const_value, batch_ndim == 0,
-                                     static, tape)
+            forward, reverse = self._single_term(logp_and_grads, base, varying, value_slot, const_value,
+                                                 batch_ndim == 0, static, tape)
+            return self._single_term_src(forward, reverse, logp_and_grads, base, varying, value_slot, const_value,
+                                         batch_ndim == 0, static, tape)
 
         def forward(v):
             kw = dict(base)
@@ -477,7 +565,8 @@ class _Builder:
         else:
             def reverse(v, gs):
                 gs[value_slot] = gs[value_slot] + v[tape]
-        return forward, reverse
+        return (self._src(forward, f"_lp, t{tape} = {self._name(kernel)}(v{value_slot})", "lp = lp + _lp"),
+                self._src(reverse, self._acc(value_slot, first, f"t{tape}")))
 
     def _kernel_term(self, kernel: Callable, slots: list[int]) -> tuple[Callable, Callable]:
         """Closures around a family's ``observed_kernel`` or ``latent_kernel``: ``kernel`` takes
@@ -495,7 +584,8 @@ class _Builder:
             def reverse(v, gs):
                 (g,) = v[tape]
                 gs[slot] = g if first else gs[slot] + g
-            return forward, reverse
+            return (self._src(forward, f"_lp, t{tape} = {self._name(kernel)}(v{slot})", "lp = lp + _lp"),
+                    self._src(reverse, f"(_g,) = t{tape}", self._acc(slot, first, "_g")))
         if len(slots) == 2:  # a likelihood of two varying parameters (mu and sigma): unrolled
             (_, slot_a, first_a), (_, slot_b, first_b) = inputs
 
@@ -507,7 +597,9 @@ class _Builder:
                 g_a, g_b = v[tape]
                 gs[slot_a] = g_a if first_a else gs[slot_a] + g_a
                 gs[slot_b] = g_b if first_b else gs[slot_b] + g_b
-            return forward, reverse
+            return (self._src(forward, f"_lp, t{tape} = {self._name(kernel)}(v{slot_a}, v{slot_b})", "lp = lp + _lp"),
+                    self._src(reverse, f"_ga, _gb = t{tape}", self._acc(slot_a, first_a, "_ga"),
+                              self._acc(slot_b, first_b, "_gb")))
 
         def forward(v):
             lp, v[tape] = kernel(*[v[slot] for slot in slots])
@@ -517,7 +609,9 @@ class _Builder:
             grads = v[tape]
             for i, slot, first in inputs:
                 gs[slot] = grads[i] if first else gs[slot] + grads[i]
-        return forward, reverse
+        args = ", ".join(f"v{slot}" for slot in slots)
+        return (self._src(forward, f"_lp, t{tape} = {self._name(kernel)}({args})", "lp = lp + _lp"),
+                self._src(reverse, f"_gr = t{tape}", *(self._acc(slot, first, f"_gr[{i}]") for i, slot, first in inputs)))
 
     @staticmethod
     def _single_term(logp_and_grads, base, varying, value_slot, const_value, scalar, static, tape):
@@ -553,6 +647,24 @@ class _Builder:
             for key, slot, shape, first in static:
                 g = sum_to_shape(grads[key], shape)
                 gs[slot] = g if first else gs[slot] + g
+        return forward, reverse
+
+    def _single_term_src(self, forward, reverse, logp_and_grads, base, varying, value_slot, const_value,
+                         scalar, static, tape):
+        """:meth:`_single_term`'s closures with their source snippets."""
+        if not self.emit:
+            return forward, reverse
+        fn, b = self._name(logp_and_grads), self._name(base)
+        value = self._arg(value_slot, const_value)
+        lp = "_lp" if scalar else f"{self._name(_sum)}(_lp, None)"
+        if not varying:
+            self._src(forward, f"_lp, t{tape} = {fn}({value}, **{b})", f"lp = lp + {lp}")
+        else:
+            self._src(forward, f"_kw = {b}.copy()", *(f"_kw[{key!r}] = v{slot}" for key, slot, _ in varying),
+                      f"_lp, t{tape} = {fn}({value}, **_kw)", f"lp = lp + {lp}")
+        sts = self._name(sum_to_shape)
+        self._src(reverse, f"_gr = t{tape}", *(self._acc(slot, first, f"{sts}(_gr[{key!r}], {shape!r})")
+                                               for key, slot, shape, first in static))
         return forward, reverse
 
     # --- noncentered rvs ------------------------------------------------------------------------
@@ -611,6 +723,21 @@ class _Builder:
                 if sigma_slot is not None:
                     gsig = np.vdot(g, z) if sigma_shape == () else sum_to_shape(g * z, sigma_shape)
                     gs[sigma_slot] = gsig if sigma_first else gs[sigma_slot] + gsig
+            if lp_program and self.emit:
+                vdot, sts, z_src = self._name(np.vdot), self._name(sum_to_shape), self._get_src(f)
+                mu, sigma = self._arg(mu_slot, mu_const), self._arg(sigma_slot, sigma_const)
+                self._src(forward, f"_z = {z_src}", f"v{slot} = {mu} + {sigma} * _z", f"t{tape} = _z",
+                          f"lp = lp + -0.5 * {vdot}(_z, _z)")
+                if not has_grad:
+                    self._src(reverse, self._write_src(f, f"-t{tape}"))
+                else:
+                    lines = [f"_z = t{tape}", f"_g = g{slot}", self._write_src(f, f"{sigma} * _g - _z")]
+                    if mu_slot is not None:
+                        lines.append(self._acc(mu_slot, mu_first, f"{sts}(_g, {mu_shape!r})"))
+                    if sigma_slot is not None:
+                        gsig = f"{vdot}(_g, _z)" if sigma_shape == () else f"{sts}(_g * _z, {sigma_shape!r})"
+                        lines.append(self._acc(sigma_slot, sigma_first, gsig))
+                    self._src(reverse, *lines)
             return forward, reverse
 
         def forward(v):
@@ -687,6 +814,8 @@ class _Builder:
                 for i, s, shape, first in static:
                     g = sum_to_shape(grads[i], shape)
                     gs[s] = g if first else gs[s] + g
+            if self.emit:
+                self._det_src(node.op, forward, reverse, fwd, vjp, specs, slot, static, has_grad)
         else:
             def reverse(v, gs):
                 args = v[tape]
@@ -697,6 +826,29 @@ class _Builder:
                         g = g.reshape(v[s].shape)
                     gs[s] = g if first else gs[s] + g
         return forward, reverse if has_grad else None
+
+    def _det_src(self, op_name: str, forward, reverse, fwd, vjp, specs, slot: int, static, has_grad: bool) -> None:
+        """Source snippets of a det's single-variant closures. The tape is not needed: the inputs
+        are locals (or constants) that nothing overwrites. The common elementwise ops' VJPs (and
+        ``affine``'s forward) are written out as the expressions their functions in
+        :mod:`exmc.ops` evaluate, which saves a Python call and a tuple per op."""
+        args = [self._arg(s, c) for s, p, c in specs]
+        inline = _INLINE_OPS.get(op_name)
+        if inline is not None and inline[0] is not None and getattr(fwd, "__code__", None) is _INLINE_FORWARD_CODE[op_name]:
+            self._src(forward, f"v{slot} = " + inline[0].format(*args))
+        else:
+            self._src(forward, f"v{slot} = {self._name(fwd)}({', '.join(args)})")
+        if not has_grad:
+            return
+        sts = self._name(sum_to_shape)
+        if inline is not None:
+            lines = [f"_g = g{slot}"]
+            grads = [inline[1][i].format(*args, g="_g", o=f"v{slot}") for i in range(len(args))]
+        else:
+            lines = [f"_gr = {self._name(vjp)}(g{slot}, v{slot}, {', '.join(args)})"]
+            grads = [f"_gr[{i}]" for i in range(len(args))]
+        lines += [self._acc(s, first, f"{sts}({grads[i]}, {shape!r})") for i, s, shape, first in static]
+        self._src(reverse, *lines)
 
     # --- assembly --------------------------------------------------------------------------------
 
@@ -734,8 +886,11 @@ class _Builder:
                 reverse.append(rev)
                 values_phase1.append(self._phase1(f, with_logdet=False)[0])
         values, values_names = self._values_steps(order)
-        return Program(self.batched, self.template, self.slots, self.varying, self.lp_const, phase1, forward, reverse,
-                       values_phase1, values, values_names)
+        program = Program(self.batched, self.template, self.slots, self.varying, self.lp_const, phase1, forward,
+                          reverse, values_phase1, values, values_names)
+        if self.emit:
+            program.generated = generate(program, self.names, rows=self.float_rows)
+        return program
 
     def _values_steps(self, order) -> tuple[list[Callable], tuple[str, ...]]:
         """The values program (every varying det and noncentered rv, for ``evaluate``): its own
@@ -780,7 +935,7 @@ class _Builder:
 
 
 def build_program(analysis: Analysis, free: list[FreeRV], batched: bool, float_rows: bool = False,
-                  fuse: bool = True) -> Program:
+                  fuse: bool = True, codegen: bool = True) -> Program:
     """Compile the single (``batched=False``) or batched variant of the model's program.
 
     ``fuse=False`` leaves out the fused link kernels of :mod:`exmc.fusion` (the plain path, kept as
@@ -789,7 +944,11 @@ def build_program(analysis: Analysis, free: list[FreeRV], batched: bool, float_r
     ``float_rows=True`` (unbatched, every free rv a scalar) compiles the single variant for
     :meth:`Program.run_rows`, whose values are Python floats: it may raise ``ArithmeticError``
     where numpy gives inf or nan, and must not serve :meth:`Program.run`.
+
+    ``codegen=True`` (the default) also generates the single variant's :attr:`Program.generated`
+    (:mod:`exmc.codegen`; for float rows, the function of one row that :meth:`Program.run_rows`
+    calls); the closures stay its test oracle.
     """
     if float_rows and (batched or any(f.ushape != () for f in free)):
         raise ValueError("float rows need the unbatched variant of a model whose free rvs are all scalars")
-    return _Builder(analysis, free, batched, float_rows, fuse).build()
+    return _Builder(analysis, free, batched, float_rows, fuse, codegen).build()

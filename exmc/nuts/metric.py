@@ -94,9 +94,11 @@ class LowRankMetric:
     """
 
     #: Up to this dimension velocity and momentum use the materialised ``dim × dim`` matrices
-    #: (one BLAS call each); above it the factored form (measured on this box: a 64×64
-    #: matrix-vector product ~1.5 µs, the factored form with k ≤ 8 ~4 µs).
-    DENSE_PRODUCT_MAX_DIM = 64
+    #: (one BLAS call each); above it the factored form. Measured on this box (2026-12-03, loaded,
+    #: µs per velocity, factored / dense): d=64 3.0-3.6 / 0.9; d=102 2.2-3.9 / 1.5 (SV's rank 29:
+    #: 3.9 / 1.6); d=150 3.3-5.3 / 3.4-5.1; d=200 5.0-7.5 / 4.7-8.6; d=300 4.3-9.2 / 15-17.
+    #: The crossover is near d=150 for every rank, so 128 keeps the dense product where it wins.
+    DENSE_PRODUCT_MAX_DIM = 128
 
     def __init__(self, scale: np.ndarray, vectors: np.ndarray, values: np.ndarray) -> None:
         scale = np.array(scale, dtype=float)

@@ -25,9 +25,10 @@ def _lowrank(dim, rank, seed=0):
     return LowRankMetric(rng.uniform(0.5, 3.0, dim), vectors, rng.uniform(0.01, 50.0, rank))
 
 
-@pytest.mark.parametrize("dim", [5, 80], ids=["materialised", "factored"])
+@pytest.mark.parametrize("dim", [5, 200], ids=["materialised", "factored"])
 def test_low_rank_metric_velocity_and_momentum_covariance(dim):
     metric = _lowrank(dim, 3)
+    assert metric._dense == (dim <= LowRankMetric.DENSE_PRODUCT_MAX_DIM)
     p = np.random.default_rng(1).normal(size=(4, dim))
     np.testing.assert_allclose(metric.velocity(p[0]), metric.inverse @ p[0], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(metric.velocity(p), p @ metric.inverse, rtol=1e-10, atol=1e-12)
