@@ -78,15 +78,16 @@ class Request:
         self._conn.cancel(self.req_id)
 
 
-def encode_call(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any], capture_output: bool = False) -> payloads.Payload:
+def encode_call(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any], capture_output: bool = False,
+                local: Any = None) -> payloads.Payload:
     """Pickle a call (:mod:`pynode.outcome`'s payload; with ``capture_output``, it carries the
     calling thread's group leader, so its output comes home). Raises EncodeError naming the
-    function when something is not picklable."""
+    function when something is not picklable. ``local``: this node, when the caller has it."""
     if not (callable(fn) or isinstance(fn, str)):
         raise TypeError(f"erpc needs a callable or a 'module:function' string, got {fn!r}")
     call: tuple[Any, ...]
     if capture_output:
-        call = (fn, args, kwargs, current().processes.leader_for_call().id)
+        call = (fn, args, kwargs, (local or current()).processes.leader_for_call().id)
     else:
         call = (fn, args, kwargs)
     try:
@@ -102,14 +103,15 @@ def send_request(node: str, fn: Fn, *args: Any, capture_output: bool = True, **k
 
     Raises BadNodeName, EncodeError, or NoConnection when ``node`` cannot be connected.
     """
-    conn = current().open_connection(node)  # the common case: a pynode peer already connected
+    local = current()
+    conn = local.open_connection(node)  # the common case: a pynode peer already connected
     if conn is None:
         beam = _beam_request(node, fn, args, kwargs)
         if beam is not None:
             return beam  # type: ignore[no-any-return]
-    data, buffers = encode_call(fn, args, kwargs, capture_output)  # before dialling: EncodeError sends nothing
+    data, buffers = encode_call(fn, args, kwargs, capture_output, local)  # before dialling: EncodeError sends nothing
     if conn is None:
-        conn = current().connection_to(node)
+        conn = local.connection_to(node)
     seq, pending = conn.call(data, buffers)
     return Request(conn.name, seq, conn, pending)
 

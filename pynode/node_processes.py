@@ -11,6 +11,7 @@ a SIGNAL frame (:meth:`on_signal`), when a peer comes up (:meth:`node_up`) or go
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -83,7 +84,8 @@ class NodeProcesses:
         forwarding to its own leader (a spawn: that leader itself); else its pid with its current
         context remembered for the output that comes back, or for a spawn a leader of its own
         that keeps this context."""
-        leader = output.current_leader()
+        forwarder = output._leaders.get(threading.get_ident())  # output.current_leader(), inlined: every call
+        leader = None if forwarder is None else forwarder.leader
         if leader is not None and spawn:
             return leader
         if spawn:

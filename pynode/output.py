@@ -163,10 +163,15 @@ class Home:
         self._send = send
 
     def lead(self, leader_id: int | None) -> tuple[int, _Forwarder | None]:
+        me = threading.get_ident()
+        previous = _leaders.get(me)
         if leader_id is None:  # an uncaptured call: no leader, but one it sets ends with it
-            me = threading.get_ident()
-            return me, _leaders.get(me)
-        return lead(self.node, leader_id, self._send)
+            return me, previous
+        # lead(), inlined: this runs around every captured call
+        if type(sys.stdout) is not Router or type(sys.stderr) is not Router:
+            install()
+        _leaders[me] = _Forwarder(self.node, leader_id, self._send)
+        return me, previous
 
     unlead = staticmethod(unlead)
 

@@ -157,9 +157,13 @@ def _is_plain(obj: object, depth: int) -> bool:
         return True
     if depth == 0 or kind not in _CONTAINER_TYPES or len(obj) > PLAIN_MAX_ITEMS:
         return False
+    if not obj:  # () and {}: every call's args and kwargs, no generator to run
+        return True
+    # A plain item is told by its type here, without a call: this runs on every erpc call.
     if kind is dict:
-        return all(type(k) is str for k in obj) and all(_is_plain(v, depth - 1) for v in obj.values())
-    return all(_is_plain(item, depth - 1) for item in obj)
+        return all(type(k) is str for k in obj) and all(
+            type(v) in _PLAIN_TYPES or _is_plain(v, depth - 1) for v in obj.values())
+    return all(type(item) in _PLAIN_TYPES or _is_plain(item, depth - 1) for item in obj)
 
 
 def loads(data: Data, buffers: Buffers = ()) -> Any:

@@ -323,12 +323,17 @@ class _Channel(Channel):
                 continue
             if kind != 0:
                 raise EOFError(f"peer sent a frame of kind {kind}; pynode connections never compress")
-            frame = self.stream.read_attachment(length + len(self.FLUSHER))
+            size = length + len(self.FLUSHER)
+            frame = self.stream.read(size) if size < HUGE_BUFFER else self.stream.read_attachment(size)
             return memoryview(frame)[:length], tuple(attachments)
 
     def check_size(self, head: bytes, data: bytes, attachments: Buffers) -> None:
         """Raise MessageTooLarge when the frame ``head + data`` and ``attachments`` would be
         refused by the peer (``max_send``) or cannot be framed (a frame over MAX_FRAME bytes)."""
+        if not attachments:  # most messages: no lists to build on every send
+            frame = len(head) + len(data)
+            if frame <= self.max_send and frame <= limits.MAX_FRAME:
+                return
         sizes = [memoryview(buf).nbytes for buf in attachments]
         frame = len(head) + len(data)
         total = frame + sum(sizes)
