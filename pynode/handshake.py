@@ -172,7 +172,7 @@ def accept(
     wrong, or it is too slow. On a wrong proof the peer is told it was refused before the socket
     is closed by the caller.
     """
-    where = _peer_address(sock)
+    where = peer_address(sock)
     deadline = _Deadline(sock)
     peer = _read_hello(sock, where, deadline)
     cookie = cookie_for(peer.name)
@@ -267,7 +267,7 @@ def _read_first(sock: socket.socket, n: int) -> bytes:
             deadline.arm(sock)
             chunk = sock.recv(n - len(got))
         except (TimeoutError, socket.timeout) as exc:
-            raise HandshakeError(f"{_peer_address(sock)} sent nothing within {HANDSHAKE_TIMEOUT} s") from exc
+            raise HandshakeError(f"{peer_address(sock)} sent nothing within {HANDSHAKE_TIMEOUT} s") from exc
         if not chunk:
             break
         got += chunk
@@ -388,7 +388,8 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
         pass
 
 
-def _peer_address(sock: socket.socket) -> str:
+def peer_address(sock: socket.socket) -> str:
+    """``host:port`` of the peer of ``sock``, for messages ("an unknown address" once it is gone)."""
     try:
         address = sock.getpeername()
     except OSError:

@@ -30,7 +30,7 @@ from rpyc.utils.server import ThreadedServer
 
 from pynode import bufferpool, limits
 from pynode.errors import MessageTooLarge
-from pynode.handshake import Authenticator, PeerInfo
+from pynode.handshake import Authenticator, PeerInfo, peer_address
 
 if TYPE_CHECKING:
     import numpy as np
@@ -505,7 +505,7 @@ class Listener(ThreadedServer):
             if now - self._last_slot_log >= self.LOG_EVERY:
                 self._last_slot_log = now
                 log.warning("%s: all %d handshake slots are taken: closed a connection from %s (%d so far)",
-                            self._authenticator.local, self.handshake_slots, _address(sock), self.refused_for_slots)
+                            self._authenticator.local, self.handshake_slots, peer_address(sock), self.refused_for_slots)
             self.clients.discard(sock)
             sock.close()
             return
@@ -532,11 +532,3 @@ class Listener(ThreadedServer):
             if isinstance(sock, ssl.SSLSocket):  # rpyc closes the plain socket, detached by TLS
                 shutdown(sock)
                 sock.close()
-
-
-def _address(sock: socket.socket) -> str:
-    try:
-        host, port = sock.getpeername()[:2]
-        return f"{host}:{port}"
-    except (OSError, ValueError):
-        return "an unknown address"

@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 from pynode import names
 from pynode.errors import BadNodeName, HandshakeError
+from pynode.handshake import peer_address
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def accept(
     """The acceptor's side, from the first byte the peer sent. ``status_for(peer)`` decides
     whether the connection may go on (``alive`` when one is up, ``nok`` when we are dialling it
     and win the tie). Raises HandshakeError."""
-    where = _address(sock)
+    where = peer_address(sock)
     with _Deadline(sock):
         hello = _recv(sock, where)
         if hello[:1] == b"n":
@@ -262,14 +263,6 @@ def _exact(sock: socket.socket, n: int, where: str, eof_means: str) -> bytes:
             raise HandshakeError(f"Erlang handshake with {where} failed: {eof_means}")
         got += k
     return bytes(buf)
-
-
-def _address(sock: socket.socket) -> str:
-    try:
-        host, port = sock.getpeername()[:2]
-        return f"{host}:{port}"
-    except (OSError, ValueError):
-        return "an unknown address"
 
 
 class _Deadline:
