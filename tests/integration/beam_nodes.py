@@ -66,6 +66,21 @@ class ErlEvalError(Exception):
 
 
 @contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """``os.environ`` with ``values`` set for the block, as it was afterwards (even on failure)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def real_epmd(hosts: Sequence[str]) -> Iterator[int]:
     """A real epmd on a free port, on 127.0.0.1 and ``hosts``; killed afterwards."""
     port = free_port()

@@ -7,7 +7,6 @@ node ``t``. Skipped without erl/epmd.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pynode.errors import ErlangError, ErpcTimeout, NoConnection
 from pynode.etf import Atom, BeamPid
 from pynode.testing import LocalCluster, drain_mailbox, this_node, wait_until
 
-from beam_nodes import ErlEvalError, ErlNode, needs_erl, real_epmd
+from beam_nodes import ErlEvalError, ErlNode, environment, needs_erl, real_epmd
 
 pytestmark = needs_erl
 
@@ -85,10 +84,7 @@ def install_probe() -> None:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    saved = {key: os.environ.get(key) for key in ("PYNODE_EPMD_PORT", "PYNODE_NET_TICKTIME")}
-    with real_epmd(HOSTS) as port:
-        os.environ["PYNODE_EPMD_PORT"] = str(port)
-        os.environ["PYNODE_NET_TICKTIME"] = TICKTIME
+    with real_epmd(HOSTS) as port, environment(PYNODE_EPMD_PORT=str(port), PYNODE_NET_TICKTIME=TICKTIME):
         cluster = LocalCluster([PY], cookie=COOKIE, env={"PYNODE_EPMD_PORT": str(port), "PYNODE_NET_TICKTIME": TICKTIME})
         cluster.start()
         erl = ErlNode(ERL1, COOKIE, port)
@@ -103,11 +99,6 @@ def world() -> Iterator[World]:
         finally:
             erl.stop()
             cluster.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def ev(world: World, expression: str, timeout: float = 30.0) -> Any:

@@ -6,7 +6,6 @@ A real epmd, a pynode node ``lim`` (LocalCluster) with ``PYNODE_BEAM_MAX_CALLS=2
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -16,7 +15,7 @@ import pytest
 from pynode import names, portmapper
 from pynode.testing import LocalCluster, wait_until
 
-from beam_nodes import ErlNode, needs_erl, real_epmd
+from beam_nodes import ErlNode, environment, needs_erl, real_epmd
 
 pytestmark = needs_erl
 
@@ -33,9 +32,7 @@ class World(NamedTuple):
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    saved = os.environ.get("PYNODE_EPMD_PORT")
-    with real_epmd(HOSTS) as port:
-        os.environ["PYNODE_EPMD_PORT"] = str(port)
+    with real_epmd(HOSTS) as port, environment(PYNODE_EPMD_PORT=str(port)):
         env = {"PYNODE_EPMD_PORT": str(port), "PYNODE_NET_TICKTIME": "4", "PYNODE_BEAM_MAX_CALLS": "2",
                "PYNODE_HANDSHAKE_SLOTS": "2"}
         cluster = LocalCluster([LIM], cookie=COOKIE, env=env).start()
@@ -45,10 +42,6 @@ def world() -> Iterator[World]:
         finally:
             erl.stop()
             cluster.stop()
-    if saved is None:
-        os.environ.pop("PYNODE_EPMD_PORT", None)
-    else:
-        os.environ["PYNODE_EPMD_PORT"] = saved
 
 
 def ev(world: World, expression: str, timeout: float = 30.0) -> Any:

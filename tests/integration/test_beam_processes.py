@@ -7,7 +7,6 @@ One world per module: a real epmd, an ``erl`` node and this test process as the 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -20,7 +19,7 @@ from pynode.etf import Atom, BeamPid
 from pynode.signals import Ref
 from pynode.testing import drain_mailbox, this_node, wait_until
 
-from beam_nodes import ErlNode, needs_erl, real_epmd
+from beam_nodes import ErlNode, environment, needs_erl, real_epmd
 
 pytestmark = needs_erl
 
@@ -38,10 +37,7 @@ class World(NamedTuple):
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    saved = {key: os.environ.get(key) for key in ("PYNODE_EPMD_PORT", "PYNODE_NET_TICKTIME")}
-    with real_epmd(HOSTS) as port:
-        os.environ["PYNODE_EPMD_PORT"] = str(port)
-        os.environ["PYNODE_NET_TICKTIME"] = "4"
+    with real_epmd(HOSTS) as port, environment(PYNODE_EPMD_PORT=str(port), PYNODE_NET_TICKTIME="4"):
         erl = ErlNode(ERL, COOKIE, port)
         try:
             with this_node(TEST, cookie=COOKIE):
@@ -50,11 +46,6 @@ def world() -> Iterator[World]:
                 yield World(erl, port)
         finally:
             erl.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def ev(world: World, expression: str, timeout: float = 30.0) -> Any:
