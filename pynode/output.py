@@ -109,13 +109,8 @@ class _Forwarder:
 def lead(node: str, leader_id: int, send: Send) -> tuple[int, _Forwarder | None]:
     """From now on, send this thread's ``sys.stdout``/``sys.stderr`` output to the leader
     ``Pid(node, leader_id)`` on another node; returns what :func:`unlead` needs to end it. (A
-    pair of calls rather than a context manager: this runs around every captured remote call.)"""
-    if type(sys.stdout) is not Router or type(sys.stderr) is not Router:
-        install()  # sys.stdout was replaced since the node started (pytest's capture, a kernel)
-    me = threading.get_ident()
-    previous = _leaders.get(me)
-    _leaders[me] = _Forwarder(node, leader_id, send)
-    return me, previous
+    pair of calls rather than a context manager.)"""
+    return Home(node, send).lead(leader_id)
 
 
 def unlead(state: tuple[int, _Forwarder | None]) -> None:
@@ -144,12 +139,9 @@ def redirect(leader: Pid | None, send: Send) -> None:
     old = _leaders.get(me)
     if old is not None:
         old.flush()
-    if leader is None:
-        _leaders.pop(me, None)
-        return
-    if type(sys.stdout) is not Router or type(sys.stderr) is not Router:
-        install()
-    _leaders[me] = _Forwarder(leader.node, leader.id, send)
+    _leaders.pop(me, None)
+    if leader is not None:
+        Home(leader.node, send).lead(leader.id)
 
 
 class Home:
@@ -167,9 +159,9 @@ class Home:
         previous = _leaders.get(me)
         if leader_id is None:  # an uncaptured call: no leader, but one it sets ends with it
             return me, previous
-        # lead(), inlined: this runs around every captured call
+        # this runs around every captured call: lead() and redirect() come here
         if type(sys.stdout) is not Router or type(sys.stderr) is not Router:
-            install()
+            install()  # sys.stdout was replaced since the node started (pytest's capture, a kernel)
         _leaders[me] = _Forwarder(self.node, leader_id, self._send)
         return me, previous
 
