@@ -1,7 +1,7 @@
 """Fused link kernels: an observed likelihood together with the dets that feed only it, compiled
 into one term that never materialises what the gradient does not need (issue 14).
 
-Three patterns are recognised by :func:`find_fusions` in the log-density program (the values program,
+Four patterns are recognised by :func:`find_fusions` in the log-density program (the values program,
 which reports dets with the draws, is unaffected and still computes every det):
 
 - **Poisson log link**: ``y ~ Poisson(mu = exp(eta))`` with ``eta`` of ``y``'s shape. The term
@@ -20,6 +20,11 @@ which reports dets with the draws, is unaffected and still computes every det):
   a call costs ``O(K²)`` instead of two passes over the ``N × K`` design. Expanding around the
   least squares fit instead of zero keeps the terms of the sum the size of the residuals, so there
   is no cancellation between large ``y·y`` and ``θ·Zᵀy`` terms.
+- **StudentT log scale**: ``y ~ StudentT(df, loc, scale = exp(eta))`` with ``eta`` of ``y``'s
+  shape (stochastic volatility), a constant ``loc`` and a scalar ``df``. The term becomes
+  :func:`exmc.dist.studentt_kernels.studentt_log_scale_kernel` of ``eta`` (and ``df``):
+  ``log scale`` is ``eta`` itself, ``(y - loc)²`` is data, the scale and its reciprocal are never
+  formed and the gradient reaches ``eta`` without the chain rule through the ``exp``.
 
 Each fused term must equal the unfused program (the plain path, kept as the oracle):
 ``tests/exmc/test_fusion.py`` compiles both and compares log-density and gradient.
@@ -55,7 +60,8 @@ MAX_GROUPS = 256
 @dataclass(frozen=True)
 class Fusion:
     """One fused term: the observed rv it replaces, the dets it absorbs (left out of the
-    log-density program), the kernel's kind (``"poisson_log"``, ``"glm"`` or ``"normal_linear"``) and its
+    log-density program), the kernel's kind (``"poisson_log"``, ``"glm"``, ``"normal_linear"`` or
+    ``"studentt_log_scale"``) and its
     inputs: ``inputs`` names the varying nodes the kernel takes, in order; ``data`` holds what the
     kernel is built from."""
 
@@ -124,7 +130,35 @@ def find_fusions(analysis, varying: set[str]) -> list[Fusion]:
             fusion = _normal_linear(rv_name, params, y, dets, varying, analysis, only_feeds)
             if fusion is not None:
                 fusions.append(fusion)
+        elif family.name == "StudentT" and set(params) == {"df", "loc", "scale"} and y.ndim >= 1:
+            fusion = _studentt_log_scale(rv_name, params, y, dets, varying, analysis, only_feeds)
+            if fusion is not None:
+                fusions.append(fusion)
     return fusions
+
+
+def _studentt_log_scale(rv_name, params, y, dets, varying, analysis, only_feeds) -> Fusion | None:
+    """``y ~ StudentT(df, loc, exp(eta))`` with ``eta`` varying of ``y``'s shape, the ``exp`` det
+    feeding only ``y``, a constant ``loc`` and a scalar ``df`` (varying or constant)."""
+    scale = params["scale"]
+    det = dets.get(scale) if isinstance(scale, str) else None
+    if det is None or det.op != "exp" or not only_feeds(scale, rv_name):
+        return None
+    (eta,) = det.args
+    if not (isinstance(eta, str) and eta in varying and analysis.shapes[eta] == y.shape):
+        return None
+    loc = analysis.value_of(params["loc"])
+    if loc is None or np.ndim(loc) > y.ndim or np.broadcast_shapes(np.shape(loc), y.shape) != y.shape:
+        return None
+    df = params["df"]
+    if isinstance(df, str) and df in varying:
+        if analysis.shapes[df] != ():
+            return None
+        return Fusion(rv_name, (scale,), "studentt_log_scale", (eta, df), {"y": y, "loc": loc, "df": None})
+    value = analysis.value_of(df)
+    if value is None or np.ndim(value) != 0:
+        return None
+    return Fusion(rv_name, (scale,), "studentt_log_scale", (eta,), {"y": y, "loc": loc, "df": float(value)})
 
 
 def _normal_linear(rv_name, params, y, dets, varying, analysis, only_feeds) -> Fusion | None:

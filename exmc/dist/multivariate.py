@@ -142,8 +142,10 @@ class GaussianRandomWalkFamily(Distribution):
         c = -(steps + 1.0) * HALF_LOG_2PI
         names = [name for name, _ in varying]
         fixed = {name: float(value) for name, value in params.items()}
-        log = scalar_log if not batched else np.log
-        pad = (slice(None), None) if batched else ()
+        if not batched:
+            return _grw_single_kernel(shape[0], names, fixed, c)
+        log = np.log
+        pad = (slice(None), None)
 
         def kernel(value, *given):
             args = dict(zip(names, given))
@@ -174,6 +176,46 @@ class GaussianRandomWalkFamily(Distribution):
         z = rng.standard_normal(lead + batch + (shape[-1],))
         steps = np.concatenate([init_sigma[..., None] * z[..., :1], sigma[..., None] * z[..., 1:]], axis=-1)
         return np.cumsum(steps, axis=-1)
+
+
+def _grw_single_kernel(length: int, names: list[str], fixed: dict[str, float], c: float):
+    """The unbatched latent kernel of one walk of ``length >= 2`` (see
+    :meth:`GaussianRandomWalkFamily.latent_kernel`) in four numpy calls: with ``d = diff(x)``
+    and ``g_d = -d / sigma²``, the value gradient is ``g_d[k-1] - g_d[k]`` inside, ``g_d[-1]`` at
+    the end and ``-g_d[0] - x_0 / init_sigma²`` at the start. The scalar work is on numpy scalars
+    (a ``sigma`` of 0 gives inf, not an exception); the gradients are selected at compile time."""
+    steps = float(length - 1)
+    sigma_at = names.index("sigma") if "sigma" in names else None
+    init_at = names.index("init_sigma") if "init_sigma" in names else None
+    sigma_fixed, init_fixed = fixed.get("sigma"), fixed.get("init_sigma")
+    log_sigma_fixed = None if sigma_fixed is None else scalar_log(sigma_fixed)
+    log_init_fixed = None if init_fixed is None else scalar_log(init_fixed)
+    both_first = names == ["sigma", "init_sigma"]
+    dot, subtract, multiply, empty = np.dot, np.subtract, np.multiply, np.empty
+
+    def kernel(value, *given):
+        sigma = sigma_fixed if sigma_at is None else given[sigma_at]
+        init_sigma = init_fixed if init_at is None else given[init_at]
+        d = subtract(value[1:], value[:-1])
+        inv_sigma, inv_init = 1.0 / sigma, 1.0 / init_sigma
+        inv_var = inv_sigma * inv_sigma
+        q = dot(d, d) * inv_var
+        z0 = value[0] * inv_init
+        lp = (c - 0.5 * z0 * z0 - (log_init_fixed if init_at is None else scalar_log(init_sigma))
+              - steps * (log_sigma_fixed if sigma_at is None else scalar_log(sigma)) - 0.5 * q)
+        g_d = multiply(d, -inv_var, out=d)
+        g_value = empty(length)
+        subtract(g_d[:-1], g_d[1:], out=g_value[1:-1])
+        g_value[0] = -g_d[0] - z0 * inv_init
+        g_value[-1] = g_d[-1]
+        if init_at is None:
+            return lp, (g_value, (q - steps) * inv_sigma)
+        g_init = (z0 * z0 - 1.0) * inv_init
+        if sigma_at is None:
+            return lp, (g_value, g_init)
+        g_sigma = (q - steps) * inv_sigma
+        return lp, (g_value, g_sigma, g_init) if both_first else (g_value, g_init, g_sigma)
+    return kernel
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,31 @@ def _varying_intercept(with_slope=True):
     return Builder.obs(ir, "y_obs", "y", Y_REAL)
 
 
+Y_RETURNS = 0.05 * rng.standard_t(4.0, size=40)
+
+
+def _stochastic_volatility(df="varying", scale_op="exp", extra_consumer=False, loc=0.0):
+    ir = Builder.new_ir()
+    ir = Builder.rv(ir, "step", Dist.Exponential, {"lambda": 10.0})
+    ir = Builder.rv(ir, "h", Dist.GaussianRandomWalk, {"sigma": "step", "init_sigma": 1.0}, shape=(40,))
+    ir = Builder.det(ir, "log_vol", "add", ["h", -3.0])
+    if df == "varying":
+        ir = Builder.rv(ir, "nu", Dist.Exponential, {"lambda": 0.1})
+    ir = Builder.det(ir, "vol", scale_op, ["log_vol"])
+    ir = Builder.rv(ir, "r", Dist.StudentT, {"df": "nu" if df == "varying" else 5.0, "loc": loc, "scale": "vol"})
+    if extra_consumer:  # the scale also feeds a second likelihood: it must stay a det of its own
+        ir = Builder.rv(ir, "r2", Dist.Normal, {"mu": 0.0, "sigma": "vol"})
+        ir = Builder.obs(ir, "r2_obs", "r2", Y_RETURNS)
+    return Builder.obs(ir, "r_obs", "r", Y_RETURNS)
+
+
 CASES = {
+    "studentt-log-scale": (_stochastic_volatility, ("studentt_log_scale",)),
+    "studentt-log-scale-fixed-df": (lambda: _stochastic_volatility(df="fixed"), ("studentt_log_scale",)),
+    "studentt-log-scale-loc-array": (lambda: _stochastic_volatility(loc=np.linspace(-0.01, 0.01, 40)),
+                                     ("studentt_log_scale",)),
+    "studentt-shared-scale": (lambda: _stochastic_volatility(extra_consumer=True), ()),
+    "studentt-softplus-scale": (lambda: _stochastic_volatility(scale_op="softplus"), ()),
     "normal-varying-intercept-slope": (_varying_intercept, ("normal_linear",)),
     "normal-varying-intercept": (lambda: _varying_intercept(with_slope=False), ("normal_linear",)),
     "poisson-glm": (_poisson, ("glm",)),
@@ -119,4 +143,4 @@ def test_fused_program_equals_plain_program(case):
     np.testing.assert_allclose(grads, grads0, rtol=RTOL, atol=RTOL * np.max(np.abs(grads0)))
     # the absorbed dets are still reported with the draws
     values = model.to_constrained(thetas[0])
-    assert {"mu", "rate", "eta", "a_row"} & set(values)
+    assert {"mu", "rate", "eta", "a_row", "vol"} & set(values)
