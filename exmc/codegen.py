@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from typing import Any, Callable
 
 import numpy as np
@@ -61,10 +62,12 @@ def generate(program: Any, names: dict[str, Any], rows: bool = False) -> Callabl
     lines = ["def run(theta):", "    lp = lp0"]
     lines += ["    " + line for step in forward for line in step.src.split("\n")]
     lines.append("    out = [0.0] * len(theta)" if rows else "    out = empty(theta.shape)")
-    lines += ["    " + line for step in program.reverse for line in step.src.split("\n")]
+    reverse = [line for step in program.reverse for line in step.src.split("\n")]
+    lines += ["    " + line for line in (reverse if rows else _sum_into_out(reverse))]
     lines.append("    return lp, out")
     source = "\n".join(lines) + "\n"
-    namespace: dict[str, Any] = {"__builtins__": __builtins__, "lp0": program.lp_const, "empty": np.empty}
+    namespace: dict[str, Any] = {"__builtins__": __builtins__, "lp0": program.lp_const, "empty": np.empty,
+                                 "add": np.add}
     namespace.update(names)
     # Template constants (a slot with a value at compile time) that a snippet reads as v<slot>.
     namespace.update({f"v{slot}": value for slot, value in enumerate(program.template) if value is not None})
@@ -73,6 +76,36 @@ def generate(program: Any, names: dict[str, Any], rows: bool = False) -> Callabl
     run = namespace["run"]
     run.source = source
     return run
+
+
+_WRITE = re.compile(r"out\[(\d+):(\d+)\] = (g\d+)")
+
+
+def _sum_into_out(lines: list[str]) -> list[str]:
+    """The reverse pass with a vector rv's last gradient sum written straight into its span of
+    ``out``: ``gN = gN + e`` ... ``out[a:b] = gN`` becomes ``add(gN, e, out=out[a:b])`` (the same
+    addition, without the temporary and the copy) when nothing between the two lines or after
+    them reads ``gN``. A gradient of another shape than the span's makes ``add`` raise where the
+    assignment would have broadcast; gradients have their rv's shape by construction."""
+    lines = list(lines)
+    for w, line in enumerate(lines):
+        write = _WRITE.fullmatch(line)
+        if write is None:
+            continue
+        name = write.group(3)
+        uses = re.compile(rf"\b{name}\b")
+        if any(uses.search(later) for later in lines[w + 1:]):
+            continue
+        prefix = f"{name} = {name} + "
+        for s in range(w - 1, -1, -1):
+            if lines[s].startswith(prefix):
+                if not any(uses.search(between) for between in lines[s + 1:w]):
+                    lines[s] = f"add({name}, {lines[s][len(prefix):]}, out=out[{write.group(1)}:{write.group(2)}])"
+                    lines[w] = ""
+                break
+            if uses.search(lines[s]):
+                break
+    return [line for line in lines if line]
 
 
 def checked(generated: Callable, oracle: Callable) -> Callable:

@@ -38,6 +38,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from exmc._numeric import HALF_LOG_2PI
+from exmc.dist.kernels import scalar_log
 
 __all__ = ["Fusion", "find_fusions", "normal_linear_kernel", "glm_kernel"]
 
@@ -353,6 +354,9 @@ def normal_linear_kernel(y: np.ndarray, Z: np.ndarray, sizes: tuple[int, ...], s
     log_sigma_const = 0.0 if varying_sigma else float(np.log(sigma))
     inv_var_const = 0.0 if varying_sigma else 1.0 / (sigma * sigma)
     c = -n * HALF_LOG_2PI
+    if not batched:
+        return _normal_linear_single(theta_hat, ee, h, G, n, sizes, inv_var_const, log_sigma_const,
+                                     varying_sigma, c)
 
     def kernel(*args):
         coefficients = args[:count]
@@ -371,6 +375,39 @@ def normal_linear_kernel(y: np.ndarray, Z: np.ndarray, sizes: tuple[int, ...], s
             lp = c - n * log_sigma_const - 0.5 * ss * inv_var
         g_theta = (h - g_delta) * (inv_var[:, None] if batched and varying_sigma else inv_var)
         grads = unpack(g_theta, coefficients)
+        if varying_sigma:
+            grads.append(-n / s + ss * inv_var / s)
+        return lp, tuple(grads)
+    return kernel
+
+
+def _normal_linear_single(theta_hat, ee, h, G, n, sizes, inv_var_const, log_sigma_const, varying_sigma, c):
+    """:func:`normal_linear_kernel`'s unbatched kernel: the same sums of squares, with θ assembled
+    in place, the gradient formed in ``G Δ``'s buffer, scalar work on scalars (``scalar_log``
+    where numpy's ``log`` would be a ufunc call on one number) and the inputs' spans fixed."""
+    count = len(sizes)
+    bounds = np.cumsum((0,) + tuple(sizes))
+    spans = tuple((int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]))
+    k = int(bounds[-1])
+    subtract, empty = np.subtract, np.empty
+
+    def kernel(*args):
+        delta = empty(k)
+        for (a, b), x in zip(spans, args):  # zip stops at the coefficients when sigma is last
+            delta[a:b] = x
+        delta -= theta_hat
+        g_delta = delta @ G  # G is symmetric: row by row G Δ
+        ss = ee - 2.0 * float(delta @ h) + float(delta @ g_delta)
+        if varying_sigma:
+            s = args[count]
+            inv_var = 1.0 / (s * s)
+            lp = c - n * scalar_log(s) - 0.5 * ss * inv_var
+        else:
+            inv_var = inv_var_const
+            lp = c - n * log_sigma_const - 0.5 * ss * inv_var
+        g_theta = subtract(h, g_delta, out=g_delta)
+        g_theta *= inv_var
+        grads = [g_theta[a] if getattr(x, "ndim", 0) == 0 else g_theta[a:b] for (a, b), x in zip(spans, args)]
         if varying_sigma:
             grads.append(-n / s + ss * inv_var / s)
         return lp, tuple(grads)

@@ -249,6 +249,16 @@ _INLINE_OPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
 }
 
 
+#: Elementwise ops the generated function writes as Python operators when an argument is
+#: numpy-typed (:meth:`_Builder._numpy_typed`): their ufunc, and the expression.
+_OPERATORS: dict[str, tuple[np.ufunc, str]] = {
+    "add": (np.add, "{0} + {1}"),
+    "sub": (np.subtract, "{0} - {1}"),
+    "mul": (np.multiply, "{0} * {1}"),
+    "neg": (np.negative, "-{0}"),
+}
+
+
 #: The code of the forward functions whose expression ``_INLINE_OPS`` writes out.
 _INLINE_FORWARD_CODE = {"affine": ops.get("affine").kernel([(), (), ()], [False] * 3, [True] * 3, {}).forward.__code__}
 
@@ -290,6 +300,36 @@ class _Builder:
             if node.name in self.free or (node.kind == "det" and any(
                     is_ref(a) and a in self.varying for a in node.args)):
                 self.varying.add(node.name)
+        self.numpy_typed = self._numpy_typed() if self.emit and not float_rows else set()
+
+    def _numpy_typed(self) -> set[str]:
+        """Varying nodes whose value is a numpy object (``np.float64`` or an array, never a Python
+        float) in every evaluation of the single variant: free rvs read from theta as they are
+        (identity), through the log transform (``np.exp`` or :func:`_libm_exp`) or noncentered
+        (``mu + sigma * z``, ``z`` read from theta), and dets whose forward is a numpy ufunc or an
+        arithmetic op with a numpy-typed argument. For those, ``a * b`` is ``np.multiply(a, b)``
+        bit for bit and type for type (numpy's scalar and array arithmetic; a Python float on the
+        left defers to ``np.float64``'s reflected operator, numpy's scalar being its subclass)."""
+        typed: set[str] = set()
+        for node in self.a.order:
+            if node.name not in self.varying:
+                continue
+            if node.kind == "rv":
+                f = self.free.get(node.name)
+                if f is not None and (f.transform is None or type(f.transform) is transforms.Log
+                                      or isinstance(f.transform, transforms.Identity)):
+                    typed.add(node.name)
+            elif node.kind == "det":
+                op = ops.get(node.op)
+                if not op.elementwise:
+                    continue
+                if node.op in _OPERATORS and any(is_ref(a) and a in typed for a in node.args):
+                    typed.add(node.name)
+                elif node.op not in _OPERATORS and node.op not in _INLINE_FORWARD_CODE and isinstance(
+                        op.kernel([()] * len(node.args), [False] * len(node.args), [False] * len(node.args),
+                                  {**op.options, **dict(node.options)}).forward, np.ufunc):
+                    typed.add(node.name)
+        return typed
 
     def _slot(self, value: Any = None) -> int:
         self.template.append(_fast_constant(value))
@@ -341,12 +381,16 @@ class _Builder:
         """Source of :meth:`_getter` (single variant)."""
         if f.ushape == ():
             return f"theta[{f.start}]"
+        if len(f.ushape) == 1:  # the slice is already of that shape: a view like the reshape's
+            return f"theta[{f.start}:{f.stop}]"
         return f"theta[{f.start}:{f.stop}].reshape({f.ushape!r})"
 
     def _write_src(self, f: FreeRV, expr: str) -> str:
         """Source of :meth:`_writer` (single variant) writing ``expr``."""
         if f.ushape == ():
             return f"out[{f.start}] = {expr}"
+        if len(f.ushape) == 1:  # assignment flattens nothing for a vector: the same entries
+            return f"out[{f.start}:{f.stop}] = {expr}"
         return f"out[{f.start}:{f.stop}] = ({expr}).reshape(-1)"
 
     # --- free rvs: theta -> value ------------------------------------------------------------------
@@ -816,7 +860,7 @@ class _Builder:
                     g = sum_to_shape(grads[i], shape)
                     gs[s] = g if first else gs[s] + g
             if self.emit:
-                self._det_src(node.op, forward, reverse, fwd, vjp, specs, slot, static, has_grad)
+                self._det_src(node, forward, reverse, fwd, vjp, specs, slot, static, has_grad)
         else:
             def reverse(v, gs):
                 args = v[tape]
@@ -828,28 +872,53 @@ class _Builder:
                     gs[s] = g if first else gs[s] + g
         return forward, reverse if has_grad else None
 
-    def _det_src(self, op_name: str, forward, reverse, fwd, vjp, specs, slot: int, static, has_grad: bool) -> None:
+    def _det_src(self, node: Det, forward, reverse, fwd, vjp, specs, slot: int, static, has_grad: bool) -> None:
         """Source snippets of a det's single-variant closures. The tape is not needed: the inputs
         are locals (or constants) that nothing overwrites. The common elementwise ops' VJPs (and
         ``affine``'s forward) are written out as the expressions their functions in
-        :mod:`exmc.ops` evaluate, which saves a Python call and a tuple per op."""
+        :mod:`exmc.ops` evaluate, which saves a Python call and a tuple per op; ``add``, ``sub``,
+        ``mul`` and ``neg`` of a numpy-typed argument are written as operators (no ufunc call on
+        scalars), and an inlined gradient already of its argument's (non-scalar) shape is not
+        passed through ``sum_to_shape`` (which would return it as it is)."""
+        op_name = node.op
         args = [self._arg(s, c) for s, p, c in specs]
         inline = _INLINE_OPS.get(op_name)
+        operator = _OPERATORS.get(op_name)
         if inline is not None and inline[0] is not None and getattr(fwd, "__code__", None) is _INLINE_FORWARD_CODE[op_name]:
             self._src(forward, f"v{slot} = " + inline[0].format(*args))
+        elif operator is not None and fwd is operator[0] and any(
+                is_ref(a) and a in self.numpy_typed for a in node.args):
+            self._src(forward, f"v{slot} = " + operator[1].format(*args))
         else:
             self._src(forward, f"v{slot} = {self._name(fwd)}({', '.join(args)})")
         if not has_grad:
             return
         sts = self._name(sum_to_shape)
+        out_shape = self.a.shapes[node.name]
         if inline is not None:
             lines = [f"_g = g{slot}"]
             grads = [inline[1][i].format(*args, g="_g", o=f"v{slot}") for i in range(len(args))]
         else:
             lines = [f"_gr = {self._name(vjp)}(g{slot}, v{slot}, {', '.join(args)})"]
             grads = [f"_gr[{i}]" for i in range(len(args))]
-        lines += [self._acc(s, first, f"{sts}({grads[i]}, {shape!r})") for i, s, shape, first in static]
+        lines += [self._acc(s, first, self._reduce_src(grads[i], out_shape, shape) if inline is not None
+                            else f"{sts}({grads[i]}, {shape!r})") for i, s, shape, first in static]
         self._src(reverse, *lines)
+
+    def _reduce_src(self, expr: str, out_shape: tuple[int, ...], shape: tuple[int, ...]) -> str:
+        """Source of ``sum_to_shape(expr, shape)`` for an inlined gradient ``expr``, an array of
+        the det's (non-scalar) ``out_shape``: the reduction ``sum_to_shape`` would plan, written
+        out (the expression as it is when the shapes agree). A scalar output keeps the call:
+        there ``sum_to_shape`` also turns a Python float into an array."""
+        if out_shape == ():
+            return f"{self._name(sum_to_shape)}({expr}, {shape!r})"
+        if shape == out_shape:
+            return expr
+        lead = len(out_shape) - len(shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and out_shape[lead + i] != 1)
+        summed = tuple(n for i, n in enumerate(out_shape) if i not in axes)
+        reduced = f"{self._name(_sum)}({expr}, {axes!r})"
+        return f"{reduced}.reshape({shape!r})" if summed != shape else reduced
 
     # --- assembly --------------------------------------------------------------------------------
 
