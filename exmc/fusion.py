@@ -1,7 +1,7 @@
-"""Fused link kernels: an observed likelihood together with the dets that feed only it, compiled
+"""Fused kernels: a likelihood (or a latent term) together with the dets that feed only it, compiled
 into one term that never materialises what the gradient does not need (issue 14).
 
-Four patterns are recognised by :func:`find_fusions` in the log-density program (the values program,
+Five patterns are recognised by :func:`find_fusions` in the log-density program (the values program,
 which reports dets with the draws, is unaffected and still computes every det):
 
 - **Poisson log link**: ``y ~ Poisson(mu = exp(eta))`` with ``eta`` of ``y``'s shape. The term
@@ -20,6 +20,9 @@ which reports dets with the draws, is unaffected and still computes every det):
   a call costs ``O(K²)`` instead of two passes over the ``N × K`` design. Expanding around the
   least squares fit instead of zero keeps the terms of the sum the size of the residuals, so there
   is no cancellation between large ``y·y`` and ``θ·Zᵀy`` terms.
+- **Normal log scale** (a latent term): a free, centred ``x ~ Normal(mu, sigma = exp(eta))`` with
+  a scalar ``eta`` (Neal's funnel, ``exp(log_tau)`` hierarchies) and a scalar ``mu`` becomes
+  :func:`exmc.dist.normal_kernels.normal_log_scale_kernel` of ``(x, eta[, mu])``.
 - **StudentT log scale**: ``y ~ StudentT(df, loc, scale = exp(eta))`` with ``eta`` of ``y``'s
   shape (stochastic volatility), a constant ``loc`` and a scalar ``df``. The term becomes
   :func:`exmc.dist.studentt_kernels.studentt_log_scale_kernel` of ``eta`` (and ``df``):
@@ -39,6 +42,7 @@ from scipy.special import gammaln
 
 from exmc._numeric import HALF_LOG_2PI
 from exmc.dist.kernels import scalar_log
+from exmc.ir import NONCENTERED
 
 __all__ = ["Fusion", "find_fusions", "normal_linear_kernel", "glm_kernel"]
 
@@ -61,8 +65,8 @@ MAX_GROUPS = 256
 @dataclass(frozen=True)
 class Fusion:
     """One fused term: the observed rv it replaces, the dets it absorbs (left out of the
-    log-density program), the kernel's kind (``"poisson_log"``, ``"glm"``, ``"normal_linear"`` or
-    ``"studentt_log_scale"``) and its
+    log-density program), the kernel's kind (``"poisson_log"``, ``"glm"``, ``"normal_linear"``,
+    ``"studentt_log_scale"`` or ``"normal_log_scale"``) and its
     inputs: ``inputs`` names the varying nodes the kernel takes, in order; ``data`` holds what the
     kernel is built from."""
 
@@ -135,7 +139,38 @@ def find_fusions(analysis, varying: set[str]) -> list[Fusion]:
             fusion = _studentt_log_scale(rv_name, params, y, dets, varying, analysis, only_feeds)
             if fusion is not None:
                 fusions.append(fusion)
+    for node in analysis.order:
+        if node.kind == "rv" and node.name not in analysis.observations and node.reparam != NONCENTERED:
+            fusion = _normal_log_scale(node.name, dets, varying, analysis, only_feeds)
+            if fusion is not None:
+                fusions.append(fusion)
     return fusions
+
+
+def _normal_log_scale(rv_name, dets, varying, analysis, only_feeds) -> Fusion | None:
+    """A free (centred) ``x ~ Normal(mu, exp(eta))`` of non-scalar shape with a varying scalar
+    ``eta``, the ``exp`` det feeding only ``x``, and a scalar ``mu`` (varying or constant)."""
+    family, params = analysis.families[rv_name]
+    if family.name != "Normal" or set(params) != {"mu", "sigma"} or analysis.shapes[rv_name] == ():
+        return None
+    scale = params["sigma"]
+    det = dets.get(scale) if isinstance(scale, str) else None
+    if det is None or det.op != "exp" or not only_feeds(scale, rv_name):
+        return None
+    (eta,) = det.args
+    if not (isinstance(eta, str) and eta in varying and analysis.shapes[eta] == ()):
+        return None
+    mu = params["mu"]
+    if isinstance(mu, str) and mu in varying:
+        if analysis.shapes[mu] != ():
+            return None
+        return Fusion(rv_name, (scale,), "normal_log_scale", (rv_name, eta, mu),
+                      {"shape": analysis.shapes[rv_name], "mu": None})
+    value = analysis.value_of(mu)
+    if value is None or np.ndim(value) != 0:
+        return None
+    return Fusion(rv_name, (scale,), "normal_log_scale", (rv_name, eta),
+                  {"shape": analysis.shapes[rv_name], "mu": float(value)})
 
 
 def _studentt_log_scale(rv_name, params, y, dets, varying, analysis, only_feeds) -> Fusion | None:

@@ -42,6 +42,7 @@ from exmc.censoring import censored_family
 from exmc.codegen import generate
 from exmc.dist.base import sum_to_shape
 from exmc.dist.observed_kernels import poisson_log_rate_kernel
+from exmc.dist.normal_kernels import normal_log_scale_kernel
 from exmc.dist.studentt_kernels import studentt_log_scale_kernel
 from exmc.fusion import Fusion, find_fusions, glm_kernel, normal_linear_kernel
 from exmc.ir import RV, Det, is_ref
@@ -988,6 +989,8 @@ class _Builder:
             kernel = glm_kernel(data["link"], data["y"], data["Z"], data["sizes"], self.batched)
         elif fusion.kind == "studentt_log_scale":
             kernel = studentt_log_scale_kernel(data["y"], data["loc"], data["df"], self.batched)
+        elif fusion.kind == "normal_log_scale":
+            kernel = normal_log_scale_kernel(data["shape"], data["mu"], self.batched)
         else:
             kernel = normal_linear_kernel(data["y"], data["Z"], data["sizes"], data["sigma"], self.batched)
         return self._kernel_term(kernel, [self.slots[name] for name in fusion.inputs])

@@ -102,7 +102,27 @@ def _stochastic_volatility(df="varying", scale_op="exp", extra_consumer=False, l
     return Builder.obs(ir, "r_obs", "r", Y_RETURNS)
 
 
+def _funnel(mu="zero", shared=False, vector_eta=False):
+    ir = Builder.new_ir()
+    ir = Builder.rv(ir, "v", Dist.Normal, {"mu": 0.0, "sigma": 3.0}, shape=(5,) if vector_eta else None)
+    ir = Builder.det(ir, "v_half", "mul", ["v", 0.5])
+    ir = Builder.det(ir, "x_scale", "exp", ["v_half"])
+    if mu == "varying":
+        ir = Builder.rv(ir, "m", Dist.Normal, {"mu": 1.0, "sigma": 2.0})
+    ir = Builder.rv(ir, "x", Dist.Normal, {"mu": {"zero": 0.0, "constant": 1.5, "varying": "m"}[mu],
+                                           "sigma": "x_scale"}, shape=(5,))
+    if shared:  # the scale also feeds a likelihood: it must stay a det of its own
+        ir = Builder.rv(ir, "y", Dist.Normal, {"mu": 0.0, "sigma": "x_scale"})
+        ir = Builder.obs(ir, "y_obs", "y", Y_RETURNS[:5])
+    return ir
+
+
 CASES = {
+    "normal-log-scale": (_funnel, ("normal_log_scale",)),
+    "normal-log-scale-mu": (lambda: _funnel(mu="constant"), ("normal_log_scale",)),
+    "normal-log-scale-varying-mu": (lambda: _funnel(mu="varying"), ("normal_log_scale",)),
+    "normal-shared-log-scale": (lambda: _funnel(shared=True), ()),
+    "normal-vector-log-scale": (lambda: _funnel(vector_eta=True), ()),
     "studentt-log-scale": (_stochastic_volatility, ("studentt_log_scale",)),
     "studentt-log-scale-fixed-df": (lambda: _stochastic_volatility(df="fixed"), ("studentt_log_scale",)),
     "studentt-log-scale-loc-array": (lambda: _stochastic_volatility(loc=np.linspace(-0.01, 0.01, 40)),
@@ -143,4 +163,16 @@ def test_fused_program_equals_plain_program(case):
     np.testing.assert_allclose(grads, grads0, rtol=RTOL, atol=RTOL * np.max(np.abs(grads0)))
     # the absorbed dets are still reported with the draws
     values = model.to_constrained(thetas[0])
-    assert {"mu", "rate", "eta", "a_row", "vol"} & set(values)
+    assert {"mu", "rate", "eta", "a_row", "vol", "x_scale"} & set(values)
+
+
+def test_a_noncentered_rv_is_not_fused():
+    """With ``ncp="auto"`` the funnel's ``x`` takes noncentered coordinates: its term is the
+    standard normal of those, not the fused log-scale Normal."""
+    model = exmc.compile(_funnel(mu="varying"), ncp="auto")
+    assert [f.kind for f in find_fusions(model._analysis, model._single.varying)] == []
+    plain = build_program(model._analysis, model._free, batched=False, fuse=False)
+    theta = rng.uniform(-1.0, 1.0, size=model.dim)
+    lp, grad = model.logp_and_grad(theta)
+    lp0, grad0 = plain.run(theta)
+    assert lp == float(lp0) and np.array_equal(grad, grad0)

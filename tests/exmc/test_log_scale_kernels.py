@@ -1,6 +1,7 @@
-"""The stochastic volatility kernels (issue 14): StudentT on the log scale
-(:func:`exmc.dist.studentt_kernels.studentt_log_scale_kernel`, fused by :mod:`exmc.fusion`) and
-the unbatched GaussianRandomWalk latent kernel. Each against its plain oracle (``logp_and_grads``
+"""The log-scale kernels (issue 14): StudentT on the log scale
+(:func:`exmc.dist.studentt_kernels.studentt_log_scale_kernel`) and the latent Normal on the log
+scale (:func:`exmc.dist.normal_kernels.normal_log_scale_kernel`), both fused by :mod:`exmc.fusion`,
+and the unbatched GaussianRandomWalk latent kernel. Each against its plain oracle (``logp_and_grads``
 of the scale ``exp(eta)``, the chain rule through the ``exp`` written out) and against finite
 differences of its own log-density, single and batched."""
 from __future__ import annotations
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from exmc.dist import Dist
+from exmc.dist.normal_kernels import normal_log_scale_kernel
 from exmc.dist.studentt_kernels import studentt_log_scale_kernel
 
 from dist_checks import assert_close_grad, numerical_gradient
@@ -106,3 +108,46 @@ def test_random_walk_latent_kernel_gradient_is_the_derivative_of_its_log_density
         numeric = numerical_gradient(lambda s: lp_at(value, **{name: s[()]}), np.array(point[name]))
         assert_close_grad(g, numeric, f"d/d {name}")
         np.testing.assert_allclose(g, expected[name], rtol=1e-12)
+
+
+X = rng.normal(scale=2.0, size=(3, 4))  # a latent value of rank 2
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.7, None], ids=["zero", "constant", "varying"])
+def test_normal_log_scale_kernel_equals_the_plain_path_and_finite_differences(mu):
+    eta, mu_value = 0.4, 0.7 if mu is None else mu
+    kernel = normal_log_scale_kernel(X.shape, mu, False)
+    extra = (np.float64(mu_value),) if mu is None else ()
+    lp, grads = kernel(X, np.float64(eta), *extra)
+    expected_lp, expected = Dist.Normal.logp_and_grads(X, mu=mu_value, sigma=np.exp(eta))
+    np.testing.assert_allclose(lp, expected_lp.sum(), rtol=1e-13)
+    np.testing.assert_allclose(grads[0], expected["value"], rtol=1e-13)
+    np.testing.assert_allclose(grads[1], (expected["sigma"] * np.exp(eta)).sum(), rtol=1e-12)
+    assert len(grads) == (3 if mu is None else 2)
+    if mu is None:
+        np.testing.assert_allclose(grads[2], expected["mu"].sum(), rtol=1e-12)
+
+    def lp_at(x=X, e=eta, m=mu_value):
+        return kernel(x, np.float64(e), *((np.float64(m),) if mu is None else ()))[0]
+    assert_close_grad(grads[0], numerical_gradient(lambda x: lp_at(x=x), X), "d/d value")
+    assert_close_grad(grads[1], numerical_gradient(lambda e: lp_at(e=e[()]), np.array(eta)), "d/d eta")
+    if mu is None:
+        assert_close_grad(grads[2], numerical_gradient(lambda m: lp_at(m=m[()]), np.array(mu_value)), "d/d mu")
+    # batched: each chain's row is the unbatched kernel's value and gradient
+    batched = normal_log_scale_kernel(X.shape, mu, True)
+    values = np.stack([X, -X, 0.5 * X])
+    etas, mus = np.array([eta, -2.0, 3.0]), np.array([mu_value, -1.0, 2.0])
+    lps, grads_b = batched(values, etas, *((mus,) if mu is None else ()))
+    assert lps.shape == (CHAINS,) and grads_b[0].shape == values.shape
+    for c in range(CHAINS):
+        lp_c, grads_c = kernel(values[c], np.float64(etas[c]), *((np.float64(mus[c]),) if mu is None else ()))
+        np.testing.assert_allclose(lps[c], lp_c, rtol=1e-13)
+        for g_b, g_c in zip(grads_b, grads_c):
+            np.testing.assert_allclose(g_b[c], g_c, rtol=1e-13, atol=1e-14)
+
+
+def test_normal_log_scale_kernel_overflows_to_numpys_values():
+    kernel = normal_log_scale_kernel((2,), 0.0, False)
+    with np.errstate(all="ignore"):
+        lp, (g_value, g_eta) = kernel(np.array([1.0, 0.0]), np.float64(-400.0))  # e^800: inf, not OverflowError
+    assert lp == -np.inf and g_value[0] == -np.inf and g_eta == np.inf
