@@ -260,6 +260,11 @@ _OPERATORS: dict[str, tuple[np.ufunc, str]] = {
 }
 
 
+#: Elementwise ops whose gradient for argument ``i`` is the output's gradient times argument
+#: ``j`` (:meth:`_Builder._product_grads`): ``{i: j}``.
+_PRODUCT_GRADS: dict[str, dict[int, int]] = {"mul": {0: 1, 1: 0}, "affine": {1: 2, 2: 1}}
+
+
 #: The code of the forward functions whose expression ``_INLINE_OPS`` writes out.
 _INLINE_FORWARD_CODE = {"affine": ops.get("affine").kernel([(), (), ()], [False] * 3, [True] * 3, {}).forward.__code__}
 
@@ -853,15 +858,21 @@ class _Builder:
 
         if not self.batched:
             static = [(i, s, shapes[i], first) for i, s, _, first in inputs]
+            dots = self._product_grads(node, kernel, shapes)
+            if dots:  # those gradients are dot products below: the VJP need not form them
+                vjp = op.kernel(shapes, batched_flags, [n and i not in dots for i, n in enumerate(needs)], options).vjp
+            steps = [(i, s, shape, first, dots.get(i)) for i, s, shape, first in static]
+            vdot = np.vdot
 
             def reverse(v, gs):
                 args = v[tape]
-                grads = vjp(gs[slot], v[slot], *args)
-                for i, s, shape, first in static:
-                    g = sum_to_shape(grads[i], shape)
+                g_out = gs[slot]
+                grads = vjp(g_out, v[slot], *args)
+                for i, s, shape, first, j in steps:
+                    g = sum_to_shape(grads[i], shape) if j is None else vdot(g_out, args[j])
                     gs[s] = g if first else gs[s] + g
             if self.emit:
-                self._det_src(node, forward, reverse, fwd, vjp, specs, slot, static, has_grad)
+                self._det_src(node, forward, reverse, fwd, vjp, specs, slot, static, has_grad, dots)
         else:
             def reverse(v, gs):
                 args = v[tape]
@@ -873,7 +884,20 @@ class _Builder:
                     gs[s] = g if first else gs[s] + g
         return forward, reverse if has_grad else None
 
-    def _det_src(self, node: Det, forward, reverse, fwd, vjp, specs, slot: int, static, has_grad: bool) -> None:
+    def _product_grads(self, node: Det, kernel, shapes) -> dict[int, int]:
+        """``{i: j}`` for the scalar arguments ``i`` of a ``mul`` or ``affine`` det of non-scalar
+        output whose gradient is ``sum(g * arg_j)`` with ``arg_j`` of the output's shape: the
+        single variant takes it as one ``np.vdot`` (BLAS) instead of a product and a reduction."""
+        out_shape = self.a.shapes[node.name]
+        pairs = _PRODUCT_GRADS.get(node.op)
+        standard = (kernel.forward is np.multiply if node.op == "mul"
+                    else getattr(kernel.forward, "__code__", None) is _INLINE_FORWARD_CODE.get(node.op))
+        if pairs is None or out_shape == () or not standard:
+            return {}
+        return {i: j for i, j in pairs.items() if shapes[i] == () and shapes[j] == out_shape}
+
+    def _det_src(self, node: Det, forward, reverse, fwd, vjp, specs, slot: int, static, has_grad: bool,
+                 dots: dict[int, int]) -> None:
         """Source snippets of a det's single-variant closures. The tape is not needed: the inputs
         are locals (or constants) that nothing overwrites. The common elementwise ops' VJPs (and
         ``affine``'s forward) are written out as the expressions their functions in
@@ -902,8 +926,10 @@ class _Builder:
         else:
             lines = [f"_gr = {self._name(vjp)}(g{slot}, v{slot}, {', '.join(args)})"]
             grads = [f"_gr[{i}]" for i in range(len(args))]
-        lines += [self._acc(s, first, self._reduce_src(grads[i], out_shape, shape) if inline is not None
-                            else f"{sts}({grads[i]}, {shape!r})") for i, s, shape, first in static]
+        for i, j in dots.items():
+            grads[i] = f"{self._name(np.vdot)}({'_g' if inline is not None else f'g{slot}'}, {args[j]})"
+        lines += [self._acc(s, first, grads[i] if i in dots else self._reduce_src(grads[i], out_shape, shape)
+                            if inline is not None else f"{sts}({grads[i]}, {shape!r})") for i, s, shape, first in static]
         self._src(reverse, *lines)
 
     def _reduce_src(self, expr: str, out_shape: tuple[int, ...], shape: tuple[int, ...]) -> str:

@@ -19,6 +19,7 @@ from exmc.models import MODELS as PORTED_MODELS, build
 from exmc.models import posteriordb
 from exmc.program import build_program
 
+from dist_checks import assert_close_grad, numerical_gradient
 from test_bench_models import bench_models
 from test_float_rows import float_zoo_ir, numpy_zoo_ir, vector_ir
 from test_model import MODELS as ZOO
@@ -150,3 +151,22 @@ def test_arithmetic_on_numpy_values_is_written_as_operators():
     rows = build_program(model._analysis, model._free, batched=False, float_rows=True)
     assert not re.search(r"^    v\d+ = v\d+ \* c\d+$", rows.generated.source, re.M)
     assert_generated_is_the_closures(model)
+
+
+def test_product_gradients_of_scalars_are_dot_products_equal_to_the_reduction():
+    """``mul(sigma, z)`` and ``affine(c, s, x)`` with scalar ``sigma``/``s`` and vector ``z``/``x``:
+    the single variant (closures and generated code alike) takes ``d/d sigma = g · z`` as one
+    ``np.vdot``; it equals the batched variant's product-and-reduction (``sum_to_shape``) to
+    rounding, and the finite differences of the log-density."""
+    model = exmc.compile(bench_models.MODELS["radon"].exmc_ir())
+    program = model._single
+    assert re.search(r"^    g\d+ = k\d+\(_g, v\d+\)$", program.generated.source, re.M)  # sigma_a: g · a_z
+    assert re.search(r"^    g\d+ = k\d+\(_g, c\d+\)$", program.generated.source, re.M)  # gamma: g · u
+    batched = build_program(model._analysis, model._free, batched=True, fuse=False)
+    rng = np.random.default_rng(14)
+    for theta in rng.normal(scale=0.5, size=(3, model.dim)):
+        lp, grad = program.run(theta)
+        lp_b, grad_b = batched.run(theta[None])
+        np.testing.assert_allclose(grad, grad_b[0], rtol=1e-11, atol=1e-11 * np.abs(grad_b).max())
+        assert lp == pytest.approx(float(lp_b[0]), rel=1e-12)
+    assert_close_grad(grad, numerical_gradient(lambda t: float(program.run(t)[0]), theta), "radon")
