@@ -4,7 +4,8 @@ The models are the sampler benchmark's (``bench/bench_models.py``). For each the
 calls we know (what a careful person would write for that one model); the ratio exmc/floor is the
 overhead of evaluating a general IR. Targets (issue 3): logistic regression (N=500, K=20) <= 1.5x,
 the seed model (10 observations) <= 3x, and a 4-chain batched call cheaper per chain than one
-unbatched call; (issue 14) the Poisson and Bernoulli GLMs (N=20,000, K=10) <= 1.2x.
+unbatched call; (issue 14) the Poisson and Bernoulli GLMs (N=20,000, K=10) <= 1.2x and stochastic
+volatility (T=100) <= 1.3x.
 
     python bench/logp_bench.py            # full run (a few seconds per model)
     python bench/logp_bench.py --quick    # smoke mode for CI: few repetitions, no targets enforced
@@ -24,6 +25,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import cProfile
+import math
 import pstats
 import sys
 import time
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import digamma, expit, gammaln
 
 import bench_models  # the sampler benchmark's models: both benchmarks measure the same densities
 import exmc
@@ -41,6 +43,9 @@ TARGET_LOGISTIC = 1.5
 TARGET_SEED = 3.0
 #: Issue 14: the large-data GLMs' gradients at the numpy floor (a fused kernel has no excuse).
 TARGET_GLM = 1.2
+#: Issue 14: stochastic volatility within 1.3x of its hand-written floor (a general IR's dispatch
+#: of five terms against one function).
+TARGET_SV = 1.3
 #: Chains in the batched comparison (the seed's ``sample_chains(ir, 4, ...)``).
 N_CHAINS = 4
 #: Seed of the evaluation points (the models' data come from ``bench_models``' own fixed seeds).
@@ -60,6 +65,7 @@ class Case:
     floor_theta: Callable[[dict[str, np.ndarray]], np.ndarray]
     values: list[dict[str, np.ndarray]]  # N_CHAINS constrained points
     order: tuple[str, ...]  # the floor's coordinate layout: free rvs in this order
+    batch_target: bool = True  # issue 3's "4 batched chains cheaper per chain than one call"
 
 
 def logistic_case(rng: np.random.Generator) -> Case:
@@ -132,6 +138,84 @@ def glm_case(kind: str) -> Case:
               for _ in range(N_CHAINS)]
     return Case(f"{kind} GLM (N={X.shape[0]}, K={X.shape[1]})", TARGET_GLM, bench_models.MODELS[f"{kind}_glm"].exmc_ir(),
                 floor, lambda v: np.concatenate([[v["alpha"]], v["beta"]]), values, ("alpha", "beta"))
+
+
+def sv_case(rng: np.random.Generator) -> Case:
+    """``bench_models.sv_ir`` (T=100, 102-d, issue 14): ``step ~ Exponential(10)``, ``h ~
+    GaussianRandomWalk(step, init_sigma=100)``, ``nu ~ Exponential(0.1)``, ``returns ~
+    StudentT(nu, 0, exp(h))``, on the log scale of ``step`` and ``nu``. The floor writes the
+    StudentT term on ``log scale = h`` (``u = nu + y² e^(-2h)``, one buffer) and the walk's
+    gradient from one difference: what XLA fuses for NumPyro, in numpy calls."""
+    y2 = bench_models.sv_data() ** 2
+    n = float(y2.size)
+    steps = n - 1.0
+    r_step, r_nu, init = bench_models.SV_STEP_RATE, bench_models.SV_NU_RATE, bench_models.SV_INIT_SIGMA
+    c = math.log(r_step) + math.log(r_nu) - math.log(init) - n * 0.5 * math.log(2 * math.pi) - n * 0.5 * math.log(math.pi)
+
+    ones = np.ones(bench_models.SV_T)
+
+    def floor_single(theta: np.ndarray):
+        log_step, log_nu = float(theta[0]), float(theta[-1])
+        h = theta[1:-1]
+        step, nu, inv_var = math.exp(log_step), math.exp(log_nu), math.exp(-2.0 * log_step)
+        d = h[1:] - h[:-1]
+        q = float(d @ d) * inv_var
+        u = np.multiply(h, -2.0)
+        np.exp(u, out=u)
+        u *= y2
+        u += nu
+        sum_log_u = float(np.log(u) @ ones)
+        half = 0.5 * (nu + 1.0)
+        h0 = float(theta[1]) / init
+        lp = (c - r_step * step + log_step - r_nu * nu + log_nu - 0.5 * h0 * h0 - steps * log_step - 0.5 * q
+              + n * (math.lgamma(half) - math.lgamma(0.5 * nu) + nu * 0.5 * math.log(nu)) - float(h @ ones)
+              - half * sum_log_u)
+        grad = np.empty(theta.shape)
+        g_h = np.divide(-nu * (nu + 1.0), u, out=grad[1:-1])
+        g_h += nu  # the StudentT term's d/dh
+        sum_rz2 = float(g_h @ ones) + n
+        g_d = d * inv_var
+        g_h[1:] -= g_d
+        g_h[:-1] += g_d
+        g_h[0] -= h0 / init
+        grad[0] = -r_step * step + 1.0 - steps + q
+        g_nu = 0.5 * (n * (float(digamma(half)) - float(digamma(0.5 * nu)) - 1.0 / nu)
+                      - (sum_log_u - n * math.log(nu)) + sum_rz2 / nu)
+        grad[-1] = (g_nu - r_nu) * nu + 1.0
+        return lp, grad
+
+    def floor(theta: np.ndarray):
+        if theta.ndim == 1:
+            return floor_single(theta)
+        log_step, h, log_nu = theta[..., 0], theta[..., 1:-1], theta[..., -1]
+        step, nu = np.exp(log_step), np.exp(log_nu)
+        inv_var = np.exp(-2.0 * log_step)
+        d = h[..., 1:] - h[..., :-1]
+        q = (d * d).sum(-1) * inv_var
+        nu_c = nu[..., None]
+        u = np.exp(-2.0 * h) * y2 + nu_c
+        sum_log_u = np.log(u).sum(-1)
+        half = 0.5 * (nu + 1.0)
+        lp = (c - r_step * step + log_step - r_nu * nu + log_nu - 0.5 * (h[..., 0] / init) ** 2
+              - steps * log_step - 0.5 * q
+              + n * (gammaln(half) - gammaln(0.5 * nu) + nu * 0.5 * np.log(nu)) - h.sum(-1) - half * sum_log_u)
+        g_h = nu_c - nu_c * (nu_c + 1.0) / u  # the StudentT term's
+        g_d = d * inv_var[..., None]
+        g_h[..., 1:] -= g_d
+        g_h[..., :-1] += g_d
+        g_h[..., 0] -= h[..., 0] / (init * init)
+        g_log_step = -r_step * step + 1.0 - steps + q
+        g_nu_st = 0.5 * (n * (digamma(half) - digamma(0.5 * nu) - 1.0 / nu) - (sum_log_u - n * np.log(nu))
+                         + (n * nu - nu * (nu + 1.0) * (1.0 / u).sum(-1) + n) / nu)
+        g_log_nu = (g_nu_st - r_nu) * nu + 1.0
+        return lp, np.concatenate([g_log_step[..., None], g_h, g_log_nu[..., None]], axis=-1)
+
+    values = [{"step_size": 0.1 * np.exp(0.1 * rng.normal()),
+               "volatility": np.log(0.01) + np.cumsum(rng.normal(0.0, 0.1, size=bench_models.SV_T)),
+               "nu": 5.0 * np.exp(0.2 * rng.normal())} for _ in range(N_CHAINS)]
+    return Case(f"stochastic volatility (T={bench_models.SV_T})", TARGET_SV, bench_models.sv_ir(), floor,
+                lambda v: np.concatenate([[np.log(v["step_size"])], v["volatility"], [np.log(v["nu"])]]),
+                values, ("step_size", "volatility", "nu"), batch_target=False)
 
 
 def _calls_for(fn: Callable[[], object], min_time: float) -> int:
@@ -219,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     min_time, repeats = (0.02, 2) if args.quick else (0.1, 15)
 
     rng = np.random.default_rng(POINTS_SEED)
-    cases = [logistic_case(rng), seed_case(rng), glm_case("poisson"), glm_case("bernoulli")]
+    cases = [logistic_case(rng), seed_case(rng), glm_case("poisson"), glm_case("bernoulli"), sv_case(rng)]
     print(f"{'model':36s} {'exmc us':>9s} {'floor us':>9s} {'ratio':>6s} {'target':>6s}"
           f" {'exmc/chain x4':>13s} {'batch gain':>10s} {'floor/chain x4':>14s}")
     missed = []
@@ -231,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
               f" {t['exmc_batched'] * 1e6:13.1f} {gain:9.2f}x {t['floor_batched'] * 1e6:14.1f}")
         if ratio > case.target:
             missed.append(f"{case.name}: {ratio:.2f}x the floor (target {case.target}x)")
-        if gain <= 1.0:
+        if gain <= 1.0 and case.batch_target:
             missed.append(f"{case.name}: batched over {N_CHAINS} chains is not cheaper per chain ({gain:.2f}x)")
     for line in missed:
         print("MISSED", line)
