@@ -331,10 +331,12 @@ class _Builder:
                     continue
                 if node.op in _OPERATORS and any(is_ref(a) and a in typed for a in node.args):
                     typed.add(node.name)
-                elif node.op not in _OPERATORS and node.op not in _INLINE_FORWARD_CODE and isinstance(
-                        op.kernel([()] * len(node.args), [False] * len(node.args), [False] * len(node.args),
-                                  {**op.options, **dict(node.options)}).forward, np.ufunc):
-                    typed.add(node.name)
+                elif node.op not in _OPERATORS and node.op not in _INLINE_FORWARD_CODE:
+                    needs = [is_ref(a) and a in self.varying for a in node.args]
+                    kernel = op.kernel([self.a.shape_of(a) for a in node.args], [False] * len(needs), needs,
+                                       {**op.options, **dict(node.options)})
+                    if isinstance(kernel.forward, np.ufunc):
+                        typed.add(node.name)
         return typed
 
     def _slot(self, value: Any = None) -> int:
@@ -926,8 +928,8 @@ class _Builder:
         else:
             lines = [f"_gr = {self._name(vjp)}(g{slot}, v{slot}, {', '.join(args)})"]
             grads = [f"_gr[{i}]" for i in range(len(args))]
-        for i, j in dots.items():
-            grads[i] = f"{self._name(np.vdot)}({'_g' if inline is not None else f'g{slot}'}, {args[j]})"
+        for i, j in dots.items():  # mul and affine: inlined ops
+            grads[i] = f"{self._name(np.vdot)}(_g, {args[j]})"
         lines += [self._acc(s, first, grads[i] if i in dots else self._reduce_src(grads[i], out_shape, shape)
                             if inline is not None else f"{sts}({grads[i]}, {shape!r})") for i, s, shape, first in static]
         self._src(reverse, *lines)
