@@ -7,15 +7,16 @@ the loop over leaves described there); the plain path stays the reference and th
 
 Why: on small models the tree's Python and numpy dispatch cost more than the gradient. The plain
 path makes ~14 numpy calls per leapfrog step (leapfrog, energy, the merges' sums and U-turn dot
-products), 0.3 µs each, plus the Python around them: 7.5-8 µs per step at d = 21 (measured
-2026-12-03 on this 2-core box, CPU time, a near-free gradient), 27 µs per transition on top. Here
+products), 0.3 µs each, plus the Python around them: ~8 µs per step at d = 21 (measured 2026-12-03
+on this 2-core box, CPU time, a near-free gradient; 2.6-3.2 µs here), and ~16 µs per transition on
+top in both paths (momentum, the drivers, the result). Here
 one compiled call per leapfrog step finishes the step that the gradient answered (momentum kick,
 velocity, energy, weight), does every merge that leaf closes and, after the subtree's last leaf,
 the top-level merge and the next doubling's direction, then starts the next leapfrog step up to the
 position whose gradient is needed. Python keeps only the generator protocol, so the drivers (direct,
 vectorized, pool) are unchanged.
 
-State lives in one workspace per transition, reused through :func:`_workspace`:
+State lives in one workspace per transition (:class:`_Workspace`, kept per metric for the next):
 
 - ``W`` ``(rows, dim)`` float: the trajectory's two ends (``q, p, grad, half·grad`` each), the
   leapfrog's half-step momentum, the whole trajectory's ``rho`` and end momenta/velocities, the
@@ -33,15 +34,17 @@ fills a buffer of uniforms from the chain's generator (``rng.random(out=...)``, 
 successive ``rng.random()`` calls), the kernel consumes them in the plain path's order, the buffer
 is topped up whenever fewer than ``max_depth + 2`` (the most one call consumes) remain, and at the
 end the generator is rewound over the unused ones (``PCG64.advance`` with a negative count), so the
-chain's random stream is where the plain path leaves it. Generators other than PCG64 (which has
-no rewind) take the plain path.
+chain's random stream is where the plain path leaves it. Other bit generators than PCG64 (whose
+``advance`` rewinds exactly) take the plain path.
 
 Floating point: products and sums are elementwise IEEE operations in the plain path's order (numba
 does not contract ``a * b + c`` into FMAs without ``fastmath``), the dot products are BLAS ``ddot``
-as in numpy and matrix products BLAS ``dgemv``; whether the two paths then agree bit for bit
-depends on the two BLAS builds (numpy's and scipy's) choosing the same kernels, which
-``tests/exmc/nuts/test_tree.py`` checks on this machine; it checks transitions against the plain
-path with tight tolerances everywhere.
+as in numpy and matrix products BLAS ``dgemv`` (numba calls scipy's BLAS, numpy its own build).
+On this machine the two paths agree bit for bit: ``tests/exmc/nuts/test_tree.py`` checks both
+against the recursive transcription of Stan (every metric kind, divergences, refills of the uniform
+buffer, where each transition leaves the random stream) and whole chains, warmup included, with
+either kernel. Arguments of other dtypes or layouts than float64 C-contiguous vectors (a model's
+float32 gradient) work too: numba compiles a variant for them once, at that first call.
 """
 from __future__ import annotations
 
@@ -83,12 +86,12 @@ NEED_GRADIENT, REFILL = 1, 2
 UNIFORM_BUFFER = 64
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _dot(a, b):
     return np.dot(a, b)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _velocity(W, I, M, C, p, out):
     """``out = M⁻¹ p`` as the metric classes compute it (see :mod:`exmc.nuts.metric`)."""
     kind = I[I_KIND]
@@ -110,7 +113,7 @@ def _velocity(W, I, M, C, p, out):
             out[i] = scale[i] * (x[i] + y[i])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _log_sum_exp(a, b):
     if a == -np.inf:
         return b
@@ -121,19 +124,19 @@ def _log_sum_exp(a, b):
     return b + math.log1p(math.exp(a - b))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _no_u_turn(v_minus, v_plus, rho):
     return _dot(v_plus, rho) > 0.0 and _dot(v_minus, rho) > 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _uniform(S, I):
     u = S[I[I_SU] + I[I_UPOS]]
     I[I_UPOS] += 1
     return u
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _begin_leaf(W, S, I, M, C, q_out):
     """The first half of a leapfrog step from the current end: half kick, drift into ``q_out``."""
     e = FWD if I[I_FWD] else BCK
@@ -157,7 +160,7 @@ def _begin_leaf(W, S, I, M, C, q_out):
     q[:] = q_out  # the end moves there; step() finishes the leapfrog step once its gradient is known
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _begin_doubling(W, S, I, M, C, q_out):
     I[I_FWD] = 1 if _uniform(S, I) > 0.5 else 0
     I[I_LEAF] = 0
@@ -166,14 +169,14 @@ def _begin_doubling(W, S, I, M, C, q_out):
     return _flags(I)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _flags(I):
     if I[I_UPOS] > I[I_NU] - (I[I_MAXD] + 2):
         return NEED_GRADIENT | REFILL
     return NEED_GRADIENT
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def start(W, S, I, M, C, q, p0, g, lp, q_out):
     """Set up a transition from ``(q, p0, lp, g)`` (step, ``max_delta_h`` and the metric already in
     the workspace) and begin its first leapfrog step; returns the flags."""
@@ -208,7 +211,7 @@ def start(W, S, I, M, C, q, p0, g, lp, q_out):
     return _begin_doubling(W, S, I, M, C, q_out)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _merge(W, S, I, level):
     """Merge the two newest stack nodes (``top - 1`` the first half, ``top`` the second) into
     ``top - 1``, as :func:`exmc.nuts.tree._subtree` does; False on a U-turn."""
@@ -250,7 +253,7 @@ def _merge(W, S, I, level):
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _top_level(W, S, I):
     """After a complete subtree (node 0): Stan's biased progressive sampling and the no-U-turn
     criterion over the whole trajectory (see ``nuts_transition_steps``); False to stop."""
@@ -297,7 +300,7 @@ def _top_level(W, S, I):
     return persist
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def step(W, S, I, M, C, g, lp, q_out):
     """Finish the leapfrog step whose position got ``(lp, g)``, do what that leaf closes, and begin
     the next step into ``q_out``; returns the flags (0: the transition is over, and the sample's
@@ -309,7 +312,7 @@ def step(W, S, I, M, C, g, lp, q_out):
     return flags
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _step(W, S, I, M, C, g, lp, q_out):
     e = FWD if I[I_FWD] else BCK
     q, p, ge, hg, ph, v = W[e + EQ], W[e + EP], W[e + EG], W[e + EHG], W[P_HALF], W[V_NEW]
