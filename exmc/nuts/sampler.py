@@ -29,7 +29,7 @@ from exmc.nuts.stepsize import (
 )
 from exmc.nuts.trace import STAT_DTYPES, Trace
 from exmc.nuts.integrator import LogDensityError, drive, guarded_logp_and_grad
-from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, nuts_transition_steps
+from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, transition_kernel, transition_steps_function
 
 #: The metrics a chain can sample with (each has ``inverse``, ``sample_momentum``, ``velocity``).
 Metric = DiagonalMetric | DenseMetric | LowRankMetric
@@ -143,9 +143,16 @@ _MODEL_MODULES = ("exmc.dist", "exmc.model")
 
 
 def preload_model_modules() -> None:
-    """Import what :func:`load_model` needs for an IR (cheap once imported; import errors propagate)."""
+    """Import what :func:`load_model` needs for an IR (cheap once imported; import errors propagate),
+    and load the compiled tree kernel when it is the one selected (:func:`exmc.nuts.tree.
+    transition_kernel`): ~1.1 s per process (numba's import and its on-disk cache), paid here, when
+    a pool worker or a node starts, rather than by the first chain."""
     for name in _MODEL_MODULES:
         importlib.import_module(name)
+    if transition_kernel() == "numba":
+        from exmc.nuts import tree_numba
+
+        tree_numba.warm_up()
 
 
 def load_model(payload):
@@ -248,6 +255,8 @@ class _Where:
 def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where: _Where):
     """The body of :func:`chain_steps` (which turns a :class:`LogDensityError` into a ModelError)."""
     dropped = dropped_deterministics(model, options.keep_deterministics)
+    kernel = transition_kernel()
+    nuts_transition_steps = transition_steps_function(kernel)
     rng = np.random.default_rng(seed)
     logp_and_grad = model.logp_and_grad
     total = options.num_warmup + options.num_samples
@@ -326,6 +335,8 @@ def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where
         "warmup_steps": warmup_steps,
         "warmup_divergences": warmup_divergences,
         "max_tree_depth": options.max_tree_depth,
+        # Which implementation ran the transitions (exmc.nuts.tree.TREE_ENV): "numba" or "numpy".
+        "tree_kernel": kernel,
         "layout": options.layout.kind,
         "layout_reason": options.layout.reason,
         # Which recorded variables are deterministics (the rest are free rvs): displays plot the

@@ -37,6 +37,7 @@ cost. :func:`_subtree`'s docstring names the fields; the unpacking sites name th
 from __future__ import annotations
 
 import math
+import os
 from functools import lru_cache, partial
 from typing import Callable, Generator, NamedTuple
 
@@ -277,3 +278,49 @@ def nuts_transition_steps(
         divergent=divergent,
         energy=hamiltonian(lp_s, p_s, v_s),
     )
+
+
+#: Environment variable choosing the implementation of a transition, read when a chain starts (in
+#: the process running it: pool workers read theirs when they start). ``numpy``: this module;
+#: ``numba``: the compiled kernel of :mod:`exmc.nuts.tree_numba` (the ``fast`` extra); ``auto``
+#: (default, also when unset or empty): ``numba`` when numba imports, else ``numpy``.
+TREE_ENV = "EXMC_TREE"
+TREE_KERNELS = ("numpy", "numba")
+
+
+def transition_kernel() -> str:
+    """The implementation :data:`TREE_ENV` selects here: ``"numpy"`` or ``"numba"``.
+
+    Raises ``ValueError`` naming the variable for a value other than ``auto``, ``numpy`` and
+    ``numba``, and ``ImportError`` for ``numba`` when numba (or the kernel) does not import."""
+    choice = os.environ.get(TREE_ENV, "").strip().lower() or "auto"
+    if choice not in ("auto",) + TREE_KERNELS:
+        raise ValueError(f"{TREE_ENV}={os.environ[TREE_ENV]!r}: expected auto, numpy or numba")
+    if choice == "numpy":
+        return "numpy"
+    try:
+        import exmc.nuts.tree_numba  # noqa: F401 - imports numba, loads nothing compiled yet
+    except ImportError:
+        if choice == "numba":
+            raise
+        return "numpy"
+    return "numba"
+
+
+def transition_steps_function(kernel: str) -> Callable[..., Generator[np.ndarray, tuple[float, np.ndarray], Transition]]:
+    """:func:`nuts_transition_steps` for ``kernel="numpy"``; for ``"numba"`` the compiled kernel's
+    (same arguments, requests, random draws and result), which hands metrics or generators it does
+    not support (:func:`exmc.nuts.tree_numba.supports`) to :func:`nuts_transition_steps`."""
+    if kernel == "numpy":
+        return nuts_transition_steps
+    if kernel != "numba":
+        raise ValueError(f"unknown tree kernel {kernel!r}: expected one of {TREE_KERNELS}")
+    from exmc.nuts import tree_numba
+
+    compiled, supports = tree_numba.nuts_transition_steps, tree_numba.supports
+
+    def steps(metric, q, lp, grad, step_size, rng, max_depth=DEFAULT_MAX_TREE_DEPTH, max_delta_h=MAX_DELTA_H):
+        if supports(metric, rng):
+            return compiled(metric, q, lp, grad, step_size, rng, max_depth, max_delta_h)
+        return nuts_transition_steps(metric, q, lp, grad, step_size, rng, max_depth, max_delta_h)
+    return steps

@@ -11,6 +11,7 @@ import pytest
 
 from exmc.nuts import ChainFailed, InitializationError, Sampler, __pynode_preload__
 from exmc.nuts import pool as pool_module
+from exmc.nuts.tree import transition_kernel
 
 from gaussian_models import Dying, Gaussian, isotropic
 
@@ -43,6 +44,9 @@ def test_pool_draws_equal_sequential_draws_for_any_worker_count():
             np.testing.assert_array_equal(a["x"], b["x"])
             np.testing.assert_array_equal(a.stats["tree_depth"], b.stats["tree_depth"])
         assert [t.info["chain"] for t in pooled] == [0, 1, 2]
+        # Workers run the tree kernel the caller's environment selects (EXMC_TREE), as chains here do.
+        assert {t.info["tree_kernel"] for t in pooled} == {t.info["tree_kernel"] for t in sequential} == {
+            transition_kernel()}
 
 
 def test_pool_stays_warm_and_preload_hook_starts_it():
