@@ -7,7 +7,9 @@ chains. Both take only picklable arguments.
 from __future__ import annotations
 
 import importlib
+import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Mapping
@@ -30,6 +32,8 @@ from exmc.nuts.stepsize import (
 from exmc.nuts.trace import STAT_DTYPES, Trace
 from exmc.nuts.integrator import LogDensityError, drive, guarded_logp_and_grad
 from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, transition_kernel, transition_steps_function
+
+logger = logging.getLogger(__name__)
 
 #: The metrics a chain can sample with (each has ``inverse``, ``sample_momentum``, ``velocity``).
 Metric = DiagonalMetric | DenseMetric | LowRankMetric
@@ -144,15 +148,34 @@ _MODEL_MODULES = ("exmc.dist", "exmc.model")
 
 def preload_model_modules() -> None:
     """Import what :func:`load_model` needs for an IR (cheap once imported; import errors propagate),
-    and load the compiled tree kernel when it is the one selected (:func:`exmc.nuts.tree.
-    transition_kernel`): ~1.1 s per process (numba's import and its on-disk cache), paid here, when
-    a pool worker or a node starts, rather than by the first chain."""
+    and start loading the compiled tree kernel in a background thread (:func:`_warm_tree_kernel`)."""
+    global _tree_warmup
     for name in _MODEL_MODULES:
         importlib.import_module(name)
-    if transition_kernel() == "numba":
-        from exmc.nuts import tree_numba
+    if _tree_warmup is None:
+        _tree_warmup = threading.Thread(target=_warm_tree_kernel, name="exmc-tree-warmup", daemon=True)
+        _tree_warmup.start()
 
-        tree_numba.warm_up()
+
+#: The thread of :func:`_warm_tree_kernel`, started once per process by preload_model_modules.
+_tree_warmup: threading.Thread | None = None
+
+
+def _warm_tree_kernel() -> None:
+    """Import and load the compiled tree kernel when it is the one selected (:func:`exmc.nuts.tree.
+    transition_kernel`): ~0.7 s of CPU per process (numba's import and its on-disk cache; ~20 s
+    the first time on a checkout, when it compiles), paid when a pool worker or a node starts rather
+    than by the first chain. In the background, so that start-up stays as short as before: a worker
+    whose parent dies while it loads still sees its socket close and exits at once, and a chain that
+    starts meanwhile waits for the import (Python's import lock) and numba's compiler lock. Failures
+    are logged and left to the first chain, which raises them where they can be reported."""
+    try:
+        if transition_kernel() == "numba":
+            from exmc.nuts import tree_numba
+
+            tree_numba.warm_up()
+    except Exception:  # noqa: BLE001 - the chain itself reports what is wrong
+        logger.debug("tree kernel warm-up failed", exc_info=True)
 
 
 def load_model(payload):
