@@ -2,14 +2,16 @@
 ``ode`` op: LSODA with forward sensitivities, right-hand sides and Jacobians written for a
 trailing chain axis so that ``parallel="vectorized"`` solves all chains as one system).
 
-Stan integrates lotka_volterra with ``integrate_ode_rk45`` (rtol 1e-5, atol 1e-3) and
-one_comp_mm_elim_abs with ``integrate_ode_bdf`` (its defaults, 1e-6 / 1e-6). The ports use
-LSODA (ODEPACK's stiff/non-stiff switching solver, run in one Fortran call) at the tolerances of
-:data:`LOTKA_VOLTERRA_TOLERANCES` and :data:`ONE_COMP_TOLERANCES`: measured at 40 reference draws
-against a 1e-11 solve, the log-density is off by at most 3e-3 on |lp| ~ 130 (lotka_volterra,
-steps controlled on the populations alone; gradient 2e-3 relative) and 3e-5 (one_comp; gradient
-4e-5) -- far below what the validation criteria resolve, and of the order of Stan's own
-reference runs (rk45 at rtol 1e-5, atol 1e-3 for lotka_volterra).
+Stan integrates lotka_volterra with ``integrate_ode_rk45`` (rtol 1e-5, atol 1e-3, given in the
+program) and one_comp_mm_elim_abs with ``integrate_ode_bdf`` at its defaults, which the program
+does not override: rtol 1e-10, atol 1e-10, at most 1e8 steps (Stan Math's
+``integrate_ode_bdf``, unchanged from its first versions through rstan 2.19, which made the
+reference draws, to today; only the newer ``ode_bdf`` defaults to 1e-6). The ports use LSODA (ODEPACK's stiff/non-stiff switching solver,
+run in one Fortran call) at :data:`LOTKA_VOLTERRA_TOLERANCES` (measured at 40 reference draws
+against a 1e-11 solve: log-density off by at most 3e-3 on |lp| ~ 130, steps controlled on the
+populations alone; gradient 2e-3 relative -- of the order of Stan's own rk45 run) and at Stan's
+tolerances for one_comp (:data:`ONE_COMP_TOLERANCES`: log-density within 3e-9 of a 1e-11 solve at
+50 reference draws, the 30 of largest ``K_m`` among them; 1e-6 was within 3e-5, at half the cost).
 """
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ from exmc.models._regression import vector
 #: populations alone (sensitivities out of the error control: 253 instead of 389 right-hand
 #: sides per solve at the reference draws, populations within 6e-5 relative of a 1e-12 solve).
 LOTKA_VOLTERRA_TOLERANCES = {"rtol": 1e-6, "atol": 1e-4, "sensitivity_error_control": False}
-#: one_comp_mm_elim_abs's solver tolerances (Stan's integrate_ode_bdf defaults).
-ONE_COMP_TOLERANCES = {"rtol": 1e-6, "atol": 1e-6}
+#: one_comp_mm_elim_abs's solver tolerances: Stan's ``integrate_ode_bdf`` defaults (relative and
+#: absolute 1e-10), which the program uses. (Its step cap, 1e8 in all, is ours per output interval:
+#: ``exmc.ops_ode.MAX_STEPS_PER_OUTPUT``; no reference draw comes near either.)
+ONE_COMP_TOLERANCES = {"rtol": 1e-10, "atol": 1e-10}
 #: lotka_volterra: ``theta[{1,3}] ~ normal(1, 0.5)``, ``theta[{2,4}] ~ normal(0.05, 0.05)`` (``<lower=0>``),
 #: ``sigma ~ lognormal(-1, 1)``, ``z_init ~ lognormal(log(10), 1)``.
 THETA_MU = np.array([1.0, 0.05, 1.0, 0.05])
