@@ -86,6 +86,7 @@ class LocalNode(BeamPeers):
         self.ticktime = resolve_ticktime(ticktime)
         self.mesh = Mesh(MeshView(self), connect_all)  # BEAM peers take part (pynode.beam.peers)
         self.handoff = HandoffWatchdog(self._connections_snapshot, parsed.alive)
+        self.watch_inline = self.handoff.watch  # the method below, one Python call less per call
         self.ticker = Ticker(self._connections_snapshot, self.ticktime, parsed.alive)
         # Erlang's distribution on the same port (pynode.beam); None with beam=False (--no-beam).
         self.beam: BeamSide | None = None

@@ -258,6 +258,9 @@ class _Stream(SocketStream):
         except OSError as exc:
             self.close()
             raise EOFError(exc) from exc
+        if n:  # _count's common case, without the call: this runs for every message
+            self.received += n
+            return n
         return self._count(n)
 
     def _count(self, n: int) -> int:
