@@ -20,7 +20,6 @@ import pickle
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 import rpyc
