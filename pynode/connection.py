@@ -20,7 +20,6 @@ import pickle
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 import rpyc
@@ -310,17 +309,16 @@ class Connection:
         with self._lock:
             self._running[seq] = ctx
 
-        def run() -> Callable[[], None]:
+        def run() -> outcome.Reply:
             try:
-                status, payload = outcome.run_call(self.owner.name, data, buffers, self.peer_limit, self._leaders)
+                return outcome.run_call(self.owner.name, data, buffers, self.peer_limit, self._leaders)
             finally:
                 with self._lock:
                     self._running.pop(seq, None)
-            return lambda: self._reply(seq, status, payload)
 
         reply = self._reads.run_here(execute, ctx, run)
         if reply is not None:  # None: cancelled, the result is dropped
-            reply()
+            self._reply(seq, reply[0], reply[1])
 
     def _reply(self, seq: int, status: int, payload: Payload) -> None:
         try:

@@ -24,6 +24,7 @@ import ctypes
 import logging
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from pynode.errors import CallCancelled
 
@@ -107,8 +108,9 @@ def _checkpoint() -> None:
     """A Python-level function call: a pending asynchronous exception is raised at its entry."""
 
 
-Outcome = Callable[[], None]
-"""What a finished call leaves to do (send its result); run only when the call was not cancelled."""
+Outcome = TypeVar("Outcome")
+"""What a finished call leaves to do (a result to send): acted on only when the call was not
+cancelled."""
 
 
 def execute(ctx: CallContext, run: Callable[[], Outcome | None]) -> Outcome | None:
@@ -116,9 +118,10 @@ def execute(ctx: CallContext, run: Callable[[], Outcome | None]) -> Outcome | No
     the call was cancelled meanwhile (its result is dropped). ``run`` must catch its own
     exceptions; CallCancelled never escapes.
 
-    The caller runs the outcome itself, after its own bookkeeping (a reader thread counts itself
-    available again before it sends the result, see :mod:`pynode.reading`). No asynchronous
-    CallCancelled can hit the outcome: one is only ever raised while ``run`` is running.
+    The caller acts on the outcome itself (sends the result), after its own bookkeeping (a
+    reader thread counts itself available again before it sends the result, see
+    :mod:`pynode.reading`). No asynchronous CallCancelled can hit that: one is only ever raised
+    while ``run`` is running.
     """
     try:
         return _execute(ctx, run)

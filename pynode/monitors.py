@@ -7,7 +7,12 @@ as plain tuples:
 - ``("nodedown", name)`` for each :meth:`NodeMonitors.monitor` of ``name`` (one message per
   monitor, as Erlang sends one per ``monitor_node(Node, true)``; a monitor fires once, then it is
   gone). A monitor is added before its owner makes sure a connection exists; when none can be made,
-  :meth:`NodeMonitors.unreachable` fires that one monitor at once, as Erlang's does;
+  :meth:`NodeMonitors.unreachable` fires that one monitor at once, as Erlang's does. The monitors
+  a mailbox holds of one peer are independent instances, counted as Erlang counts them:
+  :meth:`NodeMonitors.demonitor` removes one (``monitor_node(Node, false)``), so that a library
+  removing its own monitor leaves its caller's in place; with ``flush`` it also waits until the
+  nodedown of a monitor that has already fired is in the mailbox, for the caller to remove it
+  (Erlang's ``demonitor(Ref, [flush])``);
 - ``("nodeup", name)`` and ``("nodedown", name)`` for every peer of the subscribed kind
   (``"visible"``, ``"hidden"`` or ``"connected"``: all) while a :meth:`NodeMonitors.subscribe`
   lasts.
@@ -23,6 +28,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Any
+
+# Longest wait (seconds) of a flushing demonitor for the nodedown of a monitor that fired just
+# before: the deliverer puts it into the mailbox right after taking it from the table.
+FLUSH_WAIT = 5.0
 
 from pynode import kinds
 from pynode.kinds import Kind
@@ -41,16 +50,32 @@ class NodeMonitors:
         self._lock = threading.RLock()
         self._monitors: dict[str, list[int]] = {}  # peer -> mailbox ids, one entry per monitor
         self._subscribers: dict[int, Kind] = {}  # mailbox id -> kind of peers it hears about
+        # (peer, mailbox id) -> nodedowns of fired monitors taken from _monitors and not yet in
+        # the mailbox (> 0; absent when none); _delivered is notified as each goes in.
+        self._undelivered: dict[tuple[str, int], int] = {}
+        self._delivered = threading.Condition(self._lock)
 
     def monitor(self, peer: str, mailbox_id: int) -> None:
         """Add one monitor of ``peer`` for the mailbox (another one adds another message)."""
         with self._lock:
             self._monitors.setdefault(peer, []).append(mailbox_id)
 
-    def demonitor(self, peer: str, mailbox_id: int) -> bool:
-        """Remove every monitor of ``peer`` held by the mailbox; True if there was one."""
+    def demonitor(self, peer: str, mailbox_id: int, flush: bool = False) -> bool:
+        """Remove one monitor of ``peer`` held by the mailbox (Erlang's ``monitor_node(Node,
+        false)``: the others stay); True if there was one left. False when none was: its
+        monitors have fired (or there were none). Then, with ``flush``, this returns once the
+        nodedowns of monitors that fired are in the mailbox (at most FLUSH_WAIT seconds), so
+        that the caller can remove the one its monitor sent."""
         with self._lock:
-            return self._demonitor_locked(peer, mailbox_id)
+            held = self._monitors.get(peer)
+            if held is not None and mailbox_id in held:
+                held.remove(mailbox_id)
+                if not held:
+                    del self._monitors[peer]
+                return True
+            if flush:
+                self._delivered.wait_for(lambda: (peer, mailbox_id) not in self._undelivered, FLUSH_WAIT)
+            return False
 
     def _demonitor_locked(self, peer: str, mailbox_id: int) -> bool:
         held = self._monitors.get(peer, [])
@@ -89,7 +114,10 @@ class NodeMonitors:
         subscribers of its kind hear of it."""
         with self._lock:
             fired = self._monitors.pop(peer, [])
-        self._send(fired + self._hearing(hidden), ("nodedown", peer))
+            self._count_undelivered(peer, fired)
+        message = ("nodedown", peer)
+        self._send_fired(peer, fired, message)
+        self._send(self._hearing(hidden), message)
 
     def unreachable(self, peer: str, mailbox_id: int) -> None:
         """The mailbox's new monitor of ``peer`` found no connection and could not make one: that
@@ -102,11 +130,33 @@ class NodeMonitors:
             held.remove(mailbox_id)
             if not held:
                 del self._monitors[peer]
-        self._send([mailbox_id], ("nodedown", peer))
+            self._count_undelivered(peer, [mailbox_id])
+        self._send_fired(peer, [mailbox_id], ("nodedown", peer))
 
     def _hearing(self, hidden: bool) -> list[int]:
         with self._lock:
             return [owner for owner, kind in self._subscribers.items() if kinds.includes(kind, hidden)]
+
+    def _count_undelivered(self, peer: str, fired: list[int]) -> None:
+        for mailbox_id in fired:
+            key = (peer, mailbox_id)
+            self._undelivered[key] = self._undelivered.get(key, 0) + 1
+
+    def _send_fired(self, peer: str, fired: list[int], message: tuple[str, str]) -> None:
+        """Deliver the nodedowns of fired monitors (counted by _count_undelivered), each
+        uncounted once it is in its mailbox (or dropped with it)."""
+        for mailbox_id in fired:
+            try:
+                self._deliver(mailbox_id, message)
+            finally:
+                with self._lock:
+                    key = (peer, mailbox_id)
+                    left = self._undelivered[key] - 1
+                    if left:
+                        self._undelivered[key] = left
+                    else:
+                        del self._undelivered[key]
+                    self._delivered.notify_all()
 
     def _send(self, mailbox_ids: list[int], message: tuple[str, str]) -> None:
         for mailbox_id in mailbox_ids:

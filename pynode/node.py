@@ -24,7 +24,7 @@ from pynode.beam.dist import BeamSide
 from pynode.beam.local import LocalProcesses
 from pynode.beam.peers import BeamPeers, MeshView
 from pynode.connection import Connection, NodeService
-from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError
+from pynode.errors import HandshakeError, NoConnection, PortMapperError, PynodeError, ReceiveTimeout
 from pynode.handoff import HandoffWatchdog
 from pynode.handshake import PeerInfo
 from pynode.kinds import Kind
@@ -86,6 +86,7 @@ class LocalNode(BeamPeers):
         self.ticktime = resolve_ticktime(ticktime)
         self.mesh = Mesh(MeshView(self), connect_all)  # BEAM peers take part (pynode.beam.peers)
         self.handoff = HandoffWatchdog(self._connections_snapshot, parsed.alive)
+        self.watch_inline = self.handoff.watch  # the method below, one Python call less per call
         self.ticker = Ticker(self._connections_snapshot, self.ticktime, parsed.alive)
         # Erlang's distribution on the same port (pynode.beam); None with beam=False (--no-beam).
         self.beam: BeamSide | None = None
@@ -471,17 +472,28 @@ class Node:
         return runtime.current().peers(kind)
 
     @staticmethod
-    def monitor(peer: str, flag: bool = True) -> None:
+    def monitor(peer: str, flag: bool = True, *, flush: bool = False) -> None:
         """Erlang's ``monitor_node``: with ``flag``, the calling thread's mailbox gets
         ``("nodedown", peer)`` when the connection with ``peer`` is gone (connecting first if
         needed; at once when it cannot be connected). Each call adds a monitor and a message; a
-        monitor fires once. ``flag=False`` removes this thread's monitors of ``peer``. Read the
-        messages with :func:`pynode.receive`. Raises BadNodeName, NodeNotStarted."""
+        monitor fires once. ``flag=False`` removes one of this thread's monitors of ``peer``
+        (they are independent instances, as Erlang's: code that removes the monitor it added
+        leaves the others in place). With ``flush`` (and ``flag=False``), when none is left
+        because they fired, one ``("nodedown", peer)`` is removed from the mailbox, so that the
+        message of a monitor that fired unread is not taken for a later loss (Erlang's
+        ``demonitor(Ref, [flush])``; the messages of this thread's monitors of one peer, and of
+        :meth:`monitor_nodes`, are alike: one of them goes). Read the messages with
+        :func:`pynode.receive`. Raises BadNodeName, NodeNotStarted."""
         node = runtime.current()
         peer = str(names.parse(peer))
-        mailbox_id = node.mailboxes.own().pid.id
+        box = node.mailboxes.own()
+        mailbox_id = box.pid.id
         if not flag:
-            node.monitors.demonitor(peer, mailbox_id)
+            if not node.monitors.demonitor(peer, mailbox_id, flush) and flush:
+                try:
+                    box.get(0, lambda m: type(m) is tuple and m == ("nodedown", peer))
+                except ReceiveTimeout:
+                    pass  # it was read already
             return
         node.monitors.monitor(peer, mailbox_id)
         try:

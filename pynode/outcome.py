@@ -32,6 +32,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pickle
+import sys
 import traceback
 from typing import Any, Protocol
 
@@ -120,8 +121,8 @@ def run_call(
             _traceback_text(exc),
         )
         return ERROR, encode_error(error, limit)
-    if limit is not None:
-        size = transport.payload_size(payload)
+    if limit is not None and (payload[1] or len(payload[0]) > limit - transport.FRAME_HEAD_ROOM):
+        size = transport.payload_size(payload)  # the whole size: buffers, or a pickle near the limit
         if size > limit:
             error = UnencodableResult(
                 node, "MessageTooLarge",
@@ -144,10 +145,9 @@ def resolve(fn: Any, node: str) -> Any:
     module_name, sep, attr_path = fn.partition(":")
     if not sep or not module_name or not attr_path:
         raise TypeError(f"function {fn!r} must be a callable or a 'module:function' string")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError(f"no module {module_name!r} on node {node} (calling {fn!r})", name=exc.name) from None
+    target: Any = sys.modules.get(module_name)
+    if target is None or getattr(getattr(target, "__spec__", None), "_initializing", False):
+        target = _import(module_name, fn, node)  # not imported yet, or still being imported
     for attr in attr_path.split("."):
         try:
             target = getattr(target, attr)
@@ -156,6 +156,14 @@ def resolve(fn: Any, node: str) -> Any:
     if not callable(target):
         raise TypeError(f"{fn!r} on node {node} is not callable")
     return target
+
+
+def _import(module_name: str, fn: str, node: str) -> Any:
+    """``importlib.import_module(module_name)``; ModuleNotFoundError naming the function and the node."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(f"no module {module_name!r} on node {node} (calling {fn!r})", name=exc.name) from None
 
 
 def describe_fn(fn: Any) -> str:

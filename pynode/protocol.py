@@ -154,13 +154,22 @@ class Message(NamedTuple):
     reply: bool = False  # True: may end a caller's wait (RESULT)
 
 
+# CALL and RESULT, one of each per call, check their length in place rather than in _unpack.
+_CALL_HEAD = _TYPE_ID.size
+_RESULT_HEAD = _TYPE_ID_STATUS.size
+
+
 def _decode_call(handler: Handler, frame: Data, buffers: Buffers) -> None:
-    handler.on_call(_unpack(_TYPE_ID, frame)[1], frame[_TYPE_ID.size :], buffers)
+    if len(frame) < _CALL_HEAD:
+        raise _truncated(_TYPE_ID, frame)
+    handler.on_call(_TYPE_ID.unpack_from(frame)[1], frame[_CALL_HEAD:], buffers)
 
 
 def _decode_result(handler: Handler, frame: Data, buffers: Buffers) -> None:
-    _, seq, status = _unpack(_TYPE_ID_STATUS, frame)
-    handler.on_result(seq, status, frame[_TYPE_ID_STATUS.size :], buffers)
+    if len(frame) < _RESULT_HEAD:
+        raise _truncated(_TYPE_ID_STATUS, frame)
+    _, seq, status = _TYPE_ID_STATUS.unpack_from(frame)
+    handler.on_result(seq, status, frame[_RESULT_HEAD:], buffers)
 
 
 def _decode_cancel(handler: Handler, frame: Data, buffers: Buffers) -> None:
@@ -407,5 +416,9 @@ class ErpcConnection(rpyc.Connection):
 def _unpack(fields: struct.Struct, frame: Data) -> tuple[int, ...]:
     """The fixed fields at the start of ``frame``. Raises ProtocolViolation when it is shorter."""
     if len(frame) < fields.size:
-        raise ProtocolViolation(f"truncated frame of type {frame[0]}: {len(frame)} < {fields.size} bytes")
+        raise _truncated(fields, frame)
     return fields.unpack_from(frame)
+
+
+def _truncated(fields: struct.Struct, frame: Data) -> ProtocolViolation:
+    return ProtocolViolation(f"truncated frame of type {frame[0]}: {len(frame)} < {fields.size} bytes")

@@ -258,6 +258,9 @@ class _Stream(SocketStream):
         except OSError as exc:
             self.close()
             raise EOFError(exc) from exc
+        if n:  # _count's common case, without the call: this runs for every message
+            self.received += n
+            return n
         return self._count(n)
 
     def _count(self, n: int) -> int:
@@ -276,6 +279,12 @@ class _Stream(SocketStream):
         except OSError as exc:
             self.close()
             raise EOFError(exc) from exc
+
+
+_FLUSH = len(Channel.FLUSHER)  # the newline after each ordinary frame's body
+# An ordinary frame shorter than this, with no attachment before it, is read by recv_frame's
+# first lines alone (the loop below them handles attachments and huge frames).
+_ONE_SMALL_FRAME = HUGE_BUFFER - _FLUSH
 
 
 class _Channel(Channel):
@@ -305,10 +314,14 @@ class _Channel(Channel):
         header, before reading or allocating anything for it) when a frame or an attachment, or
         all of one message's, are larger than ``max_recv``.
         """
+        length, kind = self.stream.unpack(self.FRAME_HEADER)
+        if kind == 0 and length <= self.max_recv and length < _ONE_SMALL_FRAME:  # most messages
+            return memoryview(self.stream.read(length + _FLUSH))[:length], ()
         attachments: list[bytearray | np.ndarray] = []
         total = 0
         while True:
-            length, kind = self.stream.unpack(self.FRAME_HEADER)
+            if attachments:  # the first header was read above
+                length, kind = self.stream.unpack(self.FRAME_HEADER)
             total += length
             if total > self.max_recv:
                 what = "an attachment" if kind == ATTACHMENT else "a frame"

@@ -279,9 +279,12 @@ class PynodeBackend:
         return NoConnection(message)
 
     def close(self) -> None:
+        """Remove the node monitors this backend added, one each (the calling thread's own
+        monitors of those nodes stay), and the nodedown of any that fired after the run's last
+        look, which a later run from this thread would otherwise take for a loss."""
         for node in self._monitored:
             try:
-                Node.monitor(node, False)
+                Node.monitor(node, False, flush=True)
             except Exception:  # noqa: BLE001
                 logger.debug("demonitor of %s failed", node, exc_info=True)
         self._monitored.clear()

@@ -88,11 +88,36 @@ def test_each_monitor_sends_one_message_and_fires_once() -> None:
     assert_no_message()
 
 
-def test_monitor_false_removes_the_threads_monitors() -> None:
+def test_monitor_false_removes_one_of_the_threads_monitors() -> None:
+    """Independent instances, as Erlang's monitor_node counts them: one removed, one fires."""
     Node.monitor(A)
     Node.monitor(A)
     Node.monitor(A, False)
     Node.disconnect(A)
+    assert pynode.receive(timeout=5) == ("nodedown", A)
+    assert_no_message()
+    assert Node.connect(A)
+    Node.monitor(A)
+    Node.monitor(A, False)
+    Node.monitor(A, False)  # none left: nothing to remove
+    Node.disconnect(A)
+    assert_no_message()
+
+
+def test_monitor_false_with_flush_removes_the_nodedown_of_a_fired_monitor() -> None:
+    Node.monitor(A)
+    Node.monitor(A)
+    Node.disconnect(A)
+    assert wait_until(lambda: A not in Node.list("connected"), timeout=5.0)
+    Node.monitor(A, False, flush=True)  # both fired: one of their two messages goes
+    assert pynode.receive(timeout=5) == ("nodedown", A)
+    assert_no_message()
+    assert Node.connect(A)
+    Node.monitor(A)
+    Node.monitor(A, False, flush=True)  # not fired: removed, no message taken
+    Node.monitor(A)
+    Node.disconnect(A)
+    assert pynode.receive(timeout=5) == ("nodedown", A)
     assert_no_message()
 
 

@@ -35,16 +35,43 @@ def test_each_monitor_fires_once_with_one_message(monitors, inbox) -> None:
     assert inbox == [(3, ("nodedown", "b@h"))]
 
 
-def test_demonitor_removes_only_that_mailboxs_monitors_of_that_node(monitors, inbox) -> None:
+def test_demonitor_removes_one_of_that_mailboxs_monitors_of_that_node(monitors, inbox) -> None:
+    """Independent instances, as Erlang counts monitor_node(N, true): each demonitor removes one."""
+    monitors.monitor("a@h", 1)
     monitors.monitor("a@h", 1)
     monitors.monitor("a@h", 1)
     monitors.monitor("a@h", 2)
     monitors.monitor("b@h", 1)
     assert monitors.demonitor("a@h", 1)
-    assert not monitors.demonitor("a@h", 1)
+    assert monitors.demonitor("a@h", 1)
     monitors.node_down("a@h", hidden=False)
     monitors.node_down("b@h", hidden=False)
-    assert inbox == [(2, ("nodedown", "a@h")), (1, ("nodedown", "b@h"))]
+    assert inbox == [(1, ("nodedown", "a@h")), (2, ("nodedown", "a@h")), (1, ("nodedown", "b@h"))]
+    assert not monitors.demonitor("a@h", 1)  # fired: none left
+    assert not monitors.demonitor("a@h", 1, flush=True)  # nothing in flight: returns at once
+
+
+def test_flushing_demonitor_returns_once_a_fired_monitors_nodedown_is_delivered() -> None:
+    """A monitor taken from the table by node_down whose message is still on its way: the
+    flushing demonitor returns only once it is in the mailbox, where the caller removes it."""
+    inbox: list[tuple[int, object]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_deliver(mailbox_id: int, message: object) -> None:
+        entered.set()
+        assert release.wait(5)
+        inbox.append((mailbox_id, message))
+
+    monitors = NodeMonitors(slow_deliver)
+    monitors.monitor("a@h", 1)
+    down = threading.Thread(target=monitors.node_down, args=("a@h", False))
+    down.start()
+    assert entered.wait(5)
+    threading.Timer(0.2, release.set).start()
+    assert monitors.demonitor("a@h", 1, flush=True) is False
+    assert inbox == [(1, ("nodedown", "a@h"))]
+    down.join(5)
+    assert monitors.demonitor("a@h", 1) is False  # not flushing: never waits
 
 
 def test_unreachable_fires_only_the_new_monitor_and_tells_no_subscriber(monitors, inbox) -> None:

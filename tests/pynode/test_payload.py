@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import socket
+import sys
 import threading
+import types
 
 import cloudpickle
 import numpy as np
@@ -24,7 +27,8 @@ def test_closure_capturing_an_array_travels_by_value() -> None:
 
 def test_only_the_shipped_function_is_checked_for_pickling_by_reference(monkeypatch) -> None:
     """The reconstructors in the pickle (pynode.fnpickle's, pynode.codecache's) are saved by
-    reference without cloudpickle's lookup; only the shipped function is looked up."""
+    reference without cloudpickle's lookup; only the shipped function is looked up, and a
+    lambda or a nested function not even that (goes_by_value decides it)."""
     checked: list[object] = []
     original = payloads._by_reference
 
@@ -34,11 +38,86 @@ def test_only_the_shipped_function_is_checked_for_pickling_by_reference(monkeypa
 
     offset = [2.0]
     fn = lambda x: x + offset[0]  # noqa: E731  (a closure: cells, make_function, set_function_state)
-    payloads.dumps(fn)  # its code object is pickled (and cached) now
+    impostor = _closure_named("module_level_name")  # a plain name: cloudpickle's lookup decides
+    payloads.dumps((fn, impostor))  # their code objects are pickled (and cached) now
     monkeypatch.setattr(payloads, "_by_reference", spy)
     rebuilt = payloads.loads(*payloads.dumps((fn, (), {})))
-    assert checked == [fn]
+    assert checked == []
     assert rebuilt[0](1.0) == 3.0
+    rebuilt = payloads.loads(*payloads.dumps((impostor, (), {})))
+    assert checked == [impostor]
+    assert rebuilt[0]() == 5
+
+
+def module_level_name() -> int:
+    return 0
+
+
+def _closure_named(qualname: str, module: str = __name__, value: int = 5):
+    def fn():
+        return value
+
+    fn.__qualname__ = qualname
+    fn.__module__ = module
+    return fn
+
+
+MODULE_LAMBDA = lambda: 1  # noqa: E731  (qualname "<lambda>", module this one)
+
+
+class _ModuleSubclass(types.ModuleType):
+    pass
+
+
+def test_goes_by_value_decides_as_cloudpickle_does(monkeypatch) -> None:
+    """goes_by_value's shortcuts against cloudpickle's own check (the oracle), case by case:
+    each function is asked of both, and shipped to see it rebuilt (by value: a new function;
+    by reference: the same object)."""
+    probe = types.ModuleType("pynode_goes_by_value_probe")
+    monkeypatch.setitem(sys.modules, probe.__name__, probe)
+    with_getattr = types.ModuleType("pynode_goes_by_value_getattr")
+    monkeypatch.setitem(sys.modules, with_getattr.__name__, with_getattr)
+    subclassed = _ModuleSubclass("pynode_goes_by_value_subclass")
+    monkeypatch.setitem(sys.modules, subclassed.__name__, subclassed)
+
+    stored = _closure_named("<lambda>", probe.__name__)
+    setattr(probe, "<lambda>", stored)  # found by its name: cloudpickle goes by reference
+    served = _closure_named("<lambda>", with_getattr.__name__)
+    with_getattr.__getattr__ = lambda name: served if name == "<lambda>" else None  # PEP 562
+    in_subclass = _closure_named("<lambda>", subclassed.__name__)
+    setattr(subclassed, "<lambda>", in_subclass)
+
+    def nested():
+        return 1
+
+    cases = {
+        "a lambda of a module": MODULE_LAMBDA,
+        "a lambda of a function": lambda: 2,
+        "a nested function": nested,
+        "an importable function": module_level_name,
+        "a function of another module": os.path.join,
+        "a name that finds another function": _closure_named("module_level_name"),
+        "<locals> after a part that exists": _closure_named("module_level_name.<locals>.f"),
+        "<locals> after a part that does not": _closure_named("missing.<locals>.f"),
+        "a made-up single name": _closure_named("<genexpr>"),
+        "a made-up dotted name": _closure_named("MODULE_LAMBDA.<x>"),
+        "a name the module type has": _closure_named("__class__"),
+        "a plain name the module type has": _closure_named("__init__", probe.__name__),
+        "a lambda stored under its name": stored,
+        "a lambda a module __getattr__ returns": served,
+        "a lambda of a module subclass": in_subclass,
+        "__main__": _closure_named("<lambda>", "__main__"),
+        "__main__, a plain name": _closure_named("module_level_name", "__main__"),
+        "a module not imported": _closure_named("<lambda>", "pynode_no_such_module"),
+        "no module": _closure_named("<lambda>", None),
+    }
+    for what, fn in cases.items():
+        expected = not cloudpickle.cloudpickle._should_pickle_by_reference(fn)
+        assert payloads.goes_by_value(fn) is expected, what
+        rebuilt = payloads.loads(*payloads.dumps(fn))
+        assert (rebuilt is not fn) is expected, what
+    assert payloads.goes_by_value(stored) is False and payloads.goes_by_value(served) is False
+    assert payloads.goes_by_value(MODULE_LAMBDA) is True
 
 
 def test_large_arrays_go_out_of_band_without_copy_small_ones_in_band() -> None:
