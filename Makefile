@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# numba compiles exmc's tree kernel once per checkout (~20 s) into its on-disk cache: here, not
+	# in the first sampling of `make demo` or inside the first test's pool workers.
+	$(PY) -c "from exmc.nuts import tree_numba; tree_numba.warm_up()"
 	touch $(STAMP)
 
 install: $(STAMP)
