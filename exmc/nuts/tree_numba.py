@@ -137,26 +137,25 @@ def _uniform(S, I):
 
 
 @njit(cache=True)
+def _along(out, a, b, scale, forward):
+    """``out = a + scale * b`` in the direction of integration, ``a - scale * b`` backwards: the
+    kicks (``scale`` 1) and the drift (``scale`` the step size). Bit for bit the plain ``a ± b`` and
+    ``a ± eps * b``: ``1.0 * b`` is exact, and ``a + (-s) * b`` is ``a - s * b`` in IEEE."""
+    s = scale if forward else -scale
+    for i in range(out.shape[0]):
+        out[i] = a[i] + s * b[i]
+
+
+@njit(cache=True)
 def _begin_leaf(W, S, I, M, C, q_out):
     """The first half of a leapfrog step from the current end: half kick, drift into ``q_out``."""
     e = FWD if I[I_FWD] else BCK
     q, p, hg, ph = W[e + EQ], W[e + EP], W[e + EHG], W[P_HALF]
-    d = q.shape[0]
-    if I[I_FWD]:
-        for i in range(d):
-            ph[i] = p[i] + hg[i]
-    else:
-        for i in range(d):
-            ph[i] = p[i] - hg[i]
+    _along(ph, p, hg, 1.0, I[I_FWD])
     v = W[V_NEW]
     _velocity(W, I, M, C, ph, v)
     eps = S[S_EPS]
-    if I[I_FWD]:
-        for i in range(d):
-            q_out[i] = q[i] + eps * v[i]
-    else:
-        for i in range(d):
-            q_out[i] = q[i] - eps * v[i]
+    _along(q_out, q, v, eps, I[I_FWD])
     q[:] = q_out  # the end moves there; step() finishes the leapfrog step once its gradient is known
 
 
@@ -321,12 +320,7 @@ def _step(W, S, I, M, C, g, lp, q_out):
     ge[:] = g
     for i in range(d):
         hg[i] = half * g[i]
-    if I[I_FWD]:
-        for i in range(d):
-            p[i] = ph[i] + hg[i]
-    else:
-        for i in range(d):
-            p[i] = ph[i] - hg[i]
+    _along(p, ph, hg, 1.0, I[I_FWD])
     _velocity(W, I, M, C, p, v)
     h = -lp + 0.5 * _dot(p, v)
     if h != h:
