@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from functools import lru_cache, partial
 from typing import Callable, Generator, NamedTuple
 
@@ -298,13 +299,37 @@ def transition_kernel() -> str:
         raise ValueError(f"{TREE_ENV}={os.environ[TREE_ENV]!r}: expected auto, numpy or numba")
     if choice == "numpy":
         return "numpy"
-    try:
-        import exmc.nuts.tree_numba  # noqa: F401 - imports numba, loads nothing compiled yet
-    except ImportError:
-        if choice == "numba":
-            raise
-        return "numpy"
-    return "numba"
+    error = _kernel_import_error()
+    if error is None:
+        return "numba"
+    if choice == "numba":
+        raise error
+    return "numpy"
+
+
+#: Guards :data:`_kernel_import`. The first chain and the start-up warm-up thread
+#: (``exmc.nuts.sampler``) ask at once: a second thread's ``import`` of a module that another
+#: thread is still importing waits, then gets that module object even when its import failed, so
+#: the attempt is made once, under this lock, and its outcome kept.
+_kernel_import_lock = threading.Lock()
+#: ``None``: not tried yet; ``(None,)``: :mod:`exmc.nuts.tree_numba` imported; ``(exc,)``: its
+#: ``ImportError``. Written once, under :data:`_kernel_import_lock`.
+_kernel_import: tuple[ImportError | None] | None = None
+
+
+def _kernel_import_error() -> ImportError | None:
+    """Import :mod:`exmc.nuts.tree_numba` once per process (numba's import; nothing compiled is
+    loaded yet): ``None`` when it imports, else its ``ImportError``."""
+    global _kernel_import
+    with _kernel_import_lock:
+        if _kernel_import is None:
+            try:
+                import exmc.nuts.tree_numba  # noqa: F401
+            except ImportError as exc:
+                _kernel_import = (exc,)
+            else:
+                _kernel_import = (None,)
+        return _kernel_import[0]
 
 
 def transition_steps_function(kernel: str) -> Callable[..., Generator[np.ndarray, tuple[float, np.ndarray], Transition]]:
