@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	# numba compiles exmc's tree kernel once per checkout (~20 s) into its on-disk cache: here, not
 	# in the first sampling of `make demo` or inside the first test's pool workers.
-	$(PY) -c "from exmc.nuts import tree_numba; tree_numba.warm_up()"
+	# The same for the compiled gradient kernels (exmc.accel, ~5 s).
+	$(PY) -c "from exmc.nuts import tree_numba; tree_numba.warm_up(); from exmc import accel; accel.warm_up()"
 	touch $(STAMP)
 
 install: $(STAMP)

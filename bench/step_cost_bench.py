@@ -17,7 +17,8 @@ this one chain (noisy: 1000 draws of one chain; sampler_bench's 4-chain "ESS per
 the better statistical-efficiency figure), and per model each framework's µs per step over exmc's.
 exmc is measured twice, through the generated function (the default) and through the closure
 program (``Program.run``, :mod:`exmc.codegen`'s oracle), which shows what the generated code saves
-per step.
+per step; on a model whose terms have compiled gradient kernels (:mod:`exmc.accel`) a third time
+with the numpy kernels (``EXMC_GRAD=numpy``), which shows what those save.
 
 Usage::
 
@@ -43,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_models  # noqa: E402
 
 import exmc  # noqa: E402
+from exmc import accel  # noqa: E402
 
 #: Iterations of the untimed warm-up runs (exmc, PyMC).
 WARM_ITERATIONS = 20
@@ -58,8 +60,23 @@ def min_ess(draws: dict[str, np.ndarray]) -> float:
     return out
 
 
-def run_exmc(model, args, closures: bool) -> tuple[float, int, float]:
-    compiled = exmc.compile(model.exmc_ir())
+def compile_exmc(model, grad: str | None = None):
+    """The model compiled with the gradient kernels ``grad`` selects (``EXMC_GRAD``, :mod:`exmc.accel`;
+    ``None``: the environment's choice)."""
+    saved = os.environ.get(accel.GRAD_ENV)
+    if grad is not None:
+        os.environ[accel.GRAD_ENV] = grad
+    try:
+        return exmc.compile(model.exmc_ir())
+    finally:
+        if saved is None:
+            os.environ.pop(accel.GRAD_ENV, None)
+        else:
+            os.environ[accel.GRAD_ENV] = saved
+
+
+def run_exmc(model, args, closures: bool, grad: str | None = None) -> tuple[float, int, float]:
+    compiled = compile_exmc(model, grad)
     if closures:
         compiled._single_run = compiled._single.run  # the closure program (exmc.codegen's oracle)
     sample = exmc.NUTS.Sampler.sample_chains
@@ -127,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         if "exmc" in frameworks:
             runs.append(("exmc", run_exmc(model, args, closures=False)))
             runs.append(("exmc (closures)", run_exmc(model, args, closures=True)))
+            if compile_exmc(model).grad_kernel == "numba":  # and what the compiled kernels save
+                runs.append(("exmc (numpy gradient)", run_exmc(model, args, closures=False, grad="numpy")))
         if "pymc" in frameworks:
             runs.append(("pymc", run_pymc(model, args)))
         if "numpyro" in frameworks:

@@ -97,6 +97,13 @@ class Model:
     def __repr__(self) -> str:
         return f"<exmc.Model dim={self.dim} free={[n for n, _ in self.free_names]}>"
 
+    @property
+    def grad_kernel(self) -> str:
+        """``"numba"`` when a term of this model runs a compiled gradient kernel (chosen by
+        :data:`exmc.accel.GRAD_ENV` when the model was compiled), else ``"numpy"``; what
+        ``Trace.info["grad_kernel"]`` reports."""
+        return self._single.grad_kernel
+
     # --- the hot path ---------------------------------------------------------------------------
 
     def _program(self, theta: np.ndarray) -> Program:

@@ -92,6 +92,8 @@ class Program:
     #: The generated equivalent of :meth:`run` (:mod:`exmc.codegen`; single variant only), or
     #: ``None`` where the closures serve.
     generated: Callable[[np.ndarray], tuple[Any, np.ndarray]] | None = None
+    #: ``"numba"`` when a term runs a compiled kernel (:mod:`exmc.accel`), else ``"numpy"``.
+    grad_kernel: str = "numpy"
 
     def __post_init__(self) -> None:
         self._steps = self.phase1 + self.forward
@@ -298,6 +300,7 @@ class _Builder:
         # snippets name, by name. Snippets are attached only to the single variant's closures.
         self.emit = codegen and not batched
         self.names: dict[str, Any] = {}
+        self.grad_kernel = "numpy"  # "numba" once a term's kernel is compiled (exmc.accel)
         self._names_by_id: dict[int, str] = {}
         for node in analysis.order:
             if node.kind == "obs":
@@ -625,6 +628,8 @@ class _Builder:
         """Closures around a family's ``observed_kernel`` or ``latent_kernel``: ``kernel`` takes
         the values of ``slots`` and returns the summed log-density and one gradient per slot,
         already of that slot's shape (no padding or reduction here)."""
+        if getattr(kernel, "grad_kernel", "numpy") != "numpy":
+            self.grad_kernel = kernel.grad_kernel
         tape = self._slot()
         inputs = [(i, slot, self._first(slot)) for i, slot in enumerate(slots)]
         if len(slots) == 1:
@@ -986,7 +991,7 @@ class _Builder:
                 values_phase1.append(self._phase1(f, with_logdet=False)[0])
         values, values_names = self._values_steps(order)
         program = Program(self.batched, self.template, self.slots, self.varying, self.lp_const, phase1, forward,
-                          reverse, values_phase1, values, values_names)
+                          reverse, values_phase1, values, values_names, grad_kernel=self.grad_kernel)
         if self.emit:
             program.generated = generate(program, self.names, rows=self.float_rows)
         return program

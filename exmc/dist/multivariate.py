@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import digamma, gammaln
 
+from exmc import accel
 from exmc._numeric import HALF_LOG_2PI, LOG_2PI, as_float
 from exmc.dist.base import Distribution, require, require_finite, require_positive, size_tuple
 from exmc.dist.kernels import scalar_log
@@ -135,37 +136,7 @@ class GaussianRandomWalkFamily(Distribution):
     def latent_kernel(self, shape, varying, batched, **params):
         """One walk (``shape == (T,)``, T >= 2) with scalar ``sigma`` and ``init_sigma`` (at least
         one varying): one difference, one dot product, the value gradient assembled in place."""
-        if len(shape) != 1 or shape[0] < 2 or any(s != () for _, s in varying) or any(
-                np.ndim(p) for p in params.values()):
-            return None
-        steps = float(shape[0] - 1)
-        c = -(steps + 1.0) * HALF_LOG_2PI
-        names = [name for name, _ in varying]
-        fixed = {name: float(value) for name, value in params.items()}
-        if not batched:
-            return _grw_single_kernel(shape[0], names, fixed, c)
-        log = np.log
-        pad = (slice(None), None)
-
-        def kernel(value, *given):
-            args = dict(zip(names, given))
-            sigma = args["sigma"] if "sigma" in args else fixed["sigma"]
-            init_sigma = args["init_sigma"] if "init_sigma" in args else fixed["init_sigma"]
-            x0 = value[..., 0]
-            diff = value[..., 1:] - value[..., :-1]
-            inv_sigma, inv_init = 1.0 / sigma, 1.0 / init_sigma
-            inv_var = inv_sigma * inv_sigma
-            q = (np.vdot(diff, diff) if not batched else _sum(diff * diff, -1)) * inv_var
-            z0 = x0 * inv_init
-            lp = c - 0.5 * z0 * z0 - log(init_sigma) - steps * log(sigma) - 0.5 * q
-            g_diff = diff * (-inv_var[pad] if isinstance(inv_var, np.ndarray) else -inv_var)
-            g_value = np.empty(value.shape)  # d lp / d x_k = g_diff[k-1] - g_diff[k], plus the start
-            np.subtract(g_diff[..., :-1], g_diff[..., 1:], out=g_value[..., 1:-1])
-            g_value[..., 0] = -g_diff[..., 0] - z0 * inv_init
-            g_value[..., -1] = g_diff[..., -1]
-            grads = {"sigma": (q - steps) * inv_sigma, "init_sigma": (z0 * z0 - 1.0) * inv_init}
-            return lp, (g_value,) + tuple(grads[name] for name in names)
-        return kernel
+        return grw_latent_kernel(shape, varying, batched, params)
 
     def sample(self, rng, size, shape=None, **params):
         if not shape:
@@ -176,6 +147,48 @@ class GaussianRandomWalkFamily(Distribution):
         z = rng.standard_normal(lead + batch + (shape[-1],))
         steps = np.concatenate([init_sigma[..., None] * z[..., :1], sigma[..., None] * z[..., 1:]], axis=-1)
         return np.cumsum(steps, axis=-1)
+
+
+def grw_latent_kernel(shape: tuple[int, ...], varying: tuple[tuple[str, tuple[int, ...]], ...], batched: bool,
+                      params: dict, engine: str | None = None):
+    """:meth:`GaussianRandomWalkFamily.latent_kernel`, or ``None``. ``engine`` (default:
+    :func:`exmc.accel.grad_kernel`'s choice) ``"numba"`` gives the compiled twin of
+    :mod:`exmc.dist.kernels_numba`, ``"numpy"`` the kernels below, its oracle."""
+    if len(shape) != 1 or shape[0] < 2 or any(s != () for _, s in varying) or any(
+            np.ndim(p) for p in params.values()):
+        return None
+    steps = float(shape[0] - 1)
+    c = -(steps + 1.0) * HALF_LOG_2PI
+    names = [name for name, _ in varying]
+    fixed = {name: float(value) for name, value in params.items()}
+    if accel.grad_kernel(engine) == "numba":
+        from exmc.dist import kernels_numba
+
+        return accel.mark(kernels_numba.grw_latent_kernel(shape[0], names, fixed, c, batched), "numba")
+    if not batched:
+        return _grw_single_kernel(shape[0], names, fixed, c)
+    log = np.log
+    pad = (slice(None), None)
+
+    def kernel(value, *given):
+        args = dict(zip(names, given))
+        sigma = args["sigma"] if "sigma" in args else fixed["sigma"]
+        init_sigma = args["init_sigma"] if "init_sigma" in args else fixed["init_sigma"]
+        x0 = value[..., 0]
+        diff = value[..., 1:] - value[..., :-1]
+        inv_sigma, inv_init = 1.0 / sigma, 1.0 / init_sigma
+        inv_var = inv_sigma * inv_sigma
+        q = (np.vdot(diff, diff) if not batched else _sum(diff * diff, -1)) * inv_var
+        z0 = x0 * inv_init
+        lp = c - 0.5 * z0 * z0 - log(init_sigma) - steps * log(sigma) - 0.5 * q
+        g_diff = diff * (-inv_var[pad] if isinstance(inv_var, np.ndarray) else -inv_var)
+        g_value = np.empty(value.shape)  # d lp / d x_k = g_diff[k-1] - g_diff[k], plus the start
+        np.subtract(g_diff[..., :-1], g_diff[..., 1:], out=g_value[..., 1:-1])
+        g_value[..., 0] = -g_diff[..., 0] - z0 * inv_init
+        g_value[..., -1] = g_diff[..., -1]
+        grads = {"sigma": (q - steps) * inv_sigma, "init_sigma": (z0 * z0 - 1.0) * inv_init}
+        return lp, (g_value,) + tuple(grads[name] for name in names)
+    return kernel
 
 
 def _grw_single_kernel(length: int, names: list[str], fixed: dict[str, float], c: float):

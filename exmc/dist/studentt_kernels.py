@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy.special import digamma, gammaln
 
+from exmc import accel
 from exmc._numeric import LOG_PI, as_float
 from exmc.dist.kernels import constant, scalar_log
 
@@ -107,11 +108,22 @@ def studentt_observed_kernel(y: np.ndarray, varying: tuple[tuple[str, tuple[int,
     return kernel
 
 
-def studentt_log_scale_kernel(y: np.ndarray, loc: Any, df: float | None, batched: bool) -> Callable:
+def studentt_log_scale_kernel(y: np.ndarray, loc: Any, df: float | None, batched: bool,
+                              engine: str | None = None) -> Callable:
     """``kernel(eta[, df]) -> (lp, grads)`` of ``y ~ StudentT(df, loc, exp(eta))`` with ``eta``
     of ``y``'s shape (a leading chain axis when batched), a constant ``loc`` (broadcasting against
     ``y``) and ``df`` a constant scalar, or ``None`` when it is the kernel's second input (a scalar,
-    ``(C,)`` when batched); see the module docstring."""
+    ``(C,)`` when batched); see the module docstring.
+
+    ``engine`` (default: :func:`exmc.accel.grad_kernel`'s choice) ``"numba"`` gives the compiled
+    twin of :mod:`exmc.dist.kernels_numba` where it has one (data of one axis), ``"numpy"`` this
+    module's kernel, its oracle."""
+    if accel.grad_kernel(engine) == "numba":
+        from exmc.dist import kernels_numba
+
+        compiled = kernels_numba.studentt_log_scale_kernel(y, loc, df, batched)
+        if compiled is not None:
+            return accel.mark(compiled, "numba")
     y = as_float(y)
     centred = np.broadcast_to(y - constant(loc), y.shape)
     y2 = np.ascontiguousarray(centred * centred)

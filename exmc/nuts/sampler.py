@@ -360,6 +360,7 @@ def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where
         "max_tree_depth": options.max_tree_depth,
         # Which implementation ran the transitions (exmc.nuts.tree.TREE_ENV): "numba" or "numpy".
         "tree_kernel": kernel,
+        "grad_kernel": getattr(model, "grad_kernel", None),  # exmc.accel: "numba"/"numpy" (None: not exmc's)
         "layout": options.layout.kind,
         "layout_reason": options.layout.reason,
         # Which recorded variables are deterministics (the rest are free rvs): displays plot the

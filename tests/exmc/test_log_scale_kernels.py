@@ -3,8 +3,11 @@
 scale (:func:`exmc.dist.normal_kernels.normal_log_scale_kernel`), both fused by :mod:`exmc.fusion`,
 and the unbatched GaussianRandomWalk latent kernel. Each against its plain oracle (``logp_and_grads``
 of the scale ``exp(eta)``, the chain rule through the ``exp`` written out) and against finite
-differences of its own log-density, single and batched."""
+differences of its own log-density, single and batched. Every test runs with each gradient
+engine (``EXMC_GRAD``, :mod:`exmc.accel`): the numpy kernels and their compiled twins."""
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -14,6 +17,15 @@ from exmc.dist.normal_kernels import normal_log_scale_kernel
 from exmc.dist.studentt_kernels import studentt_log_scale_kernel
 
 from dist_checks import assert_close_grad, numerical_gradient
+
+
+
+@pytest.fixture(autouse=True, params=["numpy", pytest.param("numba", marks=pytest.mark.skipif(
+    importlib.util.find_spec("numba") is None, reason="numba not installed"))])
+def engine(request, monkeypatch):
+    monkeypatch.setenv("EXMC_GRAD", request.param)
+    return request.param
+
 
 CHAINS = 3
 rng = np.random.default_rng(1401)
