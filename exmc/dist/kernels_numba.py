@@ -9,19 +9,22 @@ Optional (the ``fast`` extra): :func:`exmc.accel.grad_kernel` selects them when 
 arguments, returns a kernel of the same signature and results (``(lp, grads)``, the same shapes,
 batched or not), and is called by that numpy factory when the switch says ``numba``.
 
-Why: at T = 100 a numpy call costs 0.5-1 µs whatever it computes, and the two kernels make 13 of
+Why: at T = 100 a numpy call costs 0.3-1 µs whatever it computes, and the two kernels make 13 of
 the SV gradient's 15 numpy calls (measured 2026-12-03 on this 2-core box, CPU time, best of N:
-StudentT 7.4 µs, the walk 4.0 µs, the whole gradient 13-15 µs on a loaded box, 15.9 µs in the
-quiet step-cost table). Written as loops, each kernel is one compiled call of ~1 µs (the exp and
-log of 100 entries and the dispatch): numpy could not get under ~8 µs for the gradient.
+StudentT 7.3 µs, the walk 3.6 µs, the whole gradient 14.4 µs on a loaded box, 15.9 µs in the
+quiet step-cost table): numpy could not get under ~8 µs for the gradient. Written as loops, the
+StudentT kernel is 1.6 µs (the libm ``exp`` and ``log`` of 100 entries are ~1 µs of it), the walk
+0.7 µs, the gradient 4.2 µs. Outputs are allocated by numpy and filled in place: boxing an array
+that numba allocated costs ~0.5 µs a call.
 
 Floating point: the formulas are the numpy kernels' (see their docstrings), but the loops sum in
 entry order where numpy reduces pairwise or by BLAS and numba's ``exp``/``log`` are libm's, not
-numpy's SIMD loops: results agree to ~1e-14 relative, not bit for bit (so a model's draws differ
-between the switch's two settings; with one setting they are reproducible, and the same in pool,
-sequential and vectorized runs: a batched kernel runs each row through the single kernel's code).
-``digamma`` is :func:`_digamma` (numba has none): recurrence to x >= 10, then the asymptotic
-series, within ~1e-15 of scipy's.
+numpy's SIMD loops: results agree to ~1e-14 relative, not bit for bit, so a model's draws may
+differ between the switch's two settings; with one setting they are reproducible, the same in pool
+and sequential runs, and a batched kernel runs each row through the single kernel's code, so a
+row of a batched gradient is the single gradient's bits. ``error_model="numpy"``: a division by
+zero gives inf or nan as in numpy, never an exception. ``digamma`` is :func:`_digamma` (numba has
+none): recurrence to x >= 10, then the asymptotic series, within ~1e-13 of scipy's.
 
 Compiled with ``cache=True``: ``make install`` fills numba's on-disk cache (:func:`warm_up`), a
 process then loads the kernels in ~0.1 s at its first model with these terms.

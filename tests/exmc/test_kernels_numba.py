@@ -173,6 +173,20 @@ def test_the_switch_is_read_when_a_model_is_compiled(monkeypatch):
         exmc.compile(bench_models.sv_ir())
 
 
+@needs_numba
+def test_a_batched_sv_gradient_row_is_the_single_gradient(monkeypatch):
+    sys.path.insert(0, str(BENCH))
+    import bench_models
+
+    monkeypatch.setenv(accel.GRAD_ENV, "numba")
+    model = exmc.compile(bench_models.sv_ir())
+    theta = np.random.default_rng(5).normal(scale=0.3, size=(3, model.dim))
+    lps, grads = model.logp_and_grad(theta)
+    for c in range(3):
+        lp, grad = model.logp_and_grad(theta[c])
+        assert lp == lps[c] and np.array_equal(grad, grads[c])
+
+
 def test_without_numba_auto_gives_numpy_and_numba_raises(monkeypatch):
     monkeypatch.setitem(accel._imports, accel.KERNELS_MODULE, ImportError("No module named 'numba'"))
     monkeypatch.delenv(accel.GRAD_ENV, raising=False)
