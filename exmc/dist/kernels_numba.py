@@ -210,10 +210,17 @@ def _grw_ordered(x, a, b, a_is_sigma, c, g):
 
 
 @njit(cache=True, error_model="numpy")
-def _grw_batched(x, sigma, init_sigma, c, lp, g, g_sigma, g_init):
-    """Every row of ``x`` ``(C, T)`` with ``sigma``, ``init_sigma`` of shape ``(C,)``."""
+def _grw_batched(x, a, b, a_is_sigma, c, lp, g, g_a, g_b):
+    """:func:`_grw_ordered` on every row of ``x`` ``(C, T)``, with ``a`` and ``b`` of shape ``(C,)``."""
     for i in range(x.shape[0]):
-        lp[i], g_sigma[i], g_init[i] = _grw_row(x[i], sigma[i], init_sigma[i], c, g[i])
+        lp[i], g_a[i], g_b[i] = _grw_ordered(x[i], a[i], b[i], a_is_sigma, c, g[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _grw_batched_fixed(x, a, b, a_is_sigma, c, lp, g, g_a):
+    """:func:`_grw_batched` with a constant ``b`` (a float) and only ``d/da`` returned."""
+    for i in range(x.shape[0]):
+        lp[i], g_a[i], _ = _grw_ordered(x[i], a[i], b, a_is_sigma, c, g[i])
 
 
 def grw_latent_kernel(length: int, names: list[str], fixed: dict[str, float], c: float,
@@ -222,49 +229,53 @@ def grw_latent_kernel(length: int, names: list[str], fixed: dict[str, float], c:
     ``kernel(value, *given)`` with ``given`` the varying ``names`` (``sigma``, ``init_sigma``),
     ``fixed`` the constant ones and ``c`` the constant ``-T log(2 pi) / 2``."""
     empty = np.empty
-    if not batched:
-        a_is_sigma = names[0] == "sigma"
-        if len(names) == 1:
-            other = fixed["init_sigma" if a_is_sigma else "sigma"]
-
+    a_is_sigma = names[0] == "sigma"
+    if len(names) == 1:
+        other = fixed["init_sigma" if a_is_sigma else "sigma"]
+        if batched:
             def kernel(value, a):
-                g = empty(length)
-                lp, g_a, _ = _grw_ordered(value, a, other, a_is_sigma, c, g)
+                chains = value.shape[0]
+                lp, g, g_a = empty(chains), empty(value.shape), empty(chains)
+                _grw_batched_fixed(value, a, other, a_is_sigma, c, lp, g, g_a)
                 return lp, (g, g_a)
             return kernel
 
-        def kernel(value, a, b):
+        def kernel(value, a):
             g = empty(length)
-            lp, g_a, g_b = _grw_ordered(value, a, b, a_is_sigma, c, g)
+            lp, g_a, _ = _grw_ordered(value, a, other, a_is_sigma, c, g)
+            return lp, (g, g_a)
+        return kernel
+    if batched:
+        def kernel(value, a, b):
+            chains = value.shape[0]
+            lp, g, g_a, g_b = empty(chains), empty(value.shape), empty(chains), empty(chains)
+            _grw_batched(value, a, b, a_is_sigma, c, lp, g, g_a, g_b)
             return lp, (g, g_a, g_b)
         return kernel
 
-    def kernel(value, *given):
-        args = dict(zip(names, given))
-        chains = value.shape[0]
-        sigma = args["sigma"] if "sigma" in args else np.full(chains, fixed["sigma"])
-        init_sigma = args["init_sigma"] if "init_sigma" in args else np.full(chains, fixed["init_sigma"])
-        lp, g, g_sigma, g_init = empty(chains), empty(value.shape), empty(chains), empty(chains)
-        _grw_batched(value, np.asarray(sigma, dtype=np.float64), np.asarray(init_sigma, dtype=np.float64), c,
-                     lp, g, g_sigma, g_init)
-        grads = {"sigma": g_sigma, "init_sigma": g_init}
-        return lp, (g,) + tuple(grads[name] for name in names)
+    def kernel(value, a, b):
+        g = empty(length)
+        lp, g_a, g_b = _grw_ordered(value, a, b, a_is_sigma, c, g)
+        return lp, (g, g_a, g_b)
     return kernel
 
 
 def warm_up() -> None:
-    """Load (or compile, the first time on a machine: ~10 s) every kernel of this module for
-    float64 arguments, so that no sampling pays it."""
+    """Load (or compile, the first time on a machine: ~10 s) every kernel of this module for the
+    float64 arguments the programs pass, so that no sampling pays it: a value is a slice of theta
+    (contiguous when single, a block of columns of ``(C, dim)`` when batched) or a fresh array, a
+    batched scalar parameter a column of theta or a fresh ``(C,)`` array."""
     y = np.array([0.5, -1.0, 2.0])
-    # The layouts the programs pass: a slice of theta (contiguous when single, a block of
-    # columns of (C, dim) when batched) or a fresh array.
     theta, rows = np.zeros(5), np.zeros((2, 5))
-    for batched, x in ((False, theta[1:4]), (True, rows[:, 1:4]), (True, np.zeros((2, 3)))):
+    cases = [(False, theta[1:4], 4.0), (True, rows[:, 1:4], np.full(2, 4.0)), (True, np.zeros((2, 3)), np.full(2, 4.0))]
+    for batched, x, param in cases:
         studentt_log_scale_kernel(y, 0.0, 4.0, batched)(x)
-        df = np.full(2, 4.0) if batched else 4.0
-        studentt_log_scale_kernel(y, 0.0, None, batched)(x, df)
-        s = np.ones(2) if batched else 1.0
-        for names in (["sigma"], ["init_sigma"], ["sigma", "init_sigma"], ["init_sigma", "sigma"]):
+        studentt_log_scale_kernel(y, 0.0, None, batched)(x, param)
+        for names in (["sigma"], ["init_sigma"], ["sigma", "init_sigma"]):
             fixed = {"sigma": 1.0, "init_sigma": 1.0}
-            grw_latent_kernel(3, names, fixed, -1.0, batched)(x, *[s] * len(names))
+            grw_latent_kernel(3, names, fixed, -1.0, batched)(x, *[param] * len(names))
+    column = np.full((2, 5), 4.0)[:, 0]  # a column of theta: not contiguous
+    studentt_log_scale_kernel(y, 0.0, None, True)(rows[:, 1:4], column)
+    for names in (["sigma"], ["sigma", "init_sigma"]):
+        grw_latent_kernel(3, names, {"init_sigma": 1.0}, -1.0, True)(rows[:, 1:4], *[column] * len(names))
     _digamma(0.5)
