@@ -1,8 +1,9 @@
 """One chain from start to finish: initialization, Stan's adaptive warmup, sampling.
 
-``chain_steps`` is the whole chain as a generator of log-density requests; ``run_chain`` answers
-them at once (caller's process or pool worker), ``vectorized.run_vectorized`` batches them across
-chains. Both take only picklable arguments.
+``chain_steps`` is the whole chain as a generator of log-density requests, which
+``vectorized.run_vectorized`` batches across chains; ``run_chain`` (caller's process or pool
+worker) runs the same chain with transitions that evaluate the log-density themselves
+(``direct=True``, the same draws bit for bit). Both take only picklable arguments.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from exmc.nuts.stepsize import (
 )
 from exmc.nuts.trace import STAT_DTYPES, Trace
 from exmc.nuts.integrator import LogDensityError, drive, guarded_logp_and_grad
-from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, transition_kernel, transition_steps_function
+from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, transition_function, transition_kernel, transition_steps_function
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +228,8 @@ def run_chain(
     Floating-point warnings of the model (overflow far out in a divergent trajectory) are silenced:
     their consequences, non-finite energies, are handled as divergences."""
     with np.errstate(all="ignore"):
-        return drive(chain_steps(model, chain, seed, options, report, should_stop, on_draw), model.logp_and_grad)
+        return drive(chain_steps(model, chain, seed, options, report, should_stop, on_draw, direct=True),
+                     model.logp_and_grad)
 
 
 def chain_steps(
@@ -238,6 +240,8 @@ def chain_steps(
     report: Callable[[int, int, int, str, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_draw: Callable[[int, np.ndarray, Mapping[str, Any]], None] | None = None,
+    *,
+    direct: bool = False,
 ) -> Generator[np.ndarray, tuple[float, np.ndarray], Trace]:
     """Sample one chain of ``model`` (an ``exmc.compile``d model) and return its :class:`Trace`.
 
@@ -251,7 +255,10 @@ def chain_steps(
     A generator: every leapfrog position of every trajectory is yielded and its guarded
     ``(lp, grad)`` is expected back (``integrator.drive`` answers at once; the vectorized driver
     batches the requests of all chains). Initialization and the step-size heuristic, a handful of
-    evaluations, call ``model.logp_and_grad`` directly. Drivers set ``np.errstate``.
+    evaluations, call ``model.logp_and_grad`` directly. Drivers set ``np.errstate``. With
+    ``direct=True`` the transitions call it too (:func:`exmc.nuts.tree.transition_function`: the
+    same draws bit for bit, without the generators' cost per leapfrog step), and the generator
+    yields nothing: the sequential driver, :func:`run_chain`.
 
     Raises :class:`~exmc.nuts.errors.InitializationError` when no finite initial point exists,
     :class:`~exmc.nuts.errors.SamplerError` when adaptation overflows, and
@@ -260,7 +267,7 @@ def chain_steps(
     """
     where = _Where()
     try:
-        return (yield from _chain_body(model, chain, seed, options, report, should_stop, on_draw, where))
+        return (yield from _chain_body(model, chain, seed, options, report, should_stop, on_draw, where, direct))
     except LogDensityError as exc:
         raise ModelError(chain, where.iteration, where.phase, str(exc)) from exc.cause
 
@@ -275,11 +282,12 @@ class _Where:
         self.iteration = 0
 
 
-def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where: _Where):
+def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where: _Where, direct: bool):
     """The body of :func:`chain_steps` (which turns a :class:`LogDensityError` into a ModelError)."""
     dropped = dropped_deterministics(model, options.keep_deterministics)
     kernel = transition_kernel()
     nuts_transition_steps = transition_steps_function(kernel)
+    nuts_transition = transition_function(kernel) if direct else None
     rng = np.random.default_rng(seed)
     logp_and_grad = model.logp_and_grad
     total = options.num_warmup + options.num_samples
@@ -306,7 +314,10 @@ def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where
     where.phase, where.iteration = ("warmup" if options.num_warmup else "sampling"), 1
     start = time.perf_counter()
     for i in range(options.num_warmup):
-        t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+        if direct:
+            t = nuts_transition(logp_and_grad, metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+        else:
+            t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
         q, lp, grad = t.q, t.lp, t.grad
         divergences += t.divergent
         warmup_steps += t.n_steps
@@ -328,7 +339,10 @@ def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where
     stats = {name: np.empty(n, dtype=dtype) for name, dtype in STAT_DTYPES.items()}
     divergences = 0
     for i in range(n):
-        t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+        if direct:
+            t = nuts_transition(logp_and_grad, metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+        else:
+            t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
         q, lp, grad = t.q, t.lp, t.grad
         positions[i] = q
         stats["lp"][i] = lp
