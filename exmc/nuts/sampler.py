@@ -7,9 +7,11 @@ worker) runs the same chain with transitions that evaluate the log-density thems
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -214,6 +216,28 @@ def constrained_draws(model, positions: np.ndarray, dropped: frozenset[str]) -> 
     return model.to_constrained(positions)
 
 
+#: The variables through which a user chooses BLAS's threads; pool workers start with all three at
+#: 1 unless the user set them (``exmc.nuts.pool.SINGLE_THREADED_BLAS``).
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def single_threaded_blas() -> contextlib.AbstractContextManager:
+    """One BLAS thread in this process while the context lasts (``threadpoolctl``), unless the user
+    chose the thread count through :data:`BLAS_THREAD_VARIABLES` (then nothing changes).
+
+    Why: a chain's draws depend on how BLAS splits its sums, and pool workers run single-threaded
+    BLAS, so a chain run in the caller's process with OpenBLAS's default threads gave other draws
+    than the same chain in the pool (bench SV, d = 102: its low-rank metric's 102 x 102 products).
+    And on a busy 2-core box those threads cost more than they save: one 102 x 102 ``eigh`` took
+    0.2 s of CPU with 2 threads against 0.8 ms with one (measured 2026-12-03), 1 s of the SV
+    chain's 4 s. The limit is process-wide: BLAS calls of other threads meanwhile run with it."""
+    if any(name in os.environ for name in BLAS_THREAD_VARIABLES):
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
+
+
 def run_chain(
     model: CompiledModel,
     chain: int,
@@ -226,8 +250,9 @@ def run_chain(
     """Sample one chain, evaluating the log-density directly (see :func:`chain_steps`).
 
     Floating-point warnings of the model (overflow far out in a divergent trajectory) are silenced:
-    their consequences, non-finite energies, are handled as divergences."""
-    with np.errstate(all="ignore"):
+    their consequences, non-finite energies, are handled as divergences. BLAS runs single-threaded
+    for the chain's duration, as in pool workers (:func:`single_threaded_blas`)."""
+    with np.errstate(all="ignore"), single_threaded_blas():
         return drive(chain_steps(model, chain, seed, options, report, should_stop, on_draw, direct=True),
                      model.logp_and_grad)
 

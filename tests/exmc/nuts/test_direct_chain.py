@@ -87,3 +87,17 @@ def test_a_model_bug_inside_a_trajectory_is_the_same_model_error_in_both_drivers
         errors.append((str(info.value), type(info.value.__cause__)))
     assert errors[0] == errors[1]
     assert "chain 0, sampling iteration" in errors[0][0] and errors[0][1] is KeyError
+
+
+def test_a_chain_in_this_process_gives_the_pools_draws_at_102_dimensions():
+    # The automatic metric's estimate (matrix products and eigendecompositions of 102 x 102
+    # matrices) rounds differently with OpenBLAS's threads; pool workers run one thread, and so
+    # must a chain run here, or the two modes give other draws (they did for the bench's SV).
+    from exmc.nuts import Sampler
+
+    model = _correlated(dim=102, rho=0.999)
+    kw = dict(num_samples=40, num_warmup=500, seed=4, keep_deterministics=False)
+    here = Sampler.sample_chains(model, 1, parallel=False, **kw)[0]
+    pooled = Sampler.sample_chains(model, 1, parallel=True, max_workers=1, **kw)[0]
+    assert here.info["metric"] == "lowrank"  # the metric went through the 102 x 102 estimate
+    np.testing.assert_array_equal(here.unconstrained, pooled.unconstrained)
