@@ -107,7 +107,7 @@ def _velocity(W, I, M, C, p, out):
         for i in range(d):
             out[i] = inv[i] * p[i]
     elif kind == MATRIX:
-        out[:] = np.dot(p, M)
+        np.dot(p, M, out)  # into out: no temporary (BLAS dgemv either way)
     else:
         scale = W[MDIAG]
         x = np.empty(d)
@@ -482,18 +482,19 @@ def nuts_transition(logp_and_grad, metric, q, lp, grad, step_size, rng, max_dept
     on the bench's logistic model (measured 2026-12-03 with its gradients replayed)."""
     ws, idle, q_out, status = _begin(metric, q, lp, grad, step_size, rng, max_depth, max_delta_h)
     W, S, I, M, C = ws.W, ws.S, ws.I, ws.M, ws.C
-    dim = q.shape[-1]
+    dim, empty, kernel = q.shape[-1], np.empty, step
     while status:
         try:
             lp, g = logp_and_grad(q_out)
         except Exception as exc:  # noqa: BLE001 - domain errors are divergences, others LogDensityError
             lp, g = failed_evaluation(exc, q_out)
         else:
-            lp = float(lp)
+            if type(lp) is not float:
+                lp = float(lp)
             if lp != lp or lp == _INF:  # guarded_logp_and_grad: no valid density there
                 lp, g = _NEG_INF, np.zeros_like(q_out)
-        q_out = np.empty(dim)
-        status = step(W, S, I, M, C, g, lp, q_out)
+        q_out = empty(dim)
+        status = kernel(W, S, I, M, C, g, lp, q_out)
     return _finish(ws, idle)
 
 
