@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Mapping
+from typing import Any, Callable, Generator, Iterator, Mapping
 
 import numpy as np
 
@@ -221,7 +221,8 @@ def constrained_draws(model, positions: np.ndarray, dropped: frozenset[str]) -> 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def single_threaded_blas() -> contextlib.AbstractContextManager:
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
     """One BLAS thread in this process while the context lasts (``threadpoolctl``), unless the user
     chose the thread count through :data:`BLAS_THREAD_VARIABLES` (then nothing changes).
 
@@ -230,12 +231,33 @@ def single_threaded_blas() -> contextlib.AbstractContextManager:
     than the same chain in the pool (bench SV, d = 102: its low-rank metric's 102 x 102 products).
     And on a busy 2-core box those threads cost more than they save: one 102 x 102 ``eigh`` took
     0.2 s of CPU with 2 threads against 0.8 ms with one (measured 2026-12-03), 1 s of the SV
-    chain's 4 s. The limit is process-wide: BLAS calls of other threads meanwhile run with it."""
+    chain's 4 s. The limit is process-wide (BLAS calls of other threads meanwhile run with it);
+    chains of several threads at once share one limit, lifted when the last of them ends."""
+    global _blas_users, _blas_limit
     if any(name in os.environ for name in BLAS_THREAD_VARIABLES):
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
+        yield
+        return
+    with _blas_lock:
+        if _blas_users == 0:
+            from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(1, user_api="blas")
+            _blas_limit = threadpool_limits(1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limit is not None:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
+
+
+#: Guards the two fields below: ``_blas_users`` counts the chains inside :func:`single_threaded_blas`
+#: (>= 0); ``_blas_limit`` is the active ``threadpool_limits`` while that count is positive, else None.
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit: Any = None
 
 
 def run_chain(

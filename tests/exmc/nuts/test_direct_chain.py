@@ -101,3 +101,27 @@ def test_a_chain_in_this_process_gives_the_pools_draws_at_102_dimensions():
     pooled = Sampler.sample_chains(model, 1, parallel=True, max_workers=1, **kw)[0]
     assert here.info["metric"] == "lowrank"  # the metric went through the 102 x 102 estimate
     np.testing.assert_array_equal(here.unconstrained, pooled.unconstrained)
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return sorted(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+
+
+def test_overlapping_chains_share_one_blas_limit_lifted_by_the_last(monkeypatch):
+    from exmc.nuts.sampler import BLAS_THREAD_VARIABLES, single_threaded_blas
+
+    for name in BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    before = _blas_threads()
+    first, second = single_threaded_blas(), single_threaded_blas()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # chains in two threads: the first one ends first
+    assert set(_blas_threads()) == {1}
+    second.__exit__(None, None, None)
+    assert _blas_threads() == before
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # the user's choice: left alone
+    with single_threaded_blas():
+        assert _blas_threads() == before
