@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 LogpAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
+_INF = float("inf")
+_NEG_INF = -_INF
+
 #: The ``ValueError`` message of :mod:`math` functions outside their domain (``math.log(-1)``).
 MATH_DOMAIN_MESSAGE = "math domain error"
 
@@ -62,14 +65,22 @@ def guarded_logp_and_grad(logp_and_grad: LogpAndGrad, q: np.ndarray) -> tuple[fl
     try:
         lp, grad = logp_and_grad(q)
     except Exception as exc:  # noqa: BLE001 - sorted into domain errors and bugs below
-        if not is_domain_error(exc):
-            raise LogDensityError(exc, q) from exc
-        logger.debug("log-density raised %r at %s; treated as divergence", exc, q)
-        return -np.inf, np.zeros_like(q)
+        return failed_evaluation(exc, q)
     lp = float(lp)
-    if lp != lp or lp == np.inf:  # NaN or +inf: no valid density there
-        return -np.inf, np.zeros_like(q)
+    if lp != lp or lp == _INF:  # NaN or +inf: no valid density there
+        return _NEG_INF, np.zeros_like(q)
     return lp, grad
+
+
+def failed_evaluation(exc: Exception, q: np.ndarray) -> tuple[float, np.ndarray]:
+    """What :func:`guarded_logp_and_grad` answers when the log-density raised ``exc`` at ``q``:
+    ``(-inf, zeros)`` for a domain error; any other exception is raised as
+    :class:`LogDensityError`. For drivers that inline the guard's fast path (the direct transition
+    of :mod:`exmc.nuts.tree_numba`)."""
+    if not is_domain_error(exc):
+        raise LogDensityError(exc, q) from exc
+    logger.debug("log-density raised %r at %s; treated as divergence", exc, q)
+    return _NEG_INF, np.zeros_like(q)
 
 
 def leapfrog_steps(

@@ -225,8 +225,10 @@ class AutoMetricEstimator:
         all under the unit metric; on kilpisjarvi (``max_treedepth`` 15) those 100 iterations
         took 2¹⁵ steps each, 95 % of the chain's gradients. The gradients reveal the correlations
         long before the draws have explored them (see :func:`fisher_directions`)."""
+        if n_steps < PROBE_MIN_STEPS:  # the common case, first: this runs every warmup iteration
+            return None
         latest = max(MIN_DRAWS, int(PROBE_DRAWS_PER_DIM * self.dim) + 1)
-        if n_steps < PROBE_MIN_STEPS or len(self._recent_draws) < latest or not self._enough(latest):
+        if len(self._recent_draws) < latest or not self._enough(latest):
             return None
         metric, choice = self._lowrank(self._recent_draws[-latest:], self._recent_grads[-latest:], iteration,
                                        "lowrank-early")

@@ -1,18 +1,21 @@
 """One chain from start to finish: initialization, Stan's adaptive warmup, sampling.
 
-``chain_steps`` is the whole chain as a generator of log-density requests; ``run_chain`` answers
-them at once (caller's process or pool worker), ``vectorized.run_vectorized`` batches them across
-chains. Both take only picklable arguments.
+``chain_steps`` is the whole chain as a generator of log-density requests, which
+``vectorized.run_vectorized`` batches across chains; ``run_chain`` (caller's process or pool
+worker) runs the same chain with transitions that evaluate the log-density themselves
+(``direct=True``, the same draws bit for bit). Both take only picklable arguments.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Mapping
+from typing import Any, Callable, Generator, Iterator, Mapping
 
 import numpy as np
 
@@ -31,7 +34,7 @@ from exmc.nuts.stepsize import (
 )
 from exmc.nuts.trace import STAT_DTYPES, Trace
 from exmc.nuts.integrator import LogDensityError, drive, guarded_logp_and_grad
-from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, transition_kernel, transition_steps_function
+from exmc.nuts.tree import DEFAULT_MAX_TREE_DEPTH, transition_function, transition_kernel, transition_steps_function
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +216,50 @@ def constrained_draws(model, positions: np.ndarray, dropped: frozenset[str]) -> 
     return model.to_constrained(positions)
 
 
+#: The variables through which a user chooses BLAS's threads; pool workers start with all three at
+#: 1 unless the user set them (``exmc.nuts.pool.SINGLE_THREADED_BLAS``).
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """One BLAS thread in this process while the context lasts (``threadpoolctl``), unless the user
+    chose the thread count through :data:`BLAS_THREAD_VARIABLES` (then nothing changes).
+
+    Why: a chain's draws depend on how BLAS splits its sums, and pool workers run single-threaded
+    BLAS, so a chain run in the caller's process with OpenBLAS's default threads gave other draws
+    than the same chain in the pool (bench SV, d = 102: its low-rank metric's 102 x 102 products).
+    And on a busy 2-core box those threads cost more than they save: one 102 x 102 ``eigh`` took
+    0.2 s of CPU with 2 threads against 0.8 ms with one (measured 2026-12-03), 1 s of the SV
+    chain's 4 s. The limit is process-wide (BLAS calls of other threads meanwhile run with it);
+    chains of several threads at once share one limit, lifted when the last of them ends."""
+    global _blas_users, _blas_limit
+    if any(name in os.environ for name in BLAS_THREAD_VARIABLES):
+        yield
+        return
+    with _blas_lock:
+        if _blas_users == 0:
+            from threadpoolctl import threadpool_limits
+
+            _blas_limit = threadpool_limits(1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limit is not None:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
+
+
+#: Guards the two fields below: ``_blas_users`` counts the chains inside :func:`single_threaded_blas`
+#: (>= 0); ``_blas_limit`` is the active ``threadpool_limits`` while that count is positive, else None.
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit: Any = None
+
+
 def run_chain(
     model: CompiledModel,
     chain: int,
@@ -225,9 +272,11 @@ def run_chain(
     """Sample one chain, evaluating the log-density directly (see :func:`chain_steps`).
 
     Floating-point warnings of the model (overflow far out in a divergent trajectory) are silenced:
-    their consequences, non-finite energies, are handled as divergences."""
-    with np.errstate(all="ignore"):
-        return drive(chain_steps(model, chain, seed, options, report, should_stop, on_draw), model.logp_and_grad)
+    their consequences, non-finite energies, are handled as divergences. BLAS runs single-threaded
+    for the chain's duration, as in pool workers (:func:`single_threaded_blas`)."""
+    with np.errstate(all="ignore"), single_threaded_blas():
+        return drive(chain_steps(model, chain, seed, options, report, should_stop, on_draw, direct=True),
+                     model.logp_and_grad)
 
 
 def chain_steps(
@@ -238,6 +287,8 @@ def chain_steps(
     report: Callable[[int, int, int, str, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_draw: Callable[[int, np.ndarray, Mapping[str, Any]], None] | None = None,
+    *,
+    direct: bool = False,
 ) -> Generator[np.ndarray, tuple[float, np.ndarray], Trace]:
     """Sample one chain of ``model`` (an ``exmc.compile``d model) and return its :class:`Trace`.
 
@@ -251,7 +302,10 @@ def chain_steps(
     A generator: every leapfrog position of every trajectory is yielded and its guarded
     ``(lp, grad)`` is expected back (``integrator.drive`` answers at once; the vectorized driver
     batches the requests of all chains). Initialization and the step-size heuristic, a handful of
-    evaluations, call ``model.logp_and_grad`` directly. Drivers set ``np.errstate``.
+    evaluations, call ``model.logp_and_grad`` directly. Drivers set ``np.errstate``. With
+    ``direct=True`` the transitions call it too (:func:`exmc.nuts.tree.transition_function`: the
+    same draws bit for bit, without the generators' cost per leapfrog step), and the generator
+    yields nothing: the sequential driver, :func:`run_chain`.
 
     Raises :class:`~exmc.nuts.errors.InitializationError` when no finite initial point exists,
     :class:`~exmc.nuts.errors.SamplerError` when adaptation overflows, and
@@ -260,7 +314,7 @@ def chain_steps(
     """
     where = _Where()
     try:
-        return (yield from _chain_body(model, chain, seed, options, report, should_stop, on_draw, where))
+        return (yield from _chain_body(model, chain, seed, options, report, should_stop, on_draw, where, direct))
     except LogDensityError as exc:
         raise ModelError(chain, where.iteration, where.phase, str(exc)) from exc.cause
 
@@ -275,11 +329,12 @@ class _Where:
         self.iteration = 0
 
 
-def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where: _Where):
+def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where: _Where, direct: bool):
     """The body of :func:`chain_steps` (which turns a :class:`LogDensityError` into a ModelError)."""
     dropped = dropped_deterministics(model, options.keep_deterministics)
     kernel = transition_kernel()
     nuts_transition_steps = transition_steps_function(kernel)
+    nuts_transition = transition_function(kernel) if direct else None
     rng = np.random.default_rng(seed)
     logp_and_grad = model.logp_and_grad
     total = options.num_warmup + options.num_samples
@@ -306,7 +361,10 @@ def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where
     where.phase, where.iteration = ("warmup" if options.num_warmup else "sampling"), 1
     start = time.perf_counter()
     for i in range(options.num_warmup):
-        t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+        if direct:
+            t = nuts_transition(logp_and_grad, metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+        else:
+            t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
         q, lp, grad = t.q, t.lp, t.grad
         divergences += t.divergent
         warmup_steps += t.n_steps
@@ -328,7 +386,10 @@ def _chain_body(model, chain, seed, options, report, should_stop, on_draw, where
     stats = {name: np.empty(n, dtype=dtype) for name, dtype in STAT_DTYPES.items()}
     divergences = 0
     for i in range(n):
-        t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+        if direct:
+            t = nuts_transition(logp_and_grad, metric, q, lp, grad, step_size, rng, options.max_tree_depth)
+        else:
+            t = yield from nuts_transition_steps(metric, q, lp, grad, step_size, rng, options.max_tree_depth)
         q, lp, grad = t.q, t.lp, t.grad
         positions[i] = q
         stats["lp"][i] = lp

@@ -336,16 +336,37 @@ def transition_steps_function(kernel: str) -> Callable[..., Generator[np.ndarray
     """:func:`nuts_transition_steps` for ``kernel="numpy"``; for ``"numba"`` the compiled kernel's
     (same arguments, requests, random draws and result), which hands metrics or generators it does
     not support (:func:`exmc.nuts.tree_numba.supports`) to :func:`nuts_transition_steps`."""
+    return _kernel_function(kernel, direct=False)
+
+
+def transition_function(kernel: str) -> Callable[..., Transition]:
+    """The transition of :func:`transition_steps_function` evaluating the log-density itself:
+    ``transition(logp_and_grad, metric, q, lp, grad, step_size, rng, max_depth, max_delta_h)``,
+    :func:`nuts_transition` for ``"numpy"``, for ``"numba"`` the compiled kernel's direct loop
+    (:func:`exmc.nuts.tree_numba.nuts_transition`; the same draws bit for bit)."""
+    return _kernel_function(kernel, direct=True)
+
+
+def _kernel_function(kernel: str, direct: bool) -> Callable:
+    plain = nuts_transition if direct else nuts_transition_steps
     if kernel == "numpy":
-        return nuts_transition_steps
+        return plain
     if kernel != "numba":
         raise ValueError(f"unknown tree kernel {kernel!r}: expected one of {TREE_KERNELS}")
     from exmc.nuts import tree_numba
 
-    compiled, supports = tree_numba.nuts_transition_steps, tree_numba.supports
+    supports = tree_numba.supports
+    if direct:
+        compiled = tree_numba.nuts_transition
+
+        def transition(logp_and_grad, metric, q, lp, grad, step_size, rng, max_depth=DEFAULT_MAX_TREE_DEPTH,
+                       max_delta_h=MAX_DELTA_H):
+            run = compiled if supports(metric, rng) else plain
+            return run(logp_and_grad, metric, q, lp, grad, step_size, rng, max_depth, max_delta_h)
+        return transition
+    compiled_steps = tree_numba.nuts_transition_steps
 
     def steps(metric, q, lp, grad, step_size, rng, max_depth=DEFAULT_MAX_TREE_DEPTH, max_delta_h=MAX_DELTA_H):
-        if supports(metric, rng):
-            return compiled(metric, q, lp, grad, step_size, rng, max_depth, max_delta_h)
-        return nuts_transition_steps(metric, q, lp, grad, step_size, rng, max_depth, max_delta_h)
+        run = compiled_steps if supports(metric, rng) else plain
+        return run(metric, q, lp, grad, step_size, rng, max_depth, max_delta_h)
     return steps

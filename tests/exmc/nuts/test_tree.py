@@ -102,8 +102,8 @@ def _low_rank(dim: int, rank: int) -> LowRankMetric:
 @pytest.mark.parametrize("case", ["diag", "dense", "skewed", "failing", "divergent", "shallow", "deep",
                                   "lowrank", "lowrank-factored"])
 def test_iterative_tree_is_the_recursive_transcription_of_stan_bit_for_bit(case, kernel):
-    # "deep": 255-leaf trees, so the compiled kernel tops up its uniform buffer (64) within a
-    # transition; "lowrank-factored": dim 150 > LowRankMetric.DENSE_PRODUCT_MAX_DIM.
+    # "deep": 255-leaf trees, hundreds of uniforms in one transition; "lowrank-factored": dim
+    # 150 > LowRankMetric.DENSE_PRODUCT_MAX_DIM.
     model, metric, step_size, max_depth = {
         "diag": (Gaussian([0.5, -1.0, 2.0], np.diag([1.0, 4.0, 0.25])),
                  DiagonalMetric(np.array([1.0, 3.0, 0.5])), 0.4, 10),
@@ -129,7 +129,7 @@ def test_iterative_tree_is_the_recursive_transcription_of_stan_bit_for_bit(case,
         assert (a.lp, a.accept_prob, a.tree_depth, a.n_steps, a.divergent, a.energy) == (
             b.lp, b.accept_prob, b.tree_depth, b.n_steps, b.divergent, b.energy)
     # Each transition leaves the random stream where the reference leaves it (the compiled kernel
-    # draws its uniforms ahead and rewinds the generator over those it did not use).
+    # draws its uniforms from the generator's C interface).
     assert fast_stream == slow_stream
     if case in ("failing", "divergent"):
         assert any(t.divergent for t in fast)
@@ -143,7 +143,7 @@ def test_the_compiled_kernel_hands_other_generators_to_the_plain_path():
     q = np.array([0.1, 0.2])
     runs = []
     for kernel in ("numpy", "numba"):
-        rng = np.random.Generator(np.random.MT19937(3))  # no rewind: the compiled path cannot run it
+        rng = np.random.Generator(np.random.MT19937(3))  # not PCG64: the compiled path does not run it
         t = _transition_function(kernel)(model.logp_and_grad, metric, q, *model.logp_and_grad(q), 0.4, rng)
         runs.append((t, rng.random()))
     (a, ua), (b, ub) = runs
