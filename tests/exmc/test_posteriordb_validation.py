@@ -24,10 +24,21 @@ FAST_SUBSET = {"sblri-blr", "mesquite-logmesquite_logvolume"}
 SEED = 20240601
 
 
-@pytest.mark.timeout(1800)
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=() if name in FAST_SUBSET else pytest.mark.validate) for name in PORTED
-])
+#: The per-port time limit (s). The two ODE ports solve an ODE with sensitivities at every
+#: gradient (~6 ms a batched call) through Stan's adapt_delta 0.99 trees: lotka_volterra took
+#: 3241 s and one_comp_mm_elim_abs 3607 s in the last report (docs/validation.md); 1800 s cut
+#: them off, so ``make validate`` never finished them.
+TIMEOUT = 1800
+SLOW_TIMEOUT = {"hudson_lynx_hare-lotka_volterra": 3 * 3600, "one_comp_mm_elim_abs-one_comp_mm_elim_abs": 3 * 3600}
+
+
+def _marks(name: str) -> tuple:
+    if name in FAST_SUBSET:
+        return (pytest.mark.timeout(TIMEOUT),)
+    return (pytest.mark.validate, pytest.mark.timeout(SLOW_TIMEOUT.get(name, TIMEOUT)))
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=_marks(name)) for name in PORTED])
 def test_matches_reference_draws(name):
     posterior = posteriordb.load_posterior(name)
     check = validation.run(posterior, build(posterior), seed=SEED, **validation.stan_settings(posterior),
