@@ -20,7 +20,7 @@ import numpy as np
 
 from exmc.nuts.integrator import LogDensityError, guarded_logp_and_grad
 from exmc.nuts.progress import ProgressEvent, Throttle
-from exmc.nuts.sampler import SamplerOptions, chain_steps
+from exmc.nuts.sampler import SamplerOptions, chain_steps, single_threaded_blas
 from exmc.nuts.trace import Trace
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,10 @@ def run_vectorized(
     ``on_draw`` hook (see :func:`exmc.nuts.sampler.chain_steps`). Every trace's ``info`` records
     ``lockstep_chains``, the chain numbers of the group.
 
+    BLAS runs single-threaded for the group's duration, as in pool workers and
+    :func:`exmc.nuts.sampler.run_chain` (:func:`~exmc.nuts.sampler.single_threaded_blas`): a group
+    run here gives the draws of the same group run in a worker.
+
     Raises what a chain raises (e.g. ``InitializationError``), ``InterruptedError`` when
     ``should_stop()`` turns true.
     """
@@ -87,7 +91,7 @@ def run_vectorized(
     ]
     results: list[Trace | None] = [None] * len(chains)
     requests: dict[int, np.ndarray] = {}
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), single_threaded_blas():
         for c, steps in enumerate(chains):
             try:
                 requests[c] = next(steps)

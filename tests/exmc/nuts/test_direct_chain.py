@@ -125,3 +125,18 @@ def test_overlapping_chains_share_one_blas_limit_lifted_by_the_last(monkeypatch)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # the user's choice: left alone
     with single_threaded_blas():
         assert _blas_threads() == before
+
+
+def test_a_lockstep_group_in_this_process_gives_the_pools_draws_at_102_dimensions():
+    # The same for parallel="vectorized": the group runs here with one BLAS thread, as the same
+    # lockstep group (layout=2) does in a pool worker.
+    from exmc.nuts import Sampler
+
+    model = _correlated(dim=102, rho=0.999)
+    kw = dict(num_samples=40, num_warmup=500, seed=4, keep_deterministics=False)
+    here = Sampler.sample_chains(model, 2, parallel="vectorized", **kw)
+    pooled = Sampler.sample_chains(model, 2, parallel=True, max_workers=1, layout=2, **kw)
+    assert [t.info["lockstep_chains"] for t in pooled] == [[0, 1], [0, 1]]
+    assert here[0].info["metric"] == "lowrank"
+    for a, b in zip(here, pooled):
+        np.testing.assert_array_equal(a.unconstrained, b.unconstrained)
