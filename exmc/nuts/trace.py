@@ -28,7 +28,9 @@ class Trace(Mapping):
         info: ``chain``, ``seed``, ``spawn_key``, final ``step_size``, ``inverse_metric``,
             ``warmup_seconds``, ``sampling_seconds``, ``num_warmup``, ``warmup_steps`` (leapfrog
             steps spent in warmup), ``warmup_divergences``, ``max_tree_depth``, ``tree_kernel``
-            (``"numba"`` or ``"numpy"``: which implementation ran the transitions), ``deterministics``
+            (``"numba"`` or ``"numpy"``: which implementation ran the transitions), ``grad_kernel``
+            (``"numba"`` when a term of the model ran a compiled gradient kernel, else ``"numpy"``;
+            :mod:`exmc.accel`), ``deterministics``
             (names of the recorded deterministics); after a pool run also ``worker`` (the worker
             process id) and, after a run over several nodes, ``node`` (the node that ran it).
         unconstrained: the ``(num_samples, dim)`` draws on the sampler's unconstrained scale.

@@ -143,15 +143,17 @@ def test_a_clash_when_partitions_merge_keeps_the_older_name_and_tells_the_newer_
 
     try:
         older = pynode.spawn(G2, wait_forever)
-        for _ in range(3):
+        for _ in range(5):
             for other in (G1, G2):
                 erpc.call(G3, Node.disconnect, other, timeout=WAIT)
-            assert wait_until(g3_alone, timeout=WAIT)
+            # The partition may not form or hold: G3 can be dialled again from the other side
+            # (the mesh: G2 still saw G3 when G1 lost it) before or after the registration (seen
+            # at load 3-8). Then partition again; only the clash after the merge is under test.
+            if not wait_until(g3_alone, timeout=WAIT):
+                continue
             erpc.call(G1, global_names.register, "leader", older, timeout=WAIT)  # partition {G1, G2}
             if g3_alone() and erpc.call(G3, global_names.whereis, "leader", timeout=WAIT) is None:
                 break
-            # The partition did not hold (seen at load 8: G3 was dialled again from the other
-            # side between the disconnect and the registration); undo and partition again.
             erpc.call(G1, global_names.unregister, "leader", timeout=WAIT)
         else:
             pytest.fail("G3 could not be kept apart from G1 and G2")
