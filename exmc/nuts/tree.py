@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from functools import lru_cache, partial
 from typing import Callable, Generator, NamedTuple
 
 import numpy as np
 
+from exmc.accel import import_error
 from exmc.nuts.integrator import LogpAndGrad, drive, hamiltonian
 from exmc.nuts.metric import DiagonalMetric
 
@@ -307,29 +307,12 @@ def transition_kernel() -> str:
     return "numpy"
 
 
-#: Guards :data:`_kernel_import`. The first chain and the start-up warm-up thread
-#: (``exmc.nuts.sampler``) ask at once: a second thread's ``import`` of a module that another
-#: thread is still importing waits, then gets that module object even when its import failed, so
-#: the attempt is made once, under this lock, and its outcome kept.
-_kernel_import_lock = threading.Lock()
-#: ``None``: not tried yet; ``(None,)``: :mod:`exmc.nuts.tree_numba` imported; ``(exc,)``: its
-#: ``ImportError``. Written once, under :data:`_kernel_import_lock`.
-_kernel_import: tuple[ImportError | None] | None = None
-
-
 def _kernel_import_error() -> ImportError | None:
     """Import :mod:`exmc.nuts.tree_numba` once per process (numba's import; nothing compiled is
-    loaded yet): ``None`` when it imports, else its ``ImportError``."""
-    global _kernel_import
-    with _kernel_import_lock:
-        if _kernel_import is None:
-            try:
-                import exmc.nuts.tree_numba  # noqa: F401
-            except ImportError as exc:
-                _kernel_import = (exc,)
-            else:
-                _kernel_import = (None,)
-        return _kernel_import[0]
+    loaded yet): ``None`` when it imports, else its ``ImportError``. The first chain and the
+    start-up warm-up thread (``exmc.nuts.sampler``) ask at once, so the attempt is made once,
+    under a lock, and its outcome kept (:func:`exmc.accel.import_error`)."""
+    return import_error("exmc.nuts.tree_numba")
 
 
 def transition_steps_function(kernel: str) -> Callable[..., Generator[np.ndarray, tuple[float, np.ndarray], Transition]]:
